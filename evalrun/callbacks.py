@@ -1,0 +1,28 @@
+"""Hydra callback: after a sweep, write the summary (and report) from what the runs wrote.
+
+Only a caller: the work lives in ``evalrun.aggregate`` (and ``evalrun.report``), which
+can be re-run by hand. Hydra turns a callback's exception into a warning, so failures
+here are logged as errors that say which command to run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+class SummaryCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from evalrun import aggregate
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            aggregate.write_summary(sweep_dir)
+        except Exception as exc:  # noqa: BLE001 - Hydra would reduce it to a warning
+            log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)

@@ -1,0 +1,128 @@
+"""Validate a composed config before anything heavy happens, with errors that name the fix.
+
+Hydra already rejects unknown config-group options (``scheduler=foo`` lists the valid
+ones) and unknown keys; this module checks the values inside the groups.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from evalrun.errors import ConfigError
+
+TASKS = ("text2img", "edit", "class2img", "unconditional")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _diffusers_names(base: type) -> list[str]:
+    import diffusers
+
+    names = []
+    for name in dir(diffusers):
+        try:
+            obj = getattr(diffusers, name)
+        except Exception:  # optional backends raise on access
+            continue
+        if isinstance(obj, type) and issubclass(obj, base) and obj is not base:
+            names.append(name)
+    return sorted(names)
+
+
+def scheduler_class(name: str) -> type:
+    """The diffusers scheduler class called ``name``; unknown names list the valid ones."""
+    import diffusers
+    from diffusers import SchedulerMixin
+
+    obj = getattr(diffusers, str(name), None)
+    if not (isinstance(obj, type) and issubclass(obj, SchedulerMixin)):
+        valid = [n for n in _diffusers_names(SchedulerMixin) if n.endswith("Scheduler")]
+        raise ConfigError(f"unknown scheduler class {name!r}; valid: {', '.join(valid)}")
+    return obj
+
+
+def pipeline_class(name: str) -> type:
+    import diffusers
+    from diffusers import DiffusionPipeline
+
+    obj = getattr(diffusers, str(name), None)
+    if not (isinstance(obj, type) and issubclass(obj, DiffusionPipeline)):
+        valid = [n for n in _diffusers_names(DiffusionPipeline) if n.endswith("Pipeline")]
+        raise ConfigError(f"unknown pipeline class {name!r} (model.pipeline); valid include: {', '.join(valid[:40])}, ...")
+    return obj
+
+
+def looks_local(path: str) -> bool:
+    """Hub ids are ``owner/name``; anything absolute, relative-dotted, ~ or existing is a local path."""
+    p = str(path)
+    return p.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(p))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    # fp16 on GPU is what users of these checkpoints run; on CPU fp16 is slow and poorly supported.
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r} is not valid; use auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid value, before any model or data loads."""
+    from evalrun.metrics.registry import METRICS
+
+    model = cfg.model
+    if model.task not in TASKS:
+        raise ConfigError(f"model.task={model.task!r} is not valid; use one of {', '.join(TASKS)}")
+    pipeline_class(model.pipeline)
+    if model.path in (None, "", "???"):
+        raise ConfigError("model.path is empty; set it to a hub id (owner/name) or a local directory")
+    if looks_local(model.path) and not os.path.isdir(os.path.expanduser(str(model.path))):
+        raise ConfigError(f"model.path={model.path!r} does not exist or is not a directory; point it at a "
+                          f"pipeline saved with save_pretrained, or use a hub id such as {model.name}'s default")
+    if cfg.scheduler.class_name is not None:
+        scheduler_class(cfg.scheduler.class_name)
+    if not isinstance(OmegaConf.to_container(cfg.scheduler.kwargs), dict):
+        raise ConfigError("scheduler.kwargs must be a mapping of scheduler config overrides")
+    for key in ("steps", "num_images_per_prompt", "batch_size"):
+        _positive_int(cfg, key)
+    seed = cfg.seed
+    # `is not None`, not truthiness: seed 0 is a seed (lightning-hydra-template skips it).
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if model.task in ("text2img", "edit"):
+        for key in ("height", "width"):
+            _positive_int(cfg, key)
+            if cfg[key] % 8:
+                raise ConfigError(f"{key}={cfg[key]} must be a multiple of 8 (the VAE downsamples by 8)")
+    if not isinstance(cfg.guidance_scale, (int, float)) or cfg.guidance_scale < 0:
+        raise ConfigError(f"guidance_scale must be a number >= 0, got {cfg.guidance_scale!r}")
+    resolve_dtype(cfg.dtype, resolve_device(cfg.device))
+    for name in cfg.get("metrics") or {}:
+        if name not in METRICS:
+            raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
+
+
+def to_plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg

@@ -1,0 +1,35 @@
+"""Metric names -> classes, imported lazily so a run loads only what it scores."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Mapping
+
+from evalrun.errors import ConfigError
+from evalrun.metrics.base import Metric, MetricContext
+
+# name -> "module:Class". Lazy strings keep `import evalrun` light and let optional
+# dependencies (torch-fidelity for Inception) fail only when their metric is asked for.
+METRICS: dict[str, str] = {
+    "clip_score": "evalrun.metrics.clip_score:CLIPScore",
+}
+
+
+def metric_class(name: str) -> type[Metric]:
+    if name not in METRICS:
+        raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
+    module, cls = METRICS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_metric(name: str, settings: Mapping[str, Any] | None, context: MetricContext) -> Metric:
+    """Instantiate metric ``name`` with its config ``settings``; unknown keys name the valid ones."""
+    cls = metric_class(name)
+    settings = dict(settings or {})
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "context")]
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ConfigError(f"metric {name!r} has no setting(s) {', '.join(unknown)}; valid: {', '.join(allowed)}")
+    return cls(context=context, **settings)

@@ -1,0 +1,99 @@
+"""The real CLI on the tiny model: a single run, a sweep with its summary, resume, and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+
+def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli(f"hydra.run.dir={run_dir}", "num_images_per_prompt=2", "batch_size=3")
+    images = pd.read_csv(run_dir / "images.csv")
+    per_image = pd.read_csv(run_dir / "per_image.csv")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert len(images) == len(per_image) == 12  # 6 doc prompts x 2 images
+    assert sorted(images["image_index"].unique()) == [0, 1]
+    assert images["generator_seed"].nunique() == 12
+    for path in images["path"]:
+        with Image.open(run_dir / path) as im:
+            assert im.size == (32, 32) and im.mode == "RGB"
+    with Image.open(run_dir / "grid.png") as grid:
+        assert grid.size == (2 * 32, 6 * 32)  # prompts as rows, images as columns
+    assert len(metrics) == 1
+    row = metrics.iloc[0]
+    assert row["model"] == "tiny" and row["scheduler"] == "default" and row["seed"] == 0
+    assert row["steps"] == 4 and row["n_images"] == 12 and row["dtype"] == "float32"
+    assert row["clip_score"] == pytest.approx(per_image["clip_score"].mean(), rel=1e-12)
+    assert 0 <= per_image["clip_score"].min() and per_image["clip_score"].max() <= 100
+    record = json.loads((run_dir / "run.json").read_text())
+    prov = record["provenance"]
+    assert record["status"] == "complete" and record["higher_is_better"] == {"clip_score": True}
+    assert prov["smoke_model_random_weights"] is True
+    assert prov["scheduler_config"]["class"] == "PNDMScheduler"
+    assert prov["metrics"]["clip_score"]["clip_model"] == "evalrun/tiny-clip"
+    assert prov["versions"]["diffusers"] and prov["batch_size"] == 3
+
+
+def test_multirun_summary_equals_means_of_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli("scheduler=ddim,dpm", "seed=0,1", "prompts.limit=3", f"hydra.sweep.dir={sweep}", "-m")
+    runs = pd.concat([pd.read_csv(p) for p in sorted(sweep.glob("*/metrics.csv"))], ignore_index=True)
+    assert len(runs) == 4
+    assert sorted(zip(runs["scheduler"], runs["seed"])) == [("ddim", 0), ("ddim", 1), ("dpm", 0), ("dpm", 1)]
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 2 and list(summary.columns[:1]) == ["scheduler"]
+    for _, row in summary.iterrows():
+        values = runs.loc[runs["scheduler"] == row["scheduler"], "clip_score"]
+        assert row["clip_score_mean"] == pytest.approx(values.mean(), rel=1e-12)
+        assert row["clip_score_std"] == pytest.approx(values.std(ddof=1), rel=1e-9)
+        assert row["clip_score_n"] == 2 and row["seeds"] == "0 1"
+        assert row["clip_score_ci95_low"] < row["clip_score_mean"] < row["clip_score_ci95_high"]
+    # Different schedulers really ran: their images differ.
+    ddim = sorted(sweep.glob("*scheduler=ddim*seed=0*/images/00000_00.png"))[0]
+    dpm = sorted(sweep.glob("*scheduler=dpm*seed=0*/images/00000_00.png"))[0]
+    with Image.open(ddim) as a, Image.open(dpm) as b:
+        assert a.tobytes() != b.tobytes()
+
+
+def test_rerun_reuses_finished_run_and_images(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=2")
+    first = (run_dir / "metrics.csv").read_text()
+    mtime = (run_dir / "metrics.csv").stat().st_mtime_ns
+    proc = run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=2")
+    assert "already complete" in proc.stdout + proc.stderr
+    assert (run_dir / "metrics.csv").stat().st_mtime_ns == mtime
+    # An interrupted run (no run.json) keeps its finished images and recomputes the same numbers.
+    (run_dir / "run.json").unlink()
+    (run_dir / "images" / "00001_00.png").unlink()
+    proc = run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=2")
+    assert "reusing 1 finished images" in proc.stdout + proc.stderr
+    assert (run_dir / "metrics.csv").read_text() == first
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["scheduler=nosuch"], "Could not find 'scheduler/nosuch'"),
+    (["model=nosuch"], "Could not find 'model/nosuch'"),
+    (["scheduler.class_name=NoSuchScheduler"], "unknown scheduler class 'NoSuchScheduler'; valid: "),
+    (["model.path=/does/not/exist"], "model.path='/does/not/exist' does not exist"),
+    (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
+    (["seed=-1"], "seed must be a non-negative integer"),
+    (["height=30"], "height=30 must be a multiple of 8"),
+    (["dtype=float8"], "dtype='float8' is not valid"),
+    (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
+    proc = run_cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    if "scheduler" in overrides[0] and "class_name" not in overrides[0]:
+        assert "dpm_karras" in proc.stderr and "euler_a" in proc.stderr  # the valid options are listed
+    if "class_name" in overrides[0]:
+        assert "DPMSolverMultistepScheduler" in proc.stderr
