@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+from PIL import Image
 from tqdm.auto import tqdm
 
 from evalrun import __version__
 from evalrun.config import resolve_device, resolve_dtype, to_plain, validate
-from evalrun.generate import generate, image_jobs, make_grid
+from evalrun.generate import ImageJob, generate, image_jobs, make_grid
 from evalrun.metrics import ImageBatch, Metric, MetricContext, build_metric
 from evalrun.pipelines import load_pipeline, set_scheduler
 from evalrun.prompts import load_prompts
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 # such as image_guidance_scale or strength appear only for the tasks that define them).
 KNOBS = ("steps", "guidance_scale", "image_guidance_scale", "strength", "eta", "seed", "height", "width",
          "num_images_per_prompt", "batch_size", "num_images")
-# Hooks that task modules register to finish records once the pipeline is loaded (e.g. map
-# ImageNet class words to label ids with ``pipe.get_label_ids``).
-PREPARE_RECORDS: dict[str, Any] = {}
+# Hooks that task modules register: finish records once the pipeline is loaded (e.g. map
+# ImageNet class words to label ids with ``pipe.get_label_ids``), and draw a task's grid.
+PREPARE_RECORDS: dict[str, Callable[[Any, list[dict[str, Any]], DictConfig], list[dict[str, Any]]]] = {}
+GRID_MAKERS: dict[str, Callable[[list[np.ndarray], list[ImageJob], DictConfig], Image.Image]] = {}
 SCORE_BATCH = 64
 
 
@@ -44,7 +46,7 @@ def config_columns(cfg: DictConfig, device: torch.device, dtype: torch.dtype) ->
         "scheduler_kwargs": stable_json(to_plain(cfg.scheduler.kwargs)),
     }
     for knob in KNOBS:
-        if knob in cfg:
+        if cfg.get(knob) is not None:  # task-specific knobs are null for tasks without them
             cols[knob] = cfg[knob]
     cols.update({
         "prompts": prompts.name, "prompts_source": str(prompts.get("path") or prompts.get("dataset") or prompts.source),
@@ -113,7 +115,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # 5. Generate (reusing images an interrupted run already wrote).
     n_images = cfg.num_images_per_prompt if "num_images" not in cfg else 1
     jobs = image_jobs(records, n_images, int(cfg.seed))
-    params = {k: to_plain(cfg[k]) for k in KNOBS if k in cfg}
+    params = {k: to_plain(cfg[k]) for k in KNOBS if cfg.get(k) is not None}
     images, flags = generate(pipe, cfg.model.task, jobs, params, run_dir / "images", int(cfg.batch_size), generation_key)
     t_gen = time.perf_counter()
 
@@ -136,8 +138,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     values = {k: v for r in results.values() for k, v in r.values.items()}
     summary = {**columns, **values, "n_images": len(images), "n_degenerate": sum(bool(f) for f in flags)}
     write_csv(pd.DataFrame([summary]), run_dir / "metrics.csv")
-    cols = n_images if n_images > 1 else min(8, len(images))
-    make_grid(images, cols, int(cfg.grid_max_images)).save(run_dir / "grid.png")
+    if cfg.model.task in GRID_MAKERS:
+        grid = GRID_MAKERS[cfg.model.task](images, jobs, cfg)
+    else:
+        grid = make_grid(images, n_images if n_images > 1 else min(8, len(images)), int(cfg.grid_max_images))
+    grid.save(run_dir / "grid.png")
     record = {
         "status": "complete", "run_key": run_key, "generation_key": generation_key,
         "config_columns": list(columns), "metric_columns": list(values),

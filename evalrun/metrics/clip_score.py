@@ -57,4 +57,4 @@ class CLIPScore(Metric):
         )
 
     def settings(self) -> dict[str, Any]:
-        return {"clip_model": self.clip_model, "scale": self.scale}
+        return {"clip_model": self.clip_model, "scale": self.scale, "text_key": self.text_key}
