@@ -1,0 +1,213 @@
+"""Paired comparison of two configurations: is B better than A, beyond seed and prompt noise?
+
+A and B are selectors over config keys (``"model=sd14"``, ``"scheduler=ddim,steps=20"``). Runs are
+paired on every other config key that varies within a side (so ``model=sd14`` vs ``model=sd15``
+in a sweep over schedulers pairs ddim with ddim) plus the seed; per-image metrics are further
+paired by (``prompt_id``, ``image_index``). The difference is B − A; its 95% interval is a
+percentile bootstrap of the mean paired difference with ``numpy.random.default_rng(seed)``, so
+the report is reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from evalrun.errors import EvalrunError
+from evalrun.report import value_text
+
+if TYPE_CHECKING:
+    from evalrun.report import Sweep
+
+IMAGE_KEYS = ["prompt_id", "image_index"]
+
+
+def parse_selector(selector: str | Mapping[str, Any]) -> dict[str, str]:
+    """``"model=sd15,steps=20"`` or a mapping -> ``{"model": "sd15", "steps": "20"}``."""
+    if isinstance(selector, Mapping):
+        return {str(k): str(v) for k, v in selector.items()}
+    out = {}
+    for item in str(selector).split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise EvalrunError(f"comparison selector {selector!r}: write KEY=VALUE[,KEY=VALUE...], e.g. model=sd15")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def selector_text(selector: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector.items())
+
+
+def _matches(value: Any, wanted: str) -> bool:
+    if value_text(value) == wanted or str(value) == wanted:
+        return True
+    if value_text(value) == "–":
+        return wanted.lower() in ("", "null", "none", "nan")
+    try:
+        return float(value) == float(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
+def select(sweep: Sweep, selector: Mapping[str, str]) -> pd.DataFrame:
+    """The runs whose config matches every ``key=value`` of ``selector`` (numbers compare as numbers)."""
+    runs = sweep.runs
+    mask = pd.Series(True, index=runs.index)
+    for key, wanted in selector.items():
+        if key not in sweep.config_columns:
+            raise EvalrunError(f"unknown config key {key!r} in selector {selector_text(selector)!r}; "
+                               f"config keys: {', '.join(sweep.config_columns)}")
+        hit = runs[key].map(lambda v, w=wanted: _matches(v, w))
+        if not (mask & hit).any():
+            values = sorted({value_text(v) for v in runs.loc[mask, key]})
+            raise EvalrunError(f"no run matches {selector_text(selector)!r}: {key} takes {', '.join(values)}")
+        mask &= hit
+    return runs[mask]
+
+
+def bootstrap_ci(diffs: Sequence[float], seed: int = 0, resamples: int = 10_000,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``diffs`` (resampled with replacement)."""
+    diffs = np.asarray(diffs, dtype=float)
+    n = diffs.size
+    if n == 0:
+        raise EvalrunError("bootstrap of zero pairs")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 2_000_000 // n)  # bounded memory: at most ~2M indices at once
+    for start in range(0, resamples, step):
+        k = min(step, resamples - start)
+        means[start:start + k] = diffs[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    paired_on: list[str]
+    differs: dict[str, str]    # side attributes: key -> "A value vs B value"
+    results: pd.DataFrame      # one row per metric
+
+
+def _side_split(sweep: Sweep, a_runs: pd.DataFrame, b_runs: pd.DataFrame, selected: set[str]):
+    """Keys to pair on (vary within a side) and keys that tell the sides apart (constant within each)."""
+    paired, differs = [], {}
+    for col in sweep.config_columns:
+        if col == "seed" or col in selected:
+            continue
+        na, nb = a_runs[col].astype(str).nunique(), b_runs[col].astype(str).nunique()
+        if na <= 1 and nb <= 1:
+            va, vb = value_text(a_runs[col].iloc[0]), value_text(b_runs[col].iloc[0])
+            if va != vb:
+                differs[col] = f"{va} vs {vb}"
+        else:
+            paired.append(col)
+    return paired, differs
+
+
+def _verdict(diff: float, low: float, high: float, higher: bool | None, a: str, b: str) -> str:
+    if low <= 0 <= high:
+        return "no significant difference (CI includes 0)"
+    if higher is None:
+        return f"{b} higher" if diff > 0 else f"{b} lower"
+    return f"{b} better" if (diff > 0) == higher else f"{a} better"
+
+
+def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any], metrics: Sequence[str] | None = None,
+            seed: int = 0, resamples: int = 10_000) -> Comparison:
+    """Paired B − A for each metric: mean difference, bootstrap 95% CI, whether it excludes zero."""
+    sel_a, sel_b = parse_selector(a), parse_selector(b)
+    a_runs, b_runs = select(sweep, sel_a), select(sweep, sel_b)
+    both = set(a_runs["run_dir"]) & set(b_runs["run_dir"])
+    if both:
+        raise EvalrunError(f"{selector_text(sel_a)!r} and {selector_text(sel_b)!r} both select {len(both)} run(s); "
+                           "the two sides must not overlap")
+    name_a, name_b = selector_text(sel_a), selector_text(sel_b)
+    paired, differs = _side_split(sweep, a_runs, b_runs, set(sel_a) | set(sel_b))
+    run_keys = [*paired, "seed"]
+    for side, runs in ((name_a, a_runs), (name_b, b_runs)):
+        if runs.duplicated(subset=run_keys).any():
+            raise EvalrunError(f"{side!r} has several runs with the same {', '.join(run_keys)}; "
+                               "add a key to the selector")
+    per_image = set(sweep.per_image_metrics())
+    rows = []
+    for metric in metrics or sweep.scores:
+        if metric in per_image:
+            kind, keys = "per-image", [*run_keys, *IMAGE_KEYS]
+            frame = sweep.per_image()[["run_dir", *IMAGE_KEYS, metric]]
+            side_a = frame.merge(a_runs[["run_dir", *run_keys]], on="run_dir")
+            side_b = frame.merge(b_runs[["run_dir", *run_keys]], on="run_dir")
+        else:
+            kind, keys = "set", run_keys
+            side_a, side_b = a_runs, b_runs
+        pairs = side_a[[*keys, metric]].merge(side_b[[*keys, metric]], on=keys, suffixes=("_a", "_b"))
+        va = pd.to_numeric(pairs[f"{metric}_a"], errors="coerce").to_numpy()
+        vb = pd.to_numeric(pairs[f"{metric}_b"], errors="coerce").to_numpy()
+        ok = np.isfinite(va) & np.isfinite(vb)
+        if not ok.any():
+            unit = "(prompt, seed) pairs" if kind == "per-image" else "seeds"
+            raise EvalrunError(
+                f"{name_a!r} and {name_b!r} share no {unit} with a {metric} value (paired on {', '.join(keys)}); "
+                f"seeds: {sorted(a_runs['seed'].tolist())} vs {sorted(b_runs['seed'].tolist())}")
+        diffs = vb[ok] - va[ok]
+        low, high = bootstrap_ci(diffs, seed=seed, resamples=resamples)
+        higher = sweep.direction(metric)
+        rows.append({"a": name_a, "b": name_b, "metric": metric, "kind": kind, "pairs": int(ok.sum()),
+                     "mean_a": va[ok].mean(), "mean_b": vb[ok].mean(), "diff": diffs.mean(),
+                     "ci95_low": low, "ci95_high": high, "excludes_zero": not (low <= 0 <= high),
+                     "higher_is_better": higher, "verdict": _verdict(diffs.mean(), low, high, higher, name_a, name_b),
+                     "paired_on": " ".join(keys), "bootstrap_seed": seed, "resamples": resamples})
+    return Comparison(a=name_a, b=name_b, paired_on=run_keys, differs=differs, results=pd.DataFrame(rows))
+
+
+def default_comparisons(sweep: Sweep, max_levels: int = 6) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """For each varying key with 2..``max_levels`` values: every value against the first (sorted)."""
+    out = []
+    for key in sweep.keys:
+        levels = sorted(sweep.runs[key].dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
+        if 2 <= len(levels) <= max_levels:
+            first = value_text(levels[0])
+            out += [({key: first}, {key: value_text(v)}) for v in levels[1:]]
+    return out
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if np.isfinite(value) else "–"
+
+
+def to_markdown(comparisons: Sequence[Comparison]) -> str:
+    lines = []
+    for c in comparisons:
+        lines += [f"### B = `{c.b}` vs A = `{c.a}`", "",
+                  f"Paired on {', '.join(c.paired_on)} (per-image metrics also on prompt and image index)."
+                  + (f" Sides also differ in: {', '.join(f'{k} ({v})' for k, v in c.differs.items())}." if c.differs else ""),
+                  "", "| metric | kind | pairs | A mean | B mean | B − A | 95% CI | excludes 0 | verdict |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+        for r in c.results.itertuples(index=False):
+            lines.append(f"| {r.metric} | {r.kind} | {r.pairs} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
+                         f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {'yes' if r.excludes_zero else 'no'} "
+                         f"| {r.verdict} |")
+        lines.append("")
+    if comparisons:
+        r = comparisons[0].results.iloc[0]
+        lines.append(f"_Percentile bootstrap of the mean paired difference, {r.resamples} resamples, "
+                     f"numpy default_rng({r.bootstrap_seed}). Pairs are resampled as independent; "
+                     "with few pairs (e.g. 3 seeds for a set metric) the interval is coarse._")
+    return "\n".join(lines)
+
+
+def write_comparisons(comparisons: Sequence[Comparison], directory: Path) -> list[Path]:
+    from evalrun.results import atomic_write_text, write_csv
+
+    md, csv = Path(directory) / "comparisons.md", Path(directory) / "comparisons.csv"
+    atomic_write_text(md, "## Paired comparisons\n\n" + to_markdown(comparisons) + "\n")
+    write_csv(pd.concat([c.results for c in comparisons], ignore_index=True), csv)
+    return [md, csv]

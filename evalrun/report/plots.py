@@ -1,0 +1,101 @@
+"""Metric vs a numeric key (steps by default), one line per configuration, error bars over seeds.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend switch),
+so this works headless and inside notebooks alike. Each plot is written as PNG and SVG; the
+SVG carries no date and fixed ids, so re-running the report gives identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import matplotlib
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from evalrun.errors import EvalrunError
+from evalrun.report import value_text
+
+if TYPE_CHECKING:
+    from evalrun.report import Sweep
+
+log = logging.getLogger(__name__)
+
+
+def _numeric(series: pd.Series) -> bool:
+    values = pd.to_numeric(series, errors="coerce")
+    return bool(values.notna().all())
+
+
+def default_x(sweep: Sweep) -> str | None:
+    """``steps`` if it varies, else the first varying numeric key; None if none is numeric."""
+    if "steps" in sweep.keys:
+        return "steps"
+    return next((k for k in sweep.keys if _numeric(sweep.runs[k])), None)
+
+
+def line_stats(runs: pd.DataFrame, metric: str, x: str, lines: list[str]) -> pd.DataFrame:
+    """Mean, sample std (ddof=1) and n of ``metric`` per line and x value."""
+    data = runs[[*lines, x]].assign(_x=pd.to_numeric(runs[x]), _v=pd.to_numeric(runs[metric], errors="coerce"))
+    stats = data.groupby([*lines, "_x"], dropna=False, sort=True)["_v"].agg(mean="mean", std="std", n="count")
+    return stats.reset_index().rename(columns={"_x": x})
+
+
+def plot_metric(runs: pd.DataFrame, metric: str, x: str, lines: list[str], higher: bool | None,
+                stem: Path, note: str = "") -> list[Path]:
+    """One figure: ``metric`` against ``x``, a line per combination of ``lines`` keys; PNG + SVG."""
+    stats = line_stats(runs, metric, x, lines)
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    groups = list(stats.groupby(lines, dropna=False, sort=True)) if lines else [((), stats)]
+    xs = sorted(stats[x].unique())
+    # Shift lines a little sideways so error bars at the same x do not hide each other.
+    spread = 0.02 * (xs[-1] - xs[0] if len(xs) > 1 else 1.0)
+    for i, (label, g) in enumerate(groups):
+        label = label if isinstance(label, tuple) else (label,)
+        shift = spread * (i - (len(groups) - 1) / 2)
+        ax.errorbar(g[x] + shift, g["mean"], yerr=g["std"], marker="o", capsize=3, linewidth=1.5,
+                    label=", ".join(value_text(v) for v in label) or None)
+    if len(xs) <= 12:
+        ax.set_xticks(xs, [value_text(v) for v in xs])
+    direction = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+    ax.set_title(f"{metric}{direction}", fontsize=11)
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    if lines:
+        ax.legend(title=", ".join(lines), fontsize=8, title_fontsize=8)
+    ns = sorted({int(n) for n in stats["n"]})
+    caption = f"mean ± std over seeds (n={ns[0]})" if len(ns) == 1 else f"mean ± std over seeds (n={ns[0]}–{ns[-1]})"
+    ax.annotate(caption + (f"; {note}" if note else ""), xy=(0, 0), xycoords="axes fraction", xytext=(0, -34),
+                textcoords="offset points", fontsize=7, color="0.35", ha="left", va="top", annotation_clip=False)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    with matplotlib.rc_context({"svg.hashsalt": "evalrun", "svg.fonttype": "none"}):
+        fig.savefig(png, dpi=150, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    return [png, svg]
+
+
+def plot_sweep(sweep: Sweep, directory: Path, metrics: Sequence[str], x: str | None = None,
+               hue: Sequence[str] | None = None) -> list[Path]:
+    """A plot per metric against ``x``; lines by ``hue`` plus every other varying key (never pooled)."""
+    x = x or default_x(sweep)
+    if x is None:
+        log.info("no numeric config key varies across runs: no line plots")
+        return []
+    if not _numeric(sweep.runs[x]):
+        raise EvalrunError(f"plot x axis {x!r} is not numeric (values: "
+                           f"{', '.join(sorted({value_text(v) for v in sweep.runs[x]}))}); pick e.g. steps")
+    lines = [k for k in (hue or []) if k != x]
+    lines += [k for k in sweep.keys if k != x and k not in lines]
+    written = []
+    for metric in metrics:
+        if pd.to_numeric(sweep.runs[metric], errors="coerce").notna().any():
+            written += plot_metric(sweep.runs, metric, x, lines, sweep.direction(metric),
+                                   Path(directory) / f"{metric}_vs_{x}", note=sweep.settings_note([metric]))
+    return written
