@@ -8,6 +8,7 @@ SVG carries no date and fixed ids, so re-running the report gives identical file
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -71,8 +72,8 @@ def plot_metric(runs: pd.DataFrame, metric: str, x: str, lines: list[str], highe
         ax.legend(title=", ".join(lines), fontsize=8, title_fontsize=8)
     ns = sorted({int(n) for n in stats["n"]})
     caption = f"mean ± std over seeds (n={ns[0]})" if len(ns) == 1 else f"mean ± std over seeds (n={ns[0]}–{ns[-1]})"
-    ax.annotate(caption + (f"; {note}" if note else ""), xy=(0, 0), xycoords="axes fraction", xytext=(0, -34),
-                textcoords="offset points", fontsize=7, color="0.35", ha="left", va="top", annotation_clip=False)
+    caption = "\n".join(textwrap.wrap(caption + (f"; {note}" if note else ""), width=95))
+    fig.supxlabel(caption, x=0.02, ha="left", fontsize=7, color="0.35")
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     with matplotlib.rc_context({"svg.hashsalt": "evalrun", "svg.fonttype": "none"}):

@@ -1,0 +1,100 @@
+"""Synthetic sweep dirs in the on-disk run format, for the report tests (no models needed).
+
+Each run dir gets ``run.json``, ``metrics.csv`` (one row), ``per_image.csv``, ``images.csv``
+and real PNGs under ``images/``, exactly as the runner writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+PROMPTS = [
+    {"prompt_id": "p0", "prompt": "a red cube on a blue sphere", "category": "Artifacts", "challenge": "Basic"},
+    {"prompt_id": "p1", "prompt": "<script>window.__xss=1</script> fish & chips \"quoted\"",
+     "category": "Food & Beverage", "challenge": "Properties & Positioning"},
+    {"prompt_id": "p2", "prompt": "a cat | a dog, 100% fluffy", "category": "Animals", "challenge": None},
+    {"prompt_id": "p3", "prompt": "an owl reading a book", "category": "Animals", "challenge": "Imagination"},
+]
+HIGHER_IS_BETTER = {"clip_score": True, "fid": False, "kid_mean": False, "kid_std": False}
+METRICS = ["clip_score", "fid", "kid_mean", "kid_std", "mystery"]  # mystery: no direction in run.json
+CONFIG = ["model", "model_path", "scheduler", "scheduler_class", "steps", "guidance_scale", "seed",
+          "height", "width", "clip_score.clip_model"]
+SCHEDULER_CLASS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
+
+
+def _rng(*parts: Any) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(json.dumps(parts, default=str).encode()))
+
+
+def clip_value(model: str, scheduler: str, steps: int, seed: int, prompt_id: str, image_index: int) -> float:
+    """Deterministic pseudo-random per-image CLIP score."""
+    return float(20 + 5 * _rng(model, scheduler, steps, seed, prompt_id, image_index).random())
+
+
+def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PROMPTS, images_per_prompt: int = 1,
+             clip: Callable[..., float] = clip_value, status: str = "complete", size: int = 8) -> Path:
+    """One run dir; ``clip(model, scheduler, steps, seed, prompt_id, image_index)`` gives per-image scores."""
+    run_dir = Path(run_dir)
+    (run_dir / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for p_index, prompt in enumerate(prompts):
+        for i in range(images_per_prompt):
+            image_id = f"{p_index:05d}_{i:02d}"
+            pixels = _rng(str(run_dir.name), image_id).integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(run_dir / "images" / f"{image_id}.png")
+            rows.append({"image_id": image_id, "path": f"images/{image_id}.png", "prompt_index": p_index,
+                         "prompt_id": prompt["prompt_id"], "prompt": prompt["prompt"], "category": prompt["category"],
+                         "challenge": prompt["challenge"], "seed": config["seed"], "image_index": i,
+                         "generator_seed": 1000 * config["seed"] + p_index,
+                         "clip_score": clip(config["model"], config["scheduler"], config["steps"], config["seed"],
+                                            prompt["prompt_id"], i)})
+    per_image = pd.DataFrame(rows)
+    per_image.drop(columns=["clip_score"]).to_csv(run_dir / "images.csv", index=False)
+    per_image.to_csv(run_dir / "per_image.csv", index=False)
+    r = _rng("set", config["model"], config["scheduler"], config["steps"], config["seed"])
+    metrics = {"clip_score": per_image["clip_score"].mean(), "fid": float(100 + 50 * r.random() - 5 * config["steps"]),
+               "kid_mean": float(0.01 + 0.02 * r.random()), "kid_std": float(0.001 * r.random()),
+               "mystery": float(r.random())}
+    pd.DataFrame([{**{c: config[c] for c in CONFIG}, **metrics, "n_images": len(per_image)}]).to_csv(
+        run_dir / "metrics.csv", index=False)
+    Image.new("RGB", (size * 2, size * 2)).save(run_dir / "grid.png")
+    (run_dir / "run.json").write_text(json.dumps({
+        "status": status, "config_columns": CONFIG, "metric_columns": METRICS, "higher_is_better": HIGHER_IS_BETTER,
+        "provenance": {"synthetic": True}}, indent=2))
+    return run_dir
+
+
+def config(model: str = "sd15", scheduler: str = "ddim", steps: int = 2, seed: int = 0, **extra: Any) -> dict:
+    return {"model": model, "model_path": f"runwayml/{model}", "scheduler": scheduler,
+            "scheduler_class": SCHEDULER_CLASS[scheduler], "steps": steps, "guidance_scale": 7.5, "seed": seed,
+            "height": 8, "width": 8, "clip_score.clip_model": "openai/clip-vit-base-patch16", **extra}
+
+
+def make_sweep(sweep_dir: Path, models: Sequence[str] = ("sd15",), schedulers: Sequence[str] = ("ddim", "dpm"),
+               steps: Sequence[int] = (2, 3), seeds: Sequence[int] = (0, 1), **kwargs: Any) -> Path:
+    """A grid sweep with Hydra-style job dir names; returns ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    for model in models:
+        for scheduler in schedulers:
+            for n in steps:
+                for seed in seeds:
+                    make_run(sweep_dir / f"model={model},scheduler={scheduler},seed={seed},steps={n}",
+                             config(model, scheduler, n, seed), **kwargs)
+    return sweep_dir
+
+
+def read_metrics(*sweep_dirs: Path) -> pd.DataFrame:
+    """Reference loading for the tests: every complete run's metrics.csv, read with plain pandas."""
+    frames = []
+    for sweep_dir in sweep_dirs:
+        for path in sorted(Path(sweep_dir).rglob("metrics.csv")):
+            if json.loads((path.parent / "run.json").read_text())["status"] == "complete":
+                frames.append(pd.read_csv(path).assign(run_dir=str(path.parent.resolve())))
+    return pd.concat(frames, ignore_index=True)

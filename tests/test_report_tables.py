@@ -1,0 +1,237 @@
+"""Report tables: numbers equal plain pandas on the per-run CSVs; best marks follow run.json; LaTeX parses."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalrun.errors import EvalrunError
+from evalrun.report import build_report, load_sweep
+from evalrun.report.__main__ import main as report_main
+from evalrun.report.tables import latex_escape, pivot_table, summary_table, to_latex, to_markdown
+from report_synthetic import make_run, make_sweep, read_metrics, config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sweep_dir(tmp_path: Path) -> Path:
+    return make_sweep(tmp_path / "sweep")
+
+
+def _pandas_stats(frame: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    return frame.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
+
+
+def _check_csv(path: Path, expected: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    got = pd.read_csv(path)
+    merged = got.merge(expected, on=keys, validate="one_to_one", suffixes=("", "_pd"))
+    assert len(merged) == len(expected) == len(got)
+    np.testing.assert_allclose(merged["mean"], merged["mean_pd"], rtol=1e-12)
+    np.testing.assert_allclose(merged["std"], merged["std_pd"], rtol=1e-12)
+    assert (merged["n"] == merged["count"]).all()
+    return got
+
+
+def test_tables_equal_pandas_on_the_run_csvs(sweep_dir: Path, tmp_path: Path) -> None:
+    written = build_report([sweep_dir], plots=False, gallery=False)
+    out = sweep_dir / "report"
+    assert all(p.is_relative_to(out) for paths in written.values() for p in paths)
+    runs = read_metrics(sweep_dir)
+    for metric in ("clip_score", "fid", "kid_mean", "mystery"):
+        _check_csv(out / "tables" / f"{metric}_by_scheduler_x_steps.csv",
+                   _pandas_stats(runs, ["scheduler", "steps"], metric), ["scheduler", "steps"])
+    summary = pd.read_csv(out / "tables" / "summary.csv")
+    for metric, part in summary.groupby("metric"):
+        expected = _pandas_stats(runs, ["scheduler", "steps"], metric)
+        merged = part.merge(expected, on=["scheduler", "steps"], suffixes=("", "_pd"))
+        np.testing.assert_allclose(merged["mean"], merged["mean_pd"], rtol=1e-12)
+        np.testing.assert_allclose(merged["std"], merged["std_pd"], rtol=1e-12)
+    assert set(summary["metric"]) == {"clip_score", "fid", "kid_mean", "mystery"}  # kid_std: a spread, left out
+    assert not (out / "tables" / "kid_std_by_scheduler_x_steps.csv").exists()
+
+
+def test_best_cell_per_column_follows_higher_is_better(sweep_dir: Path) -> None:
+    build_report([sweep_dir], plots=False, gallery=False)
+    tables = sweep_dir / "report" / "tables"
+    for metric, pick in (("clip_score", "idxmax"), ("fid", "idxmin"), ("kid_mean", "idxmin")):
+        got = pd.read_csv(tables / f"{metric}_by_scheduler_x_steps.csv")
+        for steps, column in got.groupby("steps"):
+            best = column.loc[getattr(column["mean"], pick)(), "scheduler"]
+            assert column.loc[column["best"], "scheduler"].tolist() == [best], (metric, steps)
+    mystery = pd.read_csv(tables / "mystery_by_scheduler_x_steps.csv")  # no higher_is_better entry
+    assert not mystery["best"].any()
+    md = (tables / "fid_by_scheduler_x_steps.md").read_text()
+    assert md.count("**") == 2 * 2 and "lower is better" in md
+    spread = summary_table(load_sweep([sweep_dir]), ["kid_std"])  # asked for explicitly: shown, never marked
+    assert not spread.stats["best"].any()
+
+
+def test_cells_show_mean_std_and_dash_for_a_single_seed(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", seeds=(0, 1, 2))
+    make_run(tmp_path / "s" / "extra", config("sd15", "euler", 2, 0))  # euler: one seed only
+    sweep = load_sweep([sweep_dir])
+    table = pivot_table(sweep, ["scheduler"], ["steps"], "fid", {"fid": ".1f"})
+    euler = table.stats[table.stats["scheduler"] == "euler"].iloc[0]
+    assert euler["n"] == 1 and np.isnan(euler["std"])
+    assert euler["cell"] == f"{euler['mean']:.1f} ± – (n=1)"
+    ddim = table.stats[(table.stats["scheduler"] == "ddim") & (table.stats["steps"] == 2)].iloc[0]
+    assert ddim["cell"] == f"{ddim['mean']:.1f} ± {ddim['std']:.1f} (n=3)"  # n varies, so every cell shows it
+    md = to_markdown(table)
+    assert "| euler | " in md and "| – |" in md  # euler has no steps=3 run: an empty cell
+    uniform = pivot_table(load_sweep([make_sweep(tmp_path / "u")]), ["scheduler"], ["steps"], "clip_score")
+    assert "(n=" not in "".join(uniform.stats["cell"]) and "n=2 seeds" in uniform.note
+
+
+def _tabular_rows(tex: str) -> tuple[int, list[str]]:
+    """Declared column count and the data/header rows of the single tabular in ``tex``."""
+    spec = re.search(r"\\begin\{tabular\}\{([^}]*)\}", tex)
+    assert spec, tex
+    ncols = len(re.findall(r"[lcrp]", spec.group(1)))
+    body = tex[spec.end():tex.index(r"\end{tabular}")]
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert rule in body
+    body = re.sub(r"\\(toprule|midrule|bottomrule)|\\cmidrule\([lr]*\)\{[0-9-]+\}", "", body)
+    rows = [r.strip() for r in body.split(r"\\") if r.strip()]
+    return ncols, rows
+
+
+def _row_width(row: str) -> int:
+    cells = re.split(r"(?<!\\)&", row)
+    return sum(int(m.group(1)) if (m := re.search(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in cells)
+
+
+def test_latex_is_a_consistent_booktabs_tabular(sweep_dir: Path, tmp_path: Path) -> None:
+    build_report([sweep_dir], plots=False, gallery=False)
+    texs = sorted((sweep_dir / "report" / "tables").glob("*.tex"))
+    assert {p.stem for p in texs} >= {"summary", "clip_score_by_scheduler_x_steps", "clip_score_by_category",
+                                      "clip_score_by_challenge"}
+    for tex_path in texs:
+        tex = tex_path.read_text()
+        assert all(line.startswith("%") or "\\" in line or "&" in line for line in tex.splitlines()), tex
+        ncols, rows = _tabular_rows(tex)
+        assert rows and all(_row_width(r) == ncols for r in rows), (tex_path.name, ncols, rows)
+        assert "_" not in re.sub(r"\\_", "", "\n".join(tex.splitlines()[1:]))  # every underscore escaped
+    category = (sweep_dir / "report" / "tables" / "clip_score_by_category.tex").read_text()
+    assert r"Food \& Beverage" in category
+    assert latex_escape("50% a_b & c") == r"50\% a\_b \& c"
+    if shutil.which("pdflatex"):
+        doc = tmp_path / "doc.tex"
+        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage[T1]{fontenc}\\begin{document}\n"
+                       + "\n".join(f"\\input{{{p.as_posix()}}}\\par" for p in texs) + "\n\\end{document}\n")
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_category_and_challenge_breakdown(sweep_dir: Path) -> None:
+    build_report([sweep_dir], plots=False, gallery=False)
+    per_image = pd.concat(pd.read_csv(p).assign(run_dir=str(p.parent)) for p in sweep_dir.rglob("per_image.csv"))
+    runs = read_metrics(sweep_dir).assign(run_dir=lambda f: f["run_dir"])
+    per_image["run_dir"] = per_image["run_dir"].map(lambda d: str(Path(d).resolve()))
+    for facet in ("category", "challenge"):
+        per_run = per_image.groupby(["run_dir", facet])["clip_score"].mean().reset_index()
+        per_run = per_run.merge(runs[["run_dir", "scheduler", "steps"]], on="run_dir")
+        expected = _pandas_stats(per_run, ["scheduler", "steps", facet], "clip_score")
+        got = _check_csv(sweep_dir / "report" / "tables" / f"clip_score_by_{facet}.csv", expected,
+                         ["scheduler", "steps", facet])
+        assert got[facet].notna().all()  # prompts without a challenge are left out, not a NaN column
+        for _, column in got.groupby(facet):
+            assert column["best"].sum() == 1 and column.loc[column["best"], "mean"].iloc[0] == column["mean"].max()
+
+
+def test_merged_sweeps_duplicates_and_incomplete_runs(tmp_path: Path) -> None:
+    a = make_sweep(tmp_path / "a", seeds=(0, 1))
+    b = make_sweep(tmp_path / "b", seeds=(1, 2))  # seed 1 repeats a's runs: counted once
+    make_run(tmp_path / "b" / "crashed", config("sd15", "ddim", 2, 7), status="running")
+    sweep = load_sweep([a, b])
+    assert len(sweep.runs) == 2 * 2 * 3 and 7 not in set(sweep.runs["seed"])
+    assert sweep.keys == ["scheduler", "steps"]  # scheduler_class is an alias of scheduler, seed is not a key
+    written = build_report([a, b], out_dir=tmp_path / "merged", plots=False, gallery=False)
+    assert written["tables"][0].parent == tmp_path / "merged" / "tables"
+    runs = read_metrics(a, b).drop_duplicates(subset=["scheduler", "steps", "seed"])
+    _check_csv(tmp_path / "merged" / "tables" / "fid_by_scheduler_x_steps.csv",
+               _pandas_stats(runs, ["scheduler", "steps"], "fid"), ["scheduler", "steps"])
+    assert "crashed" in (tmp_path / "merged" / "report.md").read_text()
+
+
+def test_rows_cols_metric_and_format_options(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"))
+    build_report([sweep_dir], rows=["model", "scheduler"], cols=["steps"], metrics=["fid"], formats={"fid": ".3f"},
+                 compare=[("model=sd14", "model=sd15")], plots=False, gallery=False)
+    tables = sweep_dir / "report" / "tables"
+    got = _check_csv(tables / "fid_by_model_scheduler_x_steps.csv",
+                     _pandas_stats(read_metrics(sweep_dir), ["model", "scheduler", "steps"], "fid"),
+                     ["model", "scheduler", "steps"])
+    assert all(re.fullmatch(r"\d+\.\d{3} ± \d+\.\d{3}", c) for c in got["cell"])
+    assert not (tables / "clip_score_by_model_scheduler_x_steps.csv").exists()
+    with pytest.raises(EvalrunError, match="unknown config key 'shceduler'.*valid: model"):
+        build_report([sweep_dir], rows=["shceduler"], plots=False, gallery=False)
+    with pytest.raises(EvalrunError, match="unknown metric 'fdi'"):
+        build_report([sweep_dir], metrics=["fdi"], plots=False, gallery=False)
+    with pytest.raises(EvalrunError, match="no complete runs"):
+        build_report([tmp_path / "s" / "model=sd14,scheduler=ddim,seed=0,steps=2" / "images"])
+
+
+def test_cli_bare_invocation_writes_everything(sweep_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert report_main([str(sweep_dir)]) == 0
+    out = sweep_dir / "report"
+    for name in ("report.md", "index.html", "comparisons.md", "comparisons.csv", "tables/summary.tex",
+                 "tables/fid_by_scheduler_x_steps.md", "plots/fid_vs_steps.png", "plots/fid_vs_steps.svg"):
+        assert (out / name).stat().st_size > 0, name
+    assert "### Summary" in capsys.readouterr().out
+    assert report_main([str(sweep_dir), "--rows", "nope"]) == 2
+    assert "unknown config key 'nope'" in capsys.readouterr().err
+    first = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert report_main([str(sweep_dir)]) == 0  # re-running rebuilds identical artefacts
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix != ".png"} == {
+        p: b for p, b in first.items() if p.suffix != ".png"}
+
+
+def test_python_dash_m_entry_point(sweep_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "evalrun.report", str(sweep_dir), "--no-plots", "--no-gallery",
+                           "--format", "fid=.1f"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (sweep_dir / "report" / "tables" / "summary.md").exists() and "wrote tables" in done.stdout
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.skipif(importlib.util.find_spec("evalrun.__main__") is None, reason="evalrun core CLI not available")
+def test_end_to_end_tiny_sweep_2_schedulers_x_2_steps_x_2_seeds(tmp_path: Path) -> None:
+    env = {**os.environ, "EVALRUN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    sweep_dir = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "-m", "evalrun", "-m", "scheduler=ddim,dpm", "steps=2,3", "seed=0,1",
+                           f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(sweep_dir.rglob("run.json"))) == 8
+    written = build_report([sweep_dir], seed=0)
+    runs = read_metrics(sweep_dir)
+    for metric in json.loads(next(sweep_dir.rglob("run.json")).read_text())["metric_columns"]:
+        if metric.endswith("_std"):
+            continue
+        _check_csv(sweep_dir / "report" / "tables" / f"{metric}_by_scheduler_x_steps.csv",
+                   _pandas_stats(runs, ["scheduler", "steps"], metric), ["scheduler", "steps"])
+    for tex in (sweep_dir / "report" / "tables").glob("*.tex"):
+        ncols, rows = _tabular_rows(tex.read_text())
+        assert all(_row_width(r) == ncols for r in rows)
+    comparisons = pd.read_csv(sweep_dir / "report" / "comparisons.csv")
+    assert set(zip(comparisons["a"], comparisons["b"])) == {("scheduler=ddim", "scheduler=dpm"), ("steps=2", "steps=3")}
+    assert (comparisons.loc[comparisons["kind"] == "per-image", "pairs"] == 2 * 2 * 6).all()  # 2 x 2 seeds x 6 prompts
+    again = build_report([sweep_dir], out_dir=tmp_path / "again", seed=0, plots=False, gallery=False)
+    assert again["comparisons"][1].read_bytes() == written["comparisons"][1].read_bytes()
+    html = written["gallery"][0].read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == 8 * 6 and all((written["gallery"][0].parent / unquote(s)).exists() for s in srcs)
