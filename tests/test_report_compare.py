@@ -1,0 +1,133 @@
+"""Paired comparisons: pairing by (prompt, image, seed) or seed, a seeded bootstrap, clear failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalrun.errors import EvalrunError
+from evalrun.report import build_report, load_sweep
+from evalrun.report.__main__ import main as report_main
+from evalrun.report.compare import bootstrap_ci, compare, parse_selector
+from report_synthetic import clip_value, make_sweep, read_metrics
+
+
+def _result(comparison, metric: str) -> pd.Series:
+    return comparison.results.set_index("metric").loc[metric]
+
+
+def test_bootstrap_is_deterministic_and_equals_the_textbook_percentile_ci() -> None:
+    diffs = np.random.default_rng(123).normal(0.5, 2.0, size=24)
+    first = bootstrap_ci(diffs, seed=7, resamples=10_000)
+    assert first == bootstrap_ci(diffs, seed=7, resamples=10_000)
+    assert first != bootstrap_ci(diffs, seed=8, resamples=10_000)
+    rng = np.random.default_rng(7)
+    means = diffs[rng.integers(0, diffs.size, size=(10_000, diffs.size))].mean(axis=1)
+    np.testing.assert_allclose(first, np.percentile(means, [2.5, 97.5]), rtol=1e-12, atol=1e-12)
+    assert first[0] < diffs.mean() < first[1]
+    big = np.arange(5000.0)  # chunked resampling (memory bound) stays deterministic
+    assert bootstrap_ci(big, seed=1, resamples=3000) == bootstrap_ci(big, seed=1, resamples=3000)
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_is_sd15_better_than_sd14_on_clip_score_over_3_seeds(tmp_path: Path) -> None:
+    # sd15 scores exactly 1.0 higher on every image: the interval is [1, 1] and excludes zero.
+    def clip(model, scheduler, steps, seed, prompt_id, image_index):
+        return clip_value("base", scheduler, steps, seed, prompt_id, image_index) + (1.0 if model == "sd15" else 0.0)
+
+    sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"), schedulers=("ddim",), steps=(2,), seeds=(0, 1, 2),
+                           images_per_prompt=2, clip=clip)
+    sweep = load_sweep([sweep_dir])
+    c = compare(sweep, "model=sd14", "model=sd15", seed=0)
+    r = _result(c, "clip_score")
+    assert r["kind"] == "per-image" and r["pairs"] == 4 * 2 * 3  # prompts x images x seeds
+    assert r["diff"] == pytest.approx(1.0) and r["ci95_low"] == pytest.approx(1.0) and r["excludes_zero"]
+    assert r["verdict"] == "model=sd15 better"
+    assert c.paired_on == ["seed"] and c.differs == {"model_path": "runwayml/sd14 vs runwayml/sd15"}
+    fid = _result(c, "fid")  # a set metric: one pair per seed, numbers from metrics.csv
+    runs = read_metrics(sweep_dir)
+    wide = runs.pivot(index="seed", columns="model", values="fid")
+    assert fid["kind"] == "set" and fid["pairs"] == 3
+    assert fid["diff"] == pytest.approx((wide["sd15"] - wide["sd14"]).mean(), rel=1e-12)
+    assert fid["verdict"].startswith("no significant") or fid["verdict"] in ("model=sd15 better", "model=sd14 better")
+    assert "mystery" in set(c.results["metric"]) and "kid_std" not in set(c.results["metric"])
+
+
+def test_direction_decides_the_verdict(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", schedulers=("ddim",), steps=(2, 40), seeds=(0, 1, 2, 3))
+    sweep = load_sweep([sweep_dir])
+    runs = sweep.runs  # make fid clearly worse (higher) at 40 steps, and kid clearly better (lower)
+    runs.loc[runs["steps"] == 40, "fid"] = runs.loc[runs["steps"] == 2, "fid"].to_numpy() + 10
+    runs.loc[runs["steps"] == 40, "kid_mean"] = runs.loc[runs["steps"] == 2, "kid_mean"].to_numpy() - 0.5
+    runs.loc[runs["steps"] == 40, "mystery"] = runs.loc[runs["steps"] == 2, "mystery"].to_numpy() + 3
+    c = compare(sweep, {"steps": 2}, {"steps": 40})
+    assert _result(c, "fid")["verdict"] == "steps=2 better"
+    assert _result(c, "kid_mean")["verdict"] == "steps=40 better"
+    assert _result(c, "mystery")["verdict"] == "steps=40 higher"  # no direction in run.json
+
+
+def test_pairs_match_on_prompt_id_not_row_order_and_on_other_keys(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", schedulers=("ddim", "dpm"), steps=(2, 3), seeds=(0, 1))
+    shuffled = (sweep_dir / "model=sd15,scheduler=dpm,seed=1,steps=3") / "per_image.csv"
+    frame = pd.read_csv(shuffled)
+    frame.sample(frac=1, random_state=0).to_csv(shuffled, index=False)
+    c = compare(load_sweep([sweep_dir]), "scheduler=ddim", "scheduler=dpm")
+    assert c.paired_on == ["steps", "seed"]  # ddim@2 steps pairs with dpm@2 steps, never with dpm@3
+    per_image = pd.concat(pd.read_csv(p).assign(**dict(zip(("scheduler", "steps"), _keys(p.parent.name))))
+                          for p in sweep_dir.rglob("per_image.csv"))
+    on = ["steps", "seed", "prompt_id", "image_index"]
+    pairs = per_image[per_image.scheduler == "ddim"].merge(per_image[per_image.scheduler == "dpm"], on=on)
+    r = _result(c, "clip_score")
+    assert r["pairs"] == len(pairs) == 2 * 2 * 4
+    assert r["diff"] == pytest.approx((pairs["clip_score_y"] - pairs["clip_score_x"]).mean(), rel=1e-12)
+
+
+def _keys(name: str) -> tuple[str, int]:
+    parts = dict(p.split("=") for p in name.split(","))
+    return parts["scheduler"], int(parts["steps"])
+
+
+def test_no_shared_pairs_and_bad_selectors_fail_clearly(tmp_path: Path) -> None:
+    a = make_sweep(tmp_path / "a", models=("sd14",), schedulers=("ddim",), steps=(2,), seeds=(0, 1))
+    b = make_sweep(tmp_path / "b", models=("sd15",), schedulers=("ddim",), steps=(2,), seeds=(2, 3))
+    sweep = load_sweep([a, b])
+    with pytest.raises(EvalrunError, match=r"share no \(prompt, seed\) pairs.*seeds: \[0, 1\] vs \[2, 3\]"):
+        compare(sweep, "model=sd14", "model=sd15", metrics=["clip_score"])
+    with pytest.raises(EvalrunError, match="share no seeds"):
+        compare(sweep, "model=sd14", "model=sd15", metrics=["fid"])
+    with pytest.raises(EvalrunError, match="no run matches 'model=sd21': model takes sd14, sd15"):
+        compare(sweep, "model=sd14", "model=sd21")
+    with pytest.raises(EvalrunError, match="unknown config key 'modle'"):
+        compare(sweep, "modle=sd14", "model=sd15")
+    with pytest.raises(EvalrunError, match="must not overlap"):
+        compare(sweep, "steps=2", "model=sd15")
+    with pytest.raises(EvalrunError, match="KEY=VALUE"):
+        parse_selector("sd14")
+    assert parse_selector("model=sd15, steps=20") == {"model": "sd15", "steps": "20"}
+    with pytest.raises(EvalrunError, match="share no"):  # asked for explicitly: the report fails too
+        build_report([a, b], out_dir=tmp_path / "r", compare=[("model=sd14", "model=sd15")], plots=False,
+                     gallery=False)
+    build_report([a, b], out_dir=tmp_path / "r", plots=False, gallery=False)  # default comparisons: skipped, logged
+
+
+def test_numeric_selectors_match_numbers(tmp_path: Path) -> None:
+    sweep = load_sweep([make_sweep(tmp_path / "s", schedulers=("ddim",), steps=(2, 3), seeds=(0,))])
+    assert compare(sweep, "steps=2.0,guidance_scale=7.5", "steps=3", metrics=["clip_score"]).results["pairs"][0] == 4
+
+
+def test_cli_compare_is_reproducible(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"), schedulers=("ddim",), steps=(2,), seeds=(0, 1, 2))
+    args = [str(sweep_dir), "--compare", "model=sd14", "model=sd15", "--seed", "3", "--resamples", "2000",
+            "--no-plots", "--no-gallery"]
+    assert report_main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert report_main([*args, "--out", str(tmp_path / "two")]) == 0
+    one, two = (tmp_path / d / "comparisons.csv" for d in ("one", "two"))
+    assert one.read_bytes() == two.read_bytes()
+    got = pd.read_csv(one)
+    assert list(got["a"].unique()) == ["model=sd14"] and list(got["b"].unique()) == ["model=sd15"]
+    assert (got["bootstrap_seed"] == 3).all() and (got["resamples"] == 2000).all()
+    md = (tmp_path / "one" / "comparisons.md").read_text()
+    assert "B = `model=sd15` vs A = `model=sd14`" in md and "default_rng(3)" in md
