@@ -116,8 +116,9 @@ def validate(cfg: DictConfig) -> None:
             _positive_int(cfg, key)
             if cfg[key] % 8:
                 raise ConfigError(f"{key}={cfg[key]} must be a multiple of 8 (the VAE downsamples by 8)")
-    if not isinstance(cfg.guidance_scale, (int, float)) or cfg.guidance_scale < 0:
-        raise ConfigError(f"guidance_scale must be a number >= 0, got {cfg.guidance_scale!r}")
+    guidance = cfg.guidance_scale
+    if model.task != "unconditional" and (isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0):
+        raise ConfigError(f"guidance_scale must be a number >= 0, got {guidance!r}")
     resolve_dtype(cfg.dtype, resolve_device(cfg.device))
     for name in cfg.get("metrics") or {}:
         if name not in METRICS:

@@ -109,6 +109,9 @@ def sample(pipe, task: str, jobs: list[ImageJob], params: dict[str, Any], batch_
     batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
     for batch in tqdm(batches, desc="generate", unit="batch", disable=not batches):
         generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in batch]
+        # Some pipelines (DiT) call scheduler.step without the generators, so stochastic
+        # schedulers fall back to the global RNG there: seed it too, so such runs still repeat.
+        torch.manual_seed(batch[0].generator_seed)
         try:
             out = pipe(**call(pipe, batch, params), generator=generators, output_type="np")
         except (ValueError, TypeError) as exc:

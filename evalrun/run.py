@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm.auto import tqdm
 
-from evalrun import __version__
+from evalrun import __version__, classes
 from evalrun.config import resolve_device, resolve_dtype, to_plain, validate
 from evalrun.generate import ImageJob, generate, image_jobs, make_grid
 from evalrun.metrics import ImageBatch, Metric, MetricContext, build_metric
@@ -31,7 +31,8 @@ KNOBS = ("steps", "guidance_scale", "image_guidance_scale", "strength", "eta", "
          "num_images_per_prompt", "batch_size", "num_images")
 # Hooks that task modules register: finish records once the pipeline is loaded (e.g. map
 # ImageNet class words to label ids with ``pipe.get_label_ids``), and draw a task's grid.
-PREPARE_RECORDS: dict[str, Callable[[Any, list[dict[str, Any]], DictConfig], list[dict[str, Any]]]] = {}
+PREPARE_RECORDS: dict[str, Callable[[Any, list[dict[str, Any]], DictConfig], list[dict[str, Any]]]] = {
+    "class2img": classes.prepare_class_records, "unconditional": classes.unconditional_records}
 GRID_MAKERS: dict[str, Callable[[list[np.ndarray], list[ImageJob], DictConfig], Image.Image]] = {}
 SCORE_BATCH = 64
 
@@ -48,12 +49,12 @@ def config_columns(cfg: DictConfig, device: torch.device, dtype: torch.dtype) ->
     for knob in KNOBS:
         if cfg.get(knob) is not None:  # task-specific knobs are null for tasks without them
             cols[knob] = cfg[knob]
-    cols.update({
-        "prompts": prompts.name, "prompts_source": str(prompts.get("path") or prompts.get("dataset") or prompts.source),
-        "prompts_filter": stable_json({k: to_plain(prompts.get(k)) for k in ("category", "challenge", "limit",
-                                                                              "shuffle", "shuffle_seed")}),
-        "dtype": str(dtype).replace("torch.", ""), "device": device.type,
-    })
+    if cfg.model.task != "unconditional":  # unconditional runs have no prompt set
+        filters = ("category", "challenge", "limit", "shuffle", "shuffle_seed", "words", "random", "random_seed", "all")
+        cols["prompts"] = prompts.name
+        cols["prompts_source"] = str(prompts.get("path") or prompts.get("dataset") or prompts.source)
+        cols["prompts_filter"] = stable_json({k: to_plain(prompts.get(k)) for k in filters if k in prompts})
+    cols.update({"dtype": str(dtype).replace("torch.", ""), "device": device.type})
     return cols
 
 
@@ -92,8 +93,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         return done
     t0 = time.perf_counter()
 
-    # 2. Prompts (a bad path or filter fails here, before the model loads).
-    records = load_prompts(cfg.prompts)
+    # 2. Prompts (a bad path or filter fails here, before the model loads). Unconditional
+    #    models have none: their records are the num_images samples (step 3).
+    records = load_prompts(cfg.prompts) if cfg.model.task != "unconditional" else []
 
     # 3. Pipeline (cached across a sweep's jobs) and scheduler.
     pipe = load_pipeline(cfg.model, device, dtype)
@@ -113,7 +115,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t_load = time.perf_counter()
 
     # 5. Generate (reusing images an interrupted run already wrote).
-    n_images = cfg.num_images_per_prompt if "num_images" not in cfg else 1
+    n_images = 1 if cfg.model.task == "unconditional" else int(cfg.num_images_per_prompt)
     jobs = image_jobs(records, n_images, int(cfg.seed))
     params = {k: to_plain(cfg[k]) for k in KNOBS if cfg.get(k) is not None}
     images, flags = generate(pipe, cfg.model.task, jobs, params, run_dir / "images", int(cfg.batch_size), generation_key)
