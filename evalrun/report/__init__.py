@@ -187,7 +187,7 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     for table in built:
         written["tables"] += tables.write_table(table, out / "tables")
 
-    pairs = [tuple(p) for p in compare] if compare else cmp.default_comparisons(sweep)
+    pairs = [tuple(p) for p in compare] if compare else (cmp.default_comparisons(sweep) if metrics else [])
     results = []
     for a, b in pairs:
         try:

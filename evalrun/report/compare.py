@@ -196,8 +196,9 @@ def to_markdown(comparisons: Sequence[Comparison]) -> str:
                          f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {'yes' if r.excludes_zero else 'no'} "
                          f"| {r.verdict} |")
         lines.append("")
-    if comparisons:
-        r = comparisons[0].results.iloc[0]
+    done = [c for c in comparisons if not c.results.empty]
+    if done:
+        r = done[0].results.iloc[0]
         lines.append(f"_Percentile bootstrap of the mean paired difference, {r.resamples} resamples, "
                      f"numpy default_rng({r.bootstrap_seed}). Pairs are resampled as independent; "
                      "with few pairs (e.g. 3 seeds for a set metric) the interval is coarse._")

@@ -103,8 +103,10 @@ def format_cell(mean: float, std: float, n: int, fmt: str, show_n: bool = False)
 
 def _n_note(stats: pd.DataFrame, unit: str = "seeds") -> str:
     ns = sorted({int(n) for n in stats["n"]})
+    if not ns:
+        return "no metric values"
     if len(ns) == 1:
-        return f"mean ± std over n={ns[0]} {unit}"
+        return f"mean ± std over n={ns[0]} {unit if ns[0] != 1 else unit.rstrip('s')}"
     return f"mean ± std over {unit}; n differs between cells and is shown in each"
 
 
@@ -116,7 +118,8 @@ def summary_table(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] 
     """Configurations (rows) x metrics (columns)."""
     rows = sweep.row_keys
     pieces = [cell_stats(sweep.runs, rows, m).assign(metric=m, column=m) for m in metrics]
-    stats = pd.concat(pieces, ignore_index=True)
+    stats = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
+        columns=[*rows, "mean", "std", "n", "metric", "column"])
     directions = {m: sweep.direction(m) for m in metrics}
     fmts = {m: metric_format(m, sweep.runs[m].pipe(pd.to_numeric, errors="coerce"), formats) for m in metrics}
     stats = _finish(stats, directions, fmts)
@@ -186,9 +189,11 @@ def breakdown_tables(sweep: Sweep, metrics: Sequence[str], formats: dict[str, st
             per_run = per_run.merge(sweep.runs[["run_dir", *sweep.row_keys]], on="run_dir")
             higher = sweep.direction(metric)
             fmt = metric_format(metric, per_run[metric], formats)
+            sizes = data.dropna(subset=[facet]).groupby(facet)["prompt_id"].nunique()
+            count = f"{sizes.min()}" if sizes.min() == sizes.max() else f"{sizes.min()}–{sizes.max()}"
+            note = "; ".join(p for p in (f"{count} prompts per {facet}", sweep.settings_note([metric])) if p)
             out.append(pivot(per_run, sweep.row_keys, [facet], metric, higher, fmt, name=f"{metric}_by_{facet}",
-                             title=f"{metric} by {facet}{_direction_text(higher)}",
-                             note=sweep.settings_note([metric]), key_headers=False))
+                             title=f"{metric} by {facet}{_direction_text(higher)}", note=note, key_headers=False))
     return out
 
 
