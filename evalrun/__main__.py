@@ -34,8 +34,12 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except EvalrunError as exc:
-        # One clear line, not a traceback: these are mistakes the user can fix.
-        log.error("%s", exc)
+        # One clear line on stderr, not a traceback: these are mistakes the user can fix.
+        # The job's log file gets it too (the console handler would print it twice).
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
         print(f"evalrun: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evalrun import tiny
 from evalrun.config import pipeline_class, scheduler_class
-from evalrun.errors import EvalrunError
+from evalrun.errors import EvalrunError, load_error
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,7 @@ def load_pipeline(model: DictConfig, device: torch.device, dtype: torch.dtype):
     try:
         pipe = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        raise EvalrunError(
-            f"could not load {cls.__name__} from {model.path!r} ({str(exc).splitlines()[0]}). Without network, "
-            f"download it once (`hf download {model.path} --local-dir DIR`) and set model.path=DIR, or set "
-            f"HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache."
-        ) from None
+        raise load_error(cls.__name__, str(model.path), exc, "model.path") from None
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # evalrun shows its own progress over batches
     # Remember the checkpoint's own scheduler: every swap starts from it, so one job's

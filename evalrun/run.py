@@ -97,7 +97,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     #    models have none: their records are the num_images samples (step 3).
     records = load_prompts(cfg.prompts) if cfg.model.task != "unconditional" else []
 
-    # 3. Pipeline (cached across a sweep's jobs) and scheduler.
+    # 3. Metrics: their models (CLIP, Inception, reference statistics) load before the
+    #    pipeline, so a missing weights file fails in seconds, not after the checkpoint loads.
+    context = MetricContext(device=device, cache_dir=cache_dir(), reference=cfg.get("reference"), seed=int(cfg.seed))
+    metric_cfgs = cfg.get("metrics") or {}
+    metrics = {name: build_metric(name, metric_cfgs[name], context) for name in metric_cfgs}
+    metric_columns = {f"{name}.{k}": v for name, m in metrics.items() for k, v in m.settings().items()}
+
+    # 4. Pipeline (cached across a sweep's jobs) and scheduler.
     pipe = load_pipeline(cfg.model, device, dtype)
     scheduler_config = set_scheduler(pipe, cfg.scheduler)
     if cfg.model.task in PREPARE_RECORDS:
@@ -105,13 +112,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # Everything that changes the pixels (not batch size or device: one generator per image).
     generation_key = stable_hash({k: v for k, v in columns.items() if k not in ("batch_size", "device")}
                                  | {"scheduler_config": scheduler_config})
-
-    # 4. Metrics: their models load now, so a missing CLIP fails before hours of generation.
-    context = MetricContext(device=device, cache_dir=cache_dir(), reference=cfg.get("reference"), seed=int(cfg.seed))
-    metric_cfgs = cfg.get("metrics") or {}
-    metrics = {name: build_metric(name, metric_cfgs[name], context) for name in metric_cfgs}
-    for name, metric in metrics.items():
-        columns.update({f"{name}.{k}": v for k, v in metric.settings().items()})
+    columns.update(metric_columns)
     t_load = time.perf_counter()
 
     # 5. Generate (reusing images an interrupted run already wrote).
@@ -166,3 +167,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     write_json(record, run_dir / RUN_FILE)
     log.info("run complete: %s -> %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}, run_dir)
     return record
+
+
+import evalrun.edit  # noqa: E402,F401 - registers the edit task, its prompt sources and grid (last: it fills this module's hooks)

@@ -87,6 +87,9 @@ def test_rerun_reuses_finished_run_and_images(tmp_path):
     (["height=30"], "height=30 must be a multiple of 8"),
     (["dtype=float8"], "dtype='float8' is not valid"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
+    # Offline, a hub checkpoint or CLIP model that is not cached names the key for a local copy.
+    (["model=sd15", "metrics=[]", "prompts.limit=1"], "and set model.path=DIR"),
+    (["metrics.clip_score.clip_model=openai/clip-vit-base-patch16"], "and set metrics.clip_score.clip_model=DIR"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
     proc = run_cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from evalrun import tiny
-from evalrun.errors import EvalrunError
+from evalrun.errors import load_error
 
 _CACHE: dict[tuple[str, str, str], "ClipBundle"] = {}
 
@@ -42,26 +42,25 @@ class ClipBundle:
                 "clip_image_size": int(self.model.config.vision_config.image_size)}
 
 
-def load_clip(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> ClipBundle:
-    """Load (or reuse) ``CLIPModel`` + ``CLIPProcessor`` from a hub id or a local directory."""
+def load_clip(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+              key: str = "clip_model") -> ClipBundle:
+    """Load (or reuse) ``CLIPModel`` + ``CLIPProcessor`` from a hub id or a local directory.
+
+    ``key`` is the config key a user sets to point at a local copy (named in the error)."""
     from transformers import CLIPModel, CLIPProcessor
 
     device = torch.device(device)
-    key = (str(name_or_path), str(device), str(dtype))
-    if key in _CACHE:
-        return _CACHE[key]
+    cache_key = (str(name_or_path), str(device), str(dtype))
+    if cache_key in _CACHE:
+        return _CACHE[cache_key]
     source = tiny.resolve(name_or_path)
     try:
         model = CLIPModel.from_pretrained(source, dtype=dtype)
         processor = CLIPProcessor.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise EvalrunError(
-            f"could not load CLIP model {name_or_path!r} ({str(exc).splitlines()[0]}). Without network, "
-            f"download it once elsewhere (e.g. `hf download {name_or_path} --local-dir DIR`) and set the "
-            f"metric's clip_model=DIR, or set HF_HUB_OFFLINE=1 to use a copy already in the HF cache."
-        ) from None
+        raise load_error("CLIP model", str(name_or_path), exc, key) from None
     bundle = ClipBundle(str(name_or_path), model.to(device).eval(), processor, device, dtype)
-    _CACHE[key] = bundle
+    _CACHE[cache_key] = bundle
     return bundle
 
 

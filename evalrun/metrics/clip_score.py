@@ -28,7 +28,7 @@ class CLIPScore(Metric):
         if scale <= 0:
             raise ValueError(f"clip_score scale must be > 0, got {scale}")
         self.clip_model, self.scale, self.batch_size, self.text_key = clip_model, float(scale), int(batch_size), text_key
-        self.bundle = load_clip(clip_model, self.context.device)
+        self.bundle = load_clip(clip_model, self.context.device, key="metrics.clip_score.clip_model")
         self._scores: list[torch.Tensor] = []
         self._truncated = 0
         self._text_cache: dict[str, torch.Tensor] = {}
