@@ -62,11 +62,10 @@ def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PR
     metrics = {"clip_score": per_image["clip_score"].mean(), "fid": float(100 + 50 * r.random() - 5 * config["steps"]),
                "kid_mean": float(0.01 + 0.02 * r.random()), "kid_std": float(0.001 * r.random()),
                "mystery": float(r.random())}
-    pd.DataFrame([{**{c: config[c] for c in CONFIG}, **metrics, "n_images": len(per_image)}]).to_csv(
-        run_dir / "metrics.csv", index=False)
+    pd.DataFrame([{**config, **metrics, "n_images": len(per_image)}]).to_csv(run_dir / "metrics.csv", index=False)
     Image.new("RGB", (size * 2, size * 2)).save(run_dir / "grid.png")
     (run_dir / "run.json").write_text(json.dumps({
-        "status": status, "config_columns": CONFIG, "metric_columns": METRICS, "higher_is_better": HIGHER_IS_BETTER,
+        "status": status, "config_columns": list(config), "metric_columns": METRICS, "higher_is_better": HIGHER_IS_BETTER,
         "provenance": {"synthetic": True}}, indent=2))
     return run_dir
 

@@ -167,6 +167,17 @@ def test_merged_sweeps_duplicates_and_incomplete_runs(tmp_path: Path) -> None:
     assert "crashed" in (tmp_path / "merged" / "report.md").read_text()
 
 
+def test_columns_resolved_from_the_seed_are_not_keys(tmp_path: Path) -> None:
+    # kid.seed: null is recorded as the run's seed; it must not split configurations into n=1 groups.
+    for scheduler in ("ddim", "dpm"):
+        for seed in (0, 1, 2):
+            make_run(tmp_path / "s" / f"{scheduler}-{seed}", config("sd15", scheduler, 2, seed, **{"kid.seed": seed}))
+    sweep = load_sweep([tmp_path / "s"])
+    assert sweep.keys == ["scheduler"] and sweep.seed_columns == ["seed", "kid.seed"]
+    table = summary_table(sweep, ["fid"])
+    assert table.stats["n"].tolist() == [3, 3] and "kid.seed" not in sweep.constants()
+
+
 def test_rows_cols_metric_and_format_options(tmp_path: Path) -> None:
     sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"))
     build_report([sweep_dir], rows=["model", "scheduler"], cols=["steps"], metrics=["fid"], formats={"fid": ".3f"},

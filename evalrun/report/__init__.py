@@ -32,11 +32,21 @@ def same_partition(a: pd.Series, b: pd.Series) -> bool:
     return bool(a.groupby(b).nunique().max() == 1 and b.groupby(a).nunique().max() == 1)
 
 
+def seed_columns(runs: pd.DataFrame, config_columns: Sequence[str]) -> list[str]:
+    """``seed`` and config columns resolved from it (e.g. ``kid.seed: null`` recorded as the run's seed)."""
+    if "seed" not in runs:
+        return []
+    if runs["seed"].astype(str).nunique() < 2:
+        return ["seed"]
+    return ["seed"] + [c for c in config_columns if c != "seed" and c in runs and same_partition(runs[c], runs["seed"])]
+
+
 def varying_keys(runs: pd.DataFrame, config_columns: Sequence[str]) -> list[str]:
-    """Config columns (not ``seed``) that vary across runs, leaving out aliases of an earlier one."""
+    """Config columns that vary across runs, leaving out the seed, its aliases and aliases of an earlier key."""
     keys: list[str] = []
+    seeds = seed_columns(runs, config_columns)
     for col in config_columns:
-        if col == "seed" or col not in runs or runs[col].astype(str).nunique() < 2:
+        if col in seeds or col not in runs or runs[col].astype(str).nunique() < 2:
             continue
         if not any(same_partition(runs[col], runs[k]) for k in keys):
             keys.append(col)
@@ -52,6 +62,14 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def _setting_of(column: str, metric: str) -> bool:
+    """Whether config column ``<name>.<key>`` is a setting of metric column ``metric``: ``clip_score``
+    (clip_score.*), ``kid_mean`` (kid.*), ``is_mean`` (inception_score.*, by initials)."""
+    name = column.split(".", 1)[0]
+    initials = "".join(word[0] for word in name.split("_") if word)
+    return metric == name or metric.startswith(name + "_") or (len(initials) > 1 and metric.startswith(initials + "_"))
+
+
 @dataclass
 class Sweep:
     """The complete runs of one or more sweep dirs, and what the runs say about their columns."""
@@ -64,6 +82,10 @@ class Sweep:
     sweep_dirs: list[Path]
     missing: list[str] = field(default_factory=list)
     _per_image: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def seed_columns(self) -> list[str]:
+        return seed_columns(self.runs, self.config_columns)
 
     def direction(self, metric: str) -> bool | None:
         """True/False from ``run.json``'s ``higher_is_better``; None for unknown metrics and spreads."""
@@ -87,13 +109,14 @@ class Sweep:
     def constants(self) -> dict[str, str]:
         """Config columns with one value across all runs (model, CLIP model, resolution...)."""
         return {c: value_text(self.runs[c].iloc[0]) for c in self.config_columns
-                if c in self.runs and c != "seed" and self.runs[c].astype(str).nunique() == 1}
+                if c in self.runs and c not in self.seed_columns and self.runs[c].astype(str).nunique() == 1}
 
     def settings_note(self, metrics: Iterable[str]) -> str:
         """The constant settings of ``metrics`` (``clip_score.clip_model=...``), for table captions."""
         consts = self.constants()
-        parts = [f"{c}={v}" for m in metrics for c, v in consts.items() if c.startswith(f"{m}.")]
-        return "; ".join(parts)
+        parts = [f"{c}={v}" for m in metrics for c, v in consts.items() if "." in c and _setting_of(c, m)]
+        return "; ".join(dict.fromkeys(parts))
+
 
     def per_image(self) -> pd.DataFrame:
         """Every run's ``per_image.csv`` with ``run_dir`` and the sweep keys added (read once)."""

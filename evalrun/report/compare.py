@@ -101,7 +101,7 @@ def _side_split(sweep: Sweep, a_runs: pd.DataFrame, b_runs: pd.DataFrame, select
     """Keys to pair on (vary within a side) and keys that tell the sides apart (constant within each)."""
     paired, differs = [], {}
     for col in sweep.config_columns:
-        if col == "seed" or col in selected:
+        if col in sweep.seed_columns or col in selected:
             continue
         na, nb = a_runs[col].astype(str).nunique(), b_runs[col].astype(str).nunique()
         if na <= 1 and nb <= 1:
