@@ -24,8 +24,6 @@ PROMPTS = [
 ]
 HIGHER_IS_BETTER = {"clip_score": True, "fid": False, "kid_mean": False, "kid_std": False}
 METRICS = ["clip_score", "fid", "kid_mean", "kid_std", "mystery"]  # mystery: no direction in run.json
-CONFIG = ["model", "model_path", "scheduler", "scheduler_class", "steps", "guidance_scale", "seed",
-          "height", "width", "clip_score.clip_model"]
 SCHEDULER_CLASS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
 
 

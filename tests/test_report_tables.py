@@ -9,17 +9,19 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from evalrun.errors import EvalrunError
 from evalrun.report import build_report, load_sweep
 from evalrun.report.__main__ import main as report_main
-from evalrun.report.tables import latex_escape, pivot_table, summary_table, to_latex, to_markdown
+from evalrun.report.tables import latex_escape, pivot_table, summary_table, to_markdown
 from report_synthetic import make_run, make_sweep, read_metrics, config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -216,6 +218,22 @@ def test_python_dash_m_entry_point(sweep_dir: Path) -> None:
                            "--format", "fid=.1f"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (sweep_dir / "report" / "tables" / "summary.md").exists() and "wrote tables" in done.stdout
+
+
+def test_plots_png_and_svg_headless_and_reproducible(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"), schedulers=("ddim",), steps=(2, 3, 5))
+    make_run(sweep_dir / "lonely", config("sd14", "dpm", 4, 0))  # a line with one run: no error bar
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = build_report([sweep_dir], metrics=["fid"], hue=["scheduler"], plots=True, gallery=False)["plots"]
+    assert [p.name for p in first] == ["fid_vs_steps.png", "fid_vs_steps.svg"]
+    assert Image.open(first[0]).format == "PNG" and b"<svg" in first[1].read_bytes()
+    svg = first[1].read_bytes()
+    build_report([sweep_dir], metrics=["fid"], hue=["scheduler"], gallery=False)
+    assert first[1].read_bytes() == svg
+    assert b"scheduler, model" in svg  # legend title: hue first, then the other varying keys (never pooled)
+    with pytest.raises(EvalrunError, match="not numeric"):
+        build_report([sweep_dir], x="model", gallery=False)
 
 
 # ----------------------------------------------------------------------------- end to end
