@@ -78,9 +78,18 @@ def _ci95(values: pd.Series) -> tuple[float, float]:
     return values.mean() - half, values.mean() + half
 
 
+def _follows_seed(runs: pd.DataFrame, column: str) -> bool:
+    """A setting that defaults to the run's seed (e.g. a KID subset seed) varies with it and
+    must not split the seed groups."""
+    if "seed" not in runs or runs[column].nunique(dropna=False) < 2:
+        return False
+    return bool((runs[column].astype(str) == runs["seed"].astype(str)).all())
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std (ddof=1), n and 95% CI of each metric over seeds, per configuration."""
-    config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in GROUP_EXCLUDE]
+    config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in GROUP_EXCLUDE
+                   and not _follows_seed(runs, c)]
     metric_cols = [c for c in runs.attrs["metric_columns"] if c in runs.columns]
     # Columns that vary across runs come first: they are what the sweep compared.
     varying = [c for c in config_cols if runs[c].nunique(dropna=False) > 1]
@@ -109,9 +118,9 @@ def write_summary(sweep_dir: Path) -> Path:
     if runs.empty:
         raise FileNotFoundError(f"no finished runs (run.json + metrics.csv) under {sweep_dir}")
     path = sweep_dir / SUMMARY_FILE
-    write_csv(summarise(runs), path)
-    log.info("wrote %s (%d runs, %d configurations)", path, len(runs), runs.groupby(
-        [c for c in runs.attrs["config_columns"] if c in runs and c != "seed"], dropna=False).ngroups)
+    summary = summarise(runs)
+    write_csv(summary, path)
+    log.info("wrote %s (%d runs, %d configurations)", path, len(runs), len(summary))
     return path
 
 

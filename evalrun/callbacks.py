@@ -20,9 +20,15 @@ log = logging.getLogger(__name__)
 class SummaryCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from evalrun import aggregate
+        from evalrun.report import build_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             aggregate.write_summary(sweep_dir)
         except Exception as exc:  # noqa: BLE001 - Hydra would reduce it to a warning
             log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
+            return
+        try:
+            build_report([sweep_dir])
+        except Exception as exc:  # noqa: BLE001
+            log.error("report failed (%s); re-run: python -m evalrun.report %s", exc, sweep_dir)

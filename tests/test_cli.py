@@ -54,6 +54,8 @@ def test_multirun_summary_equals_means_of_runs(tmp_path):
         assert row["clip_score_std"] == pytest.approx(values.std(ddof=1), rel=1e-9)
         assert row["clip_score_n"] == 2 and row["seeds"] == "0 1"
         assert row["clip_score_ci95_low"] < row["clip_score_mean"] < row["clip_score_ci95_high"]
+    # The callback also built the report from the same run dirs.
+    assert (sweep / "report" / "index.html").exists() and (sweep / "report" / "report.md").exists()
     # Different schedulers really ran: their images differ.
     ddim = sorted(sweep.glob("*scheduler=ddim*seed=0*/images/00000_00.png"))[0]
     dpm = sorted(sweep.glob("*scheduler=dpm*seed=0*/images/00000_00.png"))[0]
@@ -100,3 +102,19 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
         assert "dpm_karras" in proc.stderr and "euler_a" in proc.stderr  # the valid options are listed
     if "class_name" in overrides[0]:
         assert "DPMSolverMultistepScheduler" in proc.stderr
+
+
+def test_summary_groups_ignore_settings_that_follow_the_seed(tmp_path):
+    """A metric setting that defaults to the run's seed (a KID subset seed) must not split seed groups."""
+    from evalrun.aggregate import load_runs, summarise
+
+    for seed in (0, 1):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "run.json").write_text('{"status": "complete", "config_columns": ["model", "seed", "kid.seed"], '
+                                    '"metric_columns": ["kid_mean"], "higher_is_better": {"kid_mean": false}}')
+        pd.DataFrame([{"model": "m", "seed": seed, "kid.seed": seed, "kid_mean": 0.1 * (seed + 1)}]).to_csv(
+            d / "metrics.csv", index=False)
+    summary = summarise(load_runs([tmp_path]))
+    assert len(summary) == 1 and summary["kid_mean_n"].iloc[0] == 2
+    assert summary["kid_mean_mean"].iloc[0] == pytest.approx(0.15)
