@@ -13,6 +13,8 @@ from evalrun.metrics.base import Metric, MetricContext
 # dependencies (torch-fidelity for Inception) fail only when their metric is asked for.
 METRICS: dict[str, str] = {
     "clip_score": "evalrun.metrics.clip_score:CLIPScore",
+    "clip_directional": "evalrun.metrics.clip_directional:CLIPDirectionalSimilarity",
+    "clip_image_similarity": "evalrun.metrics.clip_image_similarity:CLIPImageSimilarity",
 }
 
 
