@@ -1,0 +1,42 @@
+"""Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) per split, in float64.
+
+The score depends on sample order and the split rule (guided-diffusion #165), so both are
+fixed here and recorded: a ``RandomState(seed)`` permutation and splits
+``[i*N//k, (i+1)*N//k)``, as torch-fidelity does (torchmetrics uses ``torch.chunk`` and the
+global RNG, and ddof=1 for the std). With the same permutation both agree with this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def split_permutation(n: int, seed: int) -> np.ndarray:
+    return np.random.RandomState(seed).permutation(n)
+
+
+def inception_score_splits(logits: np.ndarray | torch.Tensor, splits: int,
+                           permutation: np.ndarray | None = None) -> np.ndarray:
+    """Per-split scores from (N, classes) logits (unbiased: torch-fidelity's ``logits_unbiased``)."""
+    x = torch.as_tensor(np.asarray(logits)).double()
+    n = len(x)
+    if not 1 <= splits <= n:
+        raise ValueError(f"inception score splits must be in [1, N={n}], got {splits}")
+    if permutation is not None:
+        x = x[torch.as_tensor(np.asarray(permutation))]
+    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        q = p[lo:hi].mean(dim=0, keepdim=True)
+        kl = (p[lo:hi] * (log_p[lo:hi] - q.log())).sum(dim=1).mean()
+        scores.append(float(kl.exp()))
+    return np.asarray(scores)
+
+
+def inception_score(logits: np.ndarray | torch.Tensor, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
+    """(mean, std with ddof=0) over splits; ``seed=None`` keeps the given order."""
+    perm = None if seed is None else split_permutation(len(logits), seed)
+    scores = inception_score_splits(logits, splits, perm)
+    return float(scores.mean()), float(scores.std())
