@@ -15,6 +15,10 @@ METRICS: dict[str, str] = {
     "clip_score": "evalrun.metrics.clip_score:CLIPScore",
     "clip_directional": "evalrun.metrics.clip_directional:CLIPDirectionalSimilarity",
     "clip_image_similarity": "evalrun.metrics.clip_image_similarity:CLIPImageSimilarity",
+    "fid": "evalrun.metrics.fid:FID",
+    "kid": "evalrun.metrics.kid:KID",
+    "inception_score": "evalrun.metrics.inception_score:InceptionScore",
+    "cmmd": "evalrun.metrics.cmmd:CMMD",
 }
 
 
