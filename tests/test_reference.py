@@ -1,0 +1,205 @@
+"""Reference sources, preprocessing, the content-keyed feature cache, .npz round trips and
+the config files. A cheap pooled-pixel "extractor" stands in for Inception where the
+network is beside the point."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import inception_weights as iw  # noqa: E402
+from evalrun.errors import ConfigError, EvalrunError  # noqa: E402
+from evalrun.metrics.functional.fid import GaussianStats, frechet_distance  # noqa: E402
+from evalrun.reference import (ReferenceSpec, iter_images, load_npz, reference_features, reference_stats,  # noqa: E402
+                               save_npz)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+POOL_ID = {"extractor": "test-pool4", "layer": "pixels"}
+
+
+class CountingPool:
+    """4x4 average-pooled pixels (48 features), counting the images it sees."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        self.seen += len(images)
+        return torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1).numpy()
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A private copy of the photos (mixed sizes, PNG and JPEG, some grayscale)."""
+    if not iw.PHOTOS.is_dir() or not any(iw.PHOTOS.iterdir()):
+        pytest.skip(f"no photos in {iw.PHOTOS}")
+    return Path(shutil.copytree(iw.PHOTOS, tmp_path / "photos"))
+
+
+def spec(path, **kw) -> ReferenceSpec:
+    return ReferenceSpec.from_config({"kind": "folder", "path": str(path), **kw}, "test")
+
+
+def test_folder_images_become_rgb_uint8_with_crop_and_resize(photos):
+    modes = {Image.open(p).mode for p in photos.iterdir()}
+    assert "L" in modes or "P" in modes or "LA" in modes, modes  # the folder does exercise conversion
+    images = list(iter_images(spec(photos)))
+    assert len(images) == len(list(photos.iterdir())) and all(i.dtype == torch.uint8 and i.shape[0] == 3 for i in images)
+    assert len({tuple(i.shape) for i in images}) > 1  # sizes are kept without resize
+    squared = list(iter_images(spec(photos, center_crop=True, resize=32)))
+    assert {tuple(i.shape) for i in squared} == {(3, 32, 32)}
+    first = sorted(photos.iterdir())[0]
+    with Image.open(first) as img:
+        rgb = img.convert("RGB")
+        w, h = rgb.size
+        s = min(w, h)
+        expected = rgb.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((32, 32), Image.BICUBIC)
+    assert torch.equal(squared[0], torch.from_numpy(np.asarray(expected).copy()).permute(2, 0, 1))
+
+
+def test_center_crop_size_and_rectangular_resize(photos):
+    first = next(iter_images(spec(photos)))
+    cropped = next(iter_images(spec(photos, center_crop=20)))
+    h, w = first.shape[1:]
+    assert torch.equal(cropped, first[:, (h - 20) // 2:(h - 20) // 2 + 20, (w - 20) // 2:(w - 20) // 2 + 20])
+    assert next(iter_images(spec(photos, resize=[24, 40]))).shape == (3, 24, 40)
+    with pytest.raises(EvalrunError, match="larger than"):
+        next(iter_images(spec(photos, center_crop=100000)))
+
+
+def test_features_are_computed_once_and_found_by_content(photos, tmp_path):
+    cache, pool = tmp_path / "cache", CountingPool()
+    feats, info = reference_features(spec(photos), POOL_ID, pool, cache, batch_size=4)
+    n = len(feats)
+    assert info["reference_cache"] == "computed" and pool.seen == n == info["reference_n"]
+    again, info2 = reference_features(spec(photos), POOL_ID, pool, cache, batch_size=4)  # a second sweep
+    assert info2["reference_cache"] == "hit" and pool.seen == n and np.array_equal(again, feats)
+    copy = Path(shutil.copytree(photos, tmp_path / "elsewhere"))  # same content, other path: same entry
+    assert reference_features(spec(copy), POOL_ID, pool, cache)[1]["reference_cache_key"] == info["reference_cache_key"]
+    assert pool.seen == n
+    # Each thing that changes the features changes the key.
+    victim = sorted(copy.iterdir())[0]
+    Image.open(victim).convert("RGB").rotate(90).save(victim.with_suffix(".png"))
+    if victim.suffix != ".png":
+        victim.unlink()
+    keys = {info["reference_cache_key"],
+            reference_features(spec(copy), POOL_ID, pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos, resize=32), POOL_ID, pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos, limit=5), POOL_ID, pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos, limit=5, shuffle_seed=0), POOL_ID, pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos), {**POOL_ID, "weights_sha256": "other"}, pool, cache)[1]["reference_cache_key"]}
+    assert len(keys) == 6
+
+
+def test_limit_takes_first_or_seeded_images(photos, tmp_path):
+    pool = CountingPool()
+    full, _ = reference_features(spec(photos), POOL_ID, pool, tmp_path)
+    first, _ = reference_features(spec(photos, limit=5), POOL_ID, pool, tmp_path)
+    drawn, info = reference_features(spec(photos, limit=5, shuffle_seed=1), POOL_ID, pool, tmp_path)
+    assert np.array_equal(first, full[:5]) and info["reference_n"] == 5
+    assert np.array_equal(drawn, full[np.sort(np.random.RandomState(1).permutation(len(full))[:5])])
+
+
+def test_dataset_source_gives_the_folder_features(photos, tmp_path):
+    pytest.importorskip("datasets")
+    folder, _ = reference_features(spec(photos, resize=32), POOL_ID, CountingPool(), tmp_path / "c1")
+    ds_spec = ReferenceSpec.from_config({"kind": "dataset", "path": str(photos), "split": "train", "resize": 32}, "test")
+    try:
+        feats, info = reference_features(ds_spec, POOL_ID, CountingPool(), tmp_path / "c2")
+    except EvalrunError as exc:
+        pytest.skip(f"datasets cannot read the folder here: {exc}")
+    assert info["reference"].startswith("dataset:") and len(feats) == len(folder)
+    # Same images; row order is the dataset's, so compare order-free statistics.
+    a, b = GaussianStats.from_features(folder), GaussianStats.from_features(feats)
+    assert np.allclose(a.mu, b.mu, atol=1e-12) and np.allclose(a.sigma, b.sigma, atol=1e-12)
+    assert reference_features(ds_spec, POOL_ID, CountingPool(), tmp_path / "c2")[1]["reference_cache"] == "hit"
+
+
+def test_stats_and_npz_round_trip(photos, tmp_path):
+    stats, info = reference_stats(spec(photos, resize=16), POOL_ID, CountingPool(), tmp_path)
+    save_npz(tmp_path / "s.npz", stats, {"note": "x"})
+    back, meta = load_npz(tmp_path / "s.npz")
+    assert meta == {"note": "x"} and back.n == stats.n
+    assert np.array_equal(back.mu, stats.mu) and np.array_equal(back.sigma, stats.sigma)
+    other = GaussianStats.from_features(np.random.default_rng(0).random((30, 48)))
+    assert frechet_distance(other, back) == frechet_distance(other, stats)
+    np.savez(tmp_path / "foreign.npz", mu=stats.mu, sigma=stats.sigma)  # pytorch-fid's layout
+    foreign, meta = load_npz(tmp_path / "foreign.npz")
+    assert foreign.n is None and meta == {}
+    # Without the low-rank factor the trace goes through sigma, whose zero eigenvalues
+    # (12 images, 48 features) carry round-off: equal to ~1e-9 here, not to the last bit.
+    assert frechet_distance(other, foreign) == pytest.approx(frechet_distance(other, stats), rel=1e-6)
+    np.savez(tmp_path / "bad.npz", mu=stats.mu)
+    with pytest.raises(EvalrunError, match="mu.*sigma"):
+        load_npz(tmp_path / "bad.npz")
+
+
+def test_cli_lists_and_exports_a_cached_entry(tmp_path, capsys):
+    from evalrun.metrics.inception import InceptionExtractor
+    from evalrun.reference_cli import main
+
+    folder = iw.save_pngs(iw.random_images(4, 32, seed=2), tmp_path / "ref")
+    extractor = InceptionExtractor(iw.weights_path(), batch_size=4)
+    feats, info = reference_features(spec(folder), extractor.cache_id("2048"), extractor.pool_features, tmp_path / "c")
+    assert main(["--cache-dir", str(tmp_path / "c"), "list"]) == 0
+    assert info["reference_cache_key"] in capsys.readouterr().out
+    out = tmp_path / "x.npz"
+    assert main(["--cache-dir", str(tmp_path / "c"), "export", "--key", info["reference_cache_key"], str(out)]) == 0
+    stats, meta = load_npz(out)
+    assert np.allclose(stats.mu, feats.astype(np.float64).mean(0)) and meta["extractor"]["weights_sha256"] == extractor.sha256
+    assert main(["--cache-dir", str(tmp_path / "c"), "export", "--key", "nope", str(out)]) == 2
+
+
+def test_spec_accepts_hydra_dictconfig(photos):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"kind": "folder", "path": str(photos), "center_crop": True, "resize": [24, 32],
+                            "limit": None, "shuffle_seed": None})
+    parsed = ReferenceSpec.from_config(cfg, "fid")
+    assert parsed.resize == (24, 32) and next(iter_images(parsed)).shape == (3, 24, 32)
+
+
+def test_spec_errors_name_the_fix(tmp_path):
+    for cfg in (None, {"kind": "none"}):
+        with pytest.raises(EvalrunError, match="fid needs a reference: set reference=folder reference.path="):
+            ReferenceSpec.from_config(cfg, "fid")
+    with pytest.raises(ConfigError, match="no key.*colour.*valid"):
+        ReferenceSpec.from_config({"kind": "folder", "path": "x", "colour": 1}, "fid")
+    with pytest.raises(ConfigError, match="reference.kind='zip'"):
+        ReferenceSpec.from_config({"kind": "zip", "path": "x"}, "fid")
+    with pytest.raises(ConfigError, match="reference.path is not set"):
+        ReferenceSpec.from_config({"kind": "folder", "path": None}, "fid")
+    with pytest.raises(ConfigError, match="not a directory"):
+        spec(tmp_path / "missing")  # before any model loads or image is generated
+    with pytest.raises(ConfigError, match="no such .npz"):
+        ReferenceSpec.from_config({"kind": "npz", "path": str(tmp_path / "missing.npz")}, "fid")
+    with pytest.raises(EvalrunError, match="has no images"):
+        reference_features(spec(tmp_path), POOL_ID, CountingPool(), tmp_path / "c")
+
+
+def test_config_files_match_the_code():
+    from omegaconf import OmegaConf
+
+    from evalrun.metrics.registry import metric_class
+
+    for kind in ("none", "folder", "dataset", "npz"):
+        cfg = OmegaConf.load(CONF / "reference" / f"{kind}.yaml")
+        assert cfg.kind == kind and set(cfg) <= set(ReferenceSpec.__dataclass_fields__)
+    for name in ("fid", "kid", "inception_score", "cmmd"):
+        cfg = OmegaConf.load(CONF / "metrics" / f"{name}.yaml")
+        assert list(cfg) == [name]
+        params = set(inspect.signature(metric_class(name).__init__).parameters) - {"self", "context"}
+        assert set(cfg[name]) == params, (name, set(cfg[name]) ^ params)
+        assert metric_class(name).kind == "set"
+        assert metric_class(name).higher_is_better is (name == "inception_score")
