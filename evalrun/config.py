@@ -90,7 +90,7 @@ def _positive_int(cfg: DictConfig, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value, before any model or data loads."""
-    from evalrun.metrics.registry import METRICS
+    from evalrun.metrics.registry import METRICS, metric_class
 
     model = cfg.model
     if model.task not in TASKS:
@@ -123,6 +123,10 @@ def validate(cfg: DictConfig) -> None:
     for name in cfg.get("metrics") or {}:
         if name not in METRICS:
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
+        tasks = metric_class(name).tasks
+        if tasks is not None and model.task not in tasks:
+            raise ConfigError(f"metric {name!r} scores {'/'.join(tasks)} runs, but model {model.name!r} is a "
+                              f"{model.task} model; drop it from metrics=[...]")
 
 
 def to_plain(cfg: Any) -> Any:

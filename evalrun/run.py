@@ -111,7 +111,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         records = PREPARE_RECORDS[cfg.model.task](pipe, records, cfg)
     # Everything that changes the pixels (not batch size or device: one generator per image).
     generation_key = stable_hash({k: v for k, v in columns.items() if k not in ("batch_size", "device")}
-                                 | {"scheduler_config": scheduler_config})
+                                 | {"scheduler_config": scheduler_config, "model": to_plain(cfg.model),
+                                    "prompts": to_plain(cfg.prompts)})
     columns.update(metric_columns)
     t_load = time.perf_counter()
 

@@ -88,6 +88,7 @@ def test_rerun_reuses_finished_run_and_images(tmp_path):
     (["seed=-1"], "seed must be a non-negative integer"),
     (["height=30"], "height=30 must be a multiple of 8"),
     (["dtype=float8"], "dtype='float8' is not valid"),
+    (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit runs, but model 'tiny' is a text2img model"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     # Offline, a hub checkpoint or CLIP model that is not cached names the key for a local copy.
     (["model=sd15", "metrics=[]", "prompts.limit=1"], "and set model.path=DIR"),

@@ -62,6 +62,8 @@ class Metric(abc.ABC):
     higher_is_better: ClassVar[bool]
     #: "per_image" metrics also fill ``MetricResult.per_image``; "set" metrics score the whole set.
     kind: ClassVar[str] = "per_image"
+    #: Tasks the metric can score (None: any); checked when the config is validated.
+    tasks: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, context: MetricContext | None = None) -> None:
         self.context = context or MetricContext()

@@ -99,6 +99,7 @@ class EditCLIPMetric(Metric):
     """Shared set-up of the CLIP editing metrics: the CLIP model, the run's cache, the embeddings."""
 
     higher_is_better = True
+    tasks = ("edit",)  # needs each record's input image and captions
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-large-patch14",
                  batch_size: int = 64) -> None:
