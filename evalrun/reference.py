@@ -93,9 +93,11 @@ class ReferenceSpec:
         return f"{self.kind}:{self.path}{extra}"
 
     def preprocessing(self) -> dict[str, Any]:
+        import PIL  # its version decides JPEG decoding and the bicubic kernel, so it is part of the key
+
         return {"convert": "PIL Image.convert('RGB') (alpha dropped)", "center_crop": self.center_crop,
                 "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
-                "resize_filter": "PIL bicubic (antialiased), uint8" if self.resize else None}
+                "resize_filter": "PIL bicubic (antialiased), uint8" if self.resize else None, "pillow": PIL.__version__}
 
 
 # ----------------------------------------------------------------------------- images

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from evalrun.errors import EvalrunError
 from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult
 from evalrun.metrics.functional.fid import StatsAccumulator, frechet_distance_info
 from evalrun.metrics.inception import InceptionExtractor
@@ -40,6 +41,8 @@ class FID(Metric):
         self._sizes.add(f"{batch.images.shape[2]}x{batch.images.shape[3]}")
 
     def compute(self) -> MetricResult:
+        if self._stats.n < 2:
+            raise EvalrunError(f"fid needs at least 2 generated images, got {self._stats.n}")
         gen = self._stats.stats()
         ref, ref_info = reference_stats(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
                                         self.context.cache_dir, self.extractor.batch_size)

@@ -88,7 +88,8 @@ def resolve_weights(path: str | os.PathLike | None, key: str = "metrics.fid.feat
         try:
             torch.hub.download_url_to_file(URL, str(target), progress=False)
         except Exception as exc:  # URLError, HTTPError, timeouts, SSL: all mean "no network"
-            raise EvalrunError(f"could not download the Inception weights ({type(exc).__name__}: {exc}); fetch {URL} "
+            reason = " ".join(str(exc).split())  # one line, whatever the exception printed
+            raise EvalrunError(f"could not download the Inception weights ({type(exc).__name__}: {reason}); fetch {URL} "
                                f"elsewhere and set {key}=/path/to/{FILENAME}") from None
     return target
 
