@@ -221,6 +221,30 @@ def test_exported_npz_gives_the_same_fid(setup):
     assert result.info["reference_extractor_matches"] is True and result.info["reference_n"] == N
 
 
+def test_fid_does_not_depend_on_how_images_arrive(setup):
+    metric = build_metric("fid", {"feature_extractor_weights_path": str(iw.weights_path()), "batch_size": BATCH},
+                          setup["context"])
+    for start in range(0, N, 5):  # uneven update batches of 5, 5, 2
+        chunk = setup["fake"][start:start + 5]
+        metric.update(ImageBatch(chunk, [{"prompt": "x"} for _ in chunk]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = metric.compute().values["fid"]
+    print(f"\nFID in batches of 12: {setup['fid'][0].values['fid']:.9g}, of 5/5/2: {value:.9g}")
+    assert value == pytest.approx(setup["fid"][0].values["fid"], rel=1e-5)  # float32 convolution round-off only
+
+
+def test_fid_kid_is_share_one_inception_pass(setup, monkeypatch):
+    calls = []
+    original = InceptionExtractor._extract
+    monkeypatch.setattr(InceptionExtractor, "_extract", lambda self, images: calls.append(len(images)) or original(self, images))
+    images = iw.random_images(3, 32, seed=9)
+    for name in ("fid", "kid", "inception_score"):
+        metric = build_metric(name, {"feature_extractor_weights_path": str(iw.weights_path())}, setup["context"])
+        metric.update(ImageBatch(images, [{"prompt": "x"}] * 3))
+    assert calls == [3]
+
+
 def test_kid_clamps_subset_size_and_records_it(setup):
     result, caught = _run("kid", setup["fake"], setup["context"], subsets=3, subset_size=1000, seed=0)
     assert result.info["kid_subset_size"] == N and result.info["kid_subset_size_requested"] == 1000
