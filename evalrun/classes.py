@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from evalrun import tiny
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.prompts import register_source
 
@@ -53,10 +52,6 @@ def build_tiny_ddpm(target: Path) -> None:
                        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
                        norm_num_groups=8)
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(target)
-
-
-tiny.register_builder("evalrun/tiny-dit", build_tiny_dit)
-tiny.register_builder("evalrun/tiny-ddpm", build_tiny_ddpm)
 
 
 # ----------------------------------------------------------------------------- records

@@ -10,6 +10,7 @@ whole flow can be exercised without a GPU or a network.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -113,10 +114,15 @@ def build_tiny_clip(target: Path) -> None:
     model.save_pretrained(target)
 
 
-BUILDERS: dict[str, Callable[[Path], None]] = {
+# name -> builder, or "module:function" imported on first use, so every tiny name resolves
+# whichever modules a process happened to import before.
+BUILDERS: dict[str, Callable[[Path], None] | str] = {
     "evalrun/tiny-sd": build_tiny_sd,
     "evalrun/tiny-pix2pix": lambda target: build_tiny_sd(target, in_channels=8),
     "evalrun/tiny-clip": build_tiny_clip,
+    "evalrun/tiny-dit": "evalrun.classes:build_tiny_dit",
+    "evalrun/tiny-ddpm": "evalrun.classes:build_tiny_ddpm",
+    "evalrun/tiny-inception": "evalrun.metrics.inception:build_tiny_inception",
 }
 
 
@@ -140,7 +146,11 @@ def resolve(name_or_path: str) -> str:
     # Build into a temp dir and rename, so an interrupted build never leaves a half model behind.
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        BUILDERS[name](tmp)
+        builder = BUILDERS[name]
+        if isinstance(builder, str):
+            module, func = builder.split(":")
+            builder = getattr(importlib.import_module(module), func)
+        builder(tmp)
         (tmp / ".complete").write_text("random weights, built by evalrun.tiny; numbers mean nothing\n")
         try:
             tmp.rename(target)

@@ -25,11 +25,11 @@ PHOTOS = Path("/work/shared/data/photos")
 @functools.lru_cache(maxsize=None)
 def weights_path() -> Path:
     """Built once per test process into a private temp dir (removed at exit)."""
-    from evalrun.metrics.inception import _build_tiny_inception
+    from evalrun.metrics.inception import build_tiny_inception
 
     tmp = Path(tempfile.mkdtemp(prefix="evalrun-inception-"))
     atexit.register(shutil.rmtree, tmp, True)
-    _build_tiny_inception(tmp)
+    build_tiny_inception(tmp)
     return tmp / "inception.pth"
 
 

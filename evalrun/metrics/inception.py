@@ -38,7 +38,7 @@ _MEMO: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
 _MEMO_MAX_ROWS = 8192  # ~100 MB of features
 
 
-def _build_tiny_inception(target: Path) -> None:
+def build_tiny_inception(target: Path) -> None:
     """Random Inception weights in the exact file format torch-fidelity/torchmetrics load.
 
     Default init makes activations vanish (~1e-8, and denormal floats are slow), so the
@@ -68,9 +68,6 @@ def _build_tiny_inception(target: Path) -> None:
         _, logits = net(calib)
         net.fc.weight.mul_(4.0 / logits.std())
     torch.save(net.state_dict(), target / "inception.pth")
-
-
-tiny.register_builder(TINY, _build_tiny_inception)
 
 
 def resolve_weights(path: str | os.PathLike | None, key: str = "metrics.fid.feature_extractor_weights_path") -> Path:
