@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -82,7 +82,9 @@ def score(metrics: dict[str, Metric], images: list[np.ndarray], records: list[di
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    # 1. Validate everything cheap before anything heavy loads.
+    # 1. Validate everything cheap before anything heavy loads. Interpolations are resolved
+    #    once here: re-resolving them on every access cost more than the rest of the bookkeeping.
+    cfg = OmegaConf.create(to_plain(cfg))
     validate(cfg)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
