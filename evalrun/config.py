@@ -18,41 +18,36 @@ TASKS = ("text2img", "edit", "class2img", "unconditional")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _diffusers_names(base: type) -> list[str]:
+def _diffusers_class(name: str, base_name: str, what: str, limit: int | None = None) -> type:
+    """The diffusers class ``name`` if it subclasses ``diffusers.<base_name>``; else an error
+    listing the valid names (those ending in ``what``'s class suffix)."""
     import diffusers
 
-    names = []
-    for name in dir(diffusers):
+    base = getattr(diffusers, base_name)
+    obj = getattr(diffusers, str(name), None)
+    if isinstance(obj, type) and issubclass(obj, base):
+        return obj
+    suffix = what.split()[0].capitalize()
+    valid = []
+    for candidate in dir(diffusers):
         try:
-            obj = getattr(diffusers, name)
+            cls = getattr(diffusers, candidate)
         except Exception:  # optional backends raise on access
             continue
-        if isinstance(obj, type) and issubclass(obj, base) and obj is not base:
-            names.append(name)
-    return sorted(names)
+        if isinstance(cls, type) and issubclass(cls, base) and cls is not base and candidate.endswith(suffix):
+            valid.append(candidate)
+    shown = ", ".join(sorted(valid)[:limit]) + (", ..." if limit and len(valid) > limit else "")
+    raise ConfigError(f"unknown {what} {name!r}; valid: {shown}")
 
 
 def scheduler_class(name: str) -> type:
     """The diffusers scheduler class called ``name``; unknown names list the valid ones."""
-    import diffusers
-    from diffusers import SchedulerMixin
-
-    obj = getattr(diffusers, str(name), None)
-    if not (isinstance(obj, type) and issubclass(obj, SchedulerMixin)):
-        valid = [n for n in _diffusers_names(SchedulerMixin) if n.endswith("Scheduler")]
-        raise ConfigError(f"unknown scheduler class {name!r}; valid: {', '.join(valid)}")
-    return obj
+    return _diffusers_class(name, "SchedulerMixin", "scheduler class")
 
 
 def pipeline_class(name: str) -> type:
-    import diffusers
-    from diffusers import DiffusionPipeline
-
-    obj = getattr(diffusers, str(name), None)
-    if not (isinstance(obj, type) and issubclass(obj, DiffusionPipeline)):
-        valid = [n for n in _diffusers_names(DiffusionPipeline) if n.endswith("Pipeline")]
-        raise ConfigError(f"unknown pipeline class {name!r} (model.pipeline); valid include: {', '.join(valid[:40])}, ...")
-    return obj
+    """The diffusers pipeline class called ``name`` (``model.pipeline``)."""
+    return _diffusers_class(name, "DiffusionPipeline", "pipeline class (model.pipeline)", limit=40)
 
 
 def looks_local(path: str) -> bool:
