@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evalrun.errors import EvalrunError
@@ -41,6 +42,10 @@ def main(cfg: DictConfig) -> None:
             if isinstance(handler, logging.FileHandler):
                 handler.handle(record)
         print(f"evalrun: error: {exc}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # In a sweep, fail this job only: Hydra runs the others, then exits non-zero
+            # (SystemExit would stop the whole sweep at the first bad job).
+            raise
         sys.exit(2)
 
 

@@ -18,6 +18,20 @@ log = logging.getLogger(__name__)
 
 
 class SummaryCallback(Callback):
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """Refresh summary.csv after every sweep job, so a sweep that fails part-way (Hydra then
+        skips on_multirun_end) still leaves a summary of the runs that finished."""
+        from hydra.types import RunMode
+
+        from evalrun import aggregate
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        try:
+            aggregate.write_summary(Path(config.hydra.sweep.dir))
+        except Exception as exc:  # noqa: BLE001 - e.g. no finished run yet
+            log.debug("summary not refreshed: %s", exc)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from evalrun import aggregate
         from evalrun.report import build_report

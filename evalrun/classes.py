@@ -61,7 +61,7 @@ def _classes_source(cfg: DictConfig) -> list[dict[str, Any]]:
     n_random, all_classes = cfg.get("random"), bool(cfg.get("all"))
     if sum([bool(words), n_random is not None, all_classes]) != 1:
         raise ConfigError("prompts=classes needs exactly one of prompts.words=[...], prompts.random=N or prompts.all=true")
-    if words:
+    if words:  # prompt_id becomes the class id once the pipeline maps the word
         return [{"prompt_id": i, "prompt": str(w), "category": None, "challenge": None} for i, w in enumerate(words)]
     num_classes = int(cfg.get("num_classes") or 1000)
     if all_classes:
@@ -89,6 +89,9 @@ def prepare_class_records(pipe, records: list[dict[str, Any]], cfg: DictConfig) 
         if rec.get("class_id") is None:
             try:
                 rec["class_id"] = int(pipe.get_label_ids([rec["prompt"]])[0])
+                # Like random/all classes: the class id is the prompt id, so a class keeps its
+                # noise (and per-image pairing) whatever other words a run lists.
+                rec["prompt_id"] = rec["class_id"]
             except ValueError:
                 close = [w for w in labels if rec["prompt"].lower() in w.lower()][:10]
                 raise EvalrunError(f"{rec['prompt']!r} is not a class word of this model"

@@ -120,8 +120,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
         tasks = metric_class(name).tasks
         if tasks is not None and model.task not in tasks:
-            raise ConfigError(f"metric {name!r} scores {'/'.join(tasks)} runs, but model {model.name!r} is a "
-                              f"{model.task} model; drop it from metrics=[...]")
+            raise ConfigError(f"metric {name!r} scores {'/'.join(tasks)} runs, but model {model.name!r} has task "
+                              f"{model.task}; drop it from metrics=[...]")
 
 
 def to_plain(cfg: Any) -> Any:

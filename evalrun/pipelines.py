@@ -7,6 +7,7 @@ checkpoint, revision, dtype and device; only the scheduler changes between them.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Any
@@ -84,6 +85,44 @@ def set_scheduler(pipe, scheduler: DictConfig) -> dict[str, Any]:
                                f"valid: {', '.join(sorted(k for k in pipe.scheduler.config if not k.startswith('_')))}")
     resolved = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
     return {"class": type(pipe.scheduler).__name__, **resolved}
+
+
+# Schedulers that draw fresh noise inside step(): they need the per-image generators there.
+_STOCHASTIC = {"DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+               "DPMSolverSDEScheduler"}
+
+
+@functools.lru_cache(maxsize=None)
+def _pipeline_source(pipe_cls: type) -> str:
+    return "".join(inspect.getsource(cls) for cls in pipe_cls.__mro__
+                   if cls.__module__.startswith("diffusers.pipelines") and cls.__name__ != "DiffusionPipeline")
+
+
+def check_scheduler(pipe, steps: int) -> None:
+    """Refuse scheduler/pipeline pairs that silently sample wrongly.
+
+    Some pipelines (DDPMPipeline, DiTPipeline) never multiply the initial noise by the
+    scheduler's ``init_noise_sigma``: with Euler/LMS/Heun/KDPM2 (sigma ~ 157 at 20 steps on
+    DDPM's schedule) they produce garbage that FID would score without complaint. DiT also
+    calls ``step`` without the generators, so an ancestral/SDE scheduler there would draw
+    from the global RNG and images would depend on the batch they share.
+    """
+    sched = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    sched.set_timesteps(steps)
+    source = _pipeline_source(type(pipe))
+    name = type(pipe.scheduler).__name__
+    sigma = float(getattr(sched, "init_noise_sigma", 1.0))
+    if "init_noise_sigma" not in source and abs(sigma - 1.0) > 1e-6:
+        raise EvalrunError(f"{type(pipe).__name__} does not scale its starting noise by the scheduler's "
+                           f"init_noise_sigma ({sigma:.3g} for {name} at {steps} steps), so it would sample wrongly; "
+                           f"use a scheduler with init_noise_sigma 1 (ddim, ddpm, dpm, unipc, deis, pndm)")
+    stochastic = name in _STOCHASTIC or "sde" in str(sched.config.get("algorithm_type", ""))
+    passes_generator = "extra_step_kwargs" in source or "generator=generator).prev_sample" in source.replace(" ", "") \
+        or ", generator=generator" in source.split("scheduler.step(", 1)[-1][:200]
+    if stochastic and not passes_generator:
+        raise EvalrunError(f"{type(pipe).__name__} calls scheduler.step without the per-image generators, so the "
+                           f"stochastic {name} would make images depend on their batch; use a deterministic "
+                           f"scheduler (ddim, dpm, euler, unipc, deis)")
 
 
 def clear_cache() -> None:

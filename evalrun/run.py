@@ -18,7 +18,7 @@ from evalrun import __version__, classes
 from evalrun.config import resolve_device, resolve_dtype, to_plain, validate
 from evalrun.generate import ImageJob, generate, image_jobs, make_grid
 from evalrun.metrics import ImageBatch, Metric, MetricContext, build_metric
-from evalrun.pipelines import load_pipeline, set_scheduler
+from evalrun.pipelines import check_scheduler, load_pipeline, set_scheduler
 from evalrun.prompts import load_prompts
 from evalrun.results import (RUN_FILE, finished_run, library_versions, stable_hash, write_csv, write_json)
 from evalrun.tiny import cache_dir
@@ -109,6 +109,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # 4. Pipeline (cached across a sweep's jobs) and scheduler.
     pipe = load_pipeline(cfg.model, device, dtype)
     scheduler_config = set_scheduler(pipe, cfg.scheduler)
+    check_scheduler(pipe, int(cfg.steps))
     if cfg.model.task in PREPARE_RECORDS:
         records = PREPARE_RECORDS[cfg.model.task](pipe, records, cfg)
     # Everything that changes the pixels (not batch size or device: one generator per image).

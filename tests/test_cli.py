@@ -88,7 +88,10 @@ def test_rerun_reuses_finished_run_and_images(tmp_path):
     (["seed=-1"], "seed must be a non-negative integer"),
     (["height=30"], "height=30 must be a multiple of 8"),
     (["dtype=float8"], "dtype='float8' is not valid"),
-    (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit runs, but model 'tiny' is a text2img model"),
+    (["model=tiny_ddpm", "scheduler=euler"], "DDPMPipeline does not scale its starting noise by the scheduler's"),
+    (["model=tiny_dit", "prompts=classes", "scheduler=dpm_sde"], "calls scheduler.step without the per-image generators"),
+    (["model=tiny_ddpm", "metrics=[clip_score]"], "but model 'tiny_ddpm' has task unconditional"),
+    (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit runs, but model 'tiny' has task text2img"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     # Offline, a hub checkpoint or CLIP model that is not cached names the key for a local copy.
     (["model=sd15", "metrics=[]", "prompts.limit=1"], "and set model.path=DIR"),
@@ -119,3 +122,11 @@ def test_summary_groups_ignore_settings_that_follow_the_seed(tmp_path):
     summary = summarise(load_runs([tmp_path]))
     assert len(summary) == 1 and summary["kid_mean_n"].iloc[0] == 2
     assert summary["kid_mean_mean"].iloc[0] == pytest.approx(0.15)
+
+
+def test_one_bad_job_fails_alone_and_the_summary_covers_the_rest(tmp_path):
+    proc = run_cli("seed=0,-1", "prompts.limit=1", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
+    assert proc.returncode != 0  # the sweep still reports failure
+    assert "evalrun: error: seed must be a non-negative integer, got -1" in proc.stderr
+    summary = pd.read_csv(tmp_path / "summary.csv")  # refreshed after each job, not only at the end
+    assert len(summary) == 1 and summary["clip_score_n"].iloc[0] == 1 and str(summary["seeds"].iloc[0]) == "0"

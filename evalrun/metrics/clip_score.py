@@ -21,6 +21,7 @@ class CLIPScore(Metric):
 
     name = "clip_score"
     higher_is_better = True
+    tasks = ("text2img", "edit", "class2img")  # unconditional samples have no text to score against
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-base-patch16",
                  scale: float = 100.0, batch_size: int = 64, text_key: str = "prompt") -> None:
