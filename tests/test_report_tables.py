@@ -22,7 +22,7 @@ from evalrun.errors import EvalrunError
 from evalrun.report import build_report, load_sweep
 from evalrun.report.__main__ import main as report_main
 from evalrun.report.tables import latex_escape, pivot_table, summary_table, to_markdown
-from report_synthetic import make_run, make_sweep, read_metrics, config
+from report_synthetic import clip_value, config, make_run, make_sweep, read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -178,6 +178,35 @@ def test_columns_resolved_from_the_seed_are_not_keys(tmp_path: Path) -> None:
     assert sweep.keys == ["scheduler"] and sweep.seed_columns == ["seed", "kid.seed"]
     table = summary_table(sweep, ["fid"])
     assert table.stats["n"].tolist() == [3, 3] and "kid.seed" not in sweep.constants()
+
+
+def test_pivot_splits_rows_by_keys_that_vary_but_are_not_rows_or_cols(tmp_path: Path) -> None:
+    # scheduler x guidance_scale x steps x 2 seeds, --rows scheduler --cols steps: guidance_scale must not be pooled.
+    for scheduler in ("ddim", "dpm"):
+        for guidance in (3.0, 7.5):
+            for steps in (2, 3):
+                for seed in (0, 1):
+                    make_run(tmp_path / "s" / f"g={guidance},scheduler={scheduler},seed={seed},steps={steps}",
+                             config("sd15", scheduler, steps, seed, guidance_scale=guidance),
+                             clip=lambda *a, g=guidance: clip_value(*a) + g)  # guidance changes the score
+    sweep = load_sweep([tmp_path / "s"])
+    assert set(sweep.keys) == {"scheduler", "guidance_scale", "steps"}
+    table = pivot_table(sweep, ["scheduler"], ["steps"], "clip_score")
+    assert table.row_keys == ["scheduler", "guidance_scale"] and table.col_keys == ["steps"]
+    assert sorted(table.row_labels()) == [("ddim", 3.0), ("ddim", 7.5), ("dpm", 3.0), ("dpm", 7.5)]
+    assert "rows also split by guidance_scale, which varies" in table.note and "n=2 seeds" in table.note
+    keys = ["scheduler", "guidance_scale", "steps"]
+    expected = _pandas_stats(read_metrics(tmp_path / "s"), keys, "clip_score")
+    merged = table.stats.merge(expected, on=keys, validate="one_to_one", suffixes=("", "_pd"))
+    assert len(merged) == len(expected) == len(table.stats) == 8
+    np.testing.assert_allclose(merged["mean"], merged["mean_pd"], rtol=1e-12)
+    np.testing.assert_allclose(merged["std"], merged["std_pd"], rtol=1e-12)
+    assert (merged["n"] == 2).all() and (merged["count"] == 2).all()
+    md = to_markdown(table)
+    assert "| scheduler | guidance_scale | steps=2 | steps=3 |" in md and md.count("| ddim | ") == 2
+    # an alias of a row key (scheduler_class) adds nothing; cols=[guidance_scale, steps] leaves nothing open
+    alias = pivot_table(sweep, ["scheduler_class"], ["guidance_scale", "steps"], "clip_score")
+    assert alias.row_keys == ["scheduler_class"] and "also split" not in alias.note
 
 
 def test_rows_cols_metric_and_format_options(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ direction, and spreads such as ``kid_std``, get no mark.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from evalrun.report import value_text
 
 if TYPE_CHECKING:
     from evalrun.report import Sweep
+
+log = logging.getLogger(__name__)
 
 # Decimals that suit each metric's usual scale; others get enough digits for their largest value.
 DEFAULT_FORMATS = {"fid": ".2f", "kid_mean": ".4f", "clip_score": ".2f", "is_mean": ".2f", "cmmd": ".3f",
@@ -168,11 +171,40 @@ def _direction_text(higher: bool | None) -> str:
 
 def pivot_table(sweep: Sweep, rows: list[str], cols: list[str], metric: str,
                 formats: dict[str, str] | None = None) -> Table:
-    """``metric`` with configurations ``rows`` x ``cols`` over the runs, e.g. scheduler x steps."""
+    """``metric`` with configurations ``rows`` x ``cols`` over the runs, e.g. scheduler x steps.
+
+    Cells aggregate over seeds only: a varying key that ``rows`` and ``cols`` leave open (see
+    :func:`unsplit_keys`) is added to the row keys and named in the note, never pooled into the
+    cells (as in the plots)."""
+    extra = unsplit_keys(sweep, [*rows, *cols])
+    rows = [*rows, *extra]
+    notes = [f"rows also split by {', '.join(extra)}, which {'varies' if len(extra) == 1 else 'vary'}"] if extra else []
     higher = sweep.direction(metric)
     fmt = metric_format(metric, pd.to_numeric(sweep.runs[metric], errors="coerce"), formats)
+    note = "; ".join(p for p in (*notes, sweep.settings_note([metric])) if p)
     return pivot(sweep.runs, rows, cols, metric, higher, fmt, name=f"{metric}_by_{'_'.join(rows)}_x_{'_'.join(cols)}",
-                 title=f"{metric}{_direction_text(higher)}", note=sweep.settings_note([metric]))
+                 title=f"{metric}{_direction_text(higher)}", note=note)
+
+
+def unsplit_keys(sweep: Sweep, keys: Sequence[str]) -> list[str]:
+    """Varying keys (``sweep.keys``: seeds and their aliases left out) that still vary within a group of
+    ``keys``; pooling over them would mix configurations in one cell. Aliases of ``keys`` (e.g.
+    ``scheduler_class`` for ``scheduler``) and keys nested in them do not count."""
+    runs, keys = sweep.runs, list(keys)
+    extra: list[str] = []
+    for key in sweep.keys:
+        if key in keys or key in extra:
+            continue
+        by = [*keys, *extra]
+        groups = runs[by].astype(str) if by else None
+        values = runs[key].astype(str)
+        if by and values.groupby([groups[c] for c in by], sort=False).nunique().max() <= 1:
+            continue
+        extra.append(key)
+    if extra:
+        log.info("pivot rows %s also split by %s, which vary across runs; cells average over seeds only",
+                 keys, extra)
+    return extra
 
 
 def breakdown_tables(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] | None = None) -> list[Table]:
