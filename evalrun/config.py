@@ -6,6 +6,7 @@ ones) and unknown keys; this module checks the values inside the groups.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -75,6 +76,23 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r} is not valid; use auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
+
+
+@contextlib.contextmanager
+def full_float32():
+    """Run convolutions and matmuls in true float32 on GPUs: the default TF32 on Ampere+
+    (cudnn conv) changes features beyond float32 round-off, so a GPU-computed reference
+    cache would not match CPU features; results record float32."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:

@@ -58,6 +58,15 @@ def config_columns(cfg: DictConfig, device: torch.device, dtype: torch.dtype) ->
     return cols
 
 
+def file_digest(path: Any) -> str | None:
+    """sha256 of a local file's content (None for hub datasets and missing paths)."""
+    import hashlib
+
+    if not path or path == "???" or not Path(str(path)).expanduser().is_file():
+        return None
+    return hashlib.sha256(Path(str(path)).expanduser().read_bytes()).hexdigest()
+
+
 def stable_json(value: Any) -> str:
     import json
 
@@ -89,7 +98,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     columns = config_columns(cfg, device, dtype)
-    run_key = stable_hash({"config": to_plain(cfg), "evalrun": __version__})
+    # What makes a finished run reusable: the config with device/dtype resolved ("auto" on a
+    # GPU machine is not "auto" on a CPU one) and the content of a local prompt file.
+    run_key = stable_hash({"config": to_plain(cfg), "evalrun": __version__, "device": str(device),
+                           "dtype": str(dtype), "prompts_file": file_digest(cfg.prompts.get("path"))})
     if (done := finished_run(run_dir, run_key)) is not None:
         log.info("run in %s is already complete; reusing it (delete run.json to recompute)", run_dir)
         return done
@@ -105,6 +117,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metric_cfgs = cfg.get("metrics") or {}
     metrics = {name: build_metric(name, metric_cfgs[name], context) for name in metric_cfgs}
     metric_columns = {f"{name}.{k}": v for name, m in metrics.items() for k, v in m.settings().items()}
+    for metric in metrics.values():
+        metric.prepare()
 
     # 4. Pipeline (cached across a sweep's jobs) and scheduler.
     pipe = load_pipeline(cfg.model, device, dtype)
@@ -115,7 +129,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # Everything that changes the pixels (not batch size or device: one generator per image).
     generation_key = stable_hash({k: v for k, v in columns.items() if k not in ("batch_size", "device")}
                                  | {"scheduler_config": scheduler_config, "model": to_plain(cfg.model),
-                                    "prompts": to_plain(cfg.prompts)})
+                                    "prompts": to_plain(cfg.prompts),
+                                    "prompts_file": file_digest(cfg.prompts.get("path"))})
     columns.update(metric_columns)
     t_load = time.perf_counter()
 

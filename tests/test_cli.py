@@ -91,6 +91,7 @@ def test_rerun_reuses_finished_run_and_images(tmp_path):
     (["model=tiny_ddpm", "scheduler=euler"], "DDPMPipeline does not scale its starting noise by the scheduler's"),
     (["model=tiny_dit", "prompts=classes", "scheduler=dpm_sde"], "calls scheduler.step without the per-image generators"),
     (["model=tiny_ddpm", "metrics=[clip_score]"], "but model 'tiny_ddpm' has task unconditional"),
+    (["metrics.clip_score.scale=-1"], "metric 'clip_score': invalid settings"),
     (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit runs, but model 'tiny' has task text2img"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     # Offline, a hub checkpoint or CLIP model that is not cached names the key for a local copy.
@@ -130,3 +131,14 @@ def test_one_bad_job_fails_alone_and_the_summary_covers_the_rest(tmp_path):
     assert "evalrun: error: seed must be a non-negative integer, got -1" in proc.stderr
     summary = pd.read_csv(tmp_path / "summary.csv")  # refreshed after each job, not only at the end
     assert len(summary) == 1 and summary["clip_score_n"].iloc[0] == 1 and str(summary["seeds"].iloc[0]) == "0"
+
+
+def test_changed_prompt_file_is_not_mistaken_for_a_finished_run(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red cube\n")
+    run_dir = tmp_path / "run"
+    run_cli(f"hydra.run.dir={run_dir}", "prompts=file", f"prompts.path={prompts}")
+    prompts.write_text("a blue sphere\n")  # same path, new content
+    proc = run_cli(f"hydra.run.dir={run_dir}", "prompts=file", f"prompts.path={prompts}")
+    assert "already complete" not in proc.stdout + proc.stderr
+    assert pd.read_csv(run_dir / "per_image.csv")["prompt"].tolist() == ["a blue sphere"]

@@ -69,3 +69,15 @@ def test_fid_without_reference_is_one_clear_line(tmp_path):
     proc = run_cli(f"hydra.run.dir={tmp_path}", "model=tiny_ddpm", "num_images=4", "metrics=[fid]", check=False)
     assert proc.returncode == 2 and "reference=folder reference.path=" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_reference_fails_before_the_pipeline_loads(tmp_path):
+    npz = tmp_path / "stats.npz"
+    np.savez(npz, mu=np.zeros(64), sigma=np.eye(64))  # 64-d statistics: not Inception pool3
+    proc = run_cli(f"hydra.run.dir={tmp_path / 'run'}", "model=tiny_ddpm", "num_images=4", "metrics=[fid]",
+                   "reference=npz", f"reference.path={npz}", check=False)
+    assert proc.returncode == 2 and "have 64 features" in proc.stderr and "Traceback" not in proc.stderr
+    assert "loading DDPMPipeline" not in proc.stdout + proc.stderr  # failed in seconds, not after generating
+    proc = run_cli(f"hydra.run.dir={tmp_path / 'run2'}", "model=tiny_ddpm", "num_images=4", "metrics=[kid]",
+                   "reference=npz", f"reference.path={npz}", check=False)
+    assert proc.returncode == 2 and "needs reference images" in proc.stderr and "loading DDPMPipeline" not in proc.stdout + proc.stderr

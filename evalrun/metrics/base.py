@@ -68,6 +68,10 @@ class Metric(abc.ABC):
     def __init__(self, context: MetricContext | None = None) -> None:
         self.context = context or MetricContext()
 
+    def prepare(self) -> None:
+        """Load or compute what the metric needs besides the generated images (reference
+        features), before generation starts, so a bad reference fails in seconds."""
+
     @abc.abstractmethod
     def update(self, batch: ImageBatch) -> None:
         """Accumulate statistics for a batch of images."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from evalrun import tiny
+from evalrun.config import full_float32
 from evalrun.errors import load_error
 
 _CACHE: dict[tuple[str, str, str], "ClipBundle"] = {}
@@ -38,8 +39,11 @@ class ClipBundle:
         return int(self.processor.tokenizer.model_max_length)
 
     def info(self) -> dict[str, Any]:
+        # The image processor class matters: transformers picks a torchvision or a PIL backend
+        # depending on what is installed, and their resizes differ slightly.
         return {"clip_model": self.name, "clip_dtype": str(self.dtype).replace("torch.", ""),
-                "clip_image_size": int(self.model.config.vision_config.image_size)}
+                "clip_image_size": int(self.model.config.vision_config.image_size),
+                "clip_image_processor": type(self.processor.image_processor).__name__}
 
 
 def load_clip(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -77,8 +81,9 @@ def encode_texts(bundle: ClipBundle, texts: list[str], batch_size: int = 64) -> 
     for start in range(0, len(texts), batch_size):
         tok = bundle.processor.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                                          max_length=bundle.max_length, return_tensors="pt")
-        hidden = bundle.model.text_model(input_ids=tok["input_ids"].to(bundle.device),
-                                         attention_mask=tok["attention_mask"].to(bundle.device))
+        with full_float32():
+            hidden = bundle.model.text_model(input_ids=tok["input_ids"].to(bundle.device),
+                                             attention_mask=tok["attention_mask"].to(bundle.device))
         out.append(bundle.model.text_projection(hidden.pooler_output).float().cpu())
     return torch.cat(out) if out else torch.empty(0, bundle.model.config.projection_dim)
 
@@ -92,7 +97,8 @@ def encode_images(bundle: ClipBundle, images: torch.Tensor, batch_size: int = 64
     for start in range(0, len(images), batch_size):
         chunk = [np.ascontiguousarray(img.permute(1, 2, 0).numpy()) for img in images[start:start + batch_size]]
         pixels = bundle.processor.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
-        hidden = bundle.model.vision_model(pixel_values=pixels.to(bundle.device, bundle.dtype))
+        with full_float32():  # no TF32 on GPUs: the recorded dtype is what ran
+            hidden = bundle.model.vision_model(pixel_values=pixels.to(bundle.device, bundle.dtype))
         out.append(bundle.model.visual_projection(hidden.pooler_output).float().cpu())
     return torch.cat(out) if out else torch.empty(0, bundle.model.config.projection_dim)
 

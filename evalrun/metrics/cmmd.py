@@ -56,6 +56,7 @@ class CMMD(Metric):
             raise ConfigError(f"cmmd needs sigma > 0, scale > 0, batch_size >= 1; got {sigma}, {scale}, {batch_size}")
         self.clip_model, self.sigma, self.scale, self.batch_size = clip_model, float(sigma), float(scale), int(batch_size)
         self.reference = ReferenceSpec.from_config(self.context.reference, self.name)
+        self._reference = None
         self.bundle = load_clip(clip_model, self.context.device)
         self._embeddings: list[torch.Tensor] = []
 
@@ -70,13 +71,19 @@ class CMMD(Metric):
                 "embedding": "visual_projection(vision_model.pooler_output), unnormalised float32",
                 "processor": self.bundle.processor.image_processor.to_dict(), "transformers": transformers.__version__}
 
+    def prepare(self):
+        """Reference statistics, computed (or read from the cache) once, before generation."""
+        if self._reference is None:
+            self._reference = reference_features(self.reference, self.cache_id(), self._embed, self.context.cache_dir,
+                                           self.batch_size)
+        return self._reference
+
     def update(self, batch: ImageBatch) -> None:
         self._embeddings.append(torch.from_numpy(self._embed(batch.images)))
 
     def compute(self) -> MetricResult:
         gen = torch.cat(self._embeddings) if self._embeddings else torch.empty(0, self.bundle.model.config.projection_dim)
-        ref, ref_info = reference_features(self.reference, self.cache_id(), self._embed, self.context.cache_dir,
-                                           self.batch_size)
+        ref, ref_info = self.prepare()
         value = rbf_mmd2(normalize(gen).numpy(), normalize(torch.from_numpy(ref)).numpy(), self.sigma, self.scale,
                          device=self.context.device)
         info = {**self.bundle.info(), **ref_info, "cmmd_n_generated": len(gen), "cmmd_sigma": self.sigma,

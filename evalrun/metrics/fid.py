@@ -31,10 +31,22 @@ class FID(Metric):
                  batch_size: int = 50) -> None:
         super().__init__(context)
         self.reference = ReferenceSpec.from_config(self.context.reference, self.name)
+        self._reference = None
         self.extractor = InceptionExtractor(feature_extractor_weights_path, self.context.device, batch_size,
                                             key=f"metrics.{self.name}.feature_extractor_weights_path")
         self._stats = StatsAccumulator()
         self._sizes: set[str] = set()
+
+    def prepare(self):
+        """Reference statistics, computed (or read from the cache) once, before generation."""
+        if self._reference is None:
+            self._reference = reference_stats(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
+                                              self.context.cache_dir, self.extractor.batch_size)
+            dim = self._reference[0].mu.shape[0]
+            if dim != FEATURE_DIM:  # e.g. an .npz of 768-d or 64-d features
+                raise EvalrunError(f"reference statistics {self.reference.describe()} have {dim} features, but fid uses "
+                                   f"Inception pool3 ({FEATURE_DIM}); give reference.path statistics of pool3 features")
+        return self._reference
 
     def update(self, batch: ImageBatch) -> None:
         self._stats.add(self.extractor.features(batch.images)["2048"])
@@ -44,8 +56,7 @@ class FID(Metric):
         if self._stats.n < 2:
             raise EvalrunError(f"fid needs at least 2 generated images, got {self._stats.n}")
         gen = self._stats.stats()
-        ref, ref_info = reference_stats(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
-                                        self.context.cache_dir, self.extractor.batch_size)
+        ref, ref_info = self.prepare()
         info: dict[str, Any] = {**self.extractor.info(), **ref_info, "fid_n_generated": gen.n,
                                 "fid_generated_sizes": sorted(self._sizes), "fid_stats_dtype": "float64"}
         if ref_info.get("reference_extractor_matches") is False:

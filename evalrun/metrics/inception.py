@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from evalrun import tiny
+from evalrun.config import full_float32
 from evalrun.errors import ConfigError, EvalrunError
 
 URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -117,7 +118,11 @@ class InceptionExtractor:
         self.model = self._load()
 
     def _load(self):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError:  # torch-fidelity (and torchvision) are the optional `fid` extra
+            raise EvalrunError("FID, KID and IS need torch-fidelity and torchvision: pip install -e '.[fid]' "
+                               "(or pip install torch-fidelity torchvision matching your torch)") from None
 
         cache_key = (self.sha256, str(self.device))
         if cache_key not in _MODELS:
@@ -133,7 +138,8 @@ class InceptionExtractor:
     def _extract(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         out: dict[str, list[np.ndarray]] = {layer: [] for layer in LAYERS}
         for start in range(0, len(images), self.batch_size):
-            feats = self.model(images[start:start + self.batch_size].to(self.device))
+            with full_float32():
+                feats = self.model(images[start:start + self.batch_size].to(self.device))
             for layer, f in zip(LAYERS, feats):
                 out[layer].append(f.float().cpu().numpy())
         return {layer: np.concatenate(v) if v else np.zeros((0, 2048 if layer == "2048" else 1008), np.float32)

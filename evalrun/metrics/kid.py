@@ -39,17 +39,24 @@ class KID(Metric):
         self.gamma, self.coef = (None if gamma is None else float(gamma)), float(coef)
         self.seed = int(seed) if seed is not None else int(self.context.seed)
         self.reference = ReferenceSpec.from_config(self.context.reference, self.name)
+        self._reference = None
         self.extractor = InceptionExtractor(feature_extractor_weights_path, self.context.device, batch_size,
                                             key=f"metrics.{self.name}.feature_extractor_weights_path")
         self._features: list[np.ndarray] = []
+
+    def prepare(self):
+        """Reference statistics, computed (or read from the cache) once, before generation."""
+        if self._reference is None:
+            self._reference = reference_features(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
+                                           self.context.cache_dir, self.extractor.batch_size)
+        return self._reference
 
     def update(self, batch: ImageBatch) -> None:
         self._features.append(self.extractor.features(batch.images)["2048"])
 
     def compute(self) -> MetricResult:
         gen = np.concatenate(self._features) if self._features else np.zeros((0, 2048), np.float32)
-        ref, ref_info = reference_features(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
-                                           self.context.cache_dir, self.extractor.batch_size)
+        ref, ref_info = self.prepare()
         size = min(self.subset_size, len(gen), len(ref))
         if size < 2:
             raise EvalrunError(f"kid needs at least 2 generated and 2 reference images, got {len(gen)} and {len(ref)}")

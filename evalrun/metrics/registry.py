@@ -38,4 +38,7 @@ def build_metric(name: str, settings: Mapping[str, Any] | None, context: MetricC
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ConfigError(f"metric {name!r} has no setting(s) {', '.join(unknown)}; valid: {', '.join(allowed)}")
-    return cls(context=context, **settings)
+    try:
+        return cls(context=context, **settings)
+    except (TypeError, ValueError) as exc:  # e.g. scale=-1, subsets=abc: a setting, not a bug
+        raise ConfigError(f"metric {name!r}: invalid settings {settings}: {exc}") from None
