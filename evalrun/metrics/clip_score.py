@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult
-from evalrun.metrics.clip_models import count_truncated, encode_images, encode_texts, load_clip
+from evalrun.metrics.clip_models import count_truncated, encode_images, load_clip
+from evalrun.metrics.edit_embeddings import shared_embeddings
 from evalrun.metrics.functional.clip import clip_score
 
 
@@ -16,7 +17,7 @@ class CLIPScore(Metric):
 
     ``text_key`` picks which record field is the text: ``prompt`` for text-to-image,
     ``output_caption`` for edits. Prompts over the CLIP context are truncated keeping the
-    end token, and counted in the result (``clip_score_truncated``).
+    end token, and counted in the result (``clip_score_truncated_texts`` in run.json).
     """
 
     name = "clip_score"
@@ -31,22 +32,16 @@ class CLIPScore(Metric):
         self.clip_model, self.scale, self.batch_size, self.text_key = clip_model, float(scale), int(batch_size), text_key
         self.bundle = load_clip(clip_model, self.context.device, key="metrics.clip_score.clip_model")
         self._scores: list[torch.Tensor] = []
-        self._truncated = 0
-        self._text_cache: dict[str, torch.Tensor] = {}
-
-    def _text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        # Each distinct prompt is encoded once per run, however many images it has.
-        new = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
-        if new:
-            self._truncated += sum(count_truncated(self.bundle, new))
-            for text, emb in zip(new, encode_texts(self.bundle, new, self.batch_size)):
-                self._text_cache[text] = emb
-        return torch.stack([self._text_cache[t] for t in texts])
+        self._texts: set[str] = set()
+        # Texts go through the run's shared CLIP cache: each distinct prompt (or caption, also
+        # used by the edit metrics) is encoded once per run, however many images it has.
+        self.cache = shared_embeddings(self.context, self.bundle, self.batch_size)
 
     def update(self, batch: ImageBatch) -> None:
         texts = [str(r[self.text_key]) for r in batch.records]
         img = encode_images(self.bundle, batch.images, self.batch_size)
-        self._scores.append(clip_score(img, self._text_embeddings(texts), self.scale))
+        self._texts.update(texts)
+        self._scores.append(clip_score(img, self.cache.text_embeddings(texts), self.scale))
 
     def compute(self) -> MetricResult:
         scores = torch.cat(self._scores) if self._scores else torch.empty(0, dtype=torch.float64)
@@ -54,7 +49,8 @@ class CLIPScore(Metric):
             values={"clip_score": float(scores.mean()) if len(scores) else float("nan")},
             per_image={"clip_score": scores.tolist()},
             info={**self.bundle.info(), "clip_score_scale": self.scale, "clip_score_text": self.text_key,
-                  "clip_score_truncated_texts": self._truncated, "clip_score_n": len(scores)},
+                  "clip_score_truncated_texts": sum(count_truncated(self.bundle, sorted(self._texts))),
+                  "clip_score_n": len(scores)},
         )
 
     def settings(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""CLIP embeddings for the editing metrics, encoded once per run and shared between them.
+"""CLIP embeddings encoded once per run and shared between the metrics that use them.
 
 ``clip_directional`` and ``clip_image_similarity`` need the same four embeddings per edit
 (input image, edited image, input caption, output caption). A run builds all its metrics
 with one ``MetricContext``, so an ``EditEmbeddings`` stored on that context is a per-run
 cache both metrics read: each input image, edited image and caption is encoded once per
-run, however many seeds' images share an input or how many edit metrics run. Images are
+run, however many seeds' images share an input or how many edit metrics run (clip_score
+reads its texts from the same cache). Images are
 keyed by their pixels (which within a run is the same as keying input images by
 ``input_path``, and also makes an edited image identical to its input reuse the input's
 embedding, giving an exactly zero direction); captions by their text.
