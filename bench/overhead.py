@@ -28,7 +28,9 @@ def compose(*overrides: str):
 
     import evalrun.__main__  # noqa: F401  (registers the config resolver)
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    from evalrun.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 

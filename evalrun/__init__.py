@@ -1,3 +1,5 @@
 """evalrun: a Hydra-configured runner that evaluates diffusers pipelines."""
 
-__version__ = "0.1.0"
+from evalrun.version import __version__
+
+__all__ = ["__version__"]

@@ -1,40 +1,54 @@
-"""Entry point: ``python -m evalrun [overrides]`` or ``evalrun [overrides]`` (Hydra app)."""
+"""Entry point: ``evalrun [overrides]`` or ``python -m evalrun [overrides]`` (a Hydra app named evalrun).
+
+Thin on purpose: the work is ``evalrun.run.run``; this turns a user's mistake into one line on
+stderr and a non-zero exit, and records a failed job in its directory so the sweep summary
+lists it.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evalrun.errors import EvalrunError
+from evalrun.jobdirs import job_dirname
+from evalrun.paths import CONF_DIR
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("evalrun")
+FAILED_FILE = "failed.json"
+
+OmegaConf.register_new_resolver("evalrun_dirname", job_dirname, replace=True)
 
 
-def safe_dirname(overrides: str) -> str:
-    """A job dir name from the overrides: no path separators, at most ~150 characters."""
-    name = re.sub(r"[/\\:]+", "_", overrides).strip("._") or "run"
-    return name if len(name) <= 150 else name[:130] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
-
-
-OmegaConf.register_new_resolver("evalrun_dirname", safe_dirname, replace=True)
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
-    from evalrun.run import run
+def _record_failure(run_dir: Path, exc: BaseException) -> None:
+    from evalrun.errors import first_line
+    from evalrun.results import write_json
 
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        write_json({"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}, run_dir / FAILED_FILE)
+    except OSError:
+        pass
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from evalrun.run import run
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+    try:
+        run(cfg, run_dir)
     except EvalrunError as exc:
+        _record_failure(run_dir, exc)
         # One clear line on stderr, not a traceback: these are mistakes the user can fix.
         # The job's log file gets it too (the console handler would print it twice).
         record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
@@ -42,17 +56,20 @@ def main(cfg: DictConfig) -> None:
             if isinstance(handler, logging.FileHandler):
                 handler.handle(record)
         print(f"evalrun: error: {exc}", file=sys.stderr)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
             # In a sweep, fail this job only: Hydra runs the others, then exits non-zero
             # (SystemExit would stop the whole sweep at the first bad job).
             raise
         sys.exit(2)
+    except Exception as exc:
+        _record_failure(run_dir, exc)
+        raise
 
 
 def check_metric_names(argv: list[str]) -> str | None:
     """Hydra reports an unknown option in a list group as "Could not load" without listing the
     valid ones; name them here (the metrics group is the one users pass lists to)."""
-    valid = sorted(p.stem for p in (Path(CONF_DIR) / "metrics").glob("*.yaml"))
+    valid = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
     for arg in argv:
         match = re.fullmatch(r"\+?metrics=\[?([^\]]*)\]?", arg)
         if match:

@@ -1,9 +1,10 @@
-"""Sweep dir -> ``summary.csv``: runs grouped by every config column but ``seed``.
+"""Sweep dir -> ``summary.csv``: runs grouped by every config column but the seed (and the settings
+that follow it, as each run's ``run.json`` declares them).
 
 A re-runnable command (``python -m evalrun.aggregate SWEEP_DIR``) that reads what the runs
-wrote to disk; the Hydra ``on_multirun_end`` callback only calls it. Hydra skips that
-callback when any job fails, so after a failed or interrupted sweep run this by hand: it
-summarises the finished runs and lists the unfinished ones.
+wrote to disk; the Hydra callback only calls it. Failed jobs are listed in
+``failed_runs.csv`` beside the summary (with their error's first line), unfinished ones in the
+log, and the command exits non-zero when any job failed.
 """
 
 from __future__ import annotations
@@ -13,63 +14,19 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Iterable
 
-import pandas as pd
-from scipy import stats
-
-from evalrun.results import RUN_FILE, read_json, write_csv
+from evalrun.results import write_csv
+from evalrun.runs import load_runs
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
-GROUP_EXCLUDE = ("seed",)
+FAILED_RUNS_FILE = "failed_runs.csv"
 
 
-def find_run_dirs(sweep_dir: Path) -> list[Path]:
-    """Job dirs: those with Hydra's ``.hydra/`` (started) or a ``run.json`` (finished)."""
-    sweep_dir = Path(sweep_dir)
-    found = {p.parent for p in sweep_dir.rglob(RUN_FILE)} | {p.parent for p in sweep_dir.rglob(".hydra")}
-    found.discard(sweep_dir)  # the sweep dir's own .hydra (multirun.yaml) is not a job
-    return sorted(found)
-
-
-def read_run(run_dir: Path) -> dict[str, Any] | None:
-    """``run.json`` of a complete run, plus its ``metrics.csv`` row under ``"row"``; None if unfinished."""
-    run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).exists() or not (run_dir / "metrics.csv").exists():
-        return None
-    record = read_json(run_dir / RUN_FILE)
-    if record.get("status") != "complete":
-        return None
-    record["row"] = pd.read_csv(run_dir / "metrics.csv").iloc[0].to_dict()
-    return record
-
-
-def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
-    """One row per complete run across ``sweep_dirs``: config and metric columns plus ``run_dir``.
-
-    ``df.attrs`` carries ``config_columns``, ``metric_columns``, ``higher_is_better`` and
-    ``missing`` (job dirs without a finished run).
-    """
-    rows, config_cols, metric_cols, direction, missing = [], [], [], {}, []
-    for sweep_dir in sweep_dirs:
-        for run_dir in find_run_dirs(Path(sweep_dir)):
-            record = read_run(run_dir)
-            if record is None:
-                missing.append(str(run_dir))
-                continue
-            rows.append({**record["row"], "run_dir": str(run_dir.resolve())})
-            config_cols += [c for c in record["config_columns"] if c not in config_cols]
-            metric_cols += [c for c in record["metric_columns"] if c not in metric_cols]
-            direction.update(record.get("higher_is_better", {}))
-    frame = pd.DataFrame(rows)
-    frame.attrs.update(config_columns=config_cols, metric_columns=metric_cols, higher_is_better=direction,
-                       missing=missing)
-    return frame
-
-
-def _ci95(values: pd.Series) -> tuple[float, float]:
+def _ci95(values) -> tuple[float, float]:
     """Student-t 95% interval of the mean (NaN with fewer than two values)."""
+    from scipy import stats
+
     values = values.dropna()
     n = len(values)
     if n < 2:
@@ -78,26 +35,26 @@ def _ci95(values: pd.Series) -> tuple[float, float]:
     return values.mean() - half, values.mean() + half
 
 
-def _follows_seed(runs: pd.DataFrame, column: str) -> bool:
-    """A setting that defaults to the run's seed (e.g. a KID subset seed) varies with it and
-    must not split the seed groups."""
-    if "seed" not in runs or runs[column].nunique(dropna=False) < 2:
-        return False
-    return bool((runs[column].astype(str) == runs["seed"].astype(str)).all())
+def group_keys(runs) -> list[str]:
+    """Config columns that define a configuration: all but the seed and the settings that follow it.
+    Columns that vary come first: they are what the sweep compared."""
+    seeds = set(runs.attrs.get("seed_columns", ["seed"]))
+    config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in seeds]
+    varying = [c for c in config_cols if runs[c].astype(str).nunique(dropna=False) > 1]
+    return varying + [c for c in config_cols if c not in varying]
 
 
-def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+def summarise(runs):
     """Mean, sample std (ddof=1), n and 95% CI of each metric over seeds, per configuration."""
-    config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in GROUP_EXCLUDE
-                   and not _follows_seed(runs, c)]
+    import pandas as pd
+
+    keys = group_keys(runs)
     metric_cols = [c for c in runs.attrs["metric_columns"] if c in runs.columns]
-    # Columns that vary across runs come first: they are what the sweep compared.
-    varying = [c for c in config_cols if runs[c].nunique(dropna=False) > 1]
-    keys = varying + [c for c in config_cols if c not in varying]
     out = []
     for group_values, group in runs.groupby(keys, dropna=False, sort=True):
         row = dict(zip(keys, group_values if isinstance(group_values, tuple) else (group_values,)))
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"].tolist())) if "seed" in group else ""
+        row["n_runs"] = len(group)
         for m in metric_cols:
             values = pd.to_numeric(group[m], errors="coerce")
             low, high = _ci95(values)
@@ -107,11 +64,27 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def write_failed(sweep_dir: Path, failed: dict[str, str]) -> Path | None:
+    """``failed_runs.csv``: each failed job dir with the first line of its error (removed when none failed)."""
+    import pandas as pd
+
+    path = Path(sweep_dir) / FAILED_RUNS_FILE
+    if not failed:
+        path.unlink(missing_ok=True)
+        return None
+    write_csv(pd.DataFrame([{"run_dir": d, "error": e} for d, e in sorted(failed.items())]), path)
+    return path
+
+
 def write_summary(sweep_dir: Path) -> Path:
-    """Write ``summary.csv`` into ``sweep_dir``; unfinished job dirs are logged and listed."""
+    """Write ``summary.csv`` (and ``failed_runs.csv``) into ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
     runs = load_runs([sweep_dir])
-    missing = runs.attrs["missing"]
+    missing, failed = runs.attrs["missing"], runs.attrs["failed"]
+    write_failed(sweep_dir, failed)
+    if failed:
+        log.error("%d job(s) failed (listed in %s): %s", len(failed), sweep_dir / FAILED_RUNS_FILE,
+                  "; ".join(f"{Path(d).name}: {e}" for d, e in sorted(failed.items())))
     if missing:
         log.warning("%d job dir(s) have no finished run and are left out of the summary: %s",
                     len(missing), ", ".join(missing))
@@ -129,13 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dirs", nargs="+", type=Path, help="multirun sweep directories")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    status = 0
     for sweep_dir in args.sweep_dirs:
         try:
             print(write_summary(sweep_dir))
         except FileNotFoundError as exc:
             print(f"evalrun.aggregate: error: {exc}", file=sys.stderr)
             return 1
-    return 0
+        if (Path(sweep_dir) / FAILED_RUNS_FILE).exists():
+            status = 1
+    return status
 
 
 if __name__ == "__main__":

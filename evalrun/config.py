@@ -1,54 +1,36 @@
-"""Validate a composed config before anything heavy happens, with errors that name the fix.
+"""Validate a composed config in one place, before anything heavy happens, with errors that name the fix.
 
-Hydra already rejects unknown config-group options (``scheduler=foo`` lists the valid
-ones) and unknown keys; this module checks the values inside the groups.
+Two phases, both before any model loads:
+
+- :func:`validate` checks every value that needs no library beyond Hydra: the model's path and
+  task, the task's knobs and prompt set, seeds and counts, device and dtype spellings, every
+  metric's settings and its fit with the task. A mistyped value is answered before torch or
+  diffusers are imported (``bench/startup.py`` measures it).
+- :func:`validate_classes` imports diffusers to check the pipeline and scheduler class names and
+  that every knob that is set reaches the pipeline's ``__call__``.
+
+Hydra already rejects unknown config-group options (``scheduler=foo`` lists the valid ones) and
+unknown keys.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-
-import torch
-from omegaconf import DictConfig, OmegaConf
 
 from evalrun.errors import ConfigError
 
-TASKS = ("text2img", "edit", "class2img", "unconditional")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def _diffusers_class(name: str, base_name: str, what: str, limit: int | None = None) -> type:
-    """The diffusers class ``name`` if it subclasses ``diffusers.<base_name>``; else an error
-    listing the valid names (those ending in ``what``'s class suffix)."""
-    import diffusers
+def to_plain(cfg: Any) -> Any:
+    from omegaconf import OmegaConf
 
-    base = getattr(diffusers, base_name)
-    obj = getattr(diffusers, str(name), None)
-    if isinstance(obj, type) and issubclass(obj, base):
-        return obj
-    suffix = what.split()[0].capitalize()
-    valid = []
-    for candidate in dir(diffusers):
-        try:
-            cls = getattr(diffusers, candidate)
-        except Exception:  # optional backends raise on access
-            continue
-        if isinstance(cls, type) and issubclass(cls, base) and cls is not base and candidate.endswith(suffix):
-            valid.append(candidate)
-    shown = ", ".join(sorted(valid)[:limit]) + (", ..." if limit and len(valid) > limit else "")
-    raise ConfigError(f"unknown {what} {name!r}; valid: {shown}")
-
-
-def scheduler_class(name: str) -> type:
-    """The diffusers scheduler class called ``name``; unknown names list the valid ones."""
-    return _diffusers_class(name, "SchedulerMixin", "scheduler class")
-
-
-def pipeline_class(name: str) -> type:
-    """The diffusers pipeline class called ``name`` (``model.pipeline``)."""
-    return _diffusers_class(name, "DiffusionPipeline", "pipeline class (model.pipeline)", limit=40)
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def looks_local(path: str) -> bool:
@@ -57,90 +39,122 @@ def looks_local(path: str) -> bool:
     return p.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(p))
 
 
-def resolve_device(device: str) -> torch.device:
+@dataclass
+class Plan:
+    """What validation found: the task and the metric objects (settings checked, nothing loaded)."""
+
+    task: Any
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_model(model: Any) -> None:
+    from evalrun import tiny
+
+    if model.path in (None, "", "???"):
+        raise ConfigError("model.path is empty; set it to a hub id (owner/name) or a local directory")
+    if tiny.is_tiny(model.path) or not looks_local(model.path):
+        return
+    path = Path(os.path.expanduser(str(model.path)))
+    if not path.is_dir():
+        raise ConfigError(f"model.path={model.path!r} does not exist or is not a directory; point it at a "
+                          f"pipeline saved with save_pretrained, or use a hub id such as {model.name}'s default")
+    if not (path / "model_index.json").exists():
+        raise ConfigError(f"model.path={model.path!r} has no model_index.json, so it is not a saved pipeline; point it at "
+                          f"the folder save_pretrained wrote (the one holding model_index.json)")
+    if model.get("revision") is not None:
+        raise ConfigError(f"model.revision={model.revision!r} applies to hub ids, but model.path={model.path!r} is a "
+                          f"local folder (its files are what loads); remove model.revision")
+
+
+def _check_runtime(cfg: Any) -> None:
+    for key in ("num_images_per_prompt", "batch_size"):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    seed = cfg.seed
+    # `is not None`, not truthiness: seed 0 is a seed (lightning-hydra-template skips it).
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if not _DEVICE.match(str(cfg.device)):
+        raise ConfigError(f"device={cfg.device!r} is not a torch device; use auto, cpu, cuda or cuda:N")
+    if cfg.dtype != "auto" and cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype={cfg.dtype!r} is not valid; use auto, {', '.join(DTYPES)}")
+    if cfg.scheduler.get("class_name") is not None and not isinstance(cfg.scheduler.class_name, str):
+        raise ConfigError(f"scheduler.class_name must be a class name, got {cfg.scheduler.class_name!r}")
+    if not isinstance(to_plain(cfg.scheduler.get("kwargs")), dict):
+        raise ConfigError("scheduler.kwargs must be a mapping of scheduler config overrides")
+
+
+def build_metrics(cfg: Any, task_name: str) -> dict[str, Any]:
+    """Every metric of the run, constructed (settings checked, nothing loaded), fitted to the task."""
+    from evalrun.metrics.base import MetricContext
+    from evalrun.metrics.registry import METRICS, build_metric, metric_class
+    from evalrun.paths import cache_dir
+
+    context = MetricContext(cache_dir=cache_dir(cfg.paths.get("cache_dir") if cfg.get("paths") else None),
+                            reference=cfg.get("reference"), seed=int(cfg.seed), task=task_name)
+    metric_cfgs = cfg.get("metrics") or {}
+    for name in metric_cfgs:
+        if name not in METRICS:
+            raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
+        tasks = metric_class(name).tasks
+        if tasks is not None and task_name not in tasks:
+            raise ConfigError(f"metric {name!r} scores {'/'.join(tasks)} runs, but model {cfg.model.name!r} has task "
+                              f"{task_name}; drop it from metrics=[...]")
+    return {name: build_metric(name, to_plain(metric_cfgs[name]), context) for name in metric_cfgs}
+
+
+def validate(cfg: Any) -> Plan:
+    """Raise ConfigError for the first invalid value; nothing heavier than numpy is imported."""
+    from evalrun.prompts import validate_prompts
+    from evalrun.tasks import get_task
+
+    task = get_task(cfg.model.task)
+    _check_model(cfg.model)
+    _check_runtime(cfg)
+    task.validate(cfg)
+    if task.prompt_sources:
+        validate_prompts(cfg.prompts)
+    return Plan(task=task, metrics=build_metrics(cfg, task.name))
+
+
+def check_image_count(metrics: dict[str, Any], n_images: int) -> None:
+    """Set metrics that cannot score this few images fail now, before any model loads."""
+    for name, metric in metrics.items():
+        need = metric.required_images()
+        if n_images < need:
+            raise ConfigError(f"metric {name!r} needs at least {need} images but this run makes {n_images}; "
+                              f"raise num_images / num_images_per_prompt / prompts.limit, or drop {name}")
+
+
+def validate_classes(cfg: Any, task: Any) -> type:
+    """Second phase (imports diffusers): the pipeline and scheduler classes exist and fit the task's knobs."""
+    from evalrun.pipelines import pipeline_class, scheduler_class
+
+    cls = pipeline_class(cfg.model.pipeline)
+    if cfg.scheduler.class_name is not None:
+        scheduler_class(cfg.scheduler.class_name)
+    task.check_pipeline(cls, cfg)
+    return cls
+
+
+def resolve_device(device: str):
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
     return dev
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str, device):
+    import torch
+
     # fp16 on GPU is what users of these checkpoints run; on CPU fp16 is slow and poorly supported.
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r} is not valid; use auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
-
-@contextlib.contextmanager
-def full_float32():
-    """Run convolutions and matmuls in true float32 on GPUs: the default TF32 on Ampere+
-    (cudnn conv) changes features beyond float32 round-off, so a GPU-computed reference
-    cache would not match CPU features; results record float32."""
-    if not torch.cuda.is_available():
-        yield
-        return
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-
-
-def _positive_int(cfg: DictConfig, key: str) -> None:
-    value = OmegaConf.select(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first invalid value, before any model or data loads."""
-    from evalrun.metrics.registry import METRICS, metric_class
-
-    model = cfg.model
-    if model.task not in TASKS:
-        raise ConfigError(f"model.task={model.task!r} is not valid; use one of {', '.join(TASKS)}")
-    pipeline_class(model.pipeline)
-    if model.path in (None, "", "???"):
-        raise ConfigError("model.path is empty; set it to a hub id (owner/name) or a local directory")
-    if looks_local(model.path) and not os.path.isdir(os.path.expanduser(str(model.path))):
-        raise ConfigError(f"model.path={model.path!r} does not exist or is not a directory; point it at a "
-                          f"pipeline saved with save_pretrained, or use a hub id such as {model.name}'s default")
-    if cfg.scheduler.class_name is not None:
-        scheduler_class(cfg.scheduler.class_name)
-    if not isinstance(OmegaConf.to_container(cfg.scheduler.kwargs), dict):
-        raise ConfigError("scheduler.kwargs must be a mapping of scheduler config overrides")
-    for key in ("steps", "num_images_per_prompt", "batch_size"):
-        _positive_int(cfg, key)
-    seed = cfg.seed
-    # `is not None`, not truthiness: seed 0 is a seed (lightning-hydra-template skips it).
-    if seed is None or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if model.task in ("text2img", "edit"):
-        for key in ("height", "width"):
-            _positive_int(cfg, key)
-            if cfg[key] % 8:
-                raise ConfigError(f"{key}={cfg[key]} must be a multiple of 8 (the VAE downsamples by 8)")
-    guidance = cfg.guidance_scale
-    if model.task != "unconditional" and (isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0):
-        raise ConfigError(f"guidance_scale must be a number >= 0, got {guidance!r}")
-    resolve_dtype(cfg.dtype, resolve_device(cfg.device))
-    for name in cfg.get("metrics") or {}:
-        if name not in METRICS:
-            raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
-        tasks = metric_class(name).tasks
-        if tasks is not None and model.task not in tasks:
-            raise ConfigError(f"metric {name!r} scores {'/'.join(tasks)} runs, but model {model.name!r} has task "
-                              f"{model.task}; drop it from metrics=[...]")
-
-
-def to_plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return getattr(torch, dtype)

@@ -1,5 +1,10 @@
 """One exception type for every mistake a user can fix; the entry point prints it as one line."""
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 
 class EvalrunError(Exception):
     """A problem with the user's config, inputs or environment, with the fix in its message."""
@@ -9,19 +14,29 @@ class ConfigError(EvalrunError):
     """An invalid config value, raised before any model loads."""
 
 
-def load_error(what: str, name: str, exc: BaseException, key: str) -> EvalrunError:
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def load_error(what: str, name: str, exc: BaseException, key: str, local_dir: str | os.PathLike | None = None,
+               marker: str = "config.json") -> EvalrunError:
     """A one-line error for a failed ``from_pretrained``/``load_dataset`` that says how to fix it.
 
-    ``key`` is the config key that takes a local copy (e.g. ``model.path``).
+    ``key`` is the config key that takes a local copy (e.g. ``model.path``). A local folder that is
+    not a saved model is told apart from a hub id that cannot be reached: the first says which
+    file is missing there (``marker``: ``model_index.json`` for pipelines), the second how to
+    download it.
     """
-    import os
-
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    folder = Path(str(local_dir or name)).expanduser()
+    if folder.is_dir():
+        if not (folder / marker).exists():
+            return EvalrunError(f"{key}={name}: the folder has no {marker}, so it is not a saved {what}; point "
+                                f"{key} at the folder that save_pretrained wrote (the one holding {marker})")
+        return EvalrunError(f"could not load {what} from {key}={name}: {first_line(exc)}")
+    text = first_line(exc)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or any(
         s in text.lower() for s in ("offline", "not fully cached", "connection", "resolve", "couldn't reach"))
-    if offline:
-        reason = "it is not in the local Hugging Face cache and the hub cannot be reached"
-    else:
-        reason = text if len(text) <= 300 else text[:300] + "..."
+    reason = "it is not in the local Hugging Face cache and the hub cannot be reached" if offline else text
     return EvalrunError(f"could not load {what} {name!r}: {reason}. Download it once where there is network "
                         f"(`hf download {name} --local-dir DIR`) and set {key}=DIR")

@@ -1,173 +1,140 @@
-"""Prompts x images -> uint8 images on disk, one CPU generator per image.
+"""Image jobs -> uint8 images, streamed in run order: reused where a verified copy exists, sampled otherwise.
 
-Each image's noise comes from its own ``torch.Generator`` seeded from (run seed, prompt id,
-image index), drawn on the CPU, so an image does not depend on the batch size, on which
-prompts share its batch, or on the device. Images are quantised to uint8 once, exactly as
-a PNG stores them, and every metric scores those pixels.
+Sampling uses one CPU ``torch.Generator`` per image (seeded in ``jobs.generator_seed``), so an
+image does not depend on the batch size, on which prompts share its batch, or on the device's
+RNG. Images are quantised to uint8 once, exactly as a PNG stores them, and every metric scores
+those pixels.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import numpy as np
-import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
 from evalrun.errors import EvalrunError
+from evalrun.hashing import stable_hash
+from evalrun.images import ImageStore, Manifest, degenerate_flag, link_or_copy, pixel_hash, read_verified, save_png, to_uint8
+from evalrun.jobs import ImageJob
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ImageJob:
-    prompt_index: int  # position in this run's prompt list
-    record: dict[str, Any]
-    image_index: int
-    generator_seed: int
+class Produced:
+    """One image of the run, in job order."""
 
-    @property
-    def image_id(self) -> str:
-        return f"{self.prompt_index:05d}_{self.image_index:02d}"
-
-
-def generator_seed(seed: int, prompt_id: int, image_index: int) -> int:
-    """A 63-bit seed mixed from the three integers (SeedSequence: no collisions in practice,
-    unlike ``seed * K + i`` schemes that overlap between neighbouring seeds)."""
-    return int(np.random.SeedSequence([seed, int(prompt_id), image_index]).generate_state(1, np.uint64)[0] >> 1)
+    index: int            # position in the run's job list
+    job: ImageJob
+    image: np.ndarray     # uint8 (H, W, 3)
+    digest: str           # pixel hash
+    flag: str             # '' or nan / black / constant
+    reused: bool
 
 
-def image_jobs(records: list[dict[str, Any]], num_images_per_prompt: int, seed: int) -> list[ImageJob]:
-    return [ImageJob(p, rec, i, generator_seed(seed, rec["prompt_id"], i))
-            for p, rec in enumerate(records) for i in range(num_images_per_prompt)]
+def image_key(generation_key: str, job: ImageJob) -> str:
+    """What determines one image's pixels: the run's generation key, the job's condition and its noise."""
+    condition = {k: v for k, v in job.record.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    condition.pop("prompt_index", None)
+    extra = job.record.get("input_image")
+    if extra is not None and hasattr(extra, "numpy"):  # an edit's input pixels, not only its path
+        condition["input_pixels"] = pixel_hash(extra.permute(1, 2, 0).numpy())
+    return stable_hash({"generation": generation_key, "condition": condition, "generator_seed": job.generator_seed},
+                       length=40)
 
 
-# ----------------------------------------------------------------------------- task calls
-# Each task turns a batch of jobs into the pipeline's keyword arguments.
-def _text2img(pipe, jobs: list[ImageJob], params: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": [j.record["prompt"] for j in jobs], "num_inference_steps": params["steps"],
-            "guidance_scale": params["guidance_scale"], "height": params["height"], "width": params["width"]}
+def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any]) -> np.ndarray:
+    """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image."""
+    import torch
+
+    generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
+    # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
+    # fall back to the global RNG there: seed it too, so such runs still repeat.
+    torch.manual_seed(jobs[0].generator_seed)
+    try:
+        out = pipe(**task.pipeline_kwargs(pipe, jobs, params), generator=generators, output_type="np")
+    except (ValueError, TypeError) as exc:
+        raise EvalrunError(f"{type(pipe).__name__} rejected the generation arguments: {exc}") from None
+    return out.images if hasattr(out, "images") else out[0]
 
 
-def _class2img(pipe, jobs: list[ImageJob], params: dict[str, Any]) -> dict[str, Any]:
-    return {"class_labels": [int(j.record["class_id"]) for j in jobs], "num_inference_steps": params["steps"],
-            "guidance_scale": params["guidance_scale"]}
+class ImageStream:
+    """Yields every job's image in order; call :meth:`run` with a ``pipe_factory`` that loads the
+    pipeline only if some image has to be sampled (a finished or fully stored run loads nothing)."""
 
+    def __init__(self, jobs: list[ImageJob], image_dir: Path, generation_key: str, store: ImageStore,
+                 batch_size: int, shape: tuple[int, ...] | None = None) -> None:
+        self.jobs, self.image_dir, self.generation_key = jobs, Path(image_dir), generation_key
+        self.store, self.batch_size, self.shape = store, batch_size, shape
+        self.image_dir.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(self.image_dir)
+        self.keys = [image_key(generation_key, j) for j in jobs]
+        self.sampled = self.reused = self.repaired = 0
 
-def _unconditional(pipe, jobs: list[ImageJob], params: dict[str, Any]) -> dict[str, Any]:
-    return {"batch_size": len(jobs), "num_inference_steps": params["steps"]}
+    def _path(self, job: ImageJob) -> Path:
+        return self.image_dir / f"{job.image_id}.png"
 
+    def _reuse(self, n: int) -> Produced | None:
+        job, key = self.jobs[n], self.keys[n]
+        entry = self.manifest.entries.get(job.image_id)
+        path = self._path(job)
+        if entry and entry.get("key") == key and path.exists():
+            found = read_verified(path, entry.get("pixels"), self.shape)
+            if found is not None:
+                return Produced(n, job, found[0], entry["pixels"], entry.get("flag", ""), True)
+            log.warning("image %s is unreadable, of the wrong size or not the image this run wrote: regenerating it",
+                        path)
+            self.repaired += 1
+        stored = self.store.get(key, self.shape)
+        if stored is None:
+            return None
+        image, flag, digest = stored
+        link_or_copy(self.store.path(key), path)
+        self.manifest.add(job.image_id, key, digest, flag)
+        return Produced(n, job, image, digest, flag, True)
 
-TASK_CALLS: dict[str, Callable[[Any, list[ImageJob], dict[str, Any]], dict[str, Any]]] = {
-    "text2img": _text2img, "class2img": _class2img, "unconditional": _unconditional,
-}
-
-
-def register_task(name: str, call: Callable[[Any, list[ImageJob], dict[str, Any]], dict[str, Any]]) -> None:
-    TASK_CALLS[name] = call
-
-
-# ----------------------------------------------------------------------------- images
-def to_uint8(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float (N, H, W, 3) in [0, 1] -> uint8 as diffusers' ``numpy_to_pil`` rounds; and NaN flags."""
-    images = np.asarray(images, dtype=np.float32)
-    nan = np.isnan(images).reshape(len(images), -1).any(axis=1)
-    return (np.nan_to_num(images, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8), nan
-
-
-def degenerate_flag(image: np.ndarray, had_nan: bool) -> str:
-    """'' for a normal image; 'nan', 'black' or 'constant' for images that distort metrics."""
-    if had_nan:
-        return "nan"
-    if image.max() == 0:
-        return "black"
-    if image.min() == image.max():
-        return "constant"
-    return ""
-
-
-def save_png(image: np.ndarray, path: Path) -> None:
-    """Write atomically: a killed run never leaves a truncated PNG that a re-run would trust."""
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def load_png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def sample(pipe, task: str, jobs: list[ImageJob], params: dict[str, Any], batch_size: int):
-    """Yield (jobs, float images (B, H, W, 3) in [0, 1]) batch by batch, one generator per image."""
-    call = TASK_CALLS[task]
-    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
-    for batch in tqdm(batches, desc="generate", unit="batch", disable=not batches):
-        generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in batch]
-        # Some pipelines (DiT) call scheduler.step without the generators, so stochastic
-        # schedulers fall back to the global RNG there: seed it too, so such runs still repeat.
-        torch.manual_seed(batch[0].generator_seed)
-        try:
-            out = pipe(**call(pipe, batch, params), generator=generators, output_type="np")
-        except (ValueError, TypeError) as exc:
-            raise EvalrunError(f"{type(pipe).__name__} rejected the generation arguments: {exc}") from None
-        yield batch, out.images if hasattr(out, "images") else out[0]
-
-
-def generate(pipe, task: str, jobs: list[ImageJob], params: dict[str, Any], image_dir: Path,
-             batch_size: int, key: str) -> tuple[list[np.ndarray], list[str]]:
-    """Generate (or reuse) every job's image; returns uint8 HWC images and degenerate flags.
-
-    Images already on disk from an interrupted run with the same generation ``key`` are
-    reused; a different key (other model, scheduler, steps...) discards them.
-    """
-    image_dir.mkdir(parents=True, exist_ok=True)
-    key_file = image_dir / ".generation_key"
-    if not key_file.exists() or key_file.read_text() != key:
-        for old in image_dir.glob("*.png"):
-            old.unlink()
-        key_file.write_text(key)
-    images: dict[int, np.ndarray] = {}
-    flags: dict[int, str] = {}
-    todo = []
-    for n, job in enumerate(jobs):
-        path = image_dir / f"{job.image_id}.png"
-        if path.exists():
-            images[n] = load_png(path)
-            flags[n] = degenerate_flag(images[n], False)
+    def _write(self, n: int, image: np.ndarray, had_nan: bool) -> Produced:
+        job, key = self.jobs[n], self.keys[n]
+        digest, flag = pixel_hash(image), degenerate_flag(image, had_nan)
+        stored = self.store.put(key, image, digest, flag)
+        if stored is not None:
+            link_or_copy(stored, self._path(job))
         else:
-            todo.append(n)
-    if len(todo) < len(jobs):
-        log.info("reusing %d finished images from %s", len(jobs) - len(todo), image_dir)
-    done = 0
-    for batch, result in sample(pipe, task, [jobs[n] for n in todo], params, batch_size):
-        uint8, nan = to_uint8(result)
-        for job, image, had_nan in zip(batch, uint8, nan):
-            n = todo[done]
-            save_png(image, image_dir / f"{job.image_id}.png")
-            images[n], flags[n] = image, degenerate_flag(image, bool(had_nan))
-            done += 1
-    bad = [f for f in flags.values() if f]
-    if bad:
-        log.warning("%d of %d images are degenerate (%s): they distort FID and CLIP score; see per_image.csv",
-                    len(bad), len(jobs), ", ".join(sorted(set(bad))))
-    return [images[n] for n in range(len(jobs))], [flags[n] for n in range(len(jobs))]
+            save_png(image, self._path(job), digest, flag)
+        self.manifest.add(job.image_id, key, digest, flag)
+        return Produced(n, job, image, digest, flag, False)
 
+    def run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
+        pending: list[int] = []
+        pipe = None
 
-def make_grid(images: list[np.ndarray], cols: int, max_images: int) -> Image.Image:
-    """Prompts as rows, images per prompt as columns (like diffusers' ``make_image_grid``)."""
-    images = images[:max(cols, (max_images // cols) * cols)]
-    rows = (len(images) + cols - 1) // cols
-    h, w = images[0].shape[:2]
-    grid = Image.new("RGB", (cols * w, rows * h))
-    for i, image in enumerate(images):
-        tile = Image.fromarray(image)
-        if tile.size != (w, h):
-            tile = tile.resize((w, h))
-        grid.paste(tile, ((i % cols) * w, (i // cols) * h))
-    return grid
+        def flush() -> Iterator[Produced]:
+            nonlocal pipe
+            if not pending:
+                return
+            if pipe is None:
+                pipe = pipe_factory()
+            images, nan = to_uint8(sample(pipe, task, [self.jobs[n] for n in pending], params))
+            for n, image, had_nan in zip(pending, images, nan):
+                self.sampled += 1
+                yield self._write(n, image, bool(had_nan))
+            if progress is not None:
+                progress(len(pending))
+            pending.clear()
+
+        for n in range(len(self.jobs)):
+            found = self._reuse(n)
+            if found is None:
+                pending.append(n)
+                if len(pending) == self.batch_size:
+                    yield from flush()
+                continue
+            yield from flush()  # keep run order: a reused image waits for the sampled ones before it
+            self.reused += 1
+            if progress is not None:
+                progress(1)
+            yield found
+        yield from flush()

@@ -3,61 +3,120 @@
 ``prompt_id`` is the row's position in its source before any filtering, so the same
 prompt keeps the same id (and hence the same noise) whatever filters or limits a run uses.
 Category and challenge travel with each prompt into every results file.
+
+Sources are a plain registry of "module:function" names (edit sets and ImageNet classes
+live with their tasks), so composing any ``conf/prompts/*.yaml`` works whatever a process
+imported before.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from evalrun.errors import ConfigError, EvalrunError
 
 log = logging.getLogger(__name__)
 
+SOURCES: dict[str, str] = {
+    "inline": "evalrun.prompts:_inline",
+    "parti": "evalrun.prompts:_parti",
+    "drawbench": "evalrun.prompts:_drawbench",
+    "file": "evalrun.prompts:_file",
+    "classes": "evalrun.tasks.class2img:class_records",
+    "edit_dataset": "evalrun.tasks.edit_data:load_edit_records",
+}
 
-def _column(frame: pd.DataFrame, *names: str, required: bool = True) -> str | None:
+
+def is_missing(value: Any) -> bool:
+    """None, NaN or an empty/blank string (an empty CSV cell)."""
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _column(frame, *names: str, key: str = "prompts.prompt_column", required: bool = True) -> str | None:
     """First column whose lower-cased name is in ``names``."""
     lower = {str(c).lower(): c for c in frame.columns}
     for name in names:
-        if name.lower() in lower:
+        if name and name.lower() in lower:
             return lower[name.lower()]
     if required:
-        raise ConfigError(f"no {names[0]!r} column among {list(frame.columns)}; set prompts.prompt_column")
+        raise ConfigError(f"no {names[0]!r} column among {list(frame.columns)}; set {key} to the column with the prompts")
     return None
 
 
-def _frame_to_records(frame: pd.DataFrame, prompt_col: str) -> list[dict[str, Any]]:
+def _frame_to_records(frame, prompt_col: str, where: str) -> list[dict[str, Any]]:
     cat = _column(frame, "category", required=False)
     chal = _column(frame, "challenge", required=False)
-    records = []
-    for i, values in enumerate(frame.to_dict("records")):
-        records.append({
-            "prompt_id": i,
-            "prompt": str(values[prompt_col]).strip(),
-            "category": None if cat is None or pd.isna(values[cat]) else str(values[cat]),
-            "challenge": None if chal is None or pd.isna(values[chal]) else str(values[chal]),
-        })
-    return records
+    rows = frame.to_dict("records")
+    empty = [i for i, values in enumerate(rows) if is_missing(values[prompt_col])]
+    if empty:
+        shown = ", ".join(str(i) for i in empty[:10]) + (", ..." if len(empty) > 10 else "")
+        raise ConfigError(f"{where}: {len(empty)} empty prompt(s) in column {prompt_col!r} (data rows {shown}, "
+                          f"counting from 0); fill or remove them")
+    return [{"prompt_id": i, "prompt": str(values[prompt_col]).strip(),
+             "category": None if cat is None or is_missing(values[cat]) else str(values[cat]),
+             "challenge": None if chal is None or is_missing(values[chal]) else str(values[chal])}
+            for i, values in enumerate(rows)]
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """CSV, TSV or JSONL into a DataFrame (local files only)."""
-    path = Path(path).expanduser()
+def _check_file(path: Path, key: str = "prompts.path") -> Path:
+    if path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is a directory; give the prompt file inside it")
     if not path.is_file():
-        raise ConfigError(f"prompts.path={str(path)!r} does not exist")
+        raise ConfigError(f"{key}={str(path)!r} does not exist")
+    return path
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"prompts.path={str(path)!r} is not valid {encoding} (byte {exc.start}); set "
+                          f"prompts.encoding= to the file's encoding (e.g. latin-1, cp1252, utf-16)") from None
+    except LookupError:
+        raise ConfigError(f"prompts.encoding={encoding!r} is not an encoding Python knows") from None
+
+
+def read_table(path: str | Path, encoding: str = "utf-8"):
+    """CSV, TSV or JSONL into a DataFrame (local files only), with one-line errors."""
+    import io
+
+    import pandas as pd
+
+    path = _check_file(Path(path).expanduser())
     suffix = path.suffix.lower()
-    if suffix == ".tsv":
-        return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
-    if suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl")
-    raise ConfigError(f"prompts.path={str(path)!r}: use .txt, .csv, .tsv or .jsonl")
+    if suffix not in (".tsv", ".csv", ".jsonl", ".json"):
+        raise ConfigError(f"prompts.path={str(path)!r}: use .txt, .csv, .tsv or .jsonl")
+    text = _read_text(path, encoding)
+    if suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise ConfigError(f"prompts.path={str(path)!r} line {n} is not valid JSON ({exc}); each line "
+                                      f"must be one JSON object") from None
+        if any(not isinstance(r, dict) for r in rows):
+            raise ConfigError(f"prompts.path={str(path)!r}: each line must be a JSON object with named fields")
+        return pd.DataFrame(rows)
+    try:
+        if suffix == ".json":
+            return pd.read_json(io.StringIO(text))
+        return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
+                           na_values=[""])
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"prompts.path={str(path)!r} cannot be parsed as {suffix[1:].upper()} "
+                          f"({str(exc).splitlines()[0]})") from None
 
 
 def load_hub_dataset(dataset: str, split: str, hint: str):
@@ -71,52 +130,53 @@ def load_hub_dataset(dataset: str, split: str, hint: str):
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {hint}") from None
 
 
-def _hub_frame(cfg: DictConfig, hint: str) -> pd.DataFrame:
-    return load_hub_dataset(cfg.dataset, cfg.split, hint).to_pandas()
+def _table(cfg: Any, hint: str):
+    """A hub prompt set's rows: ``prompts.path`` if set, the bundled sample under the smoke profile
+    (``prompts.offline_sample``), else the hub dataset."""
+    path = cfg.get("path") or (cfg.get("smoke_path") if cfg.get("offline_sample") else None)
+    if path:
+        from evalrun.paths import resolve_data_path
+
+        return read_table(resolve_data_path(path), cfg.get("encoding") or "utf-8"), f"prompts.path={str(path)!r}"
+    return load_hub_dataset(cfg.dataset, cfg.split, hint).to_pandas(), f"dataset {cfg.dataset!r}"
 
 
 # ----------------------------------------------------------------------------- sources
-def _inline(cfg: DictConfig) -> list[dict[str, Any]]:
+def _inline(cfg: Any) -> list[dict[str, Any]]:
     return [{"prompt_id": i, "prompt": str(p), "category": None, "challenge": None} for i, p in enumerate(cfg.texts)]
 
 
-def _parti(cfg: DictConfig) -> list[dict[str, Any]]:
+def _parti(cfg: Any) -> list[dict[str, Any]]:
     hint = "Offline? Get PartiPrompts.tsv (google-research/parti) and set prompts.path=/path/PartiPrompts.tsv"
-    frame = read_table(cfg.path) if cfg.path else _hub_frame(cfg, hint)
-    return _frame_to_records(frame, _column(frame, "Prompt"))
+    frame, where = _table(cfg, hint)
+    return _frame_to_records(frame, _column(frame, cfg.get("prompt_column") or "Prompt", "Prompt"), where)
 
 
-def _drawbench(cfg: DictConfig) -> list[dict[str, Any]]:
+def _drawbench(cfg: Any) -> list[dict[str, Any]]:
     hint = "Offline? Save DrawBench as CSV/TSV (columns Prompts, Category) and set prompts.path=FILE"
-    frame = read_table(cfg.path) if cfg.path else _hub_frame(cfg, hint)
-    return _frame_to_records(frame, _column(frame, "Prompts", "Prompt", "text"))
+    frame, where = _table(cfg, hint)
+    return _frame_to_records(frame, _column(frame, cfg.get("prompt_column") or "Prompts", "Prompts", "Prompt", "text"),
+                             where)
 
 
-def _file(cfg: DictConfig) -> list[dict[str, Any]]:
+def _file(cfg: Any) -> list[dict[str, Any]]:
+    if cfg.get("path") in (None, "", "???"):
+        raise ConfigError("prompts=file needs prompts.path=FILE (.txt one prompt per line, or .csv/.tsv/.jsonl)")
     path = Path(str(cfg.path)).expanduser()
     if path.suffix.lower() == ".txt":
-        if not path.is_file():
-            raise ConfigError(f"prompts.path={str(path)!r} does not exist")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        lines = [ln.strip() for ln in _read_text(_check_file(path), cfg.get("encoding") or "utf-8").splitlines()]
         return [{"prompt_id": i, "prompt": p, "category": None, "challenge": None} for i, p in enumerate(lines) if p]
-    frame = read_table(path)
-    return _frame_to_records(frame, _column(frame, cfg.get("prompt_column") or "prompt", "prompt", "prompts", "text"))
-
-
-SOURCES: dict[str, Callable[[DictConfig], list[dict[str, Any]]]] = {
-    "inline": _inline, "parti": _parti, "drawbench": _drawbench, "file": _file,
-}
-
-
-def register_source(name: str, loader: Callable[[DictConfig], list[dict[str, Any]]]) -> None:
-    """Let task modules add prompt sources (edit datasets, class labels)."""
-    SOURCES[name] = loader
+    frame = read_table(path, cfg.get("encoding") or "utf-8")
+    col = _column(frame, cfg.get("prompt_column") or "prompt", "prompt", "prompts", "text")
+    return _frame_to_records(frame, col, f"prompts.path={str(path)!r}")
 
 
 # ----------------------------------------------------------------------------- filters
 def _as_list(value: Any) -> list[str] | None:
     if value is None:
         return None
+    from omegaconf import OmegaConf
+
     value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     return [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
@@ -131,22 +191,30 @@ def _filter(records: list[dict[str, Any]], key: str, wanted: list[str] | None) -
     return [r for r in records if r.get(key) in wanted]
 
 
-def load_prompts(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Load, filter (category, challenge), shuffle (seeded) and limit a prompt set."""
+def validate_prompts(cfg: Any) -> None:
+    """Static checks of the prompt config (no file is read)."""
     source = cfg.get("source")
     if source not in SOURCES:
         raise ConfigError(f"prompts.source={source!r} is not valid; use one of {', '.join(sorted(SOURCES))}")
-    records = SOURCES[source](cfg)
+    limit, seed = cfg.get("limit"), cfg.get("shuffle_seed")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"prompts.limit must be a positive integer or null, got {limit!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"prompts.shuffle_seed must be a non-negative integer, got {seed!r}")
+
+
+def load_prompts(cfg: Any) -> list[dict[str, Any]]:
+    """Load, filter (category, challenge), shuffle (seeded) and limit a prompt set."""
+    validate_prompts(cfg)
+    module, func = SOURCES[cfg.source].split(":")
+    records = getattr(importlib.import_module(module), func)(cfg)
     records = _filter(records, "category", _as_list(cfg.get("category")))
     records = _filter(records, "challenge", _as_list(cfg.get("challenge")))
     if cfg.get("shuffle"):
         order = np.random.default_rng(int(cfg.get("shuffle_seed") or 0)).permutation(len(records))
         records = [records[i] for i in order]
-    limit = cfg.get("limit")
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"prompts.limit must be a positive integer or null, got {limit!r}")
-        records = records[:limit]
+    if cfg.get("limit") is not None:
+        records = records[:cfg.limit]
     if not records:
         raise ConfigError(f"prompt set {cfg.get('name')!r} is empty after filtering")
     log.info("prompt set %s: %d prompts", cfg.get("name"), len(records))

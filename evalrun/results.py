@@ -1,22 +1,36 @@
-"""Where results are written: atomic CSV/JSON writes and the provenance of every number."""
+"""Where results are written: atomic CSV/JSON writes, run locks, and the provenance of every number."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hashlib
 import json
+import logging
 import os
 import platform
+import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-import pandas as pd
-
+log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
-PACKAGES = ("evalrun", "torch", "diffusers", "transformers", "torchmetrics", "torch-fidelity",
-            "numpy", "scipy", "pandas", "hydra-core", "pillow", "datasets")
+PACKAGES = ("evalrun", "torch", "torchvision", "diffusers", "transformers", "accelerate", "torchmetrics",
+            "torch-fidelity", "open-clip-torch", "numpy", "scipy", "pandas", "hydra-core", "pillow", "datasets",
+            "huggingface-hub", "safetensors")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shared_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file (0666) or folder (0777) the permissions the umask allows: ``mkstemp``/``mkdtemp``
+    make 0600/0700, which would hide a lab's shared results from colleagues."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -27,13 +41,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        shared_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_csv(frame, path: Path) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
@@ -60,9 +75,31 @@ def library_versions() -> dict[str, str]:
     return dict(_versions())
 
 
-def stable_hash(data: Any) -> str:
-    """Short content hash of JSON-able data (keys sorted), for cache and resume keys."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """evalrun's git commit when it runs from a checkout (None from an installed wheel)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
+
+
+def environment(device: Any) -> dict[str, Any]:
+    """The machine a number was computed on: device, GPU name and count, CUDA and cuDNN versions."""
+    import torch
+
+    env: dict[str, Any] = {"device": str(device), "platform": platform.platform(), "evalrun_git": git_commit(),
+                           "cuda": torch.version.cuda, "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        env.update(gpu_count=torch.cuda.device_count(), gpu_name=torch.cuda.get_device_name(torch.device(device)),
+                   cudnn=torch.backends.cudnn.version(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return env
 
 
 def finished_run(run_dir: Path, run_key: str) -> dict[str, Any] | None:
@@ -70,5 +107,31 @@ def finished_run(run_dir: Path, run_key: str) -> dict[str, Any] | None:
     path = Path(run_dir) / RUN_FILE
     if not path.exists() or not (Path(run_dir) / "metrics.csv").exists():
         return None
-    record = read_json(path)
+    try:
+        record = read_json(path)
+    except ValueError:
+        return None
     return record if record.get("status") == "complete" and record.get("run_key") == run_key else None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while a run computes: a second process writing the same run (two sweeps
+    into one directory) waits, then finds the finished run. ``flock`` is released when its holder
+    dies, so a killed run never leaves a stale lock."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a") as fh:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): concurrent writers may compute twice, never corrupt
+            yield
+            return
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is computing %s; waiting for it", run_dir)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

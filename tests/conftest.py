@@ -1,4 +1,14 @@
-"""Shared test setup: offline, a per-session evalrun cache, and helpers to run the real CLI."""
+"""Shared test setup: offline, one evalrun cache per session, and three ways to run evalrun:
+
+- ``compose(*overrides)``: the config the CLI would build (Hydra's compose API, the packaged conf/);
+- ``run_inprocess(*overrides, run_dir=...)``: that config through ``evalrun.run.run`` in this process
+  (tiny models, pipelines and metric models stay loaded across tests, as across a sweep's jobs);
+- ``run_cli(*overrides)``: ``python -m evalrun`` in a subprocess, where the CLI itself is what is tested.
+
+Shared data (``../shared/data``: PartiPrompts and a dozen real photographs) comes from the
+project's shared folder beside the checkout; tests that need it skip with a message saying so
+(see README, "Tests and benchmarks").
+"""
 
 from __future__ import annotations
 
@@ -13,10 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
 PARTI_TSV = SHARED / "PartiPrompts.tsv"
 PHOTOS = SHARED / "photos"
+SHARED_HINT = "../shared/data is not beside this checkout (it holds PartiPrompts.tsv and photos/; see README)"
 
 # Never wait on a hub that cannot be reached (offline retries take minutes, see NOTES.md).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: long end-to-end tests (make test runs them; -m 'not slow' skips them)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,12 +43,13 @@ def evalrun_cache(tmp_path_factory) -> Path:
     return cache
 
 
-def run_cli(*overrides: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, cwd: Path | None = None, check: bool = True, module: str = "evalrun",
+            env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m evalrun OVERRIDES`` in a subprocess, as a user would type it."""
-    proc = subprocess.run([sys.executable, "-m", "evalrun", *overrides], cwd=cwd or REPO, capture_output=True,
-                          text=True, env={**os.environ, "HYDRA_FULL_ERROR": "0"}, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", module, *overrides], cwd=cwd or REPO, capture_output=True,
+                          text=True, env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}, timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"evalrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
 
@@ -42,6 +59,36 @@ def compose(*overrides: str):
     from hydra import initialize_config_dir
 
     import evalrun.__main__  # noqa: F401  (registers the resolver the hydra config uses)
+    from evalrun.paths import CONF_DIR
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def run_inprocess(*overrides: str, run_dir: Path):
+    """Compose ``overrides`` and run them in this process (what one CLI job does); returns run.json's record."""
+    from evalrun.run import run
+
+    return run(compose(*overrides), Path(run_dir))
+
+
+def error_of(*overrides: str, run_dir: Path) -> str:
+    """The one-line message of the EvalrunError a run with ``overrides`` raises (fails if none)."""
+    from evalrun.errors import EvalrunError
+
+    try:
+        run_inprocess(*overrides, run_dir=run_dir)
+    except EvalrunError as exc:
+        text = str(exc)
+        assert "\n" not in text, f"multi-line error: {text!r}"
+        return text
+    raise AssertionError(f"no error for {overrides}")
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """``experiment=smoke_sweep`` through the real CLI once per session (2 schedulers x 2 seeds, 3 prompts):
+    the summary, report and sweep tests all read this one sweep."""
+    sweep = tmp_path_factory.mktemp("smoke-sweep")
+    run_cli("experiment=smoke_sweep", f"hydra.sweep.dir={sweep}", "-m")
+    return sweep

@@ -4,7 +4,7 @@ exact format torch-fidelity and torchmetrics load, and small image sets.
 The weights come from torch-fidelity's own ``FeatureExtractorInceptionV3`` after
 ``torch.manual_seed(0)`` (all 566 state-dict keys, BatchNorm running statistics and
 ``num_batches_tracked`` included, fc 1008x2048), with BatchNorm statistics calibrated on
-seeded images so features do not vanish (see ``evalrun.metrics.inception``).
+seeded images so features do not vanish (see ``evalrun.metrics.features.inception``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-PHOTOS = Path("/work/shared/data/photos")
+PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "photos"
 
 
 @functools.lru_cache(maxsize=None)
 def weights_path() -> Path:
     """Built once per test process into a private temp dir (removed at exit)."""
-    from evalrun.metrics.inception import build_tiny_inception
+    from evalrun.metrics.features.inception import build_tiny_inception
 
     tmp = Path(tempfile.mkdtemp(prefix="evalrun-inception-"))
     atexit.register(shutil.rmtree, tmp, True)
@@ -39,7 +39,7 @@ def load_photos(size: int = 64) -> torch.Tensor:
 
     files = sorted(p for p in PHOTOS.glob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"}) if PHOTOS.is_dir() else []
     if not files:
-        pytest.skip(f"no photos in {PHOTOS}")
+        pytest.skip(f"no photos in {PHOTOS}: ../shared/data is not beside this checkout (see README)")
     out = []
     for p in files:
         with Image.open(p) as img:
@@ -82,3 +82,9 @@ class UInt8Dataset(torch.utils.data.Dataset):
 
 def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

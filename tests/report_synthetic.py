@@ -22,8 +22,15 @@ PROMPTS = [
     {"prompt_id": "p2", "prompt": "a cat | a dog, 100% fluffy", "category": "Animals", "challenge": None},
     {"prompt_id": "p3", "prompt": "an owl reading a book", "category": "Animals", "challenge": "Imagination"},
 ]
-HIGHER_IS_BETTER = {"clip_score": True, "fid": False, "kid_mean": False, "kid_std": False}
-METRICS = ["clip_score", "fid", "kid_mean", "kid_std", "mystery"]  # mystery: no direction in run.json
+# What the runner declares in run.json for each metric column (mystery: declared nowhere).
+COLUMNS = {
+    "clip_score": {"direction": "higher", "kind": "score", "per_image": True, "metric": "clip_score",
+                   "depends_on": ["clip_score.clip_model"]},
+    "fid": {"direction": "lower", "kind": "score", "metric": "fid", "depends_on": []},
+    "kid_mean": {"direction": "lower", "kind": "score", "metric": "kid", "depends_on": ["kid.seed"]},
+    "kid_std": {"direction": None, "kind": "spread", "of": "kid_mean", "metric": "kid", "depends_on": ["kid.seed"]},
+}
+METRICS = ["clip_score", "fid", "kid_mean", "kid_std", "mystery"]
 SCHEDULER_CLASS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
 
 
@@ -63,8 +70,8 @@ def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PR
     pd.DataFrame([{**config, **metrics, "n_images": len(per_image)}]).to_csv(run_dir / "metrics.csv", index=False)
     Image.new("RGB", (size * 2, size * 2)).save(run_dir / "grid.png")
     (run_dir / "run.json").write_text(json.dumps({
-        "status": status, "config_columns": list(config), "metric_columns": METRICS, "higher_is_better": HIGHER_IS_BETTER,
-        "provenance": {"synthetic": True}}, indent=2))
+        "status": status, "config_columns": list(config), "metric_columns": METRICS, "columns": COLUMNS,
+        "seed_columns": [c for c in config if c == "kid.seed"], "provenance": {"synthetic": True}}, indent=2))
     return run_dir
 
 

@@ -7,12 +7,23 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose, run_cli
-from evalrun.classes import prepare_class_records
+from conftest import compose, run_cli, run_inprocess
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.generate import image_jobs, sample
+from evalrun.generate import sample
+from evalrun.jobs import image_jobs
 from evalrun.pipelines import load_pipeline
 from evalrun.prompts import load_prompts
+from evalrun.tasks import get_task
+
+
+class Loaded:
+    """What a task's prepare step is given: the pipeline class, and the pipeline on demand."""
+
+    def __init__(self, pipe):
+        self.pipe, self.cls = pipe, type(pipe)
+
+    def get(self):
+        return self.pipe
 
 
 def _dit():
@@ -20,21 +31,23 @@ def _dit():
 
 
 def test_class_words_map_through_get_label_ids_and_random_is_seeded():
-    pipe = _dit()
-    words = prepare_class_records(pipe, load_prompts(compose("model=tiny_dit", "prompts=classes").prompts), None)
+    pipe, task = _dit(), get_task("class2img")
+    words = task.prepare(Loaded(pipe), load_prompts(compose("model=tiny_dit", "prompts=classes").prompts), None)
     assert [r["class_id"] for r in words] == pipe.get_label_ids([r["prompt"] for r in words])
     assert words[0]["prompt"] == "golden retriever" and words[0]["class_id"] == 207
     rand = compose("prompts=classes", "prompts.words=null", "prompts.random=5", "prompts.random_seed=1").prompts
     a, b = load_prompts(rand), load_prompts(rand)
     assert a == b and len({r["class_id"] for r in a}) == 5
-    named = prepare_class_records(pipe, a, None)
+    expected = sorted(np.random.default_rng(1).choice(1000, 5, replace=False))
+    assert [r["class_id"] for r in a] == expected
+    named = task.prepare(Loaded(pipe), a, None)
     assert all(r["prompt"] for r in named)  # ids got readable words from the checkpoint's id2label
     every = load_prompts(compose("prompts=classes", "prompts.words=null", "prompts.all=true").prompts)
     assert [r["class_id"] for r in every] == list(range(1000))
     with pytest.raises(ConfigError, match="exactly one of"):
         load_prompts(compose("prompts=classes", "prompts.random=3").prompts)
     with pytest.raises(EvalrunError, match="'golden retrievr' is not a class word"):
-        prepare_class_records(pipe, [{"prompt_id": 0, "prompt": "golden retrievr"}], None)
+        task.prepare(Loaded(pipe), [{"prompt_id": 0, "prompt": "golden retrievr"}], None)
 
 
 @pytest.mark.parametrize("model, task, params", [
@@ -45,22 +58,35 @@ def test_batch_size_does_not_change_images(model, task, params):
     cfg = compose(f"model={model}", "prompts=classes")
     pipe = load_pipeline(cfg.model, torch.device("cpu"), torch.float32)
     records = [{"prompt_id": i, "prompt": "", "class_id": c} for i, c in enumerate([207, 281, 980, 0, 1])]
-    jobs = image_jobs(records, 1, seed=3)
-    one = np.concatenate([x for _, x in sample(pipe, task, jobs, params, 1)])
-    four = np.concatenate([x for _, x in sample(pipe, task, jobs, params, 4)])
+    jobs, task = image_jobs(records, 1, seed=3), get_task(task)
+    one = np.concatenate([sample(pipe, task, [j], params) for j in jobs])
+    four = np.concatenate([sample(pipe, task, jobs[i:i + 4], params) for i in (0, 4)])
     np.testing.assert_allclose(one, four, atol=1e-5, rtol=0)
     assert np.abs(one[0] - one[1]).max() > 1e-3
 
 
-def test_dit_and_ddpm_runs_through_the_cli(tmp_path):
+def test_ddpm_sweep_through_the_cli(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("model=tiny_ddpm", "scheduler=ddim,ddpm", "num_images=6", "metrics=[]", f"hydra.sweep.dir={sweep}", "-m")
+    run_cli("model=tiny_ddpm", "scheduler=ddim,ddpm", "num_images=6", "steps=2", f"hydra.sweep.dir={sweep}", "-m")
     rows = pd.concat([pd.read_csv(p) for p in sweep.glob("*/metrics.csv")])
     assert sorted(rows["scheduler_class"]) == ["DDIMScheduler", "DDPMScheduler"]
     assert set(rows["n_images"]) == {6} and "prompts" not in rows.columns
+    assert "num_images_per_prompt" not in rows.columns and "guidance_scale" not in rows.columns  # knobs it ignores
+
+
+def test_dit_words_become_class_ids(tmp_path):
     dit = tmp_path / "dit"
-    run_cli("model=tiny_dit", "prompts=classes", "prompts.words=[volcano,balloon]", "num_images_per_prompt=2",
-            f"hydra.run.dir={dit}")
+    run_inprocess("model=tiny_dit", "prompts=classes", "prompts.words=[volcano,balloon]", "num_images_per_prompt=2",
+                  "steps=2", run_dir=dit)
     per_image = pd.read_csv(dit / "per_image.csv")
     assert list(per_image["class_id"]) == [980, 980, 417, 417]
     assert list(per_image["prompt"]) == ["volcano", "volcano", "balloon", "balloon"]
+
+
+def test_unconditional_count_is_checked_before_anything_loads(tmp_path):
+    from conftest import error_of
+
+    assert "num_images must be a positive integer" in error_of("model=tiny_ddpm", "num_images=0", run_dir=tmp_path)
+    message = error_of("model=tiny_ddpm", "num_images=1", "metrics=[fid]", "reference=folder",
+                       f"reference.path={tmp_path}", run_dir=tmp_path / "r")
+    assert "metric 'fid' needs at least 2 images but this run makes 1" in message

@@ -1,19 +1,20 @@
-"""The real CLI on the tiny model: a single run, a sweep with its summary, resume, and errors."""
+"""The runner on the tiny model: a single run, a sweep with its summary, resume, and errors."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import error_of, run_cli, run_inprocess
 
 
 def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
     run_dir = tmp_path / "run"
-    run_cli(f"hydra.run.dir={run_dir}", "num_images_per_prompt=2", "batch_size=3")
+    run_inprocess("num_images_per_prompt=2", "batch_size=3", run_dir=run_dir)
     images = pd.read_csv(run_dir / "images.csv")
     per_image = pd.read_csv(run_dir / "per_image.csv")
     metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -23,30 +24,33 @@ def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
     for path in images["path"]:
         with Image.open(run_dir / path) as im:
             assert im.size == (32, 32) and im.mode == "RGB"
-    with Image.open(run_dir / "grid.png") as grid:
-        assert grid.size == (2 * 32, 6 * 32)  # prompts as rows, images as columns
+    with Image.open(run_dir / "grid.png") as grid:  # one labelled row per prompt: 2 tiles (enlarged to 128) + text
+        assert grid.height == 6 * 128 and grid.width == 2 * 128 + 360
     assert len(metrics) == 1
     row = metrics.iloc[0]
     assert row["model"] == "tiny" and row["scheduler"] == "default" and row["seed"] == 0
+    assert row["scheduler_class"] == "PNDMScheduler"  # the class that ran, not "default"
     assert row["steps"] == 4 and row["n_images"] == 12 and row["dtype"] == "float32"
     assert row["clip_score"] == pytest.approx(per_image["clip_score"].mean(), rel=1e-12)
     assert 0 <= per_image["clip_score"].min() and per_image["clip_score"].max() <= 100
     record = json.loads((run_dir / "run.json").read_text())
     prov = record["provenance"]
     assert record["status"] == "complete" and record["higher_is_better"] == {"clip_score": True}
-    assert prov["smoke_model_random_weights"] is True
+    assert record["columns"]["clip_score"]["direction"] == "higher" and record["columns"]["clip_score"]["per_image"]
+    assert "clip_score.clip_model" in record["columns"]["clip_score"]["depends_on"]
+    assert prov["smoke_model_random_weights"] is True  # the loaded folder carries the tiny builders' marker
     assert prov["scheduler_config"]["class"] == "PNDMScheduler"
     assert prov["metrics"]["clip_score"]["clip_model"] == "evalrun/tiny-clip"
     assert prov["versions"]["diffusers"] and prov["batch_size"] == 3
+    assert set(prov["model_weights"]["weights_sha256"]) >= {"unet", "vae", "text_encoder"}
+    assert prov["environment"]["device"] == "cpu"
 
 
-def test_multirun_summary_equals_means_of_runs(tmp_path):
-    sweep = tmp_path / "sweep"
-    run_cli("scheduler=ddim,dpm", "seed=0,1", "prompts.limit=3", f"hydra.sweep.dir={sweep}", "-m")
-    runs = pd.concat([pd.read_csv(p) for p in sorted(sweep.glob("*/metrics.csv"))], ignore_index=True)
+def test_sweep_summary_equals_means_of_runs(smoke_sweep):
+    runs = pd.concat([pd.read_csv(p) for p in sorted(smoke_sweep.glob("*/metrics.csv"))], ignore_index=True)
     assert len(runs) == 4
     assert sorted(zip(runs["scheduler"], runs["seed"])) == [("ddim", 0), ("ddim", 1), ("dpm", 0), ("dpm", 1)]
-    summary = pd.read_csv(sweep / "summary.csv")
+    summary = pd.read_csv(smoke_sweep / "summary.csv")
     assert len(summary) == 2 and list(summary.columns[:1]) == ["scheduler"]
     for _, row in summary.iterrows():
         values = runs.loc[runs["scheduler"] == row["scheduler"], "clip_score"]
@@ -55,69 +59,83 @@ def test_multirun_summary_equals_means_of_runs(tmp_path):
         assert row["clip_score_n"] == 2 and row["seeds"] == "0 1"
         assert row["clip_score_ci95_low"] < row["clip_score_mean"] < row["clip_score_ci95_high"]
     # The callback also built the report from the same run dirs.
-    assert (sweep / "report" / "index.html").exists() and (sweep / "report" / "report.md").exists()
+    assert (smoke_sweep / "report" / "index.html").exists() and (smoke_sweep / "report" / "report.md").exists()
     # Different schedulers really ran: their images differ.
-    ddim = sorted(sweep.glob("*scheduler=ddim*seed=0*/images/00000_00.png"))[0]
-    dpm = sorted(sweep.glob("*scheduler=dpm*seed=0*/images/00000_00.png"))[0]
+    ddim = sorted(smoke_sweep.glob("*scheduler=ddim*seed=0*/images/00000_00.png"))[0]
+    dpm = sorted(smoke_sweep.glob("*scheduler=dpm*seed=0*/images/00000_00.png"))[0]
     with Image.open(ddim) as a, Image.open(dpm) as b:
         assert a.tobytes() != b.tobytes()
 
 
-def test_rerun_reuses_finished_run_and_images(tmp_path):
+def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     run_dir = tmp_path / "run"
-    run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=2")
+    run_inprocess("prompts.limit=2", run_dir=run_dir)
     first = (run_dir / "metrics.csv").read_text()
     mtime = (run_dir / "metrics.csv").stat().st_mtime_ns
-    proc = run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=2")
-    assert "already complete" in proc.stdout + proc.stderr
+    with caplog.at_level(logging.INFO):
+        run_inprocess("prompts.limit=2", run_dir=run_dir)
+    assert "already complete" in caplog.text
     assert (run_dir / "metrics.csv").stat().st_mtime_ns == mtime
     # An interrupted run (no run.json) keeps its finished images and recomputes the same numbers.
     (run_dir / "run.json").unlink()
     (run_dir / "images" / "00001_00.png").unlink()
-    proc = run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=2")
-    assert "reusing 1 finished images" in proc.stdout + proc.stderr
+    record = run_inprocess("prompts.limit=2", run_dir=run_dir)
+    assert record["provenance"]["images"]["reused"] == 2  # one from the run dir, one relinked from the store
+    assert record["provenance"]["images"]["sampled"] == 0
     assert (run_dir / "metrics.csv").read_text() == first
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["scheduler=nosuch"], "Could not find 'scheduler/nosuch'"),
-    (["model=nosuch"], "Could not find 'model/nosuch'"),
     (["scheduler.class_name=NoSuchScheduler"], "unknown scheduler class 'NoSuchScheduler'; valid: "),
     (["model.path=/does/not/exist"], "model.path='/does/not/exist' does not exist"),
-    (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
     (["seed=-1"], "seed must be a non-negative integer"),
     (["height=30"], "height=30 must be a multiple of 8"),
     (["dtype=float8"], "dtype='float8' is not valid"),
+    (["steps=abc"], "steps must be a positive integer, got 'abc'"),
     (["model=tiny_ddpm", "scheduler=euler"], "DDPMPipeline does not scale its starting noise by the scheduler's"),
     (["model=tiny_dit", "prompts=classes", "scheduler=dpm_sde"], "calls scheduler.step without the per-image generators"),
     (["model=tiny_ddpm", "metrics=[clip_score]"], "but model 'tiny_ddpm' has task unconditional"),
-    (["metrics.clip_score.scale=-1"], "metric 'clip_score': invalid settings"),
+    (["metrics.clip_score.scale=-1"], "clip_score scale must be > 0"),
     (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit runs, but model 'tiny' has task text2img"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
+    (["model=tiny_dit"], "model 'tiny_dit' (task class2img) reads ImageNet classes (prompts=classes)"),
+    (["strength=0.5"], "strength=0.5 has no effect on model 'tiny'"),
     # Offline, a hub checkpoint or CLIP model that is not cached names the key for a local copy.
     (["model=sd15", "metrics=[]", "prompts.limit=1"], "and set model.path=DIR"),
     (["metrics.clip_score.clip_model=openai/clip-vit-base-patch16"], "and set metrics.clip_score.clip_model=DIR"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
+    message = error_of(*overrides, run_dir=tmp_path)
+    assert expected in message
+    if "class_name" in overrides[0]:
+        assert "DPMSolverMultistepScheduler" in message  # the valid options are listed
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["scheduler=nosuch"], "Could not find 'scheduler/nosuch'"),
+    (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
+    (["seed=-1"], "evalrun: error: seed must be a non-negative integer"),
+])
+def test_cli_prints_one_line_and_exits_non_zero(tmp_path, overrides, expected):
     proc = run_cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    if "scheduler" in overrides[0] and "class_name" not in overrides[0]:
+    if overrides[0].startswith("scheduler="):
         assert "dpm_karras" in proc.stderr and "euler_a" in proc.stderr  # the valid options are listed
-    if "class_name" in overrides[0]:
-        assert "DPMSolverMultistepScheduler" in proc.stderr
 
 
-def test_summary_groups_ignore_settings_that_follow_the_seed(tmp_path):
+def test_summary_groups_ignore_settings_declared_to_follow_the_seed(tmp_path):
     """A metric setting that defaults to the run's seed (a KID subset seed) must not split seed groups."""
-    from evalrun.aggregate import load_runs, summarise
+    from evalrun.aggregate import summarise
+    from evalrun.runs import load_runs
 
     for seed in (0, 1):
         d = tmp_path / f"s{seed}"
         d.mkdir()
-        (d / "run.json").write_text('{"status": "complete", "config_columns": ["model", "seed", "kid.seed"], '
-                                    '"metric_columns": ["kid_mean"], "higher_is_better": {"kid_mean": false}}')
+        (d / "run.json").write_text(json.dumps({
+            "status": "complete", "config_columns": ["model", "seed", "kid.seed"], "metric_columns": ["kid_mean"],
+            "columns": {"kid_mean": {"direction": "lower", "kind": "score"}}, "seed_columns": ["kid.seed"]}))
         pd.DataFrame([{"model": "m", "seed": seed, "kid.seed": seed, "kid_mean": 0.1 * (seed + 1)}]).to_csv(
             d / "metrics.csv", index=False)
     summary = summarise(load_runs([tmp_path]))
@@ -125,20 +143,23 @@ def test_summary_groups_ignore_settings_that_follow_the_seed(tmp_path):
     assert summary["kid_mean_mean"].iloc[0] == pytest.approx(0.15)
 
 
-def test_one_bad_job_fails_alone_and_the_summary_covers_the_rest(tmp_path):
+def test_one_bad_job_fails_alone_and_is_listed(tmp_path):
     proc = run_cli("seed=0,-1", "prompts.limit=1", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
     assert proc.returncode != 0  # the sweep still reports failure
     assert "evalrun: error: seed must be a non-negative integer, got -1" in proc.stderr
     summary = pd.read_csv(tmp_path / "summary.csv")  # refreshed after each job, not only at the end
     assert len(summary) == 1 and summary["clip_score_n"].iloc[0] == 1 and str(summary["seeds"].iloc[0]) == "0"
+    failed = pd.read_csv(tmp_path / "failed_runs.csv")
+    assert len(failed) == 1 and "seed=-1" in failed["run_dir"].iloc[0]
+    assert "seed must be a non-negative integer" in failed["error"].iloc[0]
 
 
 def test_changed_prompt_file_is_not_mistaken_for_a_finished_run(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red cube\n")
     run_dir = tmp_path / "run"
-    run_cli(f"hydra.run.dir={run_dir}", "prompts=file", f"prompts.path={prompts}")
+    run_inprocess("prompts=file", f"prompts.path={prompts}", run_dir=run_dir)
     prompts.write_text("a blue sphere\n")  # same path, new content
-    proc = run_cli(f"hydra.run.dir={run_dir}", "prompts=file", f"prompts.path={prompts}")
-    assert "already complete" not in proc.stdout + proc.stderr
+    record = run_inprocess("prompts=file", f"prompts.path={prompts}", run_dir=run_dir)
+    assert record["provenance"]["images"]["sampled"] == 1
     assert pd.read_csv(run_dir / "per_image.csv")["prompt"].tolist() == ["a blue sphere"]

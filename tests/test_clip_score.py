@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_inprocess
 from evalrun import tiny
-from evalrun.metrics.clip_models import count_truncated, encode_texts, load_clip
+from evalrun.metrics.features import build_extractor
 from evalrun.metrics.functional.clip import clip_score
 
 
@@ -18,7 +18,7 @@ def test_run_clip_score_equals_clipmodel_forward(tmp_path):
     from transformers import CLIPModel, CLIPProcessor
 
     run_dir = tmp_path / "run"
-    run_cli(f"hydra.run.dir={run_dir}", "prompts.limit=4", "num_images_per_prompt=2")
+    run_inprocess("prompts.limit=4", "num_images_per_prompt=2", run_dir=run_dir)
     per_image = pd.read_csv(run_dir / "per_image.csv")
     path = tiny.resolve("evalrun/tiny-clip")
     model, processor = CLIPModel.from_pretrained(path).eval(), CLIPProcessor.from_pretrained(path)
@@ -42,13 +42,13 @@ def test_clip_score_clamps_each_image_not_the_mean():
 
 
 def test_long_prompts_keep_end_token_and_are_counted():
-    bundle = load_clip("evalrun/tiny-clip")
+    bundle = build_extractor("clip", path="evalrun/tiny-clip")
     long = "a very long prompt " * 20  # far beyond 77 character tokens
-    assert count_truncated(bundle, ["short", long]) == [False, True]
+    assert bundle.count_truncated(["short", long]) == [False, True]
     tok = bundle.processor.tokenizer([long], truncation=True, max_length=bundle.max_length)["input_ids"][0]
     assert len(tok) == 77 and tok[-1] == bundle.processor.tokenizer.eos_token_id
     # The truncated prompt embeds exactly like its first 75 content tokens followed by the end token.
     ids = torch.tensor([tok])
     with torch.no_grad():
         direct = bundle.model.text_projection(bundle.model.text_model(input_ids=ids).pooler_output)
-    torch.testing.assert_close(encode_texts(bundle, [long]), direct)
+    torch.testing.assert_close(bundle.encode_texts([long]), direct)

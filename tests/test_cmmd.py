@@ -103,7 +103,12 @@ def test_cmmd_records_settings_and_reuses_the_cached_reference(setup):
     info = result.info
     assert info["reference_cache"] == "hit" and info["reference_n"] == len(setup["real"])
     assert info["cmmd_n_generated"] == 4 and info["cmmd_sigma"] == 10.0 and info["cmmd_scale"] == 1000.0
-    assert info["clip_model"] == CLIP and len(info["clip_weights_sha256"]) == 64
+    import hashlib
+
+    from evalrun import tiny
+    weights = Path(tiny.resolve(CLIP)) / "model.safetensors"
+    assert info["clip_model"] == CLIP
+    assert info["clip_weights"]["files"]["model.safetensors"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert "V-statistic" in info["cmmd_estimator"] and "CLIPImageProcessor" in info["cmmd_preprocessing"]
 
 
@@ -115,7 +120,7 @@ def test_cmmd_defaults_follow_the_paper():
     defaults = {k: p.default for k, p in inspect.signature(CMMD.__init__).parameters.items()}
     assert defaults["clip_model"] == "openai/clip-vit-large-patch14-336"
     assert defaults["sigma"] == 10.0 and defaults["scale"] == 1000.0
-    assert CMMD.higher_is_better is False and CMMD.kind == "set"
+    assert CMMD.outputs[0].column == "cmmd" and CMMD.outputs[0].direction == "lower"
 
 
 def test_cmmd_needs_reference_images(tmp_path):
@@ -123,5 +128,5 @@ def test_cmmd_needs_reference_images(tmp_path):
         build_metric("cmmd", {"clip_model": CLIP}, MetricContext(reference={"kind": "none"}))
     np.savez(tmp_path / "s.npz", mu=np.zeros(3), sigma=np.eye(3))
     metric = build_metric("cmmd", {"clip_model": CLIP}, MetricContext(reference={"kind": "npz", "path": str(tmp_path / "s.npz")}))
-    with pytest.raises(EvalrunError, match="only FID statistics"):
-        metric.compute()
+    with pytest.raises(EvalrunError, match="holds only statistics; cmmd needs reference images"):
+        metric.load()

@@ -16,11 +16,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import PHOTOS, compose, run_cli
-from evalrun import edit, tiny
+from evalrun import tiny
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics import ImageBatch, MetricContext, build_metric
+from evalrun.metrics.features.store import FeatureStore
 from evalrun.metrics.functional.edit import directional_similarity, image_similarity
 from evalrun.prompts import load_prompts
+from evalrun.tasks import get_task
 
 needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared/data/photos not present")
 PHOTO_ROWS = [  # mixed sizes; brick is grayscale (mode L)
@@ -50,13 +52,24 @@ class FakeImg2Img:
         raise NotImplementedError
 
 
-def prepared(*overrides: str, pipe=None):
-    """Edit records as a run prepares them (input images loaded and sized), without a real pipeline."""
-    pipe = pipe or FakePix2Pix()
+class Unloaded:
+    """What the task's prepare step is given: the pipeline class (nothing here is ever loaded)."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def get(self):
+        raise AssertionError("the edit task must not load the pipeline to prepare its records")
+
+
+def prepared(*overrides: str, pipe=FakePix2Pix):
+    """Edit records as a run prepares them (checked, input images loaded and sized), without a real pipeline."""
     if not any(o.startswith("model=") for o in overrides):
-        overrides = ("model=tiny_pix2pix" if isinstance(pipe, FakePix2Pix) else "model=tiny_img2img", *overrides)
-    cfg = compose(*overrides)
-    return edit.prepare_edit_records(pipe, load_prompts(cfg.prompts), cfg)
+        overrides = ("model=tiny_pix2pix" if pipe is FakePix2Pix else "model=tiny_img2img", *overrides)
+    cfg, task = compose(*overrides), get_task("edit")
+    task.validate(cfg)
+    task.check_pipeline(pipe, cfg)
+    return task.prepare(Unloaded(pipe), task.load_records(cfg), cfg)
 
 
 # ----------------------------------------------------------------------------- the CLI on real photos
@@ -101,11 +114,14 @@ def test_run_records_inputs_and_draws_input_edit_grid(photo_sweep):
     assert [Path(p).name for p in per_image["input_path"]] == [f for f, *_ in PHOTO_ROWS]
     assert "input_image" not in per_image  # tensors stay out of CSVs
     assert all(Image.open(run_dir / p).size == (32, 32) for p in per_image["path"])
-    with Image.open(run_dir / "grid.png") as grid:  # input | edited, tiles enlarged to 128 px, text under each row
-        assert grid.width == 2 * 128 and grid.height > 3 * 128
-        tile = np.asarray(grid.convert("RGB"))[:128, 128:256]
+    with Image.open(run_dir / "grid.png") as grid:  # input | edited, tiles enlarged to 128 px, captions beside
+        assert grid.width == 2 * 128 + 360 and grid.height == 3 * 128
+        pixels = np.asarray(grid.convert("RGB"))
     edited = np.asarray(Image.open(run_dir / "images/00000_00.png").resize((128, 128), Image.NEAREST))
-    np.testing.assert_array_equal(tile, edited)
+    np.testing.assert_array_equal(pixels[:128, 128:256], edited)
+    first_input = np.asarray(Image.open(PHOTOS / PHOTO_ROWS[0][0]).convert("RGB").resize((32, 32), Image.LANCZOS))
+    np.testing.assert_array_equal(pixels[:128, :128], np.asarray(Image.fromarray(first_input).resize((128, 128), Image.NEAREST)))
+    assert (pixels[:128, 256:] < 128).any()  # the text panel has writing in it
 
 
 def test_clip_metrics_equal_transformers_clipmodel_forward(photo_sweep):
@@ -137,7 +153,7 @@ def test_clip_metrics_equal_transformers_clipmodel_forward(photo_sweep):
 
 def test_img2img_strength_sweep_prompts_with_output_caption(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("model=tiny_img2img", "prompts=edit_demo", "strength=0.5,1.0", "num_images_per_prompt=2",
+    run_cli("model=tiny_img2img", "prompts=edit_demo", "strength=0.5,1.0", "num_images_per_prompt=2", "steps=2",
             f"hydra.sweep.dir={sweep}", "-m")
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["strength"]) == [0.5, 1.0] and "image_guidance_scale" not in summary
@@ -147,7 +163,7 @@ def test_img2img_strength_sweep_prompts_with_output_caption(tmp_path):
     assert list(images["input_mode"][::2]) == ["RGB", "L", "RGBA", "P"]  # the bundled demo set's modes
     assert images["clip_directional"].notna().all() and images["clip_image_similarity"].lt(1).all()
     with Image.open(run_dir / "grid.png") as grid:
-        assert grid.width == 3 * 128  # input | two edits per row
+        assert grid.width == 3 * 128 + 360  # input | two edits per row, then the captions
     a, b = (np.asarray(Image.open(next(sweep.glob(f"*strength={s}*/images/00000_00.png")))) for s in ("0.5", "1.0"))
     assert a.tobytes() != b.tobytes()
 
@@ -197,9 +213,11 @@ def test_degenerate_edits_give_zero_count_and_warn(caplog):
     edited = torch.stack([inputs[0], torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g),
                           torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g)])
     captions = [("a cat", "a dog"), ("a cat", "a cat"), ("a cat", "a red cat")]
-    context = MetricContext()
+    context = MetricContext(store=FeatureStore())
     directional = build_metric("clip_directional", {"clip_model": "evalrun/tiny-clip"}, context)
     similarity = build_metric("clip_image_similarity", {"clip_model": "evalrun/tiny-clip"}, context)
+    directional.load()
+    similarity.load()
     batch = edit_batch(edited, inputs, captions, ["a.png", "b.png", "c.png"])
     directional.update(batch)
     similarity.update(batch)
@@ -217,29 +235,34 @@ def test_degenerate_edits_give_zero_count_and_warn(caplog):
 
 
 def test_each_input_edit_and_caption_is_encoded_once_per_run(monkeypatch):
-    from evalrun.metrics import edit_embeddings
+    from evalrun.images import pixel_hash
+    from evalrun.metrics.features import build_extractor
 
+    clip = build_extractor("clip", path="evalrun/tiny-clip", batch_size=3)
     seen = {"images": [], "texts": []}
-    real_images, real_texts = edit_embeddings.encode_images, edit_embeddings.encode_texts
+    real_images, real_texts = clip.encode_images, clip.encode_texts
 
-    def count_images(bundle, images, batch_size=64):
-        seen["images"] += [edit_embeddings.pixel_key(x) for x in images]
-        return real_images(bundle, images, batch_size)
+    def count_images(images):
+        seen["images"] += [pixel_hash(x.permute(1, 2, 0).numpy()) for x in images]
+        return real_images(images)
 
-    def count_texts(bundle, texts, batch_size=64):
+    def count_texts(texts):
         seen["texts"] += list(texts)
-        return real_texts(bundle, texts, batch_size)
+        return real_texts(texts)
 
-    monkeypatch.setattr(edit_embeddings, "encode_images", count_images)
-    monkeypatch.setattr(edit_embeddings, "encode_texts", count_texts)
+    monkeypatch.setattr(clip, "encode_images", count_images)
+    monkeypatch.setattr(clip, "encode_texts", count_texts)
     g = torch.Generator().manual_seed(2)
     inputs = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g) for _ in range(2)]
     edited = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=g)
     captions = [("a cat", "a dog"), ("a cat", "a red cat")]
-    context = MetricContext()  # one run: both metrics share it, as run.py builds them
+    context = MetricContext(store=FeatureStore())  # one run: both metrics share it, as run.py builds them
     metrics = [build_metric(name, {"clip_model": "evalrun/tiny-clip", "batch_size": 3}, context)
                for name in ("clip_directional", "clip_image_similarity")]
-    # Two images per input (num_images_per_prompt=2), fed in two batches like run.score does.
+    for metric in metrics:
+        metric.load()
+        assert metric.extractor is clip  # one model per process, shared by both metrics
+    # Two images per input (num_images_per_prompt=2), fed in two batches as a run's chunks are.
     for lo in (0, 2):
         batch = edit_batch(edited[lo:lo + 2], [inputs[0], inputs[1]], captions, ["a.png", "b.png"])
         for metric in metrics:
@@ -248,13 +271,17 @@ def test_each_input_edit_and_caption_is_encoded_once_per_run(monkeypatch):
     assert len(seen["images"]) == len(set(seen["images"])) == 2 + 4
     results = [m.compute() for m in metrics]
     assert len(results[0].per_image["clip_directional"]) == len(results[1].per_image["clip_image_similarity"]) == 4
-    # A new run (new context) starts a new cache: numbers never depend on an earlier job.
-    fresh = build_metric("clip_image_similarity", {"clip_model": "evalrun/tiny-clip"}, MetricContext())
-    assert fresh.cache is not metrics[1].cache
+    # A new run (a new feature store) encodes again: numbers never depend on an earlier job.
+    fresh = build_metric("clip_image_similarity", {"clip_model": "evalrun/tiny-clip", "batch_size": 3},
+                         MetricContext(store=FeatureStore()))
+    fresh.load()
+    fresh.update(edit_batch(edited[:2], [inputs[0], inputs[1]], captions, ["a.png", "b.png"]))
+    assert len(seen["images"]) == 6 + 4
 
 
 def test_edit_metrics_on_text_to_image_records_say_what_is_missing():
     metric = build_metric("clip_directional", {"clip_model": "evalrun/tiny-clip"}, MetricContext())
+    metric.load()
     batch = ImageBatch(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), [{"prompt": "a cat"}])
     with pytest.raises(EvalrunError, match="each record needs 'input_image'.*model.task=edit"):
         metric.update(batch)
@@ -346,7 +373,7 @@ def test_hub_dataset_with_the_guides_column_names(monkeypatch):
                                     "output": datasets.Value("string"), "image": datasets.Image()}))
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None, **kw: calls.append((name, split)) or fake)
-    records = prepared("prompts=instructpix2pix_demo", "prompts.limit=2", pipe=FakeImg2Img())
+    records = prepared("prompts=instructpix2pix_demo", "prompts.limit=2", pipe=FakeImg2Img)
     assert calls == [("sayakpaul/instructpix2pix-demo", "train")]
     assert [r["prompt"] for r in records] == ["make it blue", "add a tree"]
     assert [r["input_path"] for r in records] == ["sayakpaul/instructpix2pix-demo[train][0]",
@@ -385,9 +412,9 @@ def test_bad_edit_inputs_name_the_row_path_column_and_key(tmp_path):
     with pytest.raises(ConfigError, match="model.prompt_key='caption' is not valid"):
         prepared(*demo, "model.prompt_key=caption")
     with pytest.raises(ConfigError, match="strength must be in"):
-        prepared("prompts=edit_demo", "model=tiny_img2img", "strength=1.5", pipe=FakeImg2Img())
-    with pytest.raises(ConfigError, match="needs an edit prompt set"):
-        edit.prepare_edit_records(FakePix2Pix(), load_prompts(compose().prompts), compose())
+        prepared("prompts=edit_demo", "model=tiny_img2img", "strength=1.5", pipe=FakeImg2Img)
+    with pytest.raises(ConfigError, match=r"reads an edit prompt set .* not prompts='doc'"):
+        prepared("prompts=doc")
 
 
 def test_edit_configs_compose_with_their_metrics():

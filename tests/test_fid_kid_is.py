@@ -22,13 +22,21 @@ from evalrun.errors import ConfigError, EvalrunError  # noqa: E402
 from evalrun.metrics import ImageBatch, MetricContext, build_metric  # noqa: E402
 from evalrun.metrics.functional.inception_score import inception_score_splits  # noqa: E402
 from evalrun.metrics.functional.kid import kid_subsets  # noqa: E402
-from evalrun.metrics.inception import FILENAME, InceptionExtractor  # noqa: E402
+from evalrun.metrics.features import build_extractor  # noqa: E402
+from evalrun.metrics.features.inception import FILENAME, InceptionV3  # noqa: E402
 
 N = BATCH = 12      # one batch per set: every implementation sees the same batches
 KID_SUBSETS, KID_SIZE = 10, 8
 IS_SPLITS = 3       # 12 / 3: torch.chunk and torch-fidelity's rule make the same splits
 SEED = 3            # KID subsets and IS permutation (torch-fidelity's rng_seed)
 TOL = 1e-4          # relative, from the brief
+
+
+def _weights() -> dict:
+    """The random test weights are not the official file: say so, as a user with other weights must."""
+    return {"feature_extractor_weights_path": str(iw.weights_path()), "feature_extractor_weights_sha256": "any"}
+
+
 
 
 def _batches(images: torch.Tensor):
@@ -38,8 +46,7 @@ def _batches(images: torch.Tensor):
 
 
 def _run(name: str, images: torch.Tensor, context: MetricContext, **settings):
-    metric = build_metric(name, {"feature_extractor_weights_path": str(iw.weights_path()), "batch_size": BATCH, **settings},
-                          context)
+    metric = build_metric(name, {**_weights(), "batch_size": BATCH, **settings}, context)
     for batch in _batches(images):
         metric.update(batch)
     with warnings.catch_warnings(record=True) as caught:
@@ -69,8 +76,8 @@ def setup(tmp_path_factory):
     out["fid"] = _run("fid", fake, context)
     out["kid"] = _run("kid", fake, context, subsets=KID_SUBSETS, subset_size=KID_SIZE, seed=SEED)
     out["is"] = _run("inception_score", fake, context, splits=IS_SPLITS, seed=SEED)
-    extractor = InceptionExtractor(iw.weights_path(), batch_size=BATCH)
-    out["features"] = {name: extractor.features(images) for name, images in (("real", real), ("fake", fake))}
+    extractor = build_extractor("inception", path=str(iw.weights_path()), batch_size=BATCH, weights_sha256="any")
+    out["features"] = {name: extractor.extract(images) for name, images in (("real", real), ("fake", fake))}
     return out
 
 
@@ -119,8 +126,9 @@ def test_fid_records_settings_and_warns_below_2048(setup):
     info = result.info
     assert info["fid_n_generated"] == N and info["reference_n"] == N
     assert info["fid_trace_sqrt"].startswith("low-rank")
-    assert info["feature_extractor_weights_sha256"] and info["inception_batch_size"] == BATCH
-    assert "no antialias" in info["inception_resize"] and info["reference_cache"] == "computed"
+    assert info["feature_extractor_weights"]["sha256"] == iw.sha256(iw.weights_path())
+    assert info["feature_extractor_weights"]["official"] is False and info["feature_batch_size"] == BATCH
+    assert "no antialias" in info["feature_preprocessing"]["resize"] and info["reference_cache"] == "computed"
     assert any("2048" in m for m in caught) and "fid_warning" in info
 
 
@@ -196,23 +204,23 @@ def test_fid_of_a_set_against_itself_is_zero(setup):
 
 
 def test_fid_from_cached_statistics_equals_fid_from_images(setup, monkeypatch):
-    import evalrun.reference as reference
+    import evalrun.reference.images as reference_images
 
     def no_images(*_a, **_k):
         raise AssertionError("reference images were read again")
 
-    monkeypatch.setattr(reference, "iter_images", no_images)
+    monkeypatch.setattr(reference_images, "iter_images", no_images)
     result, _ = _run("fid", setup["fake"], setup["context"])
     assert result.info["reference_cache"] == "hit"
     assert result.values["fid"] == pytest.approx(setup["fid"][0].values["fid"], rel=1e-12)
 
 
 def test_exported_npz_gives_the_same_fid(setup):
-    from evalrun.reference_cli import main
+    from evalrun.reference.__main__ import main
 
     out = setup["tmp"] / "ref_stats.npz"
     assert main(["--cache-dir", str(setup["context"].cache_dir), "export", "--path", str(setup["ref_dir"]),
-                 "--weights", str(iw.weights_path()), "--batch-size", str(BATCH), str(out)]) == 0
+                 "--weights", str(iw.weights_path()), "--weights-sha256", "any", "--batch-size", str(BATCH), str(out)]) == 0
     with np.load(out) as f:
         assert {"mu", "sigma"} <= set(f.files) and f["sigma"].shape == (2048, 2048)
     context = MetricContext(cache_dir=setup["context"].cache_dir, reference={"kind": "npz", "path": str(out)})
@@ -222,8 +230,7 @@ def test_exported_npz_gives_the_same_fid(setup):
 
 
 def test_fid_does_not_depend_on_how_images_arrive(setup):
-    metric = build_metric("fid", {"feature_extractor_weights_path": str(iw.weights_path()), "batch_size": BATCH},
-                          setup["context"])
+    metric = build_metric("fid", {**_weights(), "batch_size": BATCH}, setup["context"])
     for start in range(0, N, 5):  # uneven update batches of 5, 5, 2
         chunk = setup["fake"][start:start + 5]
         metric.update(ImageBatch(chunk, [{"prompt": "x"} for _ in chunk]))
@@ -236,11 +243,12 @@ def test_fid_does_not_depend_on_how_images_arrive(setup):
 
 def test_fid_kid_is_share_one_inception_pass(setup, monkeypatch):
     calls = []
-    original = InceptionExtractor._extract
-    monkeypatch.setattr(InceptionExtractor, "_extract", lambda self, images: calls.append(len(images)) or original(self, images))
+    original = InceptionV3._extract
+    monkeypatch.setattr(InceptionV3, "_extract", lambda self, images: calls.append(len(images)) or original(self, images))
     images = iw.random_images(3, 32, seed=9)
+    context = MetricContext(cache_dir=setup["context"].cache_dir, reference=setup["context"].reference, seed=0)  # one run
     for name in ("fid", "kid", "inception_score"):
-        metric = build_metric(name, {"feature_extractor_weights_path": str(iw.weights_path())}, setup["context"])
+        metric = build_metric(name, {**_weights()}, context)
         metric.update(ImageBatch(images, [{"prompt": "x"}] * 3))
     assert calls == [3]
 
@@ -254,25 +262,23 @@ def test_kid_clamps_subset_size_and_records_it(setup):
 def test_distribution_metrics_need_a_reference():
     for reference in (None, {"kind": "none"}):
         with pytest.raises(EvalrunError, match="reference=folder reference.path="):
-            build_metric("fid", {"feature_extractor_weights_path": str(iw.weights_path())},
-                         MetricContext(reference=reference))
+            build_metric("fid", {**_weights()}, MetricContext(reference=reference))
 
 
 def test_kid_refuses_npz_reference(tmp_path):
     from evalrun.metrics.functional.fid import GaussianStats
-    from evalrun.reference import save_npz
+    from evalrun.reference.npz import save_npz
 
     save_npz(tmp_path / "s.npz", GaussianStats(np.zeros(2048), np.eye(2048), 10))
-    metric = build_metric("kid", {"feature_extractor_weights_path": str(iw.weights_path())},
-                          MetricContext(reference={"kind": "npz", "path": str(tmp_path / "s.npz")}))
-    with pytest.raises(EvalrunError, match="only FID statistics"):
-        metric.compute()
+    metric = build_metric("kid", {**_weights()}, MetricContext(reference={"kind": "npz", "path": str(tmp_path / "s.npz")}))
+    with pytest.raises(EvalrunError, match="holds only statistics; kid needs reference images"):
+        metric.load()
 
 
 def test_missing_or_undownloadable_weights_say_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="metrics.kid.feature_extractor_weights_path=.*no such file"):
         build_metric("kid", {"feature_extractor_weights_path": str(tmp_path / "nope.pth")},
-                     MetricContext(reference={"kind": "folder", "path": str(tmp_path)}))
+                     MetricContext(reference={"kind": "folder", "path": str(tmp_path)})).load()
 
     def offline(*_a, **_k):
         raise OSError("network is unreachable")
@@ -280,7 +286,7 @@ def test_missing_or_undownloadable_weights_say_what_to_do(tmp_path, monkeypatch)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(EvalrunError) as err:
-        build_metric("inception_score", {}, MetricContext())
+        build_metric("inception_score", {}, MetricContext()).load()
     message = str(err.value)
     assert "\n" not in message and FILENAME in message
     assert "metrics.inception_score.feature_extractor_weights_path=" in message

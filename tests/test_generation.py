@@ -6,43 +6,49 @@ import numpy as np
 import torch
 
 from conftest import compose
-from evalrun.config import resolve_device, resolve_dtype
-from evalrun.generate import generator_seed, image_jobs, sample
+from evalrun.generate import sample
+from evalrun.jobs import generator_seed, image_jobs
 from evalrun.pipelines import load_pipeline, set_scheduler
 from evalrun.prompts import load_prompts
+from evalrun.tasks import get_task
 
 
-def _images(pipe, jobs, params, batch_size):
-    return np.concatenate([imgs for _, imgs in sample(pipe, "text2img", jobs, params, batch_size)])
+def images(pipe, task, jobs, params, batch_size):
+    return np.concatenate([sample(pipe, task, jobs[i:i + batch_size], params) for i in range(0, len(jobs), batch_size)])
 
 
 def test_batch_size_does_not_change_images():
     cfg = compose("prompts.limit=3", "num_images_per_prompt=2")
     pipe = load_pipeline(cfg.model, torch.device("cpu"), torch.float32)
+    task = get_task("text2img")
     params = {"steps": 3, "guidance_scale": 7.5, "height": 32, "width": 32}
     for scheduler in ("default", "euler_a", "dpm_sde"):  # ancestral/SDE samplers draw noise every step
         set_scheduler(pipe, compose(f"scheduler={scheduler}").scheduler)
         jobs = image_jobs(load_prompts(cfg.prompts), 2, seed=0)
-        one = _images(pipe, jobs, params, batch_size=1)
-        four = _images(pipe, jobs, params, batch_size=4)
+        one = images(pipe, task, jobs, params, batch_size=1)
+        four = images(pipe, task, jobs, params, batch_size=4)
         np.testing.assert_allclose(one, four, atol=1e-5, rtol=0)
         # An image does not depend on which prompts share its batch either.
-        alone = _images(pipe, jobs[3:4], params, batch_size=1)
+        alone = images(pipe, task, jobs[3:4], params, batch_size=1)
         np.testing.assert_allclose(alone[0], four[3], atol=1e-5, rtol=0)
         assert np.abs(four[0] - four[1]).max() > 1e-3  # different images really differ
 
 
-def test_generator_seeds_distinct_and_stable():
+def test_generator_seeds_are_distinct_and_mix_all_three_integers():
     seeds = {generator_seed(s, p, i) for s in range(3) for p in range(50) for i in range(4)}
     assert len(seeds) == 3 * 50 * 4
-    assert generator_seed(0, 7, 1) == generator_seed(0, 7, 1)
     assert all(0 <= s < 2**63 for s in seeds)
+    # The documented recipe, computed independently: SeedSequence([seed, prompt_id, image_index]), top 63 bits.
+    expected = int(np.random.SeedSequence([5, 7, 1]).generate_state(1, np.uint64)[0]) >> 1
+    assert generator_seed(5, 7, 1) == expected
+    # Neighbouring seeds do not overlap the way seed * K + i schemes do.
+    assert generator_seed(1, 0, 0) != generator_seed(0, 1, 0) != generator_seed(0, 0, 1)
 
 
 def test_pipeline_is_reused_and_scheduler_swaps_do_not_leak():
     cfg = compose()
-    device = resolve_device("cpu")
-    pipe = load_pipeline(cfg.model, device, resolve_dtype("auto", device))
+    device = torch.device("cpu")
+    pipe = load_pipeline(cfg.model, device, torch.float32)
     karras = set_scheduler(pipe, compose("scheduler=dpm_karras").scheduler)
     assert karras["class"] == "DPMSolverMultistepScheduler" and karras["use_karras_sigmas"] is True
     assert load_pipeline(cfg.model, device, torch.float32) is pipe

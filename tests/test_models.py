@@ -1,23 +1,29 @@
-"""Loading: a pipeline saved to a local directory loads through model.path like a hub id."""
+"""Loading: tiny models build deterministically; a pipeline saved to a local directory loads through
+model.path like a hub id, is identified by its weights, and is not mistaken for a smoke model."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 
-from conftest import run_cli
+from conftest import run_inprocess
 from evalrun import tiny
+from evalrun.hashing import stable_hash
 
 
 def test_tiny_model_builds_once_and_is_deterministic(tmp_path, monkeypatch):
     from diffusers import StableDiffusionPipeline
 
-    first = tiny.resolve("evalrun/tiny-sd")
-    assert (tiny.cache_dir() / "evalrun--tiny-sd" / ".complete").exists()
-    assert tiny.resolve("evalrun/tiny-sd") == first  # cached, not rebuilt
+    first = Path(tiny.resolve("evalrun/tiny-sd"))
+    stamp = (first / tiny.MARKER).stat().st_mtime_ns
+    assert Path(tiny.resolve("evalrun/tiny-sd")) == first
+    assert (first / tiny.MARKER).stat().st_mtime_ns == stamp  # found, not rebuilt
     monkeypatch.setenv("EVALRUN_CACHE", str(tmp_path))
-    second = tiny.resolve("evalrun/tiny-sd")  # a fresh build elsewhere gives the same weights
+    second = Path(tiny.resolve("evalrun/tiny-sd"))  # a fresh build elsewhere gives the same weights
+    assert second.parent == tmp_path and second != first
     a = StableDiffusionPipeline.from_pretrained(first).unet.state_dict()
     b = StableDiffusionPipeline.from_pretrained(second).unet.state_dict()
     assert all((a[k] == b[k]).all() for k in a)
@@ -29,9 +35,15 @@ def test_local_model_path_runs_and_is_recorded(tmp_path):
     local = tmp_path / "my-checkpoint"
     StableDiffusionPipeline.from_pretrained(tiny.resolve("evalrun/tiny-sd")).save_pretrained(local)
     run_dir = tmp_path / "run"
-    run_cli(f"hydra.run.dir={run_dir}", f"model.path={local}", "prompts.limit=2", "scheduler=euler")
+    run_inprocess(f"model.path={local}", "prompts.limit=2", "scheduler=euler", run_dir=run_dir)
     row = pd.read_csv(run_dir / "metrics.csv").iloc[0]
     assert row["model_path"] == str(local) and row["scheduler_class"] == "EulerDiscreteScheduler"
     prov = json.loads((run_dir / "run.json").read_text())["provenance"]
     assert prov["scheduler_config"]["class"] == "EulerDiscreteScheduler"
     assert prov["model"]["path"] == str(local)
+    # The preset is a smoke model, but these weights were saved by a user: no random-weights marker.
+    assert prov["smoke_model_random_weights"] is False
+    # Each component is identified by the sha256 of its files, computed here with hashlib.
+    unet = {f"unet/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((local / "unet").iterdir())}
+    assert prov["model_weights"]["weights_sha256"]["unet"] == stable_hash(unet, length=64)
+    assert set(prov["model_weights"]["weights_sha256"]) >= {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}

@@ -21,22 +21,49 @@ from PIL import Image  # noqa: E402
 import inception_weights as iw  # noqa: E402
 from evalrun.errors import ConfigError, EvalrunError  # noqa: E402
 from evalrun.metrics.functional.fid import GaussianStats, frechet_distance  # noqa: E402
-from evalrun.reference import (ReferenceSpec, iter_images, load_npz, reference_features, reference_stats,  # noqa: E402
-                               save_npz)
+from evalrun.metrics.features.base import FeatureExtractor  # noqa: E402
+from evalrun.paths import CONF_DIR as CONF  # noqa: E402
+from evalrun.reference.cache import Reference  # noqa: E402
+from evalrun.reference.images import iter_images as _iter_images  # noqa: E402
+from evalrun.reference.npz import load_npz, save_npz  # noqa: E402
+from evalrun.reference.spec import ReferenceSpec  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-POOL_ID = {"extractor": "test-pool4", "layer": "pixels"}
 
+class CountingPool(FeatureExtractor):
+    """4x4 average-pooled pixels (48 features), counting the images it sees: a cheap stand-in backbone
+    behind the same protocol as Inception (its ``weights`` string plays the weights' hash)."""
 
-class CountingPool:
-    """4x4 average-pooled pixels (48 features), counting the images it sees."""
+    name = "test-pool4"
 
-    def __init__(self) -> None:
-        self.seen = 0
+    def __init__(self, weights: str = "w0", batch_size: int = 50) -> None:
+        super().__init__("cpu", batch_size)
+        self.seen, self.weights = 0, weights
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
+    @property
+    def layers(self):
+        return {"pixels": 48}
+
+    def preprocessing(self):
+        return {"pool": "4x4 average of [0, 1] pixels"}
+
+    def weights_identity(self):
+        return {"sha256": self.weights}
+
+    def _extract(self, images):
         self.seen += len(images)
-        return torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1).numpy()
+        return {"pixels": torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1)}
+
+
+def iter_images(spec):
+    return _iter_images(spec, [])
+
+
+def reference_features(spec, pool, cache):
+    return Reference(spec, cache).features(pool, "pixels", "test")
+
+
+def reference_stats(spec, pool, cache):
+    return Reference(spec, cache).stats(pool, "pixels", "test")
 
 
 @pytest.fixture
@@ -79,14 +106,14 @@ def test_center_crop_size_and_rectangular_resize(photos):
 
 
 def test_features_are_computed_once_and_found_by_content(photos, tmp_path):
-    cache, pool = tmp_path / "cache", CountingPool()
-    feats, info = reference_features(spec(photos), POOL_ID, pool, cache, batch_size=4)
+    cache, pool = tmp_path / "cache", CountingPool(batch_size=4)
+    feats, info = reference_features(spec(photos), pool, cache)
     n = len(feats)
     assert info["reference_cache"] == "computed" and pool.seen == n == info["reference_n"]
-    again, info2 = reference_features(spec(photos), POOL_ID, pool, cache, batch_size=4)  # a second sweep
+    again, info2 = reference_features(spec(photos), pool, cache)  # a second sweep
     assert info2["reference_cache"] == "hit" and pool.seen == n and np.array_equal(again, feats)
     copy = Path(shutil.copytree(photos, tmp_path / "elsewhere"))  # same content, other path: same entry
-    assert reference_features(spec(copy), POOL_ID, pool, cache)[1]["reference_cache_key"] == info["reference_cache_key"]
+    assert reference_features(spec(copy), pool, cache)[1]["reference_cache_key"] == info["reference_cache_key"]
     assert pool.seen == n
     # Each thing that changes the features changes the key.
     victim = sorted(copy.iterdir())[0]
@@ -94,40 +121,40 @@ def test_features_are_computed_once_and_found_by_content(photos, tmp_path):
     if victim.suffix != ".png":
         victim.unlink()
     keys = {info["reference_cache_key"],
-            reference_features(spec(copy), POOL_ID, pool, cache)[1]["reference_cache_key"],
-            reference_features(spec(photos, resize=32), POOL_ID, pool, cache)[1]["reference_cache_key"],
-            reference_features(spec(photos, limit=5), POOL_ID, pool, cache)[1]["reference_cache_key"],
-            reference_features(spec(photos, limit=5, shuffle_seed=0), POOL_ID, pool, cache)[1]["reference_cache_key"],
-            reference_features(spec(photos), {**POOL_ID, "weights_sha256": "other"}, pool, cache)[1]["reference_cache_key"]}
+            reference_features(spec(copy), pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos, resize=32), pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos, limit=5), pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos, limit=5, shuffle_seed=0), pool, cache)[1]["reference_cache_key"],
+            reference_features(spec(photos), CountingPool("other"), cache)[1]["reference_cache_key"]}
     assert len(keys) == 6
 
 
 def test_limit_takes_first_or_seeded_images(photos, tmp_path):
     pool = CountingPool()
-    full, _ = reference_features(spec(photos), POOL_ID, pool, tmp_path)
-    first, _ = reference_features(spec(photos, limit=5), POOL_ID, pool, tmp_path)
-    drawn, info = reference_features(spec(photos, limit=5, shuffle_seed=1), POOL_ID, pool, tmp_path)
+    full, _ = reference_features(spec(photos), pool, tmp_path)
+    first, _ = reference_features(spec(photos, limit=5), pool, tmp_path)
+    drawn, info = reference_features(spec(photos, limit=5, shuffle_seed=1), pool, tmp_path)
     assert np.array_equal(first, full[:5]) and info["reference_n"] == 5
     assert np.array_equal(drawn, full[np.sort(np.random.RandomState(1).permutation(len(full))[:5])])
 
 
 def test_dataset_source_gives_the_folder_features(photos, tmp_path):
     pytest.importorskip("datasets")
-    folder, _ = reference_features(spec(photos, resize=32), POOL_ID, CountingPool(), tmp_path / "c1")
+    folder, _ = reference_features(spec(photos, resize=32), CountingPool(), tmp_path / "c1")
     ds_spec = ReferenceSpec.from_config({"kind": "dataset", "path": str(photos), "split": "train", "resize": 32}, "test")
     try:
-        feats, info = reference_features(ds_spec, POOL_ID, CountingPool(), tmp_path / "c2")
+        feats, info = reference_features(ds_spec, CountingPool(), tmp_path / "c2")
     except EvalrunError as exc:
         pytest.skip(f"datasets cannot read the folder here: {exc}")
     assert info["reference"].startswith("dataset:") and len(feats) == len(folder)
     # Same images; row order is the dataset's, so compare order-free statistics.
     a, b = GaussianStats.from_features(folder), GaussianStats.from_features(feats)
     assert np.allclose(a.mu, b.mu, atol=1e-12) and np.allclose(a.sigma, b.sigma, atol=1e-12)
-    assert reference_features(ds_spec, POOL_ID, CountingPool(), tmp_path / "c2")[1]["reference_cache"] == "hit"
+    assert reference_features(ds_spec, CountingPool(), tmp_path / "c2")[1]["reference_cache"] == "hit"
 
 
 def test_stats_and_npz_round_trip(photos, tmp_path):
-    stats, info = reference_stats(spec(photos, resize=16), POOL_ID, CountingPool(), tmp_path)
+    stats, info = reference_stats(spec(photos, resize=16), CountingPool(), tmp_path)
     save_npz(tmp_path / "s.npz", stats, {"note": "x"})
     back, meta = load_npz(tmp_path / "s.npz")
     assert meta == {"note": "x"} and back.n == stats.n
@@ -146,18 +173,19 @@ def test_stats_and_npz_round_trip(photos, tmp_path):
 
 
 def test_cli_lists_and_exports_a_cached_entry(tmp_path, capsys):
-    from evalrun.metrics.inception import InceptionExtractor
-    from evalrun.reference_cli import main
+    from evalrun.metrics.features import build_extractor
+    from evalrun.reference.__main__ import main
 
     folder = iw.save_pngs(iw.random_images(4, 32, seed=2), tmp_path / "ref")
-    extractor = InceptionExtractor(iw.weights_path(), batch_size=4)
-    feats, info = reference_features(spec(folder), extractor.cache_id("2048"), extractor.pool_features, tmp_path / "c")
+    extractor = build_extractor("inception", path=str(iw.weights_path()), batch_size=4, weights_sha256="any")
+    feats, info = Reference(spec(folder), tmp_path / "c").features(extractor, "2048", "test")
     assert main(["--cache-dir", str(tmp_path / "c"), "list"]) == 0
     assert info["reference_cache_key"] in capsys.readouterr().out
     out = tmp_path / "x.npz"
     assert main(["--cache-dir", str(tmp_path / "c"), "export", "--key", info["reference_cache_key"], str(out)]) == 0
     stats, meta = load_npz(out)
-    assert np.allclose(stats.mu, feats.astype(np.float64).mean(0)) and meta["extractor"]["weights_sha256"] == extractor.sha256
+    assert np.allclose(stats.mu, feats.astype(np.float64).mean(0))
+    assert meta["extractor"]["weights"]["sha256"] == iw.sha256(iw.weights_path())
     assert main(["--cache-dir", str(tmp_path / "c"), "export", "--key", "nope", str(out)]) == 2
 
 
@@ -185,7 +213,7 @@ def test_spec_errors_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="no such .npz"):
         ReferenceSpec.from_config({"kind": "npz", "path": str(tmp_path / "missing.npz")}, "fid")
     with pytest.raises(EvalrunError, match="has no images"):
-        reference_features(spec(tmp_path), POOL_ID, CountingPool(), tmp_path / "c")
+        reference_features(spec(tmp_path), CountingPool(), tmp_path / "c")
 
 
 def test_config_files_match_the_code():
@@ -201,5 +229,5 @@ def test_config_files_match_the_code():
         assert list(cfg) == [name]
         params = set(inspect.signature(metric_class(name).__init__).parameters) - {"self", "context"}
         assert set(cfg[name]) == params, (name, set(cfg[name]) ^ params)
-        assert metric_class(name).kind == "set"
-        assert metric_class(name).higher_is_better is (name == "inception_score")
+        headline = metric_class(name).outputs[0]
+        assert headline.direction == ("higher" if name == "inception_score" else "lower")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -170,7 +169,8 @@ def test_merged_sweeps_duplicates_and_incomplete_runs(tmp_path: Path) -> None:
 
 
 def test_columns_resolved_from_the_seed_are_not_keys(tmp_path: Path) -> None:
-    # kid.seed: null is recorded as the run's seed; it must not split configurations into n=1 groups.
+    # kid.seed: null is recorded as the run's seed and declared to follow it (run.json's seed_columns);
+    # it must not split configurations into n=1 groups.
     for scheduler in ("ddim", "dpm"):
         for seed in (0, 1, 2):
             make_run(tmp_path / "s" / f"{scheduler}-{seed}", config("sd15", scheduler, 2, seed, **{"kid.seed": seed}))
@@ -266,7 +266,7 @@ def test_plots_png_and_svg_headless_and_reproducible(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.mark.skipif(importlib.util.find_spec("evalrun.__main__") is None, reason="evalrun core CLI not available")
+@pytest.mark.slow
 def test_end_to_end_tiny_sweep_2_schedulers_x_2_steps_x_2_seeds(tmp_path: Path) -> None:
     env = {**os.environ, "EVALRUN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
     sweep_dir = tmp_path / "sweep"
@@ -277,8 +277,9 @@ def test_end_to_end_tiny_sweep_2_schedulers_x_2_steps_x_2_seeds(tmp_path: Path) 
     assert len(list(sweep_dir.rglob("run.json"))) == 8
     written = build_report([sweep_dir], seed=0)
     runs = read_metrics(sweep_dir)
-    for metric in json.loads(next(sweep_dir.rglob("run.json")).read_text())["metric_columns"]:
-        if metric.endswith("_std"):
+    record = json.loads(next(sweep_dir.rglob("run.json")).read_text())
+    for metric in record["metric_columns"]:
+        if record["columns"][metric]["kind"] != "score":
             continue
         _check_csv(sweep_dir / "report" / "tables" / f"{metric}_by_scheduler_x_steps.csv",
                    _pandas_stats(runs, ["scheduler", "steps"], metric), ["scheduler", "steps"])

@@ -1,49 +1,101 @@
-"""The metric protocol: a small stateful class with ``update`` and ``compute``.
+"""The metric protocol: a small stateful class with ``update`` and ``compute``, and declared outputs.
 
-Modelled on torchmetrics: state accumulates in ``update``; ``compute`` finalises by
-calling pure functions. Unlike torchmetrics there is no distributed sync (evalrun runs
-one process per job) and every metric reports the settings its number depends on.
+Modelled on torchmetrics: state accumulates in ``update``; ``compute`` finalises by calling
+pure functions. Unlike torchmetrics there is no distributed sync (evalrun runs one process
+per job; shards are merged from what they wrote) and every metric declares its output
+columns (direction, format, what they depend on), so summaries and reports never guess
+from column names.
+
+Importing this module (and a metric's module) imports no torch: a run validates every
+metric's settings before anything heavy loads. Models load in :meth:`Metric.load`.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
+DIRECTIONS = ("higher", "lower", None)
+KINDS = ("score", "spread", "bound", "count")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One result column a metric writes.
+
+    ``direction``: "higher" or "lower" is better for scores; None for spreads, bounds and counts.
+    ``of``: for spreads, bounds and counts, the score column they describe (``kid_std`` of ``kid_mean``).
+    ``per_image``: the column also has one value per image in ``per_image.csv``.
+    """
+
+    column: str
+    direction: str | None = None
+    kind: str = "score"
+    of: str | None = None
+    fmt: str | None = None
+    label: str | None = None
+    unit: str | None = None
+    per_image: bool = False
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS or self.kind not in KINDS:
+            raise ValueError(f"output {self.column}: direction {self.direction!r} / kind {self.kind!r} not valid")
+        if (self.kind == "score") != (self.direction is not None):
+            raise ValueError(f"output {self.column}: scores have a direction, other kinds none")
+
+    def describe(self, metric: str, depends_on: list[str]) -> dict[str, Any]:
+        """The column's entry in ``run.json`` (``columns``)."""
+        return {**{k: v for k, v in asdict(self).items() if k != "column"}, "metric": metric, "depends_on": depends_on}
 
 
 @dataclass
 class ImageBatch:
-    """Generated images and what they were made from.
+    """Images and what they were made from, scored as soon as they exist.
 
-    ``images`` are uint8 (N, 3, H, W), quantised exactly as the saved PNGs are, so every
-    metric scores the same pixels a user can open. ``records`` has one dict per image
-    (prompt, category, challenge, seed, image_index, and for edits ``input_image`` as a
-    uint8 (3, H, W) tensor plus ``input_caption``/``output_caption``).
+    ``images`` are uint8 (N, 3, H, W) tensors, quantised exactly as the saved PNGs are, so every
+    metric scores the same pixels a user can open. ``records`` has one dict per image (prompt,
+    category, challenge, seed, image_index, and for edits ``input_image`` as a uint8 (3, H, W)
+    tensor plus ``input_caption``/``output_caption``). ``hashes`` are the images' pixel hashes
+    (the feature cache's key); ``start`` is the position of the first image in the run.
     """
 
-    images: torch.Tensor
+    images: Any
     records: list[dict[str, Any]]
+    hashes: list[str] = field(default_factory=list)
+    start: int = 0
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise ValueError(f"ImageBatch wants uint8 (N, 3, H, W) images, got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+        import torch
+
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4 \
+                or self.images.shape[1] != 3:
+            shape = tuple(getattr(self.images, "shape", ()))
+            raise ValueError(f"ImageBatch wants uint8 (N, 3, H, W) images, got {getattr(self.images, 'dtype', type(self.images))} {shape}")
         if len(self.records) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.records)} records")
+        if not self.hashes:
+            from evalrun.hashing import bytes_hash
+
+            self.hashes = [bytes_hash(img.contiguous().numpy().tobytes()) for img in self.images]
+
+    @property
+    def key(self) -> str:
+        """Content key of the whole batch (its images, in order)."""
+        from evalrun.hashing import stable_hash
+
+        return stable_hash(self.hashes, length=32)
 
 
 @dataclass
 class MetricResult:
-    """``values``: run-level numbers (column -> value). ``per_image``: column -> one value
-    per image, in ``update`` order (empty for set metrics). ``info``: what the numbers
-    depend on (model, scale, preprocessing, sample count...), written to the run's provenance."""
+    """``values``: run-level numbers (column -> value). ``per_image``: column -> one value per
+    image, in ``update`` order (empty for set metrics). ``info``: what the numbers depend on
+    (model, scale, preprocessing, sample count...), written to the run's provenance."""
 
     values: dict[str, float]
-    per_image: dict[str, list[float]] = field(default_factory=dict)
+    per_image: dict[str, list[Any]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,26 +103,37 @@ class MetricResult:
 class MetricContext:
     """What a metric may need from the run besides its own settings."""
 
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: Any = "cpu"               # a torch.device once the run has resolved it
     cache_dir: Path | None = None
-    reference: Any = None  # the run's ``reference`` config (distribution metrics)
+    reference: Any = None             # the run's ``reference`` config (distribution metrics)
     seed: int = 0
+    task: str | None = None
+    store: Any = None                 # the run's FeatureStore (features.store), shared by all metrics
 
 
 class Metric(abc.ABC):
     name: ClassVar[str]
-    higher_is_better: ClassVar[bool]
-    #: "per_image" metrics also fill ``MetricResult.per_image``; "set" metrics score the whole set.
-    kind: ClassVar[str] = "per_image"
+    #: Every column ``compute`` writes, in order; the first is the headline score.
+    outputs: ClassVar[tuple[Output, ...]]
     #: Tasks the metric can score (None: any); checked when the config is validated.
     tasks: ClassVar[tuple[str, ...] | None] = None
+    #: Settings that default to the run's seed (a KID subset seed): they vary with the seed and
+    #: must not split summary groups.
+    seed_settings: ClassVar[tuple[str, ...]] = ()
+    #: A set metric needs at least this many images (checked before any model loads).
+    min_images: ClassVar[int] = 1
 
     def __init__(self, context: MetricContext | None = None) -> None:
+        """Store and check settings only: nothing heavy here (see ``load``)."""
         self.context = context or MetricContext()
 
-    def prepare(self) -> None:
-        """Load or compute what the metric needs besides the generated images (reference
-        features), before generation starts, so a bad reference fails in seconds."""
+    def required_images(self) -> int:
+        """The smallest image count this metric, with its settings, can score."""
+        return self.min_images
+
+    def load(self) -> None:
+        """Load models and reference features, before generation starts, so a bad weights file
+        or reference fails in seconds, not after the pipeline has sampled."""
 
     @abc.abstractmethod
     def update(self, batch: ImageBatch) -> None:
@@ -81,5 +144,13 @@ class Metric(abc.ABC):
         """Finalise from the accumulated state."""
 
     def settings(self) -> dict[str, Any]:
-        """Settings that change the number; they become result columns (``<name>.<key>``)."""
+        """Settings that change the number, as applied; they become result columns (``<name>.<key>``)."""
         return {}
+
+    @classmethod
+    def output(cls, column: str) -> Output:
+        return next(o for o in cls.outputs if o.column == column)
+
+    @classmethod
+    def score_columns(cls) -> list[str]:
+        return [o.column for o in cls.outputs if o.kind == "score"]

@@ -4,54 +4,60 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult
-from evalrun.metrics.clip_models import count_truncated, encode_images, load_clip
-from evalrun.metrics.edit_embeddings import shared_embeddings
-from evalrun.metrics.functional.clip import clip_score
+from evalrun.errors import ConfigError
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.common import ExtractorMetric
 
 
-class CLIPScore(Metric):
+class CLIPScore(ExtractorMetric):
     """Mean over images of ``scale * max(cos(image, text), 0)``.
 
     ``text_key`` picks which record field is the text: ``prompt`` for text-to-image,
     ``output_caption`` for edits. Prompts over the CLIP context are truncated keeping the
     end token, and counted in the result (``clip_score_truncated_texts`` in run.json).
+    Each distinct text is encoded once per run, shared with the edit metrics.
     """
 
     name = "clip_score"
-    higher_is_better = True
-    tasks = ("text2img", "edit", "class2img")  # unconditional samples have no text to score against
+    outputs = (Output("clip_score", "higher", fmt=".2f", label="CLIP score", per_image=True),)
+    tasks = ("text2img", "edit", "class2img", "images")  # unconditional samples have no text to score against
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-base-patch16",
                  scale: float = 100.0, batch_size: int = 64, text_key: str = "prompt") -> None:
-        super().__init__(context)
         if scale <= 0:
-            raise ValueError(f"clip_score scale must be > 0, got {scale}")
-        self.clip_model, self.scale, self.batch_size, self.text_key = clip_model, float(scale), int(batch_size), text_key
-        self.bundle = load_clip(clip_model, self.context.device, key="metrics.clip_score.clip_model")
-        self._scores: list[torch.Tensor] = []
+            raise ConfigError(f"clip_score scale must be > 0, got {scale}")
+        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": int(batch_size),
+                                           "key": f"metrics.{self.name}.clip_model"})
+        self.clip_model, self.scale, self.text_key = str(clip_model), float(scale), str(text_key)
+        self._scores: list = []
         self._texts: set[str] = set()
-        # Texts go through the run's shared CLIP cache: each distinct prompt (or caption, also
-        # used by the edit metrics) is encoded once per run, however many images it has.
-        self.cache = shared_embeddings(self.context, self.bundle, self.batch_size)
 
     def update(self, batch: ImageBatch) -> None:
+        import torch
+
+        from evalrun.metrics.functional.clip import clip_score
+
+        missing = [i for i, r in enumerate(batch.records) if r.get(self.text_key) is None]
+        if missing:
+            raise ConfigError(f"clip_score: {len(missing)} image(s) have no {self.text_key!r} text; set "
+                              f"metrics.clip_score.text_key to a record field that holds the prompt")
         texts = [str(r[self.text_key]) for r in batch.records]
-        img = encode_images(self.bundle, batch.images, self.batch_size)
         self._texts.update(texts)
-        self._scores.append(clip_score(img, self.cache.text_embeddings(texts), self.scale))
+        images = torch.from_numpy(self.features(batch))
+        self._scores.append(clip_score(images, self.store().texts(self.extractor, texts), self.scale))
 
     def compute(self) -> MetricResult:
+        import torch
+
         scores = torch.cat(self._scores) if self._scores else torch.empty(0, dtype=torch.float64)
+        truncated = self.extractor.count_truncated(sorted(self._texts)) if self._texts else []
         return MetricResult(
             values={"clip_score": float(scores.mean()) if len(scores) else float("nan")},
             per_image={"clip_score": scores.tolist()},
-            info={**self.bundle.info(), "clip_score_scale": self.scale, "clip_score_text": self.text_key,
-                  "clip_score_truncated_texts": sum(count_truncated(self.bundle, sorted(self._texts))),
-                  "clip_score_n": len(scores)},
+            info={**self.extractor_info(), "clip_score_scale": self.scale, "clip_score_text": self.text_key,
+                  "clip_score_truncated_texts": sum(truncated), "clip_score_n": len(scores)},
         )
 
     def settings(self) -> dict[str, Any]:
-        return {"clip_model": self.clip_model, "scale": self.scale, "text_key": self.text_key}
+        return {"clip_model": self.clip_model, "weights_sha256": self.extractor_settings()["weights_sha256"],
+                "scale": self.scale, "text_key": self.text_key}

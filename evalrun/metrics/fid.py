@@ -1,4 +1,4 @@
-"""FID (Heusel et al. 2017) of the generated images against the run's reference."""
+"""FID (Heusel et al. 2017): Frechet distance of the generated images to the run's reference."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ import warnings
 from typing import Any
 
 from evalrun.errors import EvalrunError
-from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult
-from evalrun.metrics.functional.fid import StatsAccumulator, frechet_distance_info
-from evalrun.metrics.inception import InceptionExtractor
-from evalrun.reference import ReferenceSpec, reference_stats
-
-FEATURE_DIM = 2048
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.common import ExtractorMetric
 
 
-class FID(Metric):
-    """Frechet distance between Gaussians fitted to Inception pool3 features.
+class FID(ExtractorMetric):
+    """Frechet distance between Gaussians fitted to features (Inception pool3 by default).
 
     Generated features are reduced to float64 sums as they arrive; the reference statistics
     come from the reference cache (computed once per reference and extractor) or an .npz.
@@ -24,52 +20,56 @@ class FID(Metric):
     """
 
     name = "fid"
-    higher_is_better = False
-    kind = "set"
+    outputs = (Output("fid", "lower", fmt=".2f", label="FID"),)
+    needs_reference = True
+    min_images = 2
 
-    def __init__(self, context: MetricContext | None = None, feature_extractor_weights_path: str | None = None,
+    def __init__(self, context: MetricContext | None = None, feature_extractor: str = "inception",
+                 feature_extractor_weights_path: str | None = None, feature_extractor_weights_sha256: str = "official",
                  batch_size: int = 50) -> None:
-        super().__init__(context)
-        self.reference = ReferenceSpec.from_config(self.context.reference, self.name)
-        self._reference = None
-        self.extractor = InceptionExtractor(feature_extractor_weights_path, self.context.device, batch_size,
-                                            key=f"metrics.{self.name}.feature_extractor_weights_path")
+        options = {"path": feature_extractor_weights_path, "batch_size": batch_size, "key": f"metrics.{self.name}.feature_extractor_weights_path"}
+        if feature_extractor == "inception":
+            options["weights_sha256"] = feature_extractor_weights_sha256
+        super().__init__(context, feature_extractor, options)
+        from evalrun.metrics.functional.fid import StatsAccumulator
+
         self._stats = StatsAccumulator()
         self._sizes: set[str] = set()
+        self._reference = None
 
-    def prepare(self):
-        """Reference statistics, computed (or read from the cache) once, before generation."""
-        if self._reference is None:
-            self._reference = reference_stats(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
-                                              self.context.cache_dir, self.extractor.batch_size)
-            dim = self._reference[0].mu.shape[0]
-            if dim != FEATURE_DIM:  # e.g. an .npz of 768-d or 64-d features
-                raise EvalrunError(f"reference statistics {self.reference.describe()} have {dim} features, but fid uses "
-                                   f"Inception pool3 ({FEATURE_DIM}); give reference.path statistics of pool3 features")
-        return self._reference
+    def load_reference(self) -> None:
+        self._reference = self.reference.stats(self.extractor, self.layer, self.name)
+        dim, want = self._reference[0].mu.shape[0], self.extractor.layers[self.layer]
+        if dim != want:  # e.g. an .npz of 768-d or 64-d features
+            raise EvalrunError(f"reference statistics {self.reference_spec.describe()} have {dim} features, but {self.name} "
+                               f"uses {self.extractor_name} {self.layer} ({want}); give reference.path statistics of "
+                               f"those features")
 
     def update(self, batch: ImageBatch) -> None:
-        self._stats.add(self.extractor.features(batch.images)["2048"])
+        self._stats.add(self.features(batch))
         self._sizes.add(f"{batch.images.shape[2]}x{batch.images.shape[3]}")
 
     def compute(self) -> MetricResult:
+        from evalrun.metrics.functional.fid import frechet_distance_info
+
         if self._stats.n < 2:
-            raise EvalrunError(f"fid needs at least 2 generated images, got {self._stats.n}")
+            raise EvalrunError(f"{self.name} needs at least 2 generated images, got {self._stats.n}")
         gen = self._stats.stats()
-        ref, ref_info = self.prepare()
-        info: dict[str, Any] = {**self.extractor.info(), **ref_info, "fid_n_generated": gen.n,
-                                "fid_generated_sizes": sorted(self._sizes), "fid_stats_dtype": "float64"}
+        ref, ref_info = self._reference
+        dim = self.extractor.layers[self.layer]
+        info: dict[str, Any] = {**self.extractor_info(), **ref_info, f"{self.name}_n_generated": gen.n,
+                                f"{self.name}_generated_sizes": sorted(self._sizes), f"{self.name}_stats_dtype": "float64"}
         if ref_info.get("reference_extractor_matches") is False:
-            info["fid_warning_reference"] = ("the .npz was written by evalrun with a different feature extractor "
-                                             "(see reference_npz_meta): scores are not comparable")
-            warnings.warn(info["fid_warning_reference"], stacklevel=2)
-        small = [f"{what} N={n}" for what, n in (("generated", gen.n), ("reference", ref.n)) if n is not None and n < FEATURE_DIM]
+            info[f"{self.name}_warning_reference"] = ("the .npz was written by evalrun with a different feature extractor "
+                                                      "(see reference_npz_meta): scores are not comparable")
+            warnings.warn(info[f"{self.name}_warning_reference"], stacklevel=2)
+        small = [f"{what} N={n}" for what, n in (("generated", gen.n), ("reference", ref.n)) if n is not None and n < dim]
         if small:
-            info["fid_warning"] = (f"{', '.join(small)} < {FEATURE_DIM} feature dimensions: the covariance is singular "
-                                   f"and FID is biased upwards; compare FIDs only at equal N")
-            warnings.warn(info["fid_warning"], stacklevel=2)
-        value, info["fid_trace_sqrt"] = frechet_distance_info(gen, ref, device=self.context.device)
-        return MetricResult(values={"fid": value}, info=info)
+            info[f"{self.name}_warning"] = (f"{', '.join(small)} < {dim} feature dimensions: the covariance is singular "
+                                            f"and the distance is biased upwards; compare only at equal N")
+            warnings.warn(info[f"{self.name}_warning"], stacklevel=2)
+        value, info[f"{self.name}_trace_sqrt"] = frechet_distance_info(gen, ref, device=self.context.device)
+        return MetricResult(values={self.outputs[0].column: value}, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference.describe(), "weights_sha256": self.extractor.sha256[:16]}
+        return {"reference": self.reference_spec.describe(), **self.extractor_settings()}

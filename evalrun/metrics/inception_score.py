@@ -4,50 +4,57 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult
-from evalrun.metrics.functional.inception_score import inception_score_splits, split_permutation
-from evalrun.metrics.inception import InceptionExtractor
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.common import ExtractorMetric
 
 
-class InceptionScore(Metric):
+class InceptionScore(ExtractorMetric):
     """Mean and std (ddof=0) over ``splits`` of exp(E KL(p(y|x) || p(y))) on the 1008-way
     logits (torch-fidelity's ``logits_unbiased``). Images are shuffled with ``seed``
     (default: the run's seed) unless ``shuffle`` is false; split i is [i*N//k, (i+1)*N//k)."""
 
     name = "inception_score"
-    higher_is_better = True
-    kind = "set"
+    outputs = (Output("is_mean", "higher", fmt=".2f", label="IS"),
+               Output("is_std", kind="spread", of="is_mean", fmt=".2f", label="IS std over splits"))
+    seed_settings = ("seed",)
 
     def __init__(self, context: MetricContext | None = None, feature_extractor_weights_path: str | None = None,
-                 splits: int = 10, shuffle: bool = True, seed: int | None = None, batch_size: int = 50) -> None:
-        super().__init__(context)
+                 feature_extractor_weights_sha256: str = "official", splits: int = 10, shuffle: bool = True,
+                 seed: int | None = None, batch_size: int = 50) -> None:
+        super().__init__(context, "inception", {"path": feature_extractor_weights_path, "batch_size": batch_size,
+                                                "weights_sha256": feature_extractor_weights_sha256,
+                                                "key": f"metrics.{self.name}.feature_extractor_weights_path"},
+                         layer="logits_unbiased")
         if int(splits) < 1:
             raise ConfigError(f"inception_score splits must be >= 1, got {splits}")
         self.splits, self.shuffle = int(splits), bool(shuffle)
         self.seed = int(seed) if seed is not None else int(self.context.seed)
-        self.extractor = InceptionExtractor(feature_extractor_weights_path, self.context.device, batch_size,
-                                            key=f"metrics.{self.name}.feature_extractor_weights_path")
-        self._logits: list[np.ndarray] = []
+        self._logits: list = []
+
+    def required_images(self) -> int:
+        return self.splits
 
     def update(self, batch: ImageBatch) -> None:
-        self._logits.append(self.extractor.features(batch.images)["logits_unbiased"])
+        self._logits.append(self.features(batch))
 
     def compute(self) -> MetricResult:
+        import numpy as np
+
+        from evalrun.metrics.functional.inception_score import inception_score_splits, split_permutation
+
         logits = np.concatenate(self._logits) if self._logits else np.zeros((0, 1008), np.float32)
         if len(logits) < self.splits:
             raise EvalrunError(f"inception_score with splits={self.splits} needs at least that many images, got "
                                f"{len(logits)}: set metrics.inception_score.splits lower")
         perm = split_permutation(len(logits), self.seed) if self.shuffle else None
         scores = inception_score_splits(logits, self.splits, perm)
-        info = {**self.extractor.info(), "is_n_generated": len(logits), "is_splits": self.splits,
+        info = {**self.extractor_info(), "is_n_generated": len(logits), "is_splits": self.splits,
                 "is_shuffle": self.shuffle, "is_seed": self.seed if self.shuffle else None,
                 "is_split_rule": "[i*N//splits, (i+1)*N//splits) after numpy RandomState(seed).permutation",
                 "is_logits": "logits_unbiased (fc without bias), softmax in float64", "is_std_ddof": 0}
         return MetricResult(values={"is_mean": float(scores.mean()), "is_std": float(scores.std())}, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"weights_sha256": self.extractor.sha256[:16], "splits": self.splits,
+        return {"weights_sha256": self.extractor_settings()["weights_sha256"], "splits": self.splits,
                 "seed": self.seed if self.shuffle else None}

@@ -5,32 +5,36 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
-
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult
-from evalrun.metrics.functional.kid import kid_subsets, subset_indices
-from evalrun.metrics.inception import InceptionExtractor
-from evalrun.reference import ReferenceSpec, reference_features
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.common import ExtractorMetric
 
 
-class KID(Metric):
-    """Unbiased polynomial-kernel MMD^2 on Inception pool3 features, mean and std (ddof=0)
-    over ``subsets`` seeded subsets of ``subset_size``.
+class KID(ExtractorMetric):
+    """Unbiased polynomial-kernel MMD^2 on features (Inception pool3 by default), mean and std
+    (ddof=0) over ``subsets`` seeded subsets of ``subset_size``.
 
-    ``subset_size`` larger than either set is clamped to the smaller N, with a warning and
-    both sizes recorded: the estimator is unbiased at any subset size, only its spread
-    changes. Subsets are drawn from ``seed`` (default: the run's seed), never the global RNG.
+    ``subset_size`` larger than either set is clamped to the smaller N, with a warning; the
+    result columns carry the size applied (``kid.subset_size``) beside the one requested. The
+    estimator is unbiased at any subset size, only its spread changes. Subsets are drawn from
+    ``seed`` (default: the run's seed), never the global RNG.
     """
 
     name = "kid"
-    higher_is_better = False
-    kind = "set"
+    outputs = (Output("kid_mean", "lower", fmt=".4f", label="KID"),
+               Output("kid_std", kind="spread", of="kid_mean", fmt=".4f", label="KID std over subsets"))
+    seed_settings = ("seed",)
+    needs_reference = True
+    min_images = 2
 
-    def __init__(self, context: MetricContext | None = None, feature_extractor_weights_path: str | None = None,
+    def __init__(self, context: MetricContext | None = None, feature_extractor: str = "inception",
+                 feature_extractor_weights_path: str | None = None, feature_extractor_weights_sha256: str = "official",
                  subsets: int = 100, subset_size: int = 1000, degree: int = 3, gamma: float | None = None,
                  coef: float = 1.0, seed: int | None = None, batch_size: int = 50) -> None:
-        super().__init__(context)
+        options = {"path": feature_extractor_weights_path, "batch_size": batch_size, "key": f"metrics.{self.name}.feature_extractor_weights_path"}
+        if feature_extractor == "inception":
+            options["weights_sha256"] = feature_extractor_weights_sha256
+        super().__init__(context, feature_extractor, options)
         if int(subsets) < 1 or int(subset_size) < 2 or int(degree) < 1:
             raise ConfigError(f"kid needs subsets >= 1, subset_size >= 2, degree >= 1; got {subsets}, {subset_size}, {degree}")
         if gamma is not None and gamma <= 0:
@@ -38,29 +42,28 @@ class KID(Metric):
         self.subsets, self.subset_size, self.degree = int(subsets), int(subset_size), int(degree)
         self.gamma, self.coef = (None if gamma is None else float(gamma)), float(coef)
         self.seed = int(seed) if seed is not None else int(self.context.seed)
-        self.reference = ReferenceSpec.from_config(self.context.reference, self.name)
-        self._reference = None
-        self.extractor = InceptionExtractor(feature_extractor_weights_path, self.context.device, batch_size,
-                                            key=f"metrics.{self.name}.feature_extractor_weights_path")
-        self._features: list[np.ndarray] = []
+        self._features: list = []
+        self._applied_size: int | None = None
 
-    def prepare(self):
-        """Reference statistics, computed (or read from the cache) once, before generation."""
-        if self._reference is None:
-            self._reference = reference_features(self.reference, self.extractor.cache_id("2048"), self.extractor.pool_features,
-                                           self.context.cache_dir, self.extractor.batch_size)
-        return self._reference
+    def load_reference(self) -> None:
+        self._reference = self.reference.features(self.extractor, self.layer, self.name)
 
     def update(self, batch: ImageBatch) -> None:
-        self._features.append(self.extractor.features(batch.images)["2048"])
+        self._features.append(self.features(batch))
 
     def compute(self) -> MetricResult:
-        gen = np.concatenate(self._features) if self._features else np.zeros((0, 2048), np.float32)
-        ref, ref_info = self.prepare()
+        import numpy as np
+
+        from evalrun.metrics.functional.kid import kid_subsets, subset_indices
+
+        dim = self.extractor.layers[self.layer]
+        gen = np.concatenate(self._features) if self._features else np.zeros((0, dim), np.float32)
+        ref, ref_info = self._reference
         size = min(self.subset_size, len(gen), len(ref))
         if size < 2:
             raise EvalrunError(f"kid needs at least 2 generated and 2 reference images, got {len(gen)} and {len(ref)}")
-        info: dict[str, Any] = {**self.extractor.info(), **ref_info, "kid_n_generated": len(gen),
+        self._applied_size = size
+        info: dict[str, Any] = {**self.extractor_info(), **ref_info, "kid_n_generated": len(gen),
                                 "kid_subsets": self.subsets, "kid_subset_size": size,
                                 "kid_subset_size_requested": self.subset_size, "kid_seed": self.seed,
                                 "kid_subset_draw": "numpy RandomState(seed).choice, generated then reference (torch-fidelity's)",
@@ -75,5 +78,7 @@ class KID(Metric):
         return MetricResult(values={"kid_mean": float(values.mean()), "kid_std": float(values.std())}, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference.describe(), "weights_sha256": self.extractor.sha256[:16],
-                "subsets": self.subsets, "subset_size": self.subset_size, "seed": self.seed}
+        # The subset size applied (clamped to N) is the column; the requested one goes beside it.
+        applied = self._applied_size if self._applied_size is not None else self.subset_size
+        return {"reference": self.reference_spec.describe(), **self.extractor_settings(), "subsets": self.subsets,
+                "subset_size": applied, "subset_size_requested": self.subset_size, "seed": self.seed}

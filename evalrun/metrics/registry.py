@@ -1,4 +1,7 @@
-"""Metric names -> classes, imported lazily so a run loads only what it scores."""
+"""Metric names -> classes, imported lazily so a run loads only what it scores.
+
+The names are the files of ``conf/metrics/``; a test checks the two lists agree.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,12 @@ from typing import Any, Mapping
 from evalrun.errors import ConfigError
 from evalrun.metrics.base import Metric, MetricContext
 
-# name -> "module:Class". Lazy strings keep `import evalrun` light and let optional
-# dependencies (torch-fidelity for Inception) fail only when their metric is asked for.
+# name -> "module:Class". Lazy strings keep validation light (metric modules import no torch at
+# module level) and let optional dependencies fail only when their metric is asked for.
 METRICS: dict[str, str] = {
     "clip_score": "evalrun.metrics.clip_score:CLIPScore",
-    "clip_directional": "evalrun.metrics.clip_directional:CLIPDirectionalSimilarity",
-    "clip_image_similarity": "evalrun.metrics.clip_image_similarity:CLIPImageSimilarity",
+    "clip_directional": "evalrun.metrics.clip_edit:CLIPDirectionalSimilarity",
+    "clip_image_similarity": "evalrun.metrics.clip_edit:CLIPImageSimilarity",
     "fid": "evalrun.metrics.fid:FID",
     "kid": "evalrun.metrics.kid:KID",
     "inception_score": "evalrun.metrics.inception_score:InceptionScore",
@@ -30,7 +33,8 @@ def metric_class(name: str) -> type[Metric]:
 
 
 def build_metric(name: str, settings: Mapping[str, Any] | None, context: MetricContext) -> Metric:
-    """Instantiate metric ``name`` with its config ``settings``; unknown keys name the valid ones."""
+    """Instantiate metric ``name`` with its config ``settings`` (cheap: models load in ``load``);
+    unknown keys and invalid values name the key and the valid ones."""
     cls = metric_class(name)
     settings = dict(settings or {})
     params = inspect.signature(cls.__init__).parameters
@@ -40,5 +44,7 @@ def build_metric(name: str, settings: Mapping[str, Any] | None, context: MetricC
         raise ConfigError(f"metric {name!r} has no setting(s) {', '.join(unknown)}; valid: {', '.join(allowed)}")
     try:
         return cls(context=context, **settings)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:  # e.g. scale=-1, subsets=abc: a setting, not a bug
         raise ConfigError(f"metric {name!r}: invalid settings {settings}: {exc}") from None

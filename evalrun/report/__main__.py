@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from evalrun.report import build_report
+    from evalrun.report.build import build_report
 
     try:
         formats = {}

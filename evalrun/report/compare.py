@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from evalrun.errors import EvalrunError
-from evalrun.report import value_text
+from evalrun.report.sweep import value_text
 
 if TYPE_CHECKING:
-    from evalrun.report import Sweep
+    from evalrun.report.sweep import Sweep
 
 IMAGE_KEYS = ["prompt_id", "image_index"]
 

@@ -17,11 +17,11 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from evalrun.report import value_text
+from evalrun.report.sweep import value_text
 from evalrun.report.tables import DASH, Table, metric_format
 
 if TYPE_CHECKING:
-    from evalrun.report import Sweep
+    from evalrun.report.sweep import Sweep
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;--img:160px}

@@ -18,10 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from evalrun.errors import EvalrunError
-from evalrun.report import value_text
+from evalrun.report.sweep import value_text
 
 if TYPE_CHECKING:
-    from evalrun.report import Sweep
+    from evalrun.report.sweep import Sweep
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Tables of run metrics: "mean ± std" over seeds with n, best cell per column, as Markdown, LaTeX, CSV.
 
 A :class:`Table` holds the numbers in long form (one row per cell); the writers only format.
-Best cells follow each metric's ``higher_is_better`` from ``run.json``; metrics without a
+Best cells follow each metric's declared direction in ``run.json``; metrics without a
 direction, and spreads such as ``kid_std``, get no mark.
 """
 
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from evalrun.errors import EvalrunError
-from evalrun.report import value_text
+from evalrun.report.sweep import value_text
 
 if TYPE_CHECKING:
-    from evalrun.report import Sweep
+    from evalrun.report.sweep import Sweep
 
 log = logging.getLogger(__name__)
 

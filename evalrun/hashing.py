@@ -1,0 +1,117 @@
+"""Content identities: what a cache or resume key is built from, never a path alone.
+
+A weights file is identified by its sha256. Hashing a multi-GB checkpoint takes seconds to
+minutes, so digests are remembered per (resolved path, size, mtime): a file changed in place
+gets a new mtime and is hashed again; an unchanged one is hashed once per machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+CHUNK = 1 << 20
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".pkl", ".npz", ".onnx", ".gguf")
+_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def stable_hash(data: Any, length: int = 16) -> str:
+    """Short content hash of JSON-able data (keys sorted), for cache and resume keys."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def bytes_hash(data: bytes, length: int = 32) -> str:
+    """A fast content hash (blake2b) for pixels and feature chunks."""
+    return hashlib.blake2b(data, digest_size=length // 2).hexdigest()
+
+
+def _digest_cache_file(path: Path) -> Path:
+    from evalrun.paths import cache_dir
+
+    return cache_dir() / "hashes" / (hashlib.sha1(str(path).encode()).hexdigest() + ".json")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's content, remembered (in memory and in the cache) while its size and mtime hold."""
+    path = Path(path).expanduser().resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _MEMO:
+        return _MEMO[key]
+    record = _digest_cache_file(path)
+    try:
+        saved = json.loads(record.read_text())
+        if saved.get("size") == st.st_size and saved.get("mtime_ns") == st.st_mtime_ns:
+            _MEMO[key] = saved["sha256"]
+            return _MEMO[key]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    _MEMO[key] = digest.hexdigest()
+    try:
+        from evalrun.results import atomic_write_text
+
+        atomic_write_text(record, json.dumps({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                              "sha256": _MEMO[key]}))
+    except OSError:  # a read-only cache only costs a re-hash next time
+        pass
+    return _MEMO[key]
+
+
+def tree_fingerprint(root: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_SUFFIXES + (".json", ".txt", ".model")
+                     ) -> dict[str, str]:
+    """{relative path: sha256} of a local model folder's weights and configs (what loading reads)."""
+    root = Path(root).expanduser()
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in tuple(suffixes)):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # .complete markers, .cache folders: not part of the model
+        out[path.relative_to(root).as_posix()] = file_sha256(path)
+    return out
+
+
+def local_identity(path: str | os.PathLike | None) -> str | None:
+    """One hash for a local file or folder's content; None for hub ids and missing paths."""
+    if path in (None, "", "???"):
+        return None
+    p = Path(str(path)).expanduser()
+    if p.is_file():
+        return file_sha256(p)
+    if p.is_dir():
+        return stable_hash(tree_fingerprint(p), length=64)
+    return None
+
+
+def pretrained_files_identity(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
+    """The sha256 of every weights/config file ``from_pretrained(name_or_path)`` reads: a local folder's
+    files, or the hub snapshot already in the local Hugging Face cache (no network). Empty when neither
+    can be found (the caller then hashes loaded tensors)."""
+    p = Path(str(name_or_path)).expanduser()
+    if p.is_dir():
+        return {"files": tree_fingerprint(p)}
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(str(name_or_path), revision=revision, local_files_only=True)
+    except Exception:  # not cached, or not a hub id: nothing to hash from disk
+        return {}
+    return {"files": tree_fingerprint(folder), "snapshot": Path(folder).name}
+
+
+def tensors_sha256(modules: dict[str, Any]) -> str:
+    """sha256 over named modules' tensors (names, shapes, dtypes and bytes), for models with no files."""
+    import torch
+
+    digest = hashlib.sha256()
+    for prefix, module in modules.items():
+        for name, tensor in sorted(module.state_dict().items()):
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{prefix}.{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

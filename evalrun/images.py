@@ -1,0 +1,168 @@
+"""Images on disk: uint8 quantisation, PNGs that carry their own pixel hash, and the content-keyed store.
+
+Every generated image is keyed by what determines its pixels (the run's generation key: model
+and weights identity, scheduler class and resolved config, steps, guidance and every task knob,
+size, dtype, device type, library versions; plus the image's own prompt/condition content and
+generator seed). The store (``$EVALRUN_CACHE/images``) keeps one PNG per key; a run's
+``images/`` folder holds hard links to it (copies across file systems), so a re-run, a run
+with another metric, or an overlapping sweep in another directory samples nothing twice.
+
+Each PNG carries the hash of its pixels and its degenerate flag in text chunks, and each run
+keeps ``images/manifest.jsonl`` (image id, key, hash, flag): on resume an image that is
+unreadable, of another size or with another hash is regenerated, with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalrun.hashing import bytes_hash
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.jsonl"
+
+
+def to_uint8(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float (N, H, W, 3) in [0, 1] -> uint8 as diffusers' ``numpy_to_pil`` rounds; and NaN flags."""
+    images = np.asarray(images, dtype=np.float32)
+    nan = np.isnan(images).reshape(len(images), -1).any(axis=1)
+    return (np.nan_to_num(images, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8), nan
+
+
+def degenerate_flag(image: np.ndarray, had_nan: bool) -> str:
+    """'' for a normal image; 'nan', 'black' or 'constant' for images that distort metrics."""
+    if had_nan:
+        return "nan"
+    if image.max() == 0:
+        return "black"
+    if image.min() == image.max():
+        return "constant"
+    return ""
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """Hash of a uint8 HWC image's pixels and shape (what the feature cache is keyed by)."""
+    return bytes_hash(np.ascontiguousarray(image).tobytes() + str(image.shape).encode())
+
+
+def save_png(image: np.ndarray, path: Path, digest: str, flag: str) -> None:
+    """Write atomically, with the pixel hash and flag inside: a killed run never leaves a truncated
+    PNG that a re-run would trust, and any copy of the file can be verified on its own."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("evalrun-pixels", digest)
+    info.add_text("evalrun-flag", flag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a lab's shared results must stay readable
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, str] | None:
+    """(pixels, flag) if ``path`` decodes, has the expected shape and its pixels hash to ``digest``
+    (or to the hash it carries when ``digest`` is None); else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            text = dict(getattr(im, "text", {}) or {})
+            image = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError):
+        return None
+    want = digest or text.get("evalrun-pixels")
+    if want is None or pixel_hash(image) != want or (shape is not None and image.shape != tuple(shape)):
+        return None
+    return image, text.get("evalrun-flag", "")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` atomically: a hard link where the file system allows, else a copy."""
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+class ImageStore:
+    """Content-keyed PNGs under ``root`` (None: no shared store; images live only in the run)."""
+
+    def __init__(self, root: str | os.PathLike | None) -> None:
+        self.root = Path(root) if root else None
+
+    def path(self, key: str) -> Path | None:
+        return None if self.root is None else self.root / key[:2] / f"{key}.png"
+
+    def get(self, key: str, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, str, str] | None:
+        """(pixels, flag, digest) of a stored image that verifies; a damaged one is removed."""
+        path = self.path(key)
+        if path is None or not path.exists():
+            return None
+        found = read_verified(path, None, shape)
+        if found is None:
+            log.warning("image store file %s is damaged; it will be regenerated", path)
+            path.unlink(missing_ok=True)
+            return None
+        return found[0], found[1], pixel_hash(found[0])
+
+    def put(self, key: str, image: np.ndarray, digest: str, flag: str) -> Path | None:
+        path = self.path(key)
+        if path is not None:
+            save_png(image, path, digest, flag)
+        return path
+
+
+class Manifest:
+    """``images/manifest.jsonl``: one line per image written (id, key, pixel hash, flag); last line wins."""
+
+    def __init__(self, image_dir: Path) -> None:
+        self.path = image_dir / MANIFEST
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["id"]] = entry
+                except (ValueError, KeyError, TypeError):  # a line cut by a kill: ignored, the image is re-checked
+                    continue
+
+    def add(self, image_id: str, key: str, digest: str, flag: str) -> None:
+        entry = {"id": image_id, "key": key, "pixels": digest, "flag": flag}
+        self.entries[image_id] = entry
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+
+def clean_partial_files(folder: Path) -> int:
+    """Remove temporary files a killed run left behind (``*.tmp``); returns how many."""
+    removed = 0
+    if folder.is_dir():
+        for tmp in list(folder.glob("*.tmp")) + list(folder.glob(".*.tmp")):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,86 @@
+"""The two keys a run is known by.
+
+- The **run key** says whether a finished run in this directory can be reused: the resolved
+  config, evalrun's version, the resolved device and dtype, and the content identity of every
+  local input (model weights, prompt files and the images beside them, reference images or
+  statistics, metric weights). A file changed in place changes the key.
+- The **generation key** says what determines the pixels (not the metrics): model identity,
+  pipeline class, resolved scheduler config, task knobs, size, dtype, device type and the
+  library versions that sample. Each image's own key adds its condition and generator seed
+  (``generate.image_key``), so runs that differ only in metrics, prompt filters or seeds share
+  every image they have in common.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evalrun.hashing import file_sha256, local_identity, stable_hash
+
+
+def _folder_listing(path: Path) -> str:
+    """Cheap identity of a folder of many files (reference images): names, sizes, mtimes."""
+    entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in path.rglob("*") if p.is_file())
+    return stable_hash(entries, length=32)
+
+
+def _path_identity(value: Any) -> Any:
+    if not isinstance(value, str) or value in ("", "???") or value.startswith("evalrun/tiny-"):
+        return None
+    p = Path(value).expanduser()
+    if p.is_file():
+        return file_sha256(p)
+    if p.is_dir():
+        return local_identity(p) if (p / "model_index.json").exists() or (p / "config.json").exists() \
+            else _folder_listing(p)
+    return None
+
+
+def input_identities(cfg: Any) -> dict[str, Any]:
+    """Content identity of every local file or folder the config points at."""
+    from evalrun.config import to_plain
+
+    out: dict[str, Any] = {"model": _path_identity(str(cfg.model.path))}
+    prompts = cfg.get("prompts") or {}
+    path = prompts.get("path") if prompts else None
+    if path not in (None, "", "???"):
+        from evalrun.paths import resolve_data_path
+
+        table = resolve_data_path(str(path))
+        out["prompts"] = _path_identity(str(table))
+        if prompts.get("source") == "edit_dataset" and table.parent.is_dir():
+            out["prompt_images"] = _folder_listing(table.parent)  # input images live beside the table
+    reference = to_plain(cfg.get("reference")) or {}
+    if reference.get("path"):
+        out["reference"] = _path_identity(str(reference["path"]))
+    for name, settings in (to_plain(cfg.get("metrics")) or {}).items():
+        for key, value in (settings or {}).items():
+            if isinstance(value, str) and (key.endswith("_path") or key in ("clip_model", "model", "processor")):
+                out[f"metrics.{name}.{key}"] = _path_identity(value)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def run_key(cfg: Any, version: str, device: Any, dtype: Any) -> str:
+    from evalrun.config import to_plain
+
+    return stable_hash({"config": to_plain(cfg), "evalrun": version, "device": str(device), "dtype": str(dtype),
+                        "inputs": input_identities(cfg)})
+
+
+def generation_key(cfg: Any, params: dict[str, Any], model: dict[str, Any], scheduler_config: dict[str, Any],
+                   dtype: Any, device: Any) -> str:
+    """Everything that changes the pixels of a run's images, but nothing per image and not the metrics."""
+    from evalrun.results import library_versions
+
+    versions = library_versions()
+    knobs = {k: v for k, v in params.items() if k not in ("batch_size",)}
+    return stable_hash({
+        "pipeline": cfg.model.pipeline, "model_path": str(cfg.model.path), "revision": cfg.model.revision,
+        "variant": cfg.model.variant, "weights": model.get("weights_sha256"), "snapshot": model.get("snapshot"),
+        "scheduler": scheduler_config, "knobs": knobs, "dtype": str(dtype), "device_type": getattr(device, "type", device),
+        "versions": {k: versions.get(k) for k in ("torch", "diffusers", "transformers")},
+        "options": {k: cfg.get(k) for k in ("offload", "vae_tiling", "vae_slicing", "compile", "attention", "tf32")
+                    if cfg.get(k) not in (None, False, "none")},
+    }, length=32)

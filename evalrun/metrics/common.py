@@ -1,0 +1,87 @@
+"""What metrics built on a feature extractor share: the extractor as a setting, loaded once, read
+through the run's feature store, and the run's reference set.
+
+A metric names its backbone (``feature_extractor``) and the backbone's options; ``load`` builds
+it through the registry (once per process), so FID on DINOv2 is FID's code with another setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evalrun.errors import ConfigError
+from evalrun.metrics.base import ImageBatch, Metric, MetricContext
+
+# The layer a Frechet distance / kernel metric uses on each backbone by default.
+DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding"}
+
+
+class ExtractorMetric(Metric):
+    """Base of metrics over one extractor's features (and optionally the run's reference)."""
+
+    needs_reference = False
+
+    def __init__(self, context: MetricContext | None, feature_extractor: str, options: dict[str, Any],
+                 layer: str | None = None) -> None:
+        super().__init__(context)
+        from evalrun.metrics.features import check_options
+
+        self.extractor_name = str(feature_extractor)
+        self.extractor_options = {k: v for k, v in options.items() if v is not None}
+        check_options(self.extractor_name, self.extractor_options, f"metrics.{self.name}")
+        self.layer = layer or DEFAULT_LAYERS.get(self.extractor_name)
+        if self.layer is None:
+            raise ConfigError(f"metrics.{self.name}.layer: say which feature layer of {self.extractor_name} to use")
+        self.extractor = None
+        self.reference = None
+        if self.needs_reference:
+            from evalrun.reference.spec import ReferenceSpec
+
+            self.reference_spec = ReferenceSpec.from_config(self.context.reference, self.name)
+
+    def load(self) -> None:
+        from evalrun.metrics.features import build_extractor
+
+        self.extractor = build_extractor(self.extractor_name, self.context.device, **self.extractor_options)
+        if self.layer not in self.extractor.layers:
+            raise ConfigError(f"metrics.{self.name}.layer={self.layer!r}: {self.extractor_name} gives "
+                              f"{', '.join(self.extractor.layers)}")
+        if self.needs_reference:
+            from evalrun.reference.cache import Reference
+
+            self.reference = Reference(self.reference_spec, self.context.cache_dir)
+            self.load_reference()
+
+    def load_reference(self) -> None:
+        """Read (or compute once) what the metric needs of the reference, before generation."""
+
+    def features(self, batch: ImageBatch, layer: str | None = None):
+        """This metric's features of ``batch``, from the run's store (computed once per backbone)."""
+        return self.store().features(self.extractor, batch)[layer or self.layer]
+
+    def store(self):
+        """The run's feature store (loading the metric first if nobody has): a metric used on its own
+        (Python API, tests) gets a private store on its context, shared by metrics of that context."""
+        if self.extractor is None:
+            self.load()
+        if self.context.store is None:
+            from evalrun.metrics.features.store import FeatureStore
+
+            self.context.store = FeatureStore()
+        return self.context.store
+
+    def extractor_info(self) -> dict[str, Any]:
+        return {**self.extractor.info(), "feature_layer": self.layer}
+
+    def extractor_settings(self) -> dict[str, Any]:
+        """Result columns that say which backbone made the number (its weights' hash, short)."""
+        weights = self.extractor.weights_identity() if self.extractor is not None else {}
+        digest = weights.get("sha256") or weights.get("tensors_sha256") or _files_digest(weights)
+        return {"feature_extractor": self.extractor_name, "feature_layer": self.layer,
+                "weights_sha256": (digest or "")[:16] or None}
+
+
+def _files_digest(weights: dict[str, Any]) -> str | None:
+    from evalrun.hashing import stable_hash
+
+    return stable_hash(weights["files"], length=64) if weights.get("files") else None

@@ -1,0 +1,51 @@
+"""Feature extractors behind one registry, loaded once per process and shared by every metric.
+
+A new backbone is one module with a :class:`~evalrun.metrics.features.base.FeatureExtractor`
+subclass plus a line here (see README, "Extending evalrun").
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from evalrun.errors import ConfigError
+
+# name -> "module:Class", imported on first use.
+EXTRACTORS: dict[str, str] = {
+    "inception": "evalrun.metrics.features.inception:InceptionV3",
+    "clip": "evalrun.metrics.features.clip:CLIPImageText",
+}
+
+_LOADED: dict[tuple, Any] = {}
+
+
+def extractor_class(name: str) -> type:
+    if name not in EXTRACTORS:
+        raise ConfigError(f"unknown feature extractor {name!r}; valid: {', '.join(sorted(EXTRACTORS))}")
+    module, cls = EXTRACTORS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def check_options(name: str, options: dict[str, Any], key: str) -> None:
+    """Refuse options the extractor does not take, naming the valid ones (before anything loads)."""
+    params = inspect.signature(extractor_class(name).__init__).parameters
+    allowed = [p for p in params if p not in ("self", "device")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key}: feature extractor {name!r} takes no option(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(allowed)}")
+
+
+def build_extractor(name: str, device: Any = "cpu", **options: Any):
+    """The extractor ``name`` with ``options``, loaded once per process (a sweep's jobs share it)."""
+    # ``key`` only names the config key in error messages: metrics that differ in it share the model.
+    key = (name, str(device), tuple(sorted((k, str(v)) for k, v in options.items() if k != "key")))
+    if key not in _LOADED:
+        _LOADED[key] = extractor_class(name)(device=device, **options)
+    return _LOADED[key]
+
+
+def clear_cache() -> None:
+    _LOADED.clear()

@@ -1,0 +1,92 @@
+"""The feature-extractor protocol: a backbone that turns uint8 images into named feature layers.
+
+An extractor declares what its features depend on (``identity``: name, weights sha256,
+preprocessing, layers and their dimensions, library versions) and reference caches and the
+per-run feature store key features by it, as torch-fidelity keys its caches by every
+factor. Importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from evalrun.hashing import stable_hash
+
+
+class FeatureExtractor(abc.ABC):
+    """uint8 (N, 3, H, W) images -> {layer: float32 (N, dim) array}."""
+
+    #: Registry name (``metrics.fd.feature_extractor=<name>``).
+    name: ClassVar[str]
+
+    def __init__(self, device: Any = "cpu", batch_size: int = 50) -> None:
+        import torch
+
+        from evalrun.errors import ConfigError
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"{self.name} feature extractor batch_size must be a positive integer, got {batch_size!r}")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    @property
+    @abc.abstractmethod
+    def layers(self) -> dict[str, int]:
+        """Feature layers this extractor gives, with their dimensions."""
+
+    @abc.abstractmethod
+    def preprocessing(self) -> dict[str, Any]:
+        """What happens to the uint8 pixels before the network: size, interpolation, antialias,
+        value range, normalisation."""
+
+    @abc.abstractmethod
+    def weights_identity(self) -> dict[str, Any]:
+        """Where the weights came from and their sha256 (per file, or of the loaded tensors)."""
+
+    @abc.abstractmethod
+    def _extract(self, images) -> dict[str, Any]:
+        """One chunk of at most ``batch_size`` images -> {layer: float32 tensor (n, dim)}."""
+
+    def versions(self) -> dict[str, str]:
+        """Library versions the features depend on."""
+        import torch
+
+        return {"torch": torch.__version__}
+
+    def identity(self) -> dict[str, Any]:
+        """Everything the features depend on: the key of reference caches and the feature store."""
+        return {"extractor": self.name, "weights": self.weights_identity(), "preprocessing": self.preprocessing(),
+                "layers": self.layers, "versions": self.versions(), "dtype": "float32"}
+
+    @property
+    def key(self) -> str:
+        """Short key of ``identity`` plus what moves float32 round-off (batch size, device type)."""
+        if not hasattr(self, "_key"):
+            self._key = stable_hash({**self.identity(), "batch_size": self.batch_size,
+                                     "device_type": self.device.type}, length=24)
+        return self._key
+
+    def extract(self, images) -> dict[str, Any]:
+        """Features of all ``images`` (uint8 (N, 3, H, W)), in chunks of ``batch_size``, as float32 numpy."""
+        import numpy as np
+        import torch
+
+        from evalrun.numerics import full_float32
+
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"{self.name} wants uint8 (N, 3, H, W) images, got {images.dtype} {tuple(images.shape)}")
+        out: dict[str, list] = {layer: [] for layer in self.layers}
+        with torch.no_grad(), full_float32():  # never TF32 in feature extraction
+            for start in range(0, len(images), self.batch_size):
+                feats = self._extract(images[start:start + self.batch_size].to(self.device))
+                for layer in out:
+                    out[layer].append(feats[layer].float().cpu().numpy())
+        return {layer: np.concatenate(v) if v else np.zeros((0, self.layers[layer]), np.float32)
+                for layer, v in out.items()}
+
+    def info(self) -> dict[str, Any]:
+        """Provenance written next to every number computed from these features."""
+        return {"feature_extractor": self.name, "feature_extractor_key": self.key,
+                "feature_extractor_weights": self.weights_identity(), "feature_preprocessing": self.preprocessing(),
+                "feature_batch_size": self.batch_size, "feature_device": str(self.device), "feature_dtype": "float32"}

@@ -1,0 +1,25 @@
+"""Numerics settings that change numbers: kept in one place so every extractor uses the same."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+@contextlib.contextmanager
+def full_float32():
+    """Run convolutions and matmuls in true float32 on GPUs: the default TF32 on Ampere+
+    (cudnn conv) changes features beyond float32 round-off, so a GPU-computed reference
+    cache would not match CPU features; results record float32. Feature extraction always
+    runs inside this, whatever the sampling options say about TF32."""
+    import torch
+
+    if not torch.cuda.is_available():
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -1,0 +1,85 @@
+"""Where a run's results are written: images.csv, per_image.csv, metrics.csv, grid.png and run.json.
+
+``run.json`` is written last and marks the run complete. It declares every result column
+(``columns``: direction, kind, format, what it depends on) and which config columns follow the
+seed (``seed_columns``), so the summary and the report read what a column is instead of
+guessing from its name.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from evalrun.config import to_plain
+from evalrun.results import RUN_FILE, environment, library_versions, write_csv, write_json
+
+log = logging.getLogger("evalrun")
+
+
+def declared_columns(plan: Any, metric_settings: dict[str, dict[str, Any]]) -> tuple[dict, list[str]]:
+    """(column -> declaration) of every metric output, and the config columns that follow the seed."""
+    columns, seed_columns = {}, []
+    for name, metric in plan.metrics.items():
+        depends = [f"{name}.{k}" for k in metric_settings[name]]
+        for output in type(metric).outputs:
+            columns[output.column] = output.describe(name, depends)
+        seed_columns += [f"{name}.{k}" for k in type(metric).seed_settings if metric_settings[name].get(k) is not None]
+    return columns, seed_columns
+
+
+def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], results: dict, scorer: Any, stream: Any,
+              store: Any, *, model: dict, scheduler_config: dict, device: Any, run_key: str, generation_key: str,
+              seconds: dict[str, float]) -> dict[str, Any]:
+    import pandas as pd
+
+    rows = pd.DataFrame(scorer.rows)
+    write_csv(rows.drop(columns=["reused"], errors="ignore"), run_dir / "images.csv")
+    per_image = rows.drop(columns=["reused"], errors="ignore")
+    for result in results.values():
+        for col, values in result.per_image.items():
+            per_image[col] = values
+    write_csv(per_image, run_dir / "per_image.csv")
+
+    settings = {name: metric.settings() for name, metric in plan.metrics.items()}
+    columns = {**columns, **{f"{name}.{k}": v for name, s in settings.items() for k, v in s.items()}}
+    values = {k: v for r in results.values() for k, v in r.values.items()}
+    declared, seed_columns = declared_columns(plan, settings)
+    undeclared = sorted(set(values) - set(declared))
+    if undeclared:
+        raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input
+    flags = rows["degenerate"].fillna("").astype(str) if len(rows) else pd.Series([], dtype=str)
+    summary = {**columns, **values, "n_images": len(rows), "n_degenerate": int((flags != "").sum())}
+    write_csv(pd.DataFrame([summary]), run_dir / "metrics.csv")
+    if scorer.grid is not None:
+        scorer.grid.render().save(run_dir / "grid.png")
+
+    smoke = bool(model.get("random_weights"))
+    record = {
+        "status": "complete", "run_key": run_key, "generation_key": generation_key,
+        "config_columns": list(columns), "metric_columns": list(values), "columns": declared,
+        "seed_columns": seed_columns,
+        "higher_is_better": {c: d["direction"] == "higher" for c, d in declared.items() if d["direction"]},
+        "values": values,
+        "provenance": {
+            "model": to_plain(cfg.model), "model_weights": {k: model.get(k) for k in ("source", "snapshot", "weights_sha256")},
+            "smoke_model_random_weights": smoke,
+            "scheduler_config": scheduler_config, "dtype": columns["dtype"], "device": str(device),
+            "environment": environment(device), "batch_size": int(cfg.batch_size), "n_images": len(rows),
+            "n_prompts": rows["prompt_index"].nunique() if len(rows) else 0,
+            "images": {"sampled": stream.sampled, "reused": stream.reused, "repaired": stream.repaired},
+            "features": {"extracted": store.extracted, "reused": store.reused},
+            "image_format": "PNG (uint8, rounded as diffusers' numpy_to_pil); metrics score these pixels",
+            "generator": "one CPU torch.Generator per image, seeded from (seed, prompt_id, image_index)",
+            "scoring": f"chunks of {scorer.chunk} images in run order",
+            "metrics": {name: r.info for name, r in results.items()}, "versions": library_versions(),
+            "seconds": seconds,
+        },
+        "config": to_plain(cfg),
+    }
+    write_json(record, run_dir / RUN_FILE)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+    log.info("run complete%s: %s -> %s", " (SMOKE MODEL, random weights: numbers mean nothing)" if smoke else "",
+             ", ".join(f"{k}={v}" for k, v in shown.items()) or "images only (no metrics)", run_dir)
+    return record

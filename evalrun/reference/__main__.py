@@ -1,0 +1,97 @@
+"""``python -m evalrun.reference``: list cached reference features, export FID statistics.
+
+    python -m evalrun.reference list
+    python -m evalrun.reference export --kind folder --path DIR [--resize 256 --center-crop] OUT.npz
+    python -m evalrun.reference export --key KEY OUT.npz     # a cached entry, as listed
+
+Exporting from a source computes (or finds in the cache) the Inception pool3 statistics
+exactly as the ``fid`` metric does, so the .npz gives the same FID as the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from evalrun.errors import EvalrunError
+
+
+def _list(args) -> int:
+    from evalrun.reference.cache import cache_root
+
+    root = cache_root(args.cache_dir)
+    for meta_path in sorted(root.glob("*/meta.json")):
+        meta = json.loads(meta_path.read_text())
+        ext = meta.get("extractor", {})
+        weights = ext.get("weights", {})
+        digest = weights.get("sha256") or weights.get("tensors_sha256") or "files"
+        print(f"{meta_path.parent.name}  n={meta.get('n')}  {meta.get('reference')}  {ext.get('extractor')}  "
+              f"layers={','.join(ext.get('layers', {}))}  weights={str(digest)[:12]}  skipped={len(meta.get('skipped', []))}")
+    return 0
+
+
+def _export(args) -> int:
+    from evalrun.metrics.functional.fid import GaussianStats
+    from evalrun.reference.cache import Reference, cache_root
+    from evalrun.reference.npz import save_npz
+    from evalrun.reference.spec import ReferenceSpec
+
+    if args.key:
+        entry = cache_root(args.cache_dir) / args.key
+        if not (entry / "meta.json").exists():
+            raise EvalrunError(f"no cached reference {args.key!r} under {entry.parent}; see `python -m evalrun.reference list`")
+        meta = json.loads((entry / "meta.json").read_text())
+        if not (entry / "features_2048.npy").exists():
+            raise EvalrunError(f"cached reference {args.key!r} holds {meta.get('extractor', {}).get('extractor')} "
+                               f"features, not Inception pool3: FID statistics need those")
+        stats = GaussianStats.from_features(np.load(entry / "features_2048.npy"))
+        meta = {**meta, "layer": "2048"}
+    else:
+        from evalrun.metrics.features import build_extractor
+
+        cfg = {"kind": args.kind, "path": args.path, "split": args.split, "image_column": args.image_column,
+               "center_crop": args.center_crop, "resize": args.resize, "limit": args.limit}
+        spec = ReferenceSpec.from_config(cfg, "export")
+        extractor = build_extractor("inception", args.device, path=args.weights, batch_size=args.batch_size,
+                                    weights_sha256=args.weights_sha256, key="--weights")
+        stats, info = Reference(spec, args.cache_dir).stats(extractor, "2048", "export")
+        meta = {**info, "extractor": extractor.identity(), "layer": "2048"}
+    save_npz(args.out, stats, meta)
+    print(f"wrote {args.out} (n={stats.n}, dim={len(stats.mu)})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evalrun.reference",
+                                     description="List cached reference features; export FID statistics (mu, sigma) to .npz.")
+    parser.add_argument("--cache-dir", default=None, help="evalrun cache (default $EVALRUN_CACHE)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="cached reference features")
+    exp = sub.add_parser("export", help="write FID statistics (mu, sigma) to an .npz")
+    exp.add_argument("out")
+    exp.add_argument("--key", help="a cached entry (from `list`) instead of a source")
+    exp.add_argument("--kind", choices=["folder", "dataset"], default="folder")
+    exp.add_argument("--path")
+    exp.add_argument("--split", default="train")
+    exp.add_argument("--image-column", default="image")
+    exp.add_argument("--center-crop", nargs="?", const=True, default=False,
+                     type=lambda v: v if v is True else int(v), help="largest centred square, or this size")
+    exp.add_argument("--resize", type=int, default=None)
+    exp.add_argument("--limit", type=int, default=None)
+    exp.add_argument("--weights", default=None, help="Inception weights file (default: download torch-fidelity's)")
+    exp.add_argument("--weights-sha256", default="official", help="official (default), any, or a sha256")
+    exp.add_argument("--device", default="cpu")
+    exp.add_argument("--batch-size", type=int, default=50)
+    args = parser.parse_args(argv)
+    try:
+        return _list(args) if args.command == "list" else _export(args)
+    except EvalrunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Reference features, computed once per (images' content, selection, preprocessing, extractor).
+
+The cache key is built from everything that changes the features: the images' content (sha256
+of each selected file, or the dataset's fingerprint), the selection (limit, shuffle_seed), the
+preprocessing and the extractor's identity (name, weights sha256, preprocessing, layers,
+library versions). Not the path: a copy of the same folder hits the same entry. Not the
+device: CPU and GPU features differ only at float32 round-off. So a sweep computes them once,
+and a lock file stops parallel jobs from computing them side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalrun.errors import EvalrunError
+from evalrun.reference import images as ref_images
+from evalrun.reference.npz import load_npz, save_npz
+from evalrun.reference.spec import ReferenceSpec
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 2
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    from evalrun.paths import cache_dir as default_cache
+
+    return default_cache(cache_dir) / "reference"
+
+
+def _file_sha256(path: Path, manifest: dict[str, list]) -> str:
+    """sha256 of a file, reused from ``manifest`` while its size and mtime are unchanged."""
+    st = path.stat()
+    entry = manifest.get(str(path))
+    if entry and entry[:2] == [st.st_size, st.st_mtime_ns]:
+        return entry[2]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest[str(path)] = [st.st_size, st.st_mtime_ns, digest]
+    return digest
+
+
+def source_fingerprint(spec: ReferenceSpec, root: Path) -> dict[str, Any]:
+    """What identifies the selected images' content (never their location)."""
+    if spec.kind == "folder":
+        from evalrun.results import atomic_write_text
+
+        files = ref_images.folder_files(spec)
+        name = hashlib.sha256(str(Path(spec.path).resolve()).encode()).hexdigest()[:32]
+        manifest_path = root / "manifests" / f"{name}.json"
+        try:
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        except ValueError:
+            manifest = {}
+        hashes = [_file_sha256(p, manifest) for p in files]
+        atomic_write_text(manifest_path, json.dumps(manifest))
+        return {"kind": "folder", "n": len(files), "content_sha256": hashlib.sha256("\n".join(hashes).encode()).hexdigest()}
+    ds = ref_images.load_dataset(spec)
+    return {"kind": "dataset", "n": len(ds), "fingerprint": ds._fingerprint, "path": spec.path, "name": spec.name,
+            "split": spec.split, "revision": spec.revision, "image_column": spec.image_column}
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            import fcntl
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # no flock (Windows): parallel jobs may compute twice, never corrupt
+            pass
+        yield
+
+
+class Reference:
+    """A run's reference set; features and statistics per extractor, from the cache or computed once."""
+
+    def __init__(self, spec: ReferenceSpec, cache_dir: str | os.PathLike | None = None) -> None:
+        self.spec = spec
+        self.root = cache_root(cache_dir)
+        self._entries: dict[str, tuple[Path, dict[str, Any]]] = {}
+
+    def entry(self, extractor) -> tuple[Path, dict[str, Any]]:
+        """The cache entry directory for (images, extractor), computing its features if absent."""
+        if extractor.key in self._entries:
+            return self._entries[extractor.key]
+        spec = self.spec
+        desc = {"version": CACHE_VERSION, "source": source_fingerprint(spec, self.root),
+                "preprocessing": spec.preprocessing(), "selection": {"limit": spec.limit, "shuffle_seed": spec.shuffle_seed},
+                "extractor": extractor.identity()}
+        key = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
+        entry, status = self.root / key[:32], "hit"
+        with _lock(self.root / "locks" / f"{key[:32]}.lock"):
+            if not (entry / "meta.json").exists():
+                status = "computed"
+                log.info("reference features: %s with %s (computed once, then cached under %s)",
+                         spec.describe(), extractor.name, self.root)
+                self._compute(entry, desc, key, extractor)
+        meta = json.loads((entry / "meta.json").read_text())
+        info = {"reference": spec.describe(), "reference_n": meta["n"], "reference_cache_key": key[:32],
+                "reference_cache": status, "reference_preprocessing": spec.preprocessing(),
+                "reference_skipped": len(meta.get("skipped", [])), "reference_skipped_files": meta.get("skipped", [])}
+        self._entries[extractor.key] = (entry, info)
+        return entry, info
+
+    def _compute(self, entry: Path, desc: dict, key: str, extractor) -> None:
+        skipped: list[str] = []
+        parts = [extractor.extract(b) for b in ref_images.batches(ref_images.iter_images(self.spec, skipped),
+                                                                  extractor.batch_size)]
+        if not parts:
+            raise EvalrunError(f"reference {self.spec.describe()}: no readable images")
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=key[:32] + ".partial."))
+        try:
+            for layer in extractor.layers:
+                np.save(tmp / f"features_{layer}.npy", np.concatenate([p[layer] for p in parts]).astype(np.float32))
+            n = sum(len(next(iter(p.values()))) for p in parts)
+            meta = {**desc, "key": key, "reference": self.spec.describe(), "n": n, "skipped": skipped,
+                    "batch_size": extractor.batch_size}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            shutil.rmtree(entry, ignore_errors=True)
+            os.replace(tmp, entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def features(self, extractor, layer: str, metric: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reference features of ``layer`` (computed once, then read from the cache) and their info."""
+        self.spec.require_images(metric)
+        entry, info = self.entry(extractor)
+        return np.load(entry / f"features_{layer}.npy"), info
+
+    def stats(self, extractor, layer: str, metric: str) -> tuple[Any, dict[str, Any]]:
+        """Gaussian statistics (FID) of the reference: from an .npz, or from cached features."""
+        from evalrun.metrics.functional.fid import GaussianStats
+
+        if self.spec.kind == "npz":
+            stats, meta = load_npz(self.spec.path)
+            info: dict[str, Any] = {"reference": self.spec.describe(), "reference_n": stats.n,
+                                    "reference_npz_meta": meta or None}
+            if meta:
+                info["reference_extractor_matches"] = meta.get("extractor") == extractor.identity() and \
+                    meta.get("layer", layer) == layer
+            else:
+                info["reference_warning"] = (f"{self.spec.path} has only mu and sigma: its sample count and feature "
+                                             f"extractor cannot be checked; make sure it holds {extractor.name} "
+                                             f"{layer} statistics of enough images")
+                log.warning(info["reference_warning"])
+            return stats, info
+        entry, info = self.entry(extractor)
+        path = entry / f"stats_{layer}.npz"
+        if path.exists():
+            return load_npz(path)[0], info
+        stats = GaussianStats.from_features(np.load(entry / f"features_{layer}.npy"))
+        save_npz(path, stats, {**json.loads((entry / "meta.json").read_text()), "layer": layer})
+        return stats, info

@@ -1,0 +1,80 @@
+"""What a reference is: a folder of images, a ``datasets`` split, or an ``.npz`` of statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from evalrun.errors import ConfigError, EvalrunError
+
+KINDS = ("none", "folder", "dataset", "npz")
+HINT = ("set reference=folder reference.path=DIR (or reference=dataset reference.path=NAME_OR_DIR, "
+        "or reference=npz reference.path=stats.npz)")
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    kind: str
+    path: str | None = None
+    name: str | None = None          # dataset config name
+    split: str = "train"
+    image_column: str = "image"
+    revision: str | None = None
+    center_crop: bool | int = False  # True: largest centred square; int: that square size
+    resize: int | tuple[int, int] | None = None  # int: square; [height, width]
+    limit: int | None = None         # first N images, or N drawn with shuffle_seed
+    shuffle_seed: int | None = None
+    strict: bool = False             # refuse (rather than skip with a warning) unreadable images
+
+    @classmethod
+    def from_config(cls, cfg: Any, metric: str) -> "ReferenceSpec":
+        """Validate the ``reference`` config group (no files are read here beyond existence checks)."""
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        cfg = dict(cfg or {})
+        if cfg.get("kind", "none") in (None, "none"):
+            raise ConfigError(f"{metric} needs a reference: {HINT}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(cfg) - set(valid))
+        if unknown:
+            raise ConfigError(f"reference has no key(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        if cfg["kind"] not in KINDS:
+            raise ConfigError(f"reference.kind={cfg['kind']!r}; valid: {', '.join(KINDS)}")
+        if not cfg.get("path") or cfg.get("path") == "???":
+            raise ConfigError(f"reference.path is not set: {HINT}")
+        resize = cfg.get("resize")
+        if isinstance(resize, (list, tuple)):
+            resize = tuple(int(v) for v in resize)
+            if len(resize) != 2:
+                raise ConfigError(f"reference.resize must be an int or [height, width], got {list(resize)}")
+        elif resize is not None:
+            resize = int(resize)
+        for key in ("limit", "center_crop"):
+            value = cfg.get(key)
+            if value is not None and not isinstance(value, bool) and int(value) < 1:
+                raise ConfigError(f"reference.{key} must be >= 1, got {value}")
+        path = Path(str(cfg["path"])).expanduser()
+        if cfg["kind"] == "folder" and not path.is_dir():
+            raise ConfigError(f"reference.path={cfg['path']}: not a directory of images")
+        if cfg["kind"] == "npz" and not path.is_file():
+            raise ConfigError(f"reference.path={cfg['path']}: no such .npz file")
+        return cls(**{**cfg, "path": str(cfg["path"]), "resize": resize})
+
+    def describe(self) -> str:
+        extra = f"[{self.split}]" if self.kind == "dataset" else ""
+        return f"{self.kind}:{self.path}{extra}"
+
+    def preprocessing(self) -> dict[str, Any]:
+        import PIL  # its version decides JPEG decoding and the bicubic kernel, so it is part of the key
+
+        return {"convert": "PIL Image.convert('RGB') (alpha dropped)", "center_crop": self.center_crop,
+                "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
+                "resize_filter": "PIL bicubic (antialiased), uint8" if self.resize else None, "pillow": PIL.__version__}
+
+    def require_images(self, metric: str) -> None:
+        if self.kind == "npz":
+            raise EvalrunError(f"reference {self.describe()} holds only statistics; {metric} needs reference images: "
+                               f"set reference=folder reference.path=DIR or reference=dataset reference.path=NAME")

@@ -1,0 +1,144 @@
+"""A sweep as the report reads it: the complete runs of one or more sweep dirs, and what their
+``run.json`` files declare about each column (direction, kind, what it depends on, which
+config columns follow the seed). Nothing here guesses a column's meaning from its name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from evalrun.errors import EvalrunError
+
+log = logging.getLogger(__name__)
+
+
+def same_partition(a: pd.Series, b: pd.Series) -> bool:
+    """True when ``a`` and ``b`` group the rows identically (e.g. ``scheduler`` and ``scheduler_class``)."""
+    a, b = a.astype(str), b.astype(str)
+    return bool(a.groupby(b).nunique().max() == 1 and b.groupby(a).nunique().max() == 1)
+
+
+def varying_keys(runs: pd.DataFrame, config_columns: Sequence[str], seed_columns: Sequence[str]) -> list[str]:
+    """Config columns that vary across runs, leaving out the seed, the settings declared to follow it,
+    and columns that only rename an earlier key (``scheduler_class`` beside ``scheduler``)."""
+    keys: list[str] = []
+    for col in config_columns:
+        if col in seed_columns or col not in runs or runs[col].astype(str).nunique() < 2:
+            continue
+        if not any(same_partition(runs[col], runs[k]) for k in keys):
+            keys.append(col)
+    return keys
+
+
+def value_text(value: Any) -> str:
+    """A config value as a label: ``2`` not ``2.0``, ``–`` for missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass
+class Sweep:
+    """The complete runs of one or more sweep dirs, and what the runs say about their columns."""
+
+    runs: pd.DataFrame
+    config_columns: list[str]
+    metric_columns: list[str]
+    columns: dict[str, dict[str, Any]]   # metric column -> its declaration in run.json
+    seed_columns: list[str]
+    keys: list[str]
+    sweep_dirs: list[Path]
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    smoke: list[str] = field(default_factory=list)
+    _per_image: pd.DataFrame | None = field(default=None, repr=False)
+
+    def declared(self, metric: str) -> dict[str, Any]:
+        """A metric column's declaration; an undeclared column is a score of unknown direction."""
+        return self.columns.get(metric, {"kind": "score", "direction": None, "depends_on": []})
+
+    def direction(self, metric: str) -> bool | None:
+        """True (higher is better) / False (lower) as declared; None for spreads, counts and unknown columns."""
+        direction = self.declared(metric).get("direction")
+        return None if direction is None else direction == "higher"
+
+    @property
+    def scores(self) -> list[str]:
+        """Score columns (as declared) with at least one value; spreads, bounds and counts left out."""
+        return [m for m in self.metric_columns if m in self.runs and self.declared(m).get("kind", "score") == "score"
+                and pd.to_numeric(self.runs[m], errors="coerce").notna().any()]
+
+    @property
+    def row_keys(self) -> list[str]:
+        """The keys that tell configurations apart; a constant label column when only seeds vary."""
+        if self.keys:
+            return list(self.keys)
+        return [next((c for c in ("model", "scheduler") if c in self.runs), self.config_columns[0])]
+
+    def constants(self) -> dict[str, str]:
+        """Config columns with one value across all runs (model, CLIP model, resolution...)."""
+        return {c: value_text(self.runs[c].iloc[0]) for c in self.config_columns
+                if c in self.runs and c not in self.seed_columns and self.runs[c].astype(str).nunique() == 1}
+
+    def settings_note(self, metrics: Iterable[str]) -> str:
+        """The constant settings of ``metrics`` (``clip_score.clip_model=...``), for table captions."""
+        consts = self.constants()
+        parts = [f"{c}={consts[c]}" for m in metrics for c in self.declared(m).get("depends_on", []) if c in consts]
+        return "; ".join(dict.fromkeys(parts))
+
+    def per_image(self) -> pd.DataFrame:
+        """Every run's ``per_image.csv`` with ``run_dir`` and the sweep keys added (read once)."""
+        if self._per_image is None:
+            frames = []
+            for run_dir in self.runs["run_dir"]:
+                path = Path(run_dir) / "per_image.csv"
+                if path.exists():
+                    frame = pd.read_csv(path, dtype={"prompt_id": str, "prompt": str, "category": str, "challenge": str})
+                    frames.append(frame.drop(columns=[k for k in self.keys if k in frame]).assign(run_dir=run_dir))
+            if not frames:
+                self._per_image = pd.DataFrame(columns=["run_dir"])
+            else:
+                merged = pd.concat(frames, ignore_index=True)
+                self._per_image = merged.merge(self.runs[["run_dir", *self.keys]], on="run_dir", how="left")
+        return self._per_image
+
+    def per_image_metrics(self) -> list[str]:
+        """Score metrics that also have one value per image (paired by prompt and seed)."""
+        frame = self.per_image()
+        return [m for m in self.scores if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
+
+
+def load_sweep(sweep_dirs: Sequence[Path | str]) -> Sweep:
+    """Complete runs under ``sweep_dirs`` (merged); a run found twice counts once."""
+    from evalrun.runs import load_runs
+
+    dirs = [Path(d) for d in sweep_dirs]
+    for d in dirs:
+        if not d.is_dir():
+            raise EvalrunError(f"sweep dir {d} does not exist")
+    runs = load_runs(dirs)
+    attrs = dict(runs.attrs)
+    if runs.empty:
+        raise EvalrunError(f"no complete runs (run.json + metrics.csv) under {', '.join(map(str, dirs))}")
+    runs = runs.drop_duplicates(subset="run_dir").reset_index(drop=True)
+    config_columns = [c for c in attrs["config_columns"] if c in runs]
+    same = runs.duplicated(subset=config_columns, keep="first")
+    if same.any():
+        log.warning("%d run(s) repeat the config and seed of an earlier one and are counted once: %s",
+                    int(same.sum()), ", ".join(runs.loc[same, "run_dir"]))
+        runs = runs[~same].reset_index(drop=True)
+    if attrs.get("missing"):
+        log.warning("%d job dir(s) have no complete run and are left out: %s",
+                    len(attrs["missing"]), ", ".join(attrs["missing"]))
+    seeds = [c for c in attrs["seed_columns"] if c in runs]
+    return Sweep(runs=runs, config_columns=config_columns, metric_columns=[m for m in attrs["metric_columns"] if m in runs],
+                 columns=dict(attrs["columns"]), seed_columns=seeds, keys=varying_keys(runs, config_columns, seeds),
+                 sweep_dirs=dirs, missing=list(attrs["missing"]), failed=dict(attrs["failed"]),
+                 smoke=list(attrs["smoke"]))

@@ -1,0 +1,67 @@
+"""Where an image is scored: the stream of images is cut into chunks of 64 in run order, and each
+chunk goes to every metric as soon as it exists, then is dropped.
+
+Set metrics keep their sufficient statistics or features, per-image metrics their values, the
+grid only the images it draws: memory stays flat in the number of images. Chunks are fixed in
+size and order, so every number is the same whatever the generation batch size, and the
+feature store can recognise a chunk it has seen before (after a kill, or in another run).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from evalrun.errors import EvalrunError
+from evalrun.metrics.base import ImageBatch, MetricResult
+from evalrun.metrics.features.store import CHUNK
+
+log = logging.getLogger(__name__)
+
+
+class StreamScorer:
+    def __init__(self, metrics: dict[str, Any], store: Any, grid: Any, seed: int, chunk: int = CHUNK) -> None:
+        self.metrics, self.store, self.grid, self.seed, self.chunk = metrics, store, grid, seed, chunk
+        self._buffer: list = []
+        self.rows: list[dict[str, Any]] = []  # one per image: what images.csv records
+        self.n = 0
+
+    def add(self, produced) -> None:
+        """One image (a ``generate.Produced``), in run order."""
+        job = produced.job
+        self.rows.append({"image_id": job.image_id, "path": f"images/{job.image_id}.png",
+                          "prompt_index": job.prompt_index, **record_columns(job.record), "seed": self.seed,
+                          "image_index": job.image_index, "generator_seed": job.generator_seed,
+                          "degenerate": produced.flag, "pixels": produced.digest, "reused": produced.reused})
+        if self.grid is not None:
+            self.grid.add(produced.index, produced.image)
+        self._buffer.append(produced)
+        if len(self._buffer) == self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        import numpy as np
+        import torch
+
+        chunk, self._buffer = self._buffer, []
+        if self.metrics:
+            shapes = {p.image.shape for p in chunk}
+            if len(shapes) > 1:
+                raise EvalrunError(f"images of one run differ in size ({sorted(shapes)}); metrics need one size per run")
+            pixels = torch.from_numpy(np.stack([p.image for p in chunk])).permute(0, 3, 1, 2).contiguous()
+            records = [{**p.job.record, "seed": self.seed, "image_index": p.job.image_index} for p in chunk]
+            batch = ImageBatch(pixels, records, hashes=[p.digest for p in chunk], start=self.n)
+            for metric in self.metrics.values():
+                metric.update(batch)
+        self.n += len(chunk)
+
+    def finish(self) -> dict[str, MetricResult]:
+        self.flush()
+        return {name: metric.compute() for name, metric in self.metrics.items()}
+
+
+def record_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """Scalar fields of a prompt record (tensors such as input images stay out of CSVs)."""
+    return {k: v for k, v in record.items() if isinstance(v, (str, int, float, bool)) or v is None}

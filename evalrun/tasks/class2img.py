@@ -1,0 +1,75 @@
+"""Class-conditional generation (DiT): ImageNet class words, N random classes, or all classes.
+
+Class words are mapped to label ids with the pipeline's own ``get_label_ids`` once it is
+loaded; random/all classes are ids from the start. A class's prompt id is its class id, so
+a class gets the same noise whichever subset of classes a run uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evalrun.errors import ConfigError, EvalrunError
+from evalrun.tasks.base import Task, non_negative_number
+
+
+def class_records(cfg: Any) -> list[dict[str, Any]]:
+    """Prompt source ``classes``: words now; random/all classes as ids (words looked up once loaded)."""
+    from omegaconf import OmegaConf
+
+    words = OmegaConf.to_container(cfg.words) if cfg.get("words") is not None else None
+    n_random, all_classes = cfg.get("random"), bool(cfg.get("all"))
+    if sum([bool(words), n_random is not None, all_classes]) != 1:
+        raise ConfigError("prompts=classes needs exactly one of prompts.words=[...], prompts.random=N or prompts.all=true")
+    if words:  # prompt_id becomes the class id once the pipeline maps the word
+        return [{"prompt_id": i, "prompt": str(w), "category": None, "challenge": None} for i, w in enumerate(words)]
+    num_classes = int(cfg.get("num_classes") or 1000)
+    if all_classes:
+        ids = list(range(num_classes))
+    else:
+        if isinstance(n_random, bool) or not isinstance(n_random, int) or not 1 <= n_random <= num_classes:
+            raise ConfigError(f"prompts.random must be an integer in 1..{num_classes}, got {n_random!r}")
+        ids = sorted(np.random.default_rng(int(cfg.get("random_seed") or 0)).choice(num_classes, n_random, replace=False))
+    return [{"prompt_id": int(i), "prompt": None, "class_id": int(i), "category": None, "challenge": None} for i in ids]
+
+
+class ClassToImage(Task):
+    name = "class2img"
+    knobs = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale"}
+    prompt_sources = ("classes",)
+    prompt_hint = "ImageNet classes (prompts=classes)"
+
+    def validate(self, cfg: Any) -> None:
+        super().validate(cfg)
+        non_negative_number(cfg, "guidance_scale")
+
+    def prepare(self, pipeline: Any, records: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
+        """Map words to ids with the loaded pipeline's ``get_label_ids`` and ids back to a readable word."""
+        pipe = pipeline.get()
+        labels: dict[str, int] = getattr(pipe, "labels", {}) or {}
+        first_word: dict[int, str] = {}
+        for word, idx in labels.items():
+            first_word.setdefault(idx, word)
+        out = []
+        for rec in records:
+            rec = dict(rec)
+            if rec.get("class_id") is None:
+                try:
+                    rec["class_id"] = int(pipe.get_label_ids([rec["prompt"]])[0])
+                    # Like random/all classes: the class id is the prompt id, so a class keeps its
+                    # noise (and per-image pairing) whatever other words a run lists.
+                    rec["prompt_id"] = rec["class_id"]
+                except ValueError:
+                    close = [w for w in labels if rec["prompt"].lower() in w.lower()][:10]
+                    raise EvalrunError(f"{rec['prompt']!r} is not a class word of this model"
+                                       f"{'; did you mean: ' + ', '.join(close) if close else ''} "
+                                       f"(the words are those of the checkpoint's id2label)") from None
+            if rec.get("prompt") is None:
+                rec["prompt"] = first_word.get(rec["class_id"], f"class {rec['class_id']}")
+            out.append(rec)
+        return out
+
+    def inputs(self, pipe: Any, jobs: list) -> dict[str, Any]:
+        return {"class_labels": [int(j.record["class_id"]) for j in jobs]}

@@ -1,0 +1,73 @@
+"""Tiny random-weight models for offline smoke runs and tests.
+
+A name such as ``evalrun/tiny-sd`` looks like a hub id but is served from the evalrun
+cache: the first use builds the model from configs (seeded, so every machine gets the same
+weights), saves it with ``save_pretrained`` and from then on it loads through exactly the
+same ``from_pretrained`` code as a real checkpoint. Numbers computed with these models mean
+nothing: they exist so the whole flow can be exercised without a GPU or a network. Each
+built folder carries :data:`MARKER`, and a run is flagged as a smoke run when the folder it
+actually loaded has it (not because of a preset's name).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_PREFIX = "evalrun/tiny-"
+MARKER = "EVALRUN_RANDOM_WEIGHTS"
+
+# name -> "module:function" building the model into a directory; imported on first use, so
+# every tiny name resolves whichever modules a process happened to import before.
+BUILDERS: dict[str, str] = {
+    "evalrun/tiny-sd": "evalrun.tiny.sd:build_tiny_sd",
+    "evalrun/tiny-pix2pix": "evalrun.tiny.sd:build_tiny_pix2pix",
+    "evalrun/tiny-clip": "evalrun.tiny.sd:build_tiny_clip",
+    "evalrun/tiny-dit": "evalrun.tiny.unet:build_tiny_dit",
+    "evalrun/tiny-ddpm": "evalrun.tiny.unet:build_tiny_ddpm",
+    "evalrun/tiny-inception": "evalrun.metrics.features.inception:build_tiny_inception",
+}
+
+
+def is_tiny(name: str | os.PathLike | None) -> bool:
+    return str(name).startswith(TINY_PREFIX)
+
+
+def is_random_weights(local_dir: str | os.PathLike) -> bool:
+    """Whether a local model folder was built by a tiny builder (random weights)."""
+    return (Path(local_dir) / MARKER).exists()
+
+
+def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """Map ``evalrun/tiny-*`` names to a local directory, building it once; pass others through."""
+    from evalrun.errors import ConfigError
+    from evalrun.paths import cache_dir as default_cache
+
+    name = str(name_or_path)
+    if not is_tiny(name):
+        return name
+    if name not in BUILDERS:
+        raise ConfigError(f"unknown tiny model {name!r}; known: {', '.join(sorted(BUILDERS))}")
+    target = default_cache(cache_dir) / name.replace("/", "--")
+    if (target / MARKER).exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build into a temp dir and rename, so an interrupted build never leaves a half model behind
+    # (a later run removes such leftovers: see ``clean_partial_builds``).
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial.", dir=target.parent))
+    try:
+        module, func = BUILDERS[name].split(":")
+        getattr(importlib.import_module(module), func)(tmp)
+        (tmp / MARKER).write_text(f"random weights, built by {BUILDERS[name]}; numbers computed with them mean nothing\n")
+        shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is a broken leftover
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
