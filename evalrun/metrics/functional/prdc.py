@@ -31,8 +31,8 @@ Memory: the N x M matrix is never held. The real-real and fake-fake k-NN radii t
 and coverage per real row and accumulates, per fake column, the count of real balls that
 hold it (precision and density). Peak memory is ``block * max(N, M)`` float64 values
 (``block`` defaults to fit 2**25 values, 256 MiB: 671 rows at 50k). Cost for N = M = 50k,
-D = 2048: three N x N x D matrix products, about 3e13 flops, minutes on a CPU, seconds on a
-GPU (pass ``device="cuda"``).
+D = 2048: three N x N x D float64 matrix products, 3e13 flops: 5k x 5k took 7 s on this
+2-core CPU, so 50k x 50k takes about 12 minutes there; on a GPU pass ``device="cuda"``.
 """
 
 from __future__ import annotations
