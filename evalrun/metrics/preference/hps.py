@@ -28,7 +28,9 @@ its source are recorded in ``info()``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,17 @@ def _require_open_clip():
     except ImportError:
         raise EvalrunError("HPSv2 needs open_clip_torch, which is not installed: pip install 'evalrun[hps]'") from None
     return open_clip
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """open_clip warns on the root logger that no pretrained weights were loaded: evalrun loads them next."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def hps_preprocess(images: torch.Tensor, size: int, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
@@ -163,6 +176,10 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
     open_clip = _require_open_clip()
     device = torch.device(device)
     weights, checkpoint = _weights_path(path_or_id, key)
+    state = load_weights(weights, "the HPSv2 checkpoint")  # before building: a bad file fails in seconds
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # HPSv2's layout; a .safetensors holds the state dict itself
+    state = tensors_only(state, "the HPSv2 checkpoint", weights)
     beside = weights.parent / CONFIG_NAME
     if architecture is None:
         arch, source = (f"local-dir:{weights.parent}", f"{beside}") if beside.is_file() \
@@ -172,15 +189,12 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
     else:
         arch, source = architecture, "architecture argument"
     try:
-        model = open_clip.create_model(arch, pretrained=None, load_weights=False, precision="fp32", device="cpu",
-                                       output_dict=True)
+        with _quiet_root_logger():
+            model = open_clip.create_model(arch, pretrained=None, load_weights=False, precision="fp32", device="cpu",
+                                           output_dict=True)
         tokenizer = open_clip.get_tokenizer(arch)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         raise EvalrunError(f"could not build open_clip architecture {arch!r} for HPSv2: {exc}") from None
-    state = load_weights(weights, "the HPSv2 checkpoint")
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]  # HPSv2's layout; a .safetensors holds the state dict itself
-    state = tensors_only(state, "the HPSv2 checkpoint", weights)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise EvalrunError(
@@ -215,7 +229,8 @@ def build_tiny_hps(target: Path) -> None:
     config = tiny_config()
     (target / CONFIG_NAME).write_text(json.dumps(config, indent=1))
     torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{target}", pretrained=None, load_weights=False, output_dict=True)
+    with _quiet_root_logger():
+        model = open_clip.create_model(f"local-dir:{target}", pretrained=None, load_weights=False, output_dict=True)
     with torch.no_grad():  # spread the random embeddings so scores differ visibly between images
         model.visual.proj.mul_(4.0)
     torch.save({"state_dict": model.state_dict()}, target / FILENAME)

@@ -318,9 +318,12 @@ def load_image_reward(path_or_id: str = REPO, device: torch.device | str = "cpu"
     tok_dir = resolve_dir_or_file(tokenizer)
     tok = load_tokenizer(str(tok_dir) if tok_dir is not None else tokenizer, tokenizer, tokenizer_key)
     if len(tok) != net.text.config.vocab_size:
-        raise EvalrunError(f"ImageReward: the tokenizer {tokenizer!r} has {len(tok)} tokens with [DEC] and [ENC], "
-                           f"the checkpoint's vocabulary {net.text.config.vocab_size}; set {tokenizer_key} to "
-                           f"bert-base-uncased")
+        # transformers 5 builds an empty BertTokenizer when it finds no vocab.txt offline, so a
+        # missing download shows up here rather than as a loading error.
+        raise missing_error("ImageReward's BERT tokenizer", str(tokenizer), f"hf download {TOKENIZER} vocab.txt "
+                            f"tokenizer_config.json --local-dir DIR", tokenizer_key,
+                            f"it has {len(tok)} tokens with [DEC] and [ENC], the checkpoint's vocabulary "
+                            f"{net.text.config.vocab_size} (no vocab.txt found, or not BERT's uncased vocabulary)")
     net.vision.to(device=device, dtype=dtype)
     net.text.to(device=device, dtype=dtype)
     net.mlp.to(device=device, dtype=torch.float32)  # the authors cast the features to float for the head

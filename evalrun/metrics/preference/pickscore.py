@@ -155,12 +155,18 @@ def load_pickscore(path_or_id: str = MODEL, device: torch.device | str = "cpu", 
 
 
 def build_tiny_pickscore(target: Path) -> None:
-    """Random-weight PickScore twin: a small ``CLIPModel`` saved with ``save_pretrained`` (config.json +
-    model.safetensors, the PickScore_v1 layout) and, in ``target/processor``, a ``CLIPProcessor`` with the
-    real one's image settings (224 bicubic shortest edge, 224 centre crop, CLIP mean/std) and a character
-    tokenizer with a 77-token context."""
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig,
-                              CLIPTokenizer, CLIPVisionConfig)
+    """Random-weight PickScore twin.
+
+    ``target``: a small ``CLIPModel`` saved with ``save_pretrained`` (config.json + model.safetensors,
+    the PickScore_v1 layout). ``target/processor``: the processor files as laion's CLIP-ViT-H-14 repo
+    has them: ``preprocessor_config.json`` in the legacy ``CLIPFeatureExtractor`` form (224 bicubic
+    shortest edge, 224 centre crop, CLIP mean/std), CLIP tokenizer files (a character vocabulary,
+    77-token context) and the model's ``config.json``, which ``AutoProcessor`` reads to pick
+    ``CLIPProcessor`` (without it, transformers 5 returns a bare tokenizer).
+    """
+    import json
+
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
 
     from evalrun.tiny import write_char_tokenizer
 
@@ -168,18 +174,17 @@ def build_tiny_pickscore(target: Path) -> None:
     proc_dir = target / "processor"
     write_char_tokenizer(proc_dir, model_max_length=MAX_LENGTH)
     tokenizer = CLIPTokenizer.from_pretrained(proc_dir)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-                                         resample=3, do_center_crop=True)  # 3 = PIL bicubic, as laion's
-    # Saved one by one, as laion's repo has them (preprocessor_config.json beside the tokenizer
-    # files, no processor_config.json), so loading goes through CLIPProcessor's legacy-layout path.
-    image_processor.save_pretrained(proc_dir)
-    tokenizer.save_pretrained(proc_dir)
+    (proc_dir / "preprocessor_config.json").write_text(json.dumps({
+        "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224}, indent=2))
     text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_attention_heads=4,
                           num_hidden_layers=2, max_position_embeddings=MAX_LENGTH, projection_dim=32,
                           hidden_act="gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1)
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
                               image_size=224, patch_size=32, projection_dim=32, hidden_act="gelu")
     config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32)
+    config.save_pretrained(proc_dir)
     torch.manual_seed(0)
     model = CLIPModel(config)
     with torch.no_grad():
