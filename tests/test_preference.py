@@ -363,8 +363,9 @@ def _real_image_reward_shapes() -> dict[str, tuple[int, ...]]:
     cross-attention, MLP(768)); 625 keys, as its state_dict() lists them with BLIP's med_config.json."""
     s: dict[str, tuple[int, ...]] = {}
     v, t = "blip.visual_encoder.", "blip.text_encoder."
-    s |= {v + "cls_token": (1, 1, 1024), v + "pos_embed": (1, 197, 1024), v + "patch_embed.proj.weight": (1024, 3, 16, 16),
-          v + "patch_embed.proj.bias": (1024,), v + "norm.weight": (1024,), v + "norm.bias": (1024,)}
+    s |= {v + "cls_token": (1, 1, 1024), v + "pos_embed": (1, 197, 1024),
+          v + "patch_embed.proj.weight": (1024, 3, 16, 16), v + "patch_embed.proj.bias": (1024,),
+          v + "norm.weight": (1024,), v + "norm.bias": (1024,)}
     for i in range(24):
         b = f"{v}blocks.{i}."
         for n, shape in (("norm1", 1024), ("norm2", 1024)):
@@ -402,7 +403,8 @@ def test_image_reward_mapping_covers_the_real_architecture():
     state = {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
     mapped, ignored = ir_mod.map_checkpoint(state)
     vision, text, sizes = ir_mod.configs_from_checkpoint(state, med)
-    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.patch_size) == (1024, 24, 16, 16)
+    assert (vision.hidden_size, vision.num_hidden_layers) == (1024, 24)
+    assert (vision.num_attention_heads, vision.patch_size) == (16, 16)
     assert sizes == [768, 1024, 128, 64, 16, 1]
     with torch.device("meta"):
         net = ir_mod.ImageRewardNet(vision, text, sizes)
@@ -418,7 +420,8 @@ def test_image_reward_refuses_unknown_and_missing_keys(twins, tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "med_config.json").write_text((twins["image_reward"] / "med_config.json").read_text())
-    torch.save({k: v for k, v in state.items() if "layer.1.crossattention.self.key" not in k}, folder / "ImageReward.pt")
+    kept = {k: v for k, v in state.items() if "layer.1.crossattention.self.key" not in k}
+    torch.save(kept, folder / "ImageReward.pt")
     with pytest.raises(EvalrunError, match="lacks 2 tensors"):
         ir_mod.load_image_reward(str(folder), tokenizer=str(twins["image_reward"] / "tokenizer"))
 
@@ -465,7 +468,8 @@ def test_missing_checkpoints_offline_name_the_file_and_the_key(tmp_path, monkeyp
         (lambda: ps_mod.load_pickscore("yuvalkirstain/PickScore_v1", processor=str(tmp_path)),
          "yuvalkirstain/PickScore_v1", "metrics.pickscore.model=DIR"),
         (lambda: ps_mod.load_pickscore(str(tmp_path / "nowhere")), "nowhere", "metrics.pickscore.model=DIR"),
-        (lambda: ir_mod.load_image_reward("THUDM/ImageReward"), "ImageReward.pt", "metrics.image_reward.checkpoint=DIR"),
+        (lambda: ir_mod.load_image_reward("THUDM/ImageReward"), "ImageReward.pt med_config.json",
+         "metrics.image_reward.checkpoint=DIR"),
         (lambda: ir_mod.load_image_reward(str(tmp_path / "ImageReward.pt")), "ImageReward.pt",
          "metrics.image_reward.checkpoint=DIR"),
     ]

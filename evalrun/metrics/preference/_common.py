@@ -107,7 +107,10 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 # ----------------------------------------------------------------------------- files
 def is_hub_id(name: str) -> bool:
-    return bool(_HUB_ID.match(name)) and not Path(name).expanduser().exists()
+    """``owner/name`` that is not a local path (a missing ``dir/file.pt`` is a missing file, not a repo)."""
+    path = Path(name).expanduser()
+    return bool(_HUB_ID.match(name)) and not path.exists() and path.suffix not in (".pt", ".pth", ".bin",
+                                                                                  ".safetensors", ".json")
 
 
 def resolve_dir_or_file(path_or_id: str) -> Path | None:
@@ -119,8 +122,9 @@ def resolve_dir_or_file(path_or_id: str) -> Path | None:
     return path if path.exists() else None
 
 
-def hub_file(repo_id: str, filename: str, what: str, key: str) -> Path:
-    """``filename`` from hub repo ``repo_id``: the local cache offline, a download online; one-line error."""
+def hub_file(repo_id: str, filename: str, what: str, key: str, download: str | None = None) -> Path:
+    """``filename`` from hub repo ``repo_id``: the local cache offline, a download online; one-line error
+    (``download``: the command the error suggests, by default ``hf download REPO FILENAME``)."""
     from huggingface_hub import hf_hub_download
 
     try:
@@ -129,8 +133,8 @@ def hub_file(repo_id: str, filename: str, what: str, key: str) -> Path:
         text = one_line(exc)
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or any(
             s in text.lower() for s in ("offline", "connection", "resolve", "couldn't reach", "cannot find"))
-        raise missing_error(what, f"{repo_id}/{filename}", f"hf download {repo_id} {filename} --local-dir DIR",
-                            key, "" if offline else text) from None
+        download = download or f"hf download {repo_id} {filename} --local-dir DIR"
+        raise missing_error(what, f"{repo_id}/{filename}", download, key, "" if offline else text) from None
 
 
 def load_weights(path: str | os.PathLike, what: str) -> dict[str, Any]:

@@ -232,8 +232,8 @@ class ImageReward(Scorer):
     name = "image_reward"
     higher_is_better = True
 
-    def __init__(self, net: ImageRewardNet, tokenizer: Any, files: dict[str, Path], checkpoint: str, tokenizer_name: str,
-                 device: torch.device, dtype: torch.dtype, batch_size: int = 16) -> None:
+    def __init__(self, net: ImageRewardNet, tokenizer: Any, files: dict[str, Path], checkpoint: str,
+                 tokenizer_name: str, device: torch.device, dtype: torch.dtype, batch_size: int = 16) -> None:
         self.net, self.tokenizer, self.files = net, tokenizer, files
         self.checkpoint, self.tokenizer_name = checkpoint, tokenizer_name
         self.device, self.dtype, self.batch_size = device, dtype, int(batch_size)
@@ -282,8 +282,8 @@ def _resolve_files(path_or_id: str, key: str) -> dict[str, Path]:
     download = f"hf download {REPO} {FILENAME} {MED_CONFIG} --local-dir DIR"
     local = resolve_dir_or_file(path_or_id)
     if local is None and is_hub_id(str(path_or_id)):
-        return {"weights": hub_file(str(path_or_id), FILENAME, "the ImageReward checkpoint", key),
-                "med_config": hub_file(str(path_or_id), MED_CONFIG, "ImageReward's med_config.json", key)}
+        return {"weights": hub_file(str(path_or_id), FILENAME, "the ImageReward checkpoint", key, download),
+                "med_config": hub_file(str(path_or_id), MED_CONFIG, "ImageReward's med_config.json", key, download)}
     if local is None:
         raise missing_error("the ImageReward checkpoint", str(path_or_id), download, key, "no such file or folder")
     if local.is_dir():
@@ -372,7 +372,8 @@ def tiny_state_dict(vocab_size: int, seed: int = 0) -> tuple[dict[str, torch.Ten
     for i in range(vdepth):
         b = f"{v}.blocks.{i}"
         sd |= ln(f"{b}.norm1", vw) | lin(f"{b}.attn.qkv", 3 * vw, vw, 0.1) | lin(f"{b}.attn.proj", vw, vw, 0.1)
-        sd |= ln(f"{b}.norm2", vw) | lin(f"{b}.mlp.fc1", mlp_ratio * vw, vw, 0.1) | lin(f"{b}.mlp.fc2", vw, mlp_ratio * vw, 0.1)
+        sd |= ln(f"{b}.norm2", vw) | lin(f"{b}.mlp.fc1", mlp_ratio * vw, vw, 0.1)
+        sd |= lin(f"{b}.mlp.fc2", vw, mlp_ratio * vw, 0.1)
     sd |= ln(f"{v}.norm", vw)
     t = "blip.text_encoder"
     sd[f"{t}.embeddings.word_embeddings.weight"] = rnd(vocab_size, tw, std=0.5)

@@ -20,13 +20,25 @@ import torch
 
 from evalrun.config import full_float32
 from evalrun.errors import load_error
-from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, resolve_dir_or_file, sha256_file,
-                                                to_pil, versions)
+from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, is_hub_id, missing_error, one_line,
+                                                resolve_dir_or_file, sha256_file, to_pil, versions)
 
 MODEL = "yuvalkirstain/PickScore_v1"
 PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 MAX_LENGTH = 77  # the authors' max_length; CLIP's context
-_WEIGHT_NAMES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# config.json lets AutoProcessor (the authors' snippet) pick CLIPProcessor; evalrun loads CLIPProcessor directly
+PROCESSOR_FILES = ("config.json preprocessor_config.json tokenizer.json tokenizer_config.json vocab.json merges.txt "
+                   "special_tokens_map.json")
+_WEIGHT_NAMES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def _offline(exc: BaseException) -> bool:
+    import os
+
+    text = str(exc).lower()
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or any(
+        s in text for s in ("offline", "not fully cached", "connection", "resolve", "couldn't reach"))
 
 
 def weight_files(source: str) -> list[Path]:
@@ -149,7 +161,11 @@ def load_pickscore(path_or_id: str = MODEL, device: torch.device | str = "cpu", 
     try:
         proc = CLIPProcessor.from_pretrained(proc_source)
     except (OSError, ValueError, TypeError) as exc:
-        raise load_error("PickScore processor", str(processor), exc, processor_key) from None
+        if proc_dir is not None or not is_hub_id(str(processor)):
+            raise load_error("PickScore processor", str(processor), exc, processor_key) from None
+        # the processor's repo also holds a 4 GB model PickScore does not need: name only its small files
+        raise missing_error("PickScore processor", str(processor), f"hf download {processor} {PROCESSOR_FILES} "
+                            f"--local-dir DIR", processor_key, "" if _offline(exc) else one_line(exc)) from None
     return PickScore(model.to(device).eval(), proc, str(path_or_id), str(processor), model_source, device, dtype,
                      batch_size)
 
