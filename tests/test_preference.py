@@ -12,7 +12,9 @@ back through the scorer's loader. The references follow the authors' code:
   in plain torch ops on the raw checkpoint tensors (no transformers model classes, no key
   mapping). With ``EVALRUN_IMAGE_REWARD_PYTHON`` pointing at a Python that has the
   ``image-reward`` package (it needs transformers 4.x, timm 0.6.13, fairscale: a separate
-  venv), the authors' own ``ImageReward.score``/``inference_rank`` are compared too.
+  venv), the authors' own ``ImageReward.score``/``inference_rank`` are compared too; with
+  ``EVALRUN_HPSV2_OPEN_CLIP`` pointing at HPSv2's vendored ``hpsv2/src/open_clip`` folder, HPSv2's
+  own model, ``preprocess_val`` and tokenizer are.
 """
 
 from __future__ import annotations
@@ -168,6 +170,43 @@ def test_hps_equals_hpsv2_score_function(hps, twins, images):
     assert got.dtype == torch.float64 and got.shape == (4,)
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-6)
     assert got.std() > 0.01
+
+
+@needs_open_clip
+@pytest.mark.skipif(not os.environ.get("EVALRUN_HPSV2_OPEN_CLIP"),
+                    reason="set EVALRUN_HPSV2_OPEN_CLIP to HPSv2's vendored hpsv2/src/open_clip folder")
+def test_hps_equals_hpsv2s_own_open_clip(hps, twins):
+    """HPSv2's vendored open_clip (its create_model_and_transforms with light_augmentation=True, its
+    tokenize) on the twin, as img_score.py calls it, over portrait, landscape, square and large images."""
+    import importlib.util
+
+    src = Path(os.environ["EVALRUN_HPSV2_OPEN_CLIP"])
+    spec = importlib.util.spec_from_file_location("hpsv2_open_clip", src / "__init__.py",
+                                                  submodule_search_locations=[str(src)])
+    vendored = importlib.util.module_from_spec(spec)
+    sys.modules["hpsv2_open_clip"] = vendored
+    spec.loader.exec_module(vendored)
+    cfg = json.loads((twins["hps"] / hps_mod.CONFIG_NAME).read_text())["model_cfg"]
+    sys.modules["hpsv2_open_clip.factory"]._MODEL_CONFIGS["evalrun-tiny-hps"] = cfg
+    model, _, preprocess_val = vendored.create_model_and_transforms(
+        "evalrun-tiny-hps", None, precision="amp", device="cpu", jit=False, force_quick_gelu=False,
+        force_custom_text=False, force_patch_dropout=False, force_image_size=None, pretrained_image=False,
+        image_mean=None, image_std=None, light_augmentation=True, aug_cfg={}, output_dict=True,
+        with_score_predictor=False, with_region_predictor=False)
+    model.load_state_dict(torch.load(twins["hps"] / hps_mod.FILENAME, map_location="cpu",
+                                     weights_only=True)["state_dict"])
+    model.eval()
+    tokenizer = vendored.get_tokenizer("evalrun-tiny-hps")
+    g = torch.Generator().manual_seed(1)
+    for shape in [(4, 3, 256, 200), (4, 3, 180, 320), (4, 3, 224, 224), (4, 3, 512, 512)]:
+        images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        expected = []
+        for prompt, pil in zip(PROMPTS, to_pil(images)):
+            with torch.no_grad():
+                outputs = model(preprocess_val(pil).unsqueeze(0), tokenizer([prompt]))
+                expected.append(torch.diagonal(outputs["image_features"] @ outputs["text_features"].T)[0].item())
+        torch.testing.assert_close(hps.score(images, PROMPTS), torch.tensor(expected, dtype=torch.float64),
+                                   rtol=1e-5, atol=1e-6)
 
 
 @needs_open_clip
