@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 DIRECTIONS = ("higher", "lower", None)
-KINDS = ("score", "spread", "bound", "count")
+KINDS = ("score", "cost", "spread", "bound", "count")
 
 
 @dataclass(frozen=True)
 class Output:
     """One result column a metric writes.
 
-    ``direction``: "higher" or "lower" is better for scores; None for spreads, bounds and counts.
+    ``direction``: "higher" or "lower" is better for scores and costs (a cost is what a number took:
+    denoiser evaluations, seconds, memory); None for spreads, bounds and counts.
     ``of``: for spreads, bounds and counts, the score column they describe (``kid_std`` of ``kid_mean``).
     ``per_image``: the column also has one value per image in ``per_image.csv``.
     """
@@ -42,8 +43,8 @@ class Output:
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS or self.kind not in KINDS:
             raise ValueError(f"output {self.column}: direction {self.direction!r} / kind {self.kind!r} not valid")
-        if (self.kind == "score") != (self.direction is not None):
-            raise ValueError(f"output {self.column}: scores have a direction, other kinds none")
+        if (self.kind in ("score", "cost")) != (self.direction is not None):
+            raise ValueError(f"output {self.column}: scores and costs have a direction, other kinds none")
 
     def describe(self, metric: str, depends_on: list[str]) -> dict[str, Any]:
         """The column's entry in ``run.json`` (``columns``)."""

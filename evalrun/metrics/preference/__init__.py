@@ -13,10 +13,8 @@ Tiny names (served from the evalrun cache like ``evalrun/tiny-clip``):
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Callable
 
-from evalrun import tiny
 from evalrun.metrics.preference._common import Scorer
 
 # scorer name -> "module:loader"; modules are imported on first use
@@ -24,11 +22,6 @@ LOADERS = {
     "pickscore": "evalrun.metrics.preference.pickscore:load_pickscore",
     "hps": "evalrun.metrics.preference.hps:load_hps",
     "image_reward": "evalrun.metrics.preference.image_reward:load_image_reward",
-}
-TINY_BUILDERS = {
-    "evalrun/tiny-pickscore": "evalrun.metrics.preference.pickscore:build_tiny_pickscore",
-    "evalrun/tiny-hps": "evalrun.metrics.preference.hps:build_tiny_hps",
-    "evalrun/tiny-image-reward": "evalrun.metrics.preference.image_reward:build_tiny_image_reward",
 }
 
 
@@ -43,13 +36,4 @@ def load_scorer(name: str, path_or_id: str, **kwargs) -> Scorer:
     return _lazy(LOADERS[name])(path_or_id, **kwargs)
 
 
-def _register_tiny() -> None:
-    # tiny.BUILDERS also takes "module:function" strings; until they are listed there, register here.
-    for name, spec in TINY_BUILDERS.items():
-        if name not in tiny.BUILDERS:
-            tiny.register_builder(name, lambda target, spec=spec: _lazy(spec)(Path(target)))
-
-
-_register_tiny()
-
-__all__ = ["Scorer", "LOADERS", "TINY_BUILDERS", "load_scorer"]
+__all__ = ["Scorer", "LOADERS", "load_scorer"]

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from evalrun.config import full_float32
+from evalrun.numerics import full_float32
 from evalrun.errors import EvalrunError, load_error
 from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, hub_file, is_hub_id, load_weights,
                                                 missing_error, resolve_dir_or_file, sha256_file, tensors_only, to_pil,

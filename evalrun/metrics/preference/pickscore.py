@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from evalrun.config import full_float32
+from evalrun.numerics import full_float32
 from evalrun.errors import load_error
 from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, is_hub_id, missing_error, one_line,
                                                 resolve_dir_or_file, sha256_file, to_pil, versions)
@@ -184,7 +184,7 @@ def build_tiny_pickscore(target: Path) -> None:
 
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
 
-    from evalrun.tiny import write_char_tokenizer
+    from evalrun.tiny.sd import write_char_tokenizer
 
     target = Path(target)
     proc_dir = target / "processor"
