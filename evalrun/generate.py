@@ -33,6 +33,7 @@ class Produced:
     digest: str           # pixel hash
     flag: str             # '' or nan / black / constant
     reused: bool
+    cost: dict[str, Any]  # nfe, seconds (per image) and peak_gib of the call that sampled it
 
 
 def image_key(generation_key: str, job: ImageJob) -> str:
@@ -46,18 +47,25 @@ def image_key(generation_key: str, job: ImageJob) -> str:
                        length=40)
 
 
-def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any]) -> np.ndarray:
-    """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image."""
+def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[str, Any] | None = None) -> np.ndarray:
+    """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image; ``cost`` (if given)
+    receives what the call took per image (evalrun.cost.measure)."""
     import torch
+
+    from evalrun.cost import measure
 
     generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
     # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
     # fall back to the global RNG there: seed it too, so such runs still repeat.
     torch.manual_seed(jobs[0].generator_seed)
+    kwargs = task.pipeline_kwargs(pipe, jobs, params)
     try:
-        out = pipe(**task.pipeline_kwargs(pipe, jobs, params), generator=generators, output_type="np")
+        with measure(pipe, len(jobs)) as measured:
+            out = pipe(**kwargs, generator=generators, output_type="np")
     except (ValueError, TypeError) as exc:
         raise EvalrunError(f"{type(pipe).__name__} rejected the generation arguments: {exc}") from None
+    if cost is not None:
+        cost.update(measured)
     return out.images if hasattr(out, "images") else out[0]
 
 
@@ -84,28 +92,29 @@ class ImageStream:
         if entry and entry.get("key") == key and path.exists():
             found = read_verified(path, entry.get("pixels"), self.shape)
             if found is not None:
-                return Produced(n, job, found[0], entry["pixels"], entry.get("flag", ""), True)
+                return Produced(n, job, found[0], entry["pixels"], entry.get("flag", ""), True,
+                                entry.get("cost") or found[2])
             log.warning("image %s is unreadable, of the wrong size or not the image this run wrote: regenerating it",
                         path)
             self.repaired += 1
         stored = self.store.get(key, self.shape)
         if stored is None:
             return None
-        image, flag, digest = stored
+        image, flag, digest, cost = stored
         link_or_copy(self.store.path(key), path)
-        self.manifest.add(job.image_id, key, digest, flag)
-        return Produced(n, job, image, digest, flag, True)
+        self.manifest.add(job.image_id, key, digest, flag, cost)
+        return Produced(n, job, image, digest, flag, True, cost)
 
-    def _write(self, n: int, image: np.ndarray, had_nan: bool) -> Produced:
+    def _write(self, n: int, image: np.ndarray, had_nan: bool, cost: dict[str, Any]) -> Produced:
         job, key = self.jobs[n], self.keys[n]
         digest, flag = pixel_hash(image), degenerate_flag(image, had_nan)
-        stored = self.store.put(key, image, digest, flag)
+        stored = self.store.put(key, image, digest, flag, cost)
         if stored is not None:
             link_or_copy(stored, self._path(job))
         else:
-            save_png(image, self._path(job), digest, flag)
-        self.manifest.add(job.image_id, key, digest, flag)
-        return Produced(n, job, image, digest, flag, False)
+            save_png(image, self._path(job), digest, flag, cost)
+        self.manifest.add(job.image_id, key, digest, flag, cost)
+        return Produced(n, job, image, digest, flag, False, cost)
 
     def run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
         pending: list[int] = []
@@ -117,10 +126,11 @@ class ImageStream:
                 return
             if pipe is None:
                 pipe = pipe_factory()
-            images, nan = to_uint8(sample(pipe, task, [self.jobs[n] for n in pending], params))
+            cost: dict[str, Any] = {}
+            images, nan = to_uint8(sample(pipe, task, [self.jobs[n] for n in pending], params, cost))
             for n, image, had_nan in zip(pending, images, nan):
                 self.sampled += 1
-                yield self._write(n, image, bool(had_nan))
+                yield self._write(n, image, bool(had_nan), cost)
             if progress is not None:
                 progress(len(pending))
             pending.clear()

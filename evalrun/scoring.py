@@ -24,6 +24,7 @@ class StreamScorer:
         self.metrics, self.store, self.grid, self.seed, self.chunk = metrics, store, grid, seed, chunk
         self._buffer: list = []
         self.rows: list[dict[str, Any]] = []  # one per image: what images.csv records
+        self.costs: list[dict[str, Any]] = []
         self.n = 0
 
     def add(self, produced) -> None:
@@ -32,7 +33,9 @@ class StreamScorer:
         self.rows.append({"image_id": job.image_id, "path": f"images/{job.image_id}.png",
                           "prompt_index": job.prompt_index, **record_columns(job.record), "seed": self.seed,
                           "image_index": job.image_index, "generator_seed": job.generator_seed,
-                          "degenerate": produced.flag, "pixels": produced.digest, "reused": produced.reused})
+                          "degenerate": produced.flag, "pixels": produced.digest, "reused": produced.reused,
+                          "nfe": produced.cost.get("nfe"), "sample_seconds": produced.cost.get("seconds")})
+        self.costs.append(produced.cost)
         if self.grid is not None:
             self.grid.add(produced.index, produced.image)
         self._buffer.append(produced)
