@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from omegaconf import OmegaConf
+
 from evalrun.errors import EvalrunError
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,10 @@ def _holder(path: Path) -> str:
 
 
 def _cuda_already_initialised() -> bool:
+    """A partial guard: torch's lazy CUDA state is initialised. ``torch.cuda.is_available()``
+    does not set it, yet the CUDA runtime reads CUDA_VISIBLE_DEVICES during that call (checked
+    on an H100 with torch 2.11: after is_available(), setting CUDA_VISIBLE_DEVICES=-1 changes
+    ``device_count()`` to 0 while tensors still go to the GPU), so callers must still claim first."""
     torch = sys.modules.get("torch")
     try:
         return bool(torch is not None and torch.cuda.is_initialized())
@@ -183,7 +189,8 @@ def claim_device(devices: Sequence[str | int] | None = None, *, parallel: bool =
     or 600 s), then raises ``DeviceClaimError`` naming the holders.
 
     Call it before anything initialises CUDA in the process (``torch.cuda.is_available()``
-    included): CUDA reads ``CUDA_VISIBLE_DEVICES`` once, at initialisation.
+    included, and imports of libraries that call it): CUDA reads ``CUDA_VISIBLE_DEVICES`` once,
+    at initialisation. A process whose torch CUDA state is already initialised is refused.
     """
     global _claim, _lock_fd
     if _claim is not None:
@@ -234,6 +241,17 @@ def release() -> None:
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = _claim.previous_env
     _claim, _lock_fd = None, None
+
+
+def n_devices(fallback: int | str = 1) -> int:
+    """How many devices are visible (``fallback`` when none): the ``${evalrun_n_devices:N}``
+    resolver that sizes the launcher presets (one joblib worker per GPU, ...)."""
+    return len(visible_devices()) or int(fallback)
+
+
+# Registered on import; the launcher presets need it in the process that composes the config
+# (Hydra ships registered resolvers to its workers with the rest of its state).
+OmegaConf.register_new_resolver("evalrun_n_devices", n_devices, replace=True)
 
 
 def launcher_is_parallel(hydra_cfg: Any) -> bool:
