@@ -113,6 +113,9 @@ def validate(cfg: Any) -> Plan:
     _check_model(cfg.model)
     _check_runtime(cfg)
     task.validate(cfg)
+    from evalrun.shards import validate as validate_shards
+
+    validate_shards(cfg)
     if task.prompt_sources:
         validate_prompts(cfg.prompts)
     return Plan(task=task, metrics=build_metrics(cfg, task.name))

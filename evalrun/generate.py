@@ -74,12 +74,14 @@ class ImageStream:
     pipeline only if some image has to be sampled (a finished or fully stored run loads nothing)."""
 
     def __init__(self, jobs: list[ImageJob], image_dir: Path, generation_key: str, store: ImageStore,
-                 batch_size: int, shape: tuple[int, ...] | None = None) -> None:
+                 batch_size: int, shape: tuple[int, ...] | None = None, sources: list[Path] | None = None) -> None:
         self.jobs, self.image_dir, self.generation_key = jobs, Path(image_dir), generation_key
         self.store, self.batch_size, self.shape = store, batch_size, shape
         self.image_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.image_dir)
         self.keys = [image_key(generation_key, j) for j in jobs]
+        # Other runs' folders to reuse images from by key (a merge reads its shards'), besides the store.
+        self.sources = [(Path(d) / "images", Manifest(Path(d) / "images")) for d in sources or []]
         self.sampled = self.reused = self.repaired = 0
 
     def _path(self, job: ImageJob) -> Path:
@@ -97,6 +99,14 @@ class ImageStream:
             log.warning("image %s is unreadable, of the wrong size or not the image this run wrote: regenerating it",
                         path)
             self.repaired += 1
+        for folder, manifest in self.sources:
+            other = manifest.entries.get(job.image_id)
+            if other and other.get("key") == key:
+                found = read_verified(folder / f"{job.image_id}.png", other.get("pixels"), self.shape)
+                if found is not None:
+                    link_or_copy(folder / f"{job.image_id}.png", path)
+                    self.manifest.add(job.image_id, key, other["pixels"], found[1], found[2])
+                    return Produced(n, job, found[0], other["pixels"], found[1], True, found[2])
         stored = self.store.get(key, self.shape)
         if stored is None:
             return None

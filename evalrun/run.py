@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import evalrun.shards as shards
 from evalrun.config import Plan, check_image_count, resolve_device, resolve_dtype, to_plain, validate, validate_classes
 from evalrun.console import Phase, quiet_libraries
 from evalrun.keys import generation_key, run_key
@@ -62,7 +63,9 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
     return cols
 
 
-def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
+def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dict[str, Any]:
+    """Run ``cfg`` into ``run_dir`` (a shard of it when ``num_shards`` > 1); ``image_sources``: other
+    run folders whose images may be reused (a merge reads its shards')."""
     from omegaconf import OmegaConf
 
     run_dir = Path(run_dir)
@@ -80,10 +83,14 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
         if (done := finished_run(run_dir, key)) is not None:
             log.info("run in %s is already complete; reusing it (delete run.json to recompute)", run_dir)
             return done
-        return _compute(cfg, plan, run_dir, key, device, dtype)
+        shard = shards.read_record(run_dir) if shards.sharded(cfg) else None
+        if shard is not None and shard.get("run_key") == key:
+            log.info("shard in %s is already complete; reusing it", run_dir)
+            return shard
+        return _compute(cfg, plan, run_dir, key, device, dtype, image_sources or [])
 
 
-def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> dict[str, Any]:
+def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image_sources: list[Path]) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
     from evalrun.jobs import image_jobs
     from evalrun.metrics.features.store import FeatureStore
@@ -116,17 +123,23 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> di
     pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype)
     records = task.prepare(pipeline, records, cfg)
     jobs = image_jobs(records, per_record, int(cfg.seed))
+    if shards.sharded(cfg):  # this job makes whole chunks of the run's images, in run order
+        jobs = [jobs[i] for i in shards.select(len(jobs), int(cfg.num_shards), int(cfg.shard), cfg.shard_mode)]
     t_load = time.perf_counter()
     # 6. Generate (or reuse) and score, streamed: each chunk is scored as soon as it exists.
     from evalrun.generate import ImageStream
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
     image_store = ImageStore(store_root(cfg))
-    stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size))
+    stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
         for produced in stream.run(pipeline.get, task, params, progress=phase.advance):
             scorer.add(produced)
+        if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
+            scorer.flush()
+            return shards.write_record(run_dir, cfg, key, shards.merged_dir_for(run_dir, _hydra()),
+                                       [j.image_id for j in jobs], stream)
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).
@@ -136,6 +149,16 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> di
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
                      run_key=key, generation_key=gen_key,
                      seconds={"load": round(t_load - t0, 3), "generate_and_score": round(t_done - t_load, 3)})
+
+
+def _hydra():
+    """Hydra's config of the job running this, or None outside a Hydra app (Python API, tests)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get() if HydraConfig.initialized() else None
+    except ImportError:
+        return None
 
 
 def store_root(cfg: Any):
