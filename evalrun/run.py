@@ -76,6 +76,7 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
     plan = validate(cfg)
     if cfg.get("paths") and cfg.paths.get("cache_dir"):
         os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())
+    merged_dir = shards.merged_dir_for(cfg, _hydra()) if shards.sharded(cfg) else None
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     key = run_key(cfg, __version__, device, dtype)
@@ -87,10 +88,11 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
         if shard is not None and shard.get("run_key") == key:
             log.info("shard in %s is already complete; reusing it", run_dir)
             return shard
-        return _compute(cfg, plan, run_dir, key, device, dtype, image_sources or [])
+        return _compute(cfg, plan, run_dir, key, device, dtype, image_sources or [], merged_dir)
 
 
-def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image_sources: list[Path]) -> dict[str, Any]:
+def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image_sources: list[Path],
+             merged_dir: Path | None) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
     from evalrun.jobs import image_jobs
     from evalrun.metrics.features.store import FeatureStore
@@ -138,8 +140,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
             scorer.add(produced)
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
             scorer.flush()
-            return shards.write_record(run_dir, cfg, key, shards.merged_dir_for(run_dir, _hydra()),
-                                       [j.image_id for j in jobs], stream)
+            return shards.write_record(run_dir, cfg, key, merged_dir, [j.image_id for j in jobs], stream)
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).

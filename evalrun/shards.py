@@ -28,7 +28,7 @@ from evalrun.metrics.features.store import CHUNK
 log = logging.getLogger(__name__)
 SHARD_FILE = "shard.json"
 MODES = ("contiguous", "strided")
-SHARD_KEYS = ("shard", "num_shards", "shard_mode")
+SHARD_KEYS = ("shard", "num_shards", "shard_mode", "shard_merge_dir")
 
 
 def validate(cfg: Any) -> None:
@@ -62,7 +62,7 @@ def unsplit(cfg: Any):
     from omegaconf import OmegaConf
 
     merged = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    merged.num_shards, merged.shard, merged.shard_mode = 1, 0, "contiguous"
+    merged.num_shards, merged.shard, merged.shard_mode, merged.shard_merge_dir = 1, 0, "contiguous", None
     return merged
 
 
@@ -123,11 +123,14 @@ def try_merge(shard_dir: Path) -> Path | None:
     return merged_dir
 
 
-def merged_dir_for(run_dir: Path, hydra_cfg: Any | None) -> Path:
-    """Where a shard's configuration merges: the sweep's job dir named by the overrides without the
-    shard keys (as if the configuration had been run unsplit), or ``<run dir>-merged`` for a single run."""
+def merged_dir_for(cfg: Any, hydra_cfg: Any | None) -> Path:
+    """Where a shard's configuration merges: ``shard_merge_dir`` if set, else (in a sweep) the job dir
+    named by the overrides without the shard keys, as if the configuration had been run unsplit."""
+    if cfg.get("shard_merge_dir"):
+        return Path(str(cfg.shard_merge_dir)).expanduser()
     if hydra_cfg is None or str(getattr(hydra_cfg, "mode", "")) != "RunMode.MULTIRUN":
-        return run_dir.with_name(run_dir.name + "-merged")
+        raise ConfigError("a sharded run outside a sweep needs shard_merge_dir=DIR (where its shards merge); in a "
+                          "sweep (-m) the merged run is named by the overrides without the shard keys")
     from evalrun.jobdirs import job_dirname
 
     overrides = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in SHARD_KEYS]
