@@ -116,7 +116,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing
     #    weights file fails in seconds, not after the checkpoint has sampled.
-    store = FeatureStore(cache_dir())
+    store = FeatureStore(_configured(cfg, "feature_cache", cache_dir() / "features"))
     with Phase("load metrics", total=len(metrics), unit="metrics") if metrics else _nothing():
         for metric in metrics.values():
             metric.context.device, metric.context.store = device, store
@@ -132,7 +132,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     from evalrun.generate import ImageStream
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
-    image_store = ImageStore(store_root(cfg))
+    image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
     stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
@@ -162,14 +162,12 @@ def _hydra():
         return None
 
 
-def store_root(cfg: Any):
-    """The image store's folder: ``paths.image_store``, by default ``<cache>/images``; ``none`` turns it off."""
-    from evalrun.paths import cache_dir
-
-    configured = cfg.paths.get("image_store") if cfg.get("paths") else None
+def _configured(cfg: Any, key: str, default: Path) -> Path | None:
+    """A store folder from the paths group: ``paths.<key>``, else ``default``; ``none`` turns the store off."""
+    configured = cfg.paths.get(key) if cfg.get("paths") else None
     if configured in (False, "none", "off"):
         return None
-    return Path(str(configured)).expanduser() if configured else cache_dir() / "images"
+    return Path(str(configured)).expanduser() if configured else default
 
 
 class _nothing:

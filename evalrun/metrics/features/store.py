@@ -32,8 +32,9 @@ CHUNK = 64  # images scored together; fixed, so the float32 round-off of feature
 
 
 class FeatureStore:
-    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
-        self.root = Path(cache_dir) / "features" if cache_dir else None
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        """``root``: the on-disk feature cache (None: this run's memory only)."""
+        self.root = Path(root) if root else None
         self._chunk: tuple[str, dict[str, dict[str, np.ndarray]]] = ("", {})
         self._texts: dict[tuple[str, str], Any] = {}
         self._images: dict[tuple[str, str], Any] = {}
