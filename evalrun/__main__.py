@@ -49,12 +49,13 @@ def main(cfg: DictConfig) -> None:
     try:
         # First, before anything touches torch.cuda: a parallel launcher's worker takes a GPU of its own.
         claim_for_job(cfg.device, hydra_cfg)
-        from evalrun import shards
+        from evalrun.merge import try_merge
         from evalrun.run import run
+        from evalrun.shards import sharded
 
         run(cfg, run_dir)
-        if shards.sharded(cfg):
-            shards.try_merge(run_dir)  # the last shard of a configuration to finish merges it
+        if sharded(cfg):
+            try_merge(run_dir)  # the last shard of a configuration to finish merges it
     except EvalrunError as exc:
         _record_failure(run_dir, exc)
         # One clear line on stderr, not a traceback: these are mistakes the user can fix.

@@ -23,7 +23,7 @@ class SummaryCallback(Callback):
         skips on_multirun_end) still leaves a summary of the runs that finished."""
         from hydra.types import RunMode
 
-        from evalrun import aggregate
+        import evalrun.aggregate as aggregate
 
         if config.hydra.mode != RunMode.MULTIRUN:
             return
@@ -33,7 +33,7 @@ class SummaryCallback(Callback):
             log.debug("summary not refreshed: %s", exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from evalrun import aggregate
+        import evalrun.aggregate as aggregate
         from evalrun.report.build import build_report
         from evalrun.results import atomic_write_text
         from evalrun.runs import fingerprint

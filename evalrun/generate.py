@@ -34,6 +34,10 @@ class Produced:
     flag: str             # '' or nan / black / constant
     reused: bool
     cost: dict[str, Any]  # nfe, seconds (per image) and peak_gib of the call that sampled it
+    path: str = ""        # relative to the run dir; images/<image_id>.png unless read from elsewhere
+
+    def __post_init__(self) -> None:
+        self.path = self.path or f"images/{self.job.image_id}.png"
 
 
 def image_key(generation_key: str, job: ImageJob) -> str:
@@ -158,3 +162,25 @@ class ImageStream:
                 progress(1)
             yield found
         yield from flush()
+
+
+class ReadStream:
+    """For tasks that read existing images: each job's file is read, verified by its pixels, and
+    linked (or copied) into the run's ``images/`` folder under the job's id, keeping its format."""
+
+    def __init__(self, jobs: list[ImageJob], image_dir: Path, task) -> None:
+        self.jobs, self.image_dir, self.task = jobs, Path(image_dir), task
+        self.image_dir.mkdir(parents=True, exist_ok=True)
+        self.sampled = self.reused = self.repaired = 0
+
+    def run(self, pipe_factory=None, task=None, params=None, progress=None) -> Iterator[Produced]:
+        for n, job in enumerate(self.jobs):
+            image, source = self.task.read_image(job)
+            target = self.image_dir / f"{job.image_id}{source.suffix.lower()}"
+            if not target.exists() or target.stat().st_size != source.stat().st_size:
+                link_or_copy(source, target)
+            self.reused += 1
+            if progress is not None:
+                progress(1)
+            yield Produced(n, job, image, pixel_hash(image), degenerate_flag(image, False), True, {},
+                           f"images/{target.name}")

@@ -14,6 +14,32 @@ from pathlib import Path
 
 from evalrun.errors import EvalrunError
 
+log = logging.getLogger(__name__)
+
+
+def try_merge(shard_dir: Path) -> Path | None:
+    """Merge the configuration of ``shard_dir`` if every shard is complete; None while some are missing.
+    Two shards finishing at once merge once: the merge holds the merged run's lock."""
+    from evalrun.shards import read_record, siblings
+
+    record = read_record(shard_dir)
+    if record is None:
+        return None
+    merged_dir = Path(record["merged_dir"])
+    done = siblings(Path(shard_dir).parent, merged_dir)
+    missing = sorted(set(range(record["num_shards"])) - set(done))
+    if missing:
+        log.info("shards %s of %d not finished yet: the merge into %s waits for them (or run "
+                 "python -m evalrun.merge %s later)", missing, record["num_shards"], merged_dir, Path(shard_dir).parent)
+        return None
+    from omegaconf import OmegaConf
+
+    from evalrun.run import run
+
+    log.info("all %d shards finished: merging into %s", record["num_shards"], merged_dir)
+    run(OmegaConf.create(record["config"]), merged_dir, image_sources=[done[i] for i in sorted(done)])
+    return merged_dir
+
 
 def plan(sweep_dir: Path) -> dict[Path, dict]:
     """merged dir -> {"shards": {index: dir}, "num_shards": N, "missing": [...]}, from the shard records."""
@@ -37,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from evalrun.aggregate import write_summary
-    from evalrun.shards import try_merge
 
     status = 0
     for sweep_dir in args.sweep_dirs:

@@ -44,14 +44,15 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
 
     settings = {name: metric.settings() for name, metric in plan.metrics.items()}
     columns = {**columns, **{f"{name}.{k}": v for name, s in settings.items() for k, v in s.items()}}
-    from evalrun import cost
+    import evalrun.cost as cost
 
     values = {k: v for r in results.values() for k, v in r.values.items()}
     declared, seed_columns = declared_columns(plan, settings)
     # What the images cost beside what they score (carried by reused images from when they were sampled).
-    values.update(cost.summarise(scorer.costs))
-    declared.update({o.column: o.describe("cost", ["steps", "guidance_scale", "batch_size", "dtype", "device"])
-                     for o in cost.OUTPUTS})
+    if plan.task.generates:
+        values.update(cost.summarise(scorer.costs))
+        declared.update({o.column: o.describe("cost", ["steps", "guidance_scale", "batch_size", "dtype", "device"])
+                         for o in cost.OUTPUTS})
     undeclared = sorted(set(values) - set(declared))
     if undeclared:
         raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input

@@ -16,7 +16,7 @@ import evalrun.shards as shards
 from evalrun.config import Plan, check_image_count, resolve_device, resolve_dtype, to_plain, validate, validate_classes
 from evalrun.console import Phase, quiet_libraries
 from evalrun.keys import generation_key, run_key
-from evalrun.results import RUN_FILE, finished_run, run_lock
+from evalrun.results import finished_run, run_lock
 from evalrun.version import __version__
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,13 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
 
     cols: dict[str, Any] = {
         "model": cfg.model.name, "model_path": str(cfg.model.path), "model_revision": cfg.model.revision,
-        "pipeline": cfg.model.pipeline, "task": task.name, "scheduler": cfg.scheduler.name,
-        # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
-        "scheduler_class": scheduler_config["class"],
-        "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str),
+        "pipeline": cfg.model.pipeline, "task": task.name,
     }
+    if task.generates:
+        cols.update({"scheduler": cfg.scheduler.name,
+                     # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
+                     "scheduler_class": scheduler_config["class"],
+                     "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str)})
     for key in task.column_keys(cfg):
         if cfg.get(key) is not None:
             cols[key] = params.get(key, to_plain(cfg[key]))
@@ -109,10 +111,12 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     per_record = task.images_per_record(cfg)
     check_image_count(metrics, len(records) * per_record)
     # 3. Pipeline class, knobs and scheduler, checked from the checkpoint's files (no weights load).
-    pipeline_cls = validate_classes(cfg, task)
-    scheduler, scheduler_config = build_scheduler(checkpoint_scheduler(cfg.model), cfg.scheduler)
-    check_scheduler(pipeline_cls, scheduler, int(cfg.steps))
-    model = model_identity(cfg.model)
+    pipeline_cls, scheduler_config, model = None, {"class": None}, {}
+    if task.generates:
+        pipeline_cls = validate_classes(cfg, task)
+        scheduler, scheduler_config = build_scheduler(checkpoint_scheduler(cfg.model), cfg.scheduler)
+        check_scheduler(pipeline_cls, scheduler, int(cfg.steps))
+        model = model_identity(cfg.model)
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing
     #    weights file fails in seconds, not after the checkpoint has sampled.
@@ -128,12 +132,15 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     if shards.sharded(cfg):  # this job makes whole chunks of the run's images, in run order
         jobs = [jobs[i] for i in shards.select(len(jobs), int(cfg.num_shards), int(cfg.shard), cfg.shard_mode)]
     t_load = time.perf_counter()
-    # 6. Generate (or reuse) and score, streamed: each chunk is scored as soon as it exists.
-    from evalrun.generate import ImageStream
+    # 6. Generate (or reuse, or read) and score, streamed: each chunk is scored as soon as it exists.
+    from evalrun.generate import ImageStream, ReadStream
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
-    image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
-    stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
+    if task.generates:
+        image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
+        stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
+    else:
+        stream = ReadStream(jobs, run_dir / "images", task)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
         for produced in stream.run(pipeline.get, task, params, progress=phase.advance):

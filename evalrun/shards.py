@@ -12,7 +12,8 @@ records ``shard.json``; it writes no ``metrics.csv`` (a shard is not a run). Whe
 of a configuration finishes, whichever process or machine runs it, it merges: it runs the
 configuration unsplit into the merged run directory, where every image is found (in the image
 store or the shards' folders) and every feature is cached, so nothing is sampled or extracted
-twice. ``python -m evalrun.merge SWEEP_DIR`` does the same by hand and lists missing shards.
+twice (``evalrun.merge.try_merge``). ``python -m evalrun.merge SWEEP_DIR`` does the same by hand and
+lists missing shards.
 """
 
 from __future__ import annotations
@@ -69,12 +70,14 @@ def unsplit(cfg: Any):
 def write_record(run_dir: Path, cfg: Any, run_key: str, merged_dir: Path, image_ids: list[str],
                  stream: Any) -> dict[str, Any]:
     """``shard.json``: the shard is complete (its images written, its features cached) and where it merges."""
-    from evalrun.config import to_plain
+    from omegaconf import OmegaConf
+
     from evalrun.results import write_json
 
     record = {"status": "complete", "run_key": run_key, "shard": int(cfg.shard), "num_shards": int(cfg.num_shards),
               "shard_mode": cfg.shard_mode, "chunk": CHUNK, "merged_dir": str(merged_dir), "n_images": len(image_ids),
-              "images": {"sampled": stream.sampled, "reused": stream.reused}, "config": to_plain(unsplit(cfg))}
+              "images": {"sampled": stream.sampled, "reused": stream.reused},
+              "config": OmegaConf.to_container(unsplit(cfg), resolve=True)}
     write_json(record, run_dir / SHARD_FILE)
     log.info("shard %d/%d complete: %d images in %s", record["shard"] + 1, record["num_shards"], len(image_ids), run_dir)
     return record
@@ -99,28 +102,6 @@ def siblings(sweep_dir: Path, merged_dir: Path) -> dict[int, Path]:
         if record is not None and Path(record["merged_dir"]) == Path(merged_dir):
             found[int(record["shard"])] = child
     return found
-
-
-def try_merge(shard_dir: Path) -> Path | None:
-    """Merge the configuration of ``shard_dir`` if every shard is complete; None while some are missing.
-    Two shards finishing at once merge once: the merge holds the merged run's lock."""
-    record = read_record(shard_dir)
-    if record is None:
-        return None
-    merged_dir = Path(record["merged_dir"])
-    done = siblings(Path(shard_dir).parent, merged_dir)
-    missing = sorted(set(range(record["num_shards"])) - set(done))
-    if missing:
-        log.info("shards %s of %d not finished yet: the merge into %s waits for them (or run "
-                 "python -m evalrun.merge %s later)", missing, record["num_shards"], merged_dir, Path(shard_dir).parent)
-        return None
-    from omegaconf import OmegaConf
-
-    from evalrun.run import run
-
-    log.info("all %d shards finished: merging into %s", record["num_shards"], merged_dir)
-    run(OmegaConf.create(record["config"]), merged_dir, image_sources=[done[i] for i in sorted(done)])
-    return merged_dir
 
 
 def merged_dir_for(cfg: Any, hydra_cfg: Any | None) -> Path:

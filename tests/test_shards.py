@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import inception_weights as iw  # noqa: E402
 from conftest import run_cli, run_inprocess  # noqa: E402
 from evalrun import shards  # noqa: E402
+from evalrun.merge import try_merge  # noqa: E402
 
 N = 129  # three scoring chunks: 64, 64 and 1 images
 
@@ -51,13 +52,13 @@ def test_three_shards_in_reverse_order_merge_to_the_unsharded_run(tmp_path, refe
     with caplog.at_level(logging.INFO):
         for i in (2, 1):  # the last shards finish first: nothing merges while shard 0 is missing
             record = run_inprocess(*args, f"shard={i}", run_dir=tmp_path / f"shard{i}")
-            assert record["shard"] == i and shards.try_merge(tmp_path / f"shard{i}") is None
+            assert record["shard"] == i and try_merge(tmp_path / f"shard{i}") is None
     assert "shards [0] of 3 not finished yet" in caplog.text and not merged_dir.exists()
     from evalrun.merge import main as merge_main
 
     assert merge_main([str(tmp_path)]) == 1  # by hand: says what it waits for
     run_inprocess(*args, "shard=0", run_dir=tmp_path / "shard0")
-    assert shards.try_merge(tmp_path / "shard0") == merged_dir
+    assert try_merge(tmp_path / "shard0") == merged_dir
     merged = json.loads((merged_dir / "run.json").read_text())
     assert merged["provenance"]["images"]["sampled"] == 0  # every image came from the shards
     assert merged["provenance"]["features"]["extracted"] == 0  # every chunk's features were cached by the shards

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from evalrun import tiny
+import evalrun.tiny as tiny
 from evalrun.errors import EvalrunError
 
 _SHA256: dict[tuple[str, int, int], str] = {}

@@ -27,16 +27,15 @@ constants.
 from __future__ import annotations
 
 import json
-import math
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from evalrun.numerics import full_float32
 from evalrun.errors import EvalrunError, load_error
+from evalrun.metrics.preference.image_reward_net import (IMAGE_SIZE, MLP_LAYERS, ImageRewardNet, build_net,  # noqa: F401
+                                                        configs_from_checkpoint, map_checkpoint)
 from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, hub_file, is_hub_id, load_weights,
                                                 missing_error, resolve_dir_or_file, sha256_file, tensors_only, to_pil,
                                                 versions)
@@ -48,158 +47,8 @@ TOKENIZER = "bert-base-uncased"
 MEAN = 0.16717362830052426  # ImageReward.mean
 STD = 1.0333394966054072  # ImageReward.std
 MAX_LENGTH = 35
-IMAGE_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-VIT_EPS = 1e-6  # BLIP's VisionTransformer: partial(nn.LayerNorm, eps=1e-6)
-VIT_HEAD_WIDTH = 64  # ViT-B (768/12) and ViT-L (1024/16) alike
-MLP_LAYERS = (0, 2, 4, 6, 7)  # nn.Sequential(Linear, Dropout, Linear, Dropout, Linear, Dropout, Linear, Linear)
-
-# ----------------------------------------------------------------------------- key mapping
-_V = r"blip\.visual_encoder\."
-_T = r"blip\.text_encoder\."
-_WB = r"(weight|bias)"
-# (checkpoint key pattern, model key template): every tensor the score uses.
-KEY_MAP: list[tuple[str, str]] = [
-    (_V + r"cls_token", "vision.embeddings.class_embedding"),
-    (_V + r"pos_embed", "vision.embeddings.position_embedding"),
-    (_V + r"patch_embed\.proj\." + _WB, r"vision.embeddings.patch_embedding.\1"),
-    (_V + r"blocks\.(\d+)\.norm1\." + _WB, r"vision.encoder.layers.\1.layer_norm1.\2"),
-    (_V + r"blocks\.(\d+)\.attn\.qkv\." + _WB, r"vision.encoder.layers.\1.self_attn.qkv.\2"),
-    (_V + r"blocks\.(\d+)\.attn\.proj\." + _WB, r"vision.encoder.layers.\1.self_attn.projection.\2"),
-    (_V + r"blocks\.(\d+)\.norm2\." + _WB, r"vision.encoder.layers.\1.layer_norm2.\2"),
-    (_V + r"blocks\.(\d+)\.mlp\.(fc1|fc2)\." + _WB, r"vision.encoder.layers.\1.mlp.\2.\3"),
-    (_V + r"norm\." + _WB, r"vision.post_layernorm.\1"),
-    (_T + r"embeddings\.(word_embeddings|position_embeddings)\.weight", r"text.embeddings.\1.weight"),
-    (_T + r"embeddings\.LayerNorm\." + _WB, r"text.embeddings.LayerNorm.\1"),
-    (_T + r"encoder\.layer\.(\d+)\.(attention|crossattention)\.self\.(query|key|value)\." + _WB,
-     r"text.encoder.layer.\1.\2.self.\3.\4"),
-    (_T + r"encoder\.layer\.(\d+)\.(attention|crossattention)\.output\.(dense|LayerNorm)\." + _WB,
-     r"text.encoder.layer.\1.\2.output.\3.\4"),
-    (_T + r"encoder\.layer\.(\d+)\.intermediate\.dense\." + _WB, r"text.encoder.layer.\1.intermediate.dense.\2"),
-    (_T + r"encoder\.layer\.(\d+)\.output\.(dense|LayerNorm)\." + _WB, r"text.encoder.layer.\1.output.\2.\3"),
-    (r"mlp\.layers\.([02467])\." + _WB, r"mlp.layers.\1.\2"),
-]
-# In the checkpoint but not used by the score: BLIP's contrastive projections, and BERT's
-# position_ids buffer (checked to be 0, 1, 2, ... since the authors' model would use it).
-IGNORED = [r"blip\.vision_proj\." + _WB, r"blip\.text_proj\." + _WB, _T + r"embeddings\.position_ids"]
-
-
-def map_checkpoint(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename ImageReward.pt's keys to ``ImageRewardNet``'s; returns (mapped, ignored keys).
-
-    Raises if a key is neither mapped nor known-unused, or if two keys map to one name."""
-    mapped: dict[str, torch.Tensor] = {}
-    ignored, unknown = [], []
-    for key, value in state.items():
-        for pattern, template in KEY_MAP:
-            m = re.fullmatch(pattern, key)
-            if m:
-                name = m.expand(template)
-                if name in mapped:
-                    raise EvalrunError(f"ImageReward checkpoint: two keys map to {name}")
-                mapped[name] = value
-                break
-        else:
-            if any(re.fullmatch(p, key) for p in IGNORED):
-                ignored.append(key)
-            else:
-                unknown.append(key)
-    if unknown:
-        raise EvalrunError(f"ImageReward checkpoint has {len(unknown)} keys evalrun does not know "
-                           f"({', '.join(unknown[:4])}): it is not ImageReward.pt")
-    return mapped, ignored
-
-
-# ----------------------------------------------------------------------------- model
-class ImageRewardNet(nn.Module):
-    """BLIP's ViT as ``BlipVisionModel``, its BERT as ``BlipTextModel`` (cross-attention layers
-    built by ``is_decoder=True``, run bidirectionally), and the authors' MLP head."""
-
-    def __init__(self, vision_config: Any, text_config: Any, mlp_sizes: list[int]) -> None:
-        from transformers import BlipTextModel, BlipVisionModel
-
-        super().__init__()
-        self.vision = BlipVisionModel(vision_config)
-        self.text = BlipTextModel(text_config, add_pooling_layer=False)
-        layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(mlp_sizes[:-1], mlp_sizes[1:])):
-            layers.append(nn.Linear(n_in, n_out))
-            if i < 3:
-                layers.append(nn.Dropout((0.2, 0.2, 0.1)[i]))
-        self.mlp = nn.Module()
-        self.mlp.layers = nn.Sequential(*layers)
-
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        image_embeds = self.vision(pixel_values=pixel_values).last_hidden_state  # post-norm, all tokens
-        image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        out = self.text(input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds,
-                        encoder_attention_mask=image_atts)
-        features = out.last_hidden_state[:, 0, :].float()
-        return self.mlp.layers(features).squeeze(-1)
-
-
-def configs_from_checkpoint(state: dict[str, torch.Tensor], med: dict[str, Any]):
-    """Vision config from the ViT's tensor shapes, text config from med_config.json, MLP sizes."""
-    from transformers import BlipTextConfig, BlipVisionConfig
-
-    cls = state["blip.visual_encoder.cls_token"]
-    width = int(cls.shape[-1])
-    depth = len({k.split(".")[3] for k in state if k.startswith("blip.visual_encoder.blocks.")})
-    patch = int(state["blip.visual_encoder.patch_embed.proj.weight"].shape[-1])
-    grid = math.isqrt(int(state["blip.visual_encoder.pos_embed"].shape[1]) - 1)
-    if grid * patch != IMAGE_SIZE:
-        raise EvalrunError(f"ImageReward checkpoint: its ViT takes {grid * patch} px images, ImageReward's "
-                           f"preprocessing gives {IMAGE_SIZE}")
-    vision = BlipVisionConfig(
-        hidden_size=width, intermediate_size=int(state["blip.visual_encoder.blocks.0.mlp.fc1.weight"].shape[0]),
-        num_hidden_layers=depth, num_attention_heads=width // VIT_HEAD_WIDTH, image_size=IMAGE_SIZE,
-        patch_size=patch, hidden_act="gelu", layer_norm_eps=VIT_EPS, attention_dropout=0.0)
-    if not med.get("add_cross_attention", False):
-        raise EvalrunError("ImageReward med_config.json: add_cross_attention is not true")
-    if med.get("position_embedding_type", "absolute") != "absolute":
-        raise EvalrunError("ImageReward med_config.json: only absolute position embeddings are supported")
-    text = BlipTextConfig(
-        vocab_size=med["vocab_size"], hidden_size=med["hidden_size"], encoder_hidden_size=width,
-        intermediate_size=med["intermediate_size"], num_hidden_layers=med["num_hidden_layers"],
-        num_attention_heads=med["num_attention_heads"], max_position_embeddings=med["max_position_embeddings"],
-        hidden_act=med.get("hidden_act", "gelu"), layer_norm_eps=med.get("layer_norm_eps", 1e-12),
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=med.get("pad_token_id", 0),
-        bos_token_id=med["vocab_size"] - 2,  # [DEC], added first after BERT's vocabulary
-        is_decoder=True)  # builds the cross-attention layers; forward runs with is_decoder=False (no causal mask)
-    sizes = [int(state[f"mlp.layers.{i}.weight"].shape[1]) for i in MLP_LAYERS] + [1]
-    return vision, text, sizes
-
-
-def _build(state: dict[str, torch.Tensor], med: dict[str, Any], path: Path) -> ImageRewardNet:
-    mapped, ignored = map_checkpoint(state)
-    pos_ids = state.get("blip.text_encoder.embeddings.position_ids")
-    if pos_ids is not None and not torch.equal(pos_ids.flatten().long(), torch.arange(pos_ids.numel())):
-        raise EvalrunError(f"ImageReward checkpoint {str(path)!r}: position_ids are not 0, 1, 2, ...")
-    try:
-        vision, text, sizes = configs_from_checkpoint(state, med)
-    except KeyError as exc:
-        raise EvalrunError(f"ImageReward checkpoint {str(path)!r} lacks {exc}: it is not ImageReward.pt") from None
-    with torch.device("meta"):  # no random init of 450M parameters that are overwritten anyway
-        net = ImageRewardNet(vision, text, sizes)
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(mapped))
-    if missing:
-        raise EvalrunError(f"ImageReward checkpoint {str(path)!r} lacks {len(missing)} tensors "
-                           f"({', '.join(missing[:4])}): it is not ImageReward.pt")
-    bad = [k for k in expected if tuple(expected[k].shape) != tuple(mapped[k].shape)]
-    if bad:
-        raise EvalrunError(f"ImageReward checkpoint {str(path)!r}: shapes do not fit med_config.json for "
-                           f"{', '.join(bad[:4])}")
-    net.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True, assign=True)
-    emb = net.text.embeddings  # non-persistent buffer, not in any state dict
-    emb.position_ids = torch.arange(text.max_position_embeddings).expand((1, -1))
-    still_meta = [n for n, t in list(net.named_parameters()) + list(net.named_buffers()) if t.is_meta]
-    if still_meta:
-        raise EvalrunError(f"ImageReward: tensors left unset after loading: {still_meta[:4]}")
-    net.mapped_keys, net.ignored_keys = sorted(mapped), ignored  # for tests and info()
-    return net.eval()
-
 
 # ----------------------------------------------------------------------------- scorer
 def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -311,7 +160,7 @@ def load_image_reward(path_or_id: str = REPO, device: torch.device | str = "cpu"
     state = tensors_only(load_weights(files["weights"], "the ImageReward checkpoint"), "the ImageReward checkpoint",
                          files["weights"])
     med = json.loads(files["med_config"].read_text())
-    net = _build(state, med, files["weights"])
+    net = build_net(state, med, files["weights"])
     if tokenizer is None:
         beside = files["weights"].parent / "tokenizer"
         tokenizer = str(beside) if beside.is_dir() else TOKENIZER
@@ -331,84 +180,3 @@ def load_image_reward(path_or_id: str = REPO, device: torch.device | str = "cpu"
 
 
 # ----------------------------------------------------------------------------- tiny twin
-def write_bert_vocab(directory: Path) -> None:
-    """A small uncased WordPiece vocabulary: BERT's special tokens, characters, '##' characters, a few words."""
-    import string
-
-    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
-    words = ["the", "photo", "of", "cat", "dog", "red", "blue", "an", "on", "in", "with", "painting"]
-    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(4)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab += chars + ["##" + c for c in chars] + [w for w in words if w not in chars]
-    assert len(vocab) == len(set(vocab))
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (directory / "tokenizer_config.json").write_text(json.dumps(
-        {"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"}))
-
-
-def tiny_state_dict(vocab_size: int, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Random tensors under the authors' key names (BLIP_Pretrain + MLP), for a ViT of width 128
-    (2 heads of 64, 2 blocks, 32 px patches at 224 px) and a 2-layer BERT of width 64."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, std=0.02):
-        return torch.randn(*shape, generator=g) * std
-
-    def ln(prefix, n):
-        return {f"{prefix}.weight": 1 + rnd(n, std=0.1), f"{prefix}.bias": rnd(n, std=0.1)}
-
-    def lin(prefix, n_out, n_in, std=0.02):
-        return {f"{prefix}.weight": rnd(n_out, n_in, std=std), f"{prefix}.bias": rnd(n_out, std=std)}
-
-    vw, vdepth, patch, mlp_ratio = 128, 2, 32, 4
-    tw, tdepth, theads, tinter, max_pos = 64, 2, 2, 128, 40
-    grid = IMAGE_SIZE // patch
-    sd: dict[str, torch.Tensor] = {}
-    v = "blip.visual_encoder"
-    sd[f"{v}.cls_token"] = rnd(1, 1, vw)
-    sd[f"{v}.pos_embed"] = rnd(1, grid * grid + 1, vw)
-    sd[f"{v}.patch_embed.proj.weight"] = rnd(vw, 3, patch, patch)
-    sd[f"{v}.patch_embed.proj.bias"] = rnd(vw)
-    for i in range(vdepth):
-        b = f"{v}.blocks.{i}"
-        sd |= ln(f"{b}.norm1", vw) | lin(f"{b}.attn.qkv", 3 * vw, vw, 0.1) | lin(f"{b}.attn.proj", vw, vw, 0.1)
-        sd |= ln(f"{b}.norm2", vw) | lin(f"{b}.mlp.fc1", mlp_ratio * vw, vw, 0.1)
-        sd |= lin(f"{b}.mlp.fc2", vw, mlp_ratio * vw, 0.1)
-    sd |= ln(f"{v}.norm", vw)
-    t = "blip.text_encoder"
-    sd[f"{t}.embeddings.word_embeddings.weight"] = rnd(vocab_size, tw, std=0.5)
-    sd[f"{t}.embeddings.position_embeddings.weight"] = rnd(max_pos, tw, std=0.5)
-    sd[f"{t}.embeddings.position_ids"] = torch.arange(max_pos).expand((1, -1)).clone()
-    sd |= ln(f"{t}.embeddings.LayerNorm", tw)
-    for i in range(tdepth):
-        b = f"{t}.encoder.layer.{i}"
-        for kind, kv_width in (("attention", tw), ("crossattention", vw)):
-            sd |= lin(f"{b}.{kind}.self.query", tw, tw, 0.2)
-            sd |= lin(f"{b}.{kind}.self.key", tw, kv_width, 0.2) | lin(f"{b}.{kind}.self.value", tw, kv_width, 0.2)
-            sd |= lin(f"{b}.{kind}.output.dense", tw, tw, 0.1) | ln(f"{b}.{kind}.output.LayerNorm", tw)
-        sd |= lin(f"{b}.intermediate.dense", tinter, tw, 0.1) | lin(f"{b}.output.dense", tw, tinter, 0.1)
-        sd |= ln(f"{b}.output.LayerNorm", tw)
-    sd |= lin("blip.vision_proj", 256, vw) | lin("blip.text_proj", 256, tw)
-    sizes = [tw, 1024, 128, 64, 16, 1]
-    for idx, (n_in, n_out) in zip(MLP_LAYERS, zip(sizes[:-1], sizes[1:])):
-        sd |= lin(f"mlp.layers.{idx}", n_out, n_in, std=1.0 / math.sqrt(n_in))
-    med = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-           "hidden_dropout_prob": 0.1, "hidden_size": tw, "initializer_range": 0.02, "intermediate_size": tinter,
-           "layer_norm_eps": 1e-12, "max_position_embeddings": max_pos, "model_type": "bert",
-           "num_attention_heads": theads, "num_hidden_layers": tdepth, "pad_token_id": 0, "type_vocab_size": 2,
-           "vocab_size": vocab_size, "encoder_width": vw, "add_cross_attention": True}
-    return sd, med
-
-
-def build_tiny_image_reward(target: Path) -> None:
-    """Random-weight ImageReward twin in the real layout: ``ImageReward.pt`` (a plain state dict saved
-    with ``torch.save``, readable with ``weights_only=True``), ``med_config.json``, and a small BERT
-    vocabulary in ``tokenizer/`` (the real model uses ``bert-base-uncased``)."""
-    from transformers import BertTokenizer
-
-    target = Path(target)
-    write_bert_vocab(target / "tokenizer")
-    vocab_size = len(BertTokenizer.from_pretrained(target / "tokenizer")) + 2  # + [DEC], [ENC]
-    state, med = tiny_state_dict(vocab_size)
-    torch.save(state, target / FILENAME)
-    (target / MED_CONFIG).write_text(json.dumps(med, indent=2))
