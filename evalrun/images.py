@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from evalrun.hashing import bytes_hash
+from evalrun.results import shared_mode
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
@@ -66,16 +67,10 @@ def save_png(image: np.ndarray, path: Path, digest: str, flag: str, cost: dict[s
     os.close(fd)
     try:
         Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a lab's shared results must stay readable
+        shared_mode(tmp)  # mkstemp makes 0600: a lab's shared results must stay readable
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None = None

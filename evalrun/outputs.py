@@ -31,7 +31,7 @@ def declared_columns(plan: Any, metric_settings: dict[str, dict[str, Any]]) -> t
 
 def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], results: dict, scorer: Any, stream: Any,
               store: Any, *, model: dict, scheduler_config: dict, device: Any, run_key: str, generation_key: str,
-              seconds: dict[str, float]) -> dict[str, Any]:
+              config_key: str, seconds: dict[str, float]) -> dict[str, Any]:
     import pandas as pd
 
     rows = pd.DataFrame(scorer.rows)
@@ -64,7 +64,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
 
     smoke = bool(model.get("random_weights"))
     record = {
-        "status": "complete", "run_key": run_key, "generation_key": generation_key,
+        "status": "complete", "run_key": run_key, "config_key": config_key, "generation_key": generation_key,
         "config_columns": list(columns), "metric_columns": list(values), "columns": declared,
         "seed_columns": seed_columns,
         "higher_is_better": {c: d["direction"] == "higher" for c, d in declared.items() if d["direction"]},

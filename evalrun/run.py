@@ -65,6 +65,15 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
     return cols
 
 
+def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
+    """The weights that ran, as a column: runs whose weights differ (a checkpoint changed in place) are
+    different configurations in the summary, never averaged together."""
+    from evalrun.hashing import stable_hash
+
+    weights = model.get("weights_sha256")
+    return {"model_weights_sha256": stable_hash(weights, length=16) if weights else None}
+
+
 def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dict[str, Any]:
     """Run ``cfg`` into ``run_dir`` (a shard of it when ``num_shards`` > 1); ``image_sources``: other
     run folders whose images may be reused (a merge reads its shards')."""
@@ -83,6 +92,7 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
     dtype = resolve_dtype(cfg.dtype, device)
     key = run_key(cfg, __version__, device, dtype)
     with run_lock(run_dir):
+        refuse_other_configuration(run_dir, cfg)
         if (done := finished_run(run_dir, key)) is not None:
             log.info("run in %s is already complete; reusing it (delete run.json to recompute)", run_dir)
             return done
@@ -106,6 +116,10 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     task, metrics = plan.task, plan.metrics
     clean_partial_files(run_dir)
     clean_partial_files(run_dir / "images")
+    from evalrun.results import clean_stale_partials
+
+    for folder in (cache_dir(), cache_dir() / "reference"):  # half-built tiny models and reference entries
+        clean_stale_partials(folder)
     # 2. Records (a bad prompt file fails here, before any model loads) and the image count.
     records = task.load_records(cfg)
     per_record = task.images_per_record(cfg)
@@ -147,16 +161,45 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
             scorer.add(produced)
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
             scorer.flush()
-            return shards.write_record(run_dir, cfg, key, merged_dir, [j.image_id for j in jobs], stream)
+            return shards.write_record(run_dir, cfg, key, merged_dir, [j.image_id for j in jobs], stream,
+                                       config_key(cfg))
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).
     from evalrun.outputs import write_run
 
-    return write_run(run_dir, cfg, plan, config_columns(cfg, task, params, scheduler_config, device, dtype), results,
+    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **identity_columns(model)}
+    return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
-                     run_key=key, generation_key=gen_key,
+                     run_key=key, generation_key=gen_key, config_key=config_key(cfg),
                      seconds={"load": round(t_load - t0, 3), "generate_and_score": round(t_done - t_load, 3)})
+
+
+def config_key(cfg: Any) -> str:
+    """What makes a configuration (not where caches live): two runs with different keys never share a directory."""
+    from evalrun.hashing import stable_hash
+
+    return stable_hash({k: v for k, v in to_plain(cfg).items() if k != "paths"})
+
+
+def refuse_other_configuration(run_dir: Path, cfg: Any) -> None:
+    """A directory that holds another configuration's results is never overwritten (a same configuration
+    whose inputs changed, e.g. a prompt file edited in place, is recomputed there)."""
+    import json
+
+    from evalrun.errors import EvalrunError
+
+    for name in ("run.json", shards.SHARD_FILE):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("config_key")
+        except ValueError:
+            return
+        if recorded is not None and recorded != config_key(cfg):
+            raise EvalrunError(f"{run_dir} holds the results of another configuration ({name}); run into another "
+                               f"directory (hydra.run.dir=... or hydra.sweep.dir=...) or delete it to recompute there")
 
 
 def _hydra():

@@ -68,13 +68,13 @@ def unsplit(cfg: Any):
 
 
 def write_record(run_dir: Path, cfg: Any, run_key: str, merged_dir: Path, image_ids: list[str],
-                 stream: Any) -> dict[str, Any]:
+                 stream: Any, config_key: str | None = None) -> dict[str, Any]:
     """``shard.json``: the shard is complete (its images written, its features cached) and where it merges."""
     from omegaconf import OmegaConf
 
     from evalrun.results import write_json
 
-    record = {"status": "complete", "run_key": run_key, "shard": int(cfg.shard), "num_shards": int(cfg.num_shards),
+    record = {"status": "complete", "run_key": run_key, "config_key": config_key, "shard": int(cfg.shard), "num_shards": int(cfg.num_shards),
               "shard_mode": cfg.shard_mode, "chunk": CHUNK, "merged_dir": str(merged_dir), "n_images": len(image_ids),
               "images": {"sampled": stream.sampled, "reused": stream.reused},
               "config": OmegaConf.to_container(unsplit(cfg), resolve=True)}

@@ -72,4 +72,4 @@ class FID(ExtractorMetric):
         return MetricResult(values={self.outputs[0].column: value}, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), **self.extractor_settings()}
+        return {**self.reference_settings(), **self.extractor_settings()}

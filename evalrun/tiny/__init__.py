@@ -65,6 +65,9 @@ def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> st
         module, func = BUILDERS[name].split(":")
         getattr(importlib.import_module(module), func)(tmp)
         (tmp / MARKER).write_text(f"random weights, built by {BUILDERS[name]}; numbers computed with them mean nothing\n")
+        from evalrun.results import shared_mode
+
+        shared_mode(tmp, directory=True)  # mkdtemp makes 0700: the cache may be shared by a lab
         shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is a broken leftover
         try:
             tmp.rename(target)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from evalrun.hashing import bytes_hash
+from evalrun.results import shared_mode
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # images scored together; fixed, so the float32 round-off of features is too
@@ -74,6 +75,7 @@ class FeatureStore:
             os.close(fd)
             try:
                 np.savez(tmp, hashes=np.asarray(batch.hashes), **feats)
+                shared_mode(tmp)
                 os.replace(tmp, path)
             finally:
                 Path(tmp).unlink(missing_ok=True)
