@@ -272,3 +272,18 @@ def test_an_npz_without_provenance_warns_that_it_cannot_be_checked(tmp_path, cap
     assert "has only mu and sigma" in caplog.text
     assert "sample count and feature extractor cannot be checked" in record["provenance"]["metrics"]["fid"]["reference_warning"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["values"]["fid"] >= 0
+
+
+def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
+    from evalrun.cache import main
+
+    cache = tmp_path / "cache"
+    run_inprocess("prompts.limit=2", f"paths.cache_dir={cache}", run_dir=tmp_path / "run")
+    assert main(["--cache-dir", str(cache), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "images" in out and "       2 entries" in out and "tiny" in out
+    assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0", "--dry-run"]) == 0
+    assert "would remove 2 entries" in capsys.readouterr().out and len(list((cache / "images").rglob("*.png"))) == 2
+    assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0"]) == 0
+    assert not list((cache / "images").rglob("*.png"))
+    assert len(list((tmp_path / "run" / "images").glob("*.png"))) == 2  # the run's hard links survive
