@@ -116,7 +116,11 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     from evalrun.jobdirs import job_dirname
     from evalrun.run import run
 
-    params = compose(overrides, hydra=True).hydra.sweeper.get("params") or {}
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
+    params = compose(fixed, hydra=True).hydra.sweeper.get("params") or {}
     combined: dict[str, str] = {str(k): f"{k}={v}" for k, v in params.items()}
     for item in overrides:  # the command line wins over the config's sweep params
         combined[item.split("=", 1)[0]] = item
