@@ -115,10 +115,10 @@ def cell_samples(sweep: Sweep, keys: list[str], metric: str, facet: str | None =
     if metric in sweep.per_image_metrics():
         frame = sweep.per_image()
         cols = ["run_dir", "prompt_id", "image_index", metric, *([facet] if facet else [])]
-        data = frame[cols].merge(sweep.runs[["run_dir", "seed", *config]], on="run_dir")
+        data = frame[cols].merge(sweep.runs[list(dict.fromkeys(["run_dir", "seed", *config]))], on="run_dir")
         units = UNIT_IMAGE
     else:
-        data, units = sweep.runs[[*config, "seed", metric]], ["seed"]
+        data, units = sweep.runs[list(dict.fromkeys([*config, "seed", metric]))], ["seed"]
     data = data.assign(_v=pd.to_numeric(data[metric], errors="coerce"))
     out = {}
     for label, group in data.groupby(keys, dropna=False, sort=False):
