@@ -99,9 +99,30 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
     path = sweep_dir / SUMMARY_FILE
     summary = summarise(runs)
     write_csv(summary, path)
+    if not quiet:
+        warn_mixed_provenance(runs)
     log.log(logging.DEBUG if quiet else logging.INFO, "wrote %s (%d runs, %d configurations)", path, len(runs),
             len(summary))
     return path
+
+
+def warn_mixed_provenance(runs) -> dict:
+    """Warn about configurations whose runs (seeds) ran with different library versions, devices,
+    scheduler config fields or weights: their average mixes things the config columns do not show."""
+    from evalrun.report.provenance import describe, differing_fields, read_provenance
+
+    keys = group_keys(runs)
+    found = {}
+    for label, group in runs.groupby(keys, dropna=False, sort=True):
+        if len(group) < 2:
+            continue
+        diff = differing_fields({d: read_provenance(d) for d in group["run_dir"]})
+        if diff:
+            name = ", ".join(f"{k}={v}" for k, v in zip(keys, label if isinstance(label, tuple) else (label,))
+                             if runs[k].map(str).nunique() > 1) or "all runs"
+            found[name] = diff
+            log.warning("runs averaged together for %s differ in provenance: %s", name, "; ".join(describe(diff)))
+    return found
 
 
 def _finished(entries: list[dict]) -> set[str]:
