@@ -31,7 +31,7 @@ BUILDERS: dict[str, str] = {
     "evalrun/tiny-inception": "evalrun.metrics.features.inception:build_tiny_inception",
     "evalrun/tiny-pickscore": "evalrun.metrics.preference.pickscore:build_tiny_pickscore",
     "evalrun/tiny-hps": "evalrun.metrics.preference.hps:build_tiny_hps",
-    "evalrun/tiny-image-reward": "evalrun.metrics.preference.image_reward:build_tiny_image_reward",
+    "evalrun/tiny-image-reward": "evalrun.metrics.preference.image_reward_tiny:build_tiny_image_reward",
 }
 
 
