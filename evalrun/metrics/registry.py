@@ -25,6 +25,7 @@ METRICS: dict[str, str] = {
     "pick_score": "evalrun.metrics.preference_score:PickScoreMetric",
     "hps": "evalrun.metrics.preference_score:HPSMetric",
     "image_reward": "evalrun.metrics.preference_score:ImageRewardMetric",
+    "diversity": "evalrun.metrics.diversity:Diversity",
 }
 
 
