@@ -86,6 +86,11 @@ class Diversity(ExtractorMetric):
         if not isinstance(group_by, str) or not group_by:
             raise ConfigError(f"metrics.diversity.group_by must be a record field (prompt_id, category, ...) or "
                               f"'all', got {group_by!r}")
+        from evalrun.metrics.features import EXTRACTORS
+
+        if feature_extractor not in EXTRACTORS:
+            raise ConfigError(f"metrics.diversity.feature_extractor={feature_extractor!r} is not a registered "
+                              f"extractor; valid: {', '.join(sorted(EXTRACTORS))}")
         options = extractor_options(str(feature_extractor), clip_model, batch_size, feature_extractor_options,
                                     "metrics.diversity.clip_model" if feature_extractor == "clip"
                                     else "metrics.diversity.feature_extractor_options.path")

@@ -101,12 +101,15 @@ class PreferenceMetric(Metric):
                             per_image={column: scores.tolist()}, info=info)
 
     def weights_digest(self) -> str | None:
-        """First 16 hex digits of the checkpoint's sha256 (of the sorted file hashes when several files)."""
+        """First 16 hex digits of the weights file's sha256 (a hash of the file hashes for sharded weights;
+        configs such as med_config.json are in ``run.json``)."""
         if self.scorer is None:
             return None
         from evalrun.hashing import stable_hash
 
-        files = self.scorer.info()["weights_sha256"]
+        from evalrun.hashing import WEIGHT_SUFFIXES
+
+        files = {k: v for k, v in self.scorer.info()["weights_sha256"].items() if k.endswith(WEIGHT_SUFFIXES)}
         digest = next(iter(files.values())) if len(files) == 1 else stable_hash(files, length=64) if files else ""
         return digest[:16] or None
 
