@@ -99,8 +99,9 @@ def default_clip_model(runs) -> str:
 
 def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "clip", clip_model: str | None = None,
                     options: dict[str, Any] | None = None, layer: str | None = None, q: float = 1.0,
-                    device: str = "cpu", batch_size: int = 64):
-    """(per configuration, per prompt, info) frames for the complete runs under ``sweep_dirs``."""
+                    device: str = "cpu", batch_size: int = 64, group_by: str = "prompt_id"):
+    """(per configuration, per group, info) for the complete runs under ``sweep_dirs``; ``group_by``: a
+    ``per_image.csv`` column (``prompt_id``, ``category``, ``challenge``) or ``all`` (unconditional models)."""
     import numpy as np
     import pandas as pd
 
@@ -133,30 +134,34 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
         for run_dir in group["run_dir"]:
             rows, feats = run_embeddings(Path(run_dir), store, extractor, layer)
             for i, row in enumerate(rows.to_dict("records")):
-                embeddings.setdefault(row["prompt_id"], []).append(feats[i])
-                meta.setdefault(row["prompt_id"], {k: row.get(k) for k in KEEP})
+                if group_by != "all" and group_by not in row:
+                    raise EvalrunError(f"--group-by {group_by}: {run_dir}/per_image.csv has no such column; use "
+                                       f"prompt_id, category, challenge or all")
+                key = "all" if group_by == "all" else row[group_by]
+                embeddings.setdefault(key, []).append(feats[i])
+                meta.setdefault(key, {k: row.get(k) for k in KEEP} if group_by == "prompt_id" else {})
         per_prompt = []
-        for prompt_id, vectors in embeddings.items():
+        for key, vectors in embeddings.items():
             x = np.stack(vectors)
-            per_prompt.append({"prompt_id": prompt_id, **meta[prompt_id], "n_images": len(x),
+            per_prompt.append({group_by: key, **meta[key], "n_images": len(x),
                                **group_diversity(x, q)})
         stats = summarise_groups(per_prompt)
         frame = pd.DataFrame(per_prompt)
         sizes = sorted(set(frame["n_images"])) if len(frame) else []
         configs.append({**config, "seeds": " ".join(str(s) for s in sorted(group["seed"])), "n_runs": len(group),
-                        "n_prompts": stats["diversity_groups"],
-                        "images_per_prompt": "-".join(str(s) for s in sorted({sizes[0], sizes[-1]})) if sizes else "",
+                        "n_groups": stats["diversity_groups"],
+                        "images_per_group": "-".join(str(s) for s in sorted({sizes[0], sizes[-1]})) if sizes else "",
                         "diversity_vendi": stats["diversity_vendi"],
                         "diversity_vendi_std": frame["vendi"].std(ddof=1) if len(frame) else float("nan"),
                         "diversity_pairwise_cosine": stats["diversity_pairwise_cosine"],
                         "diversity_pairwise_cosine_std": frame["pairwise_cosine"].std(ddof=1) if len(frame)
                         else float("nan")})
         prompts += [{**config, **r} for r in per_prompt]
-    settings = {"feature_extractor": feature_extractor, "feature_layer": layer, "q": q,
+    settings = {"feature_extractor": feature_extractor, "feature_layer": layer, "q": q, "group_by": group_by,
                 "weights_sha256": _digest(extractor), **({"clip_model": clip_model} if feature_extractor == "clip" else {})}
     # across_seeds.*: not diversity.*, which are the in-run metric's settings (group keys when the runs had it)
     summary = pd.DataFrame(configs).assign(**{f"across_seeds.{k}": v for k, v in settings.items()})
-    info = {**extractor.info(), "feature_layer": layer, "q": q, "group_by": "prompt_id, pooled over seeds",
+    info = {**extractor.info(), "feature_layer": layer, "q": q, "group_by": f"{group_by}, pooled over seeds",
             "features": {"extracted": store.extracted, "reused": store.reused},
             "runs": [str(d) for d in runs["run_dir"]]}
     return summary, pd.DataFrame(prompts), info
@@ -213,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", default=None, help="feature layer (default: the extractor's)")
     parser.add_argument("--batch-size", type=int, default=64, help="as the runs' metric, to reuse their features")
     parser.add_argument("--q", type=float, default=1.0, help="Vendi order (default 1)")
+    parser.add_argument("--group-by", default="prompt_id", help="prompt_id (default), category, challenge, or all")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the first sweep dir)")
     args = parser.parse_args(argv)
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = write_diversity(args.sweep_dirs, args.out, feature_extractor=args.feature_extractor,
                                clip_model=args.clip_model, options=dict(args.option), layer=args.layer, q=args.q,
-                               device=args.device, batch_size=args.batch_size)
+                               device=args.device, batch_size=args.batch_size, group_by=args.group_by)
     except EvalrunError as exc:
         print(f"evalrun.diversity: error: {exc}", file=sys.stderr)
         return 1

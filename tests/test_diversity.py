@@ -161,7 +161,7 @@ def test_across_seeds_pools_images_per_configuration(sweep):
     info = json.loads((sweep / "diversity.json").read_text())
     assert info["features"] == {"extracted": 0, "reused": 12}  # the runs' cached CLIP features, no PNG embedded
     assert table.loc[7.5, "n_runs"] == 2 and table.loc[7.5, "seeds"] == "0 1"
-    assert str(table.loc[7.5, "images_per_prompt"]) == "4" and str(table.loc[1.0, "images_per_prompt"]) == "2"
+    assert str(table.loc[7.5, "images_per_group"]) == "4" and str(table.loc[1.0, "images_per_group"]) == "2"
     assert table.loc[7.5, "across_seeds.clip_model"] == "evalrun/tiny-clip"  # taken from the runs' clip_score
     per_prompt = pd.read_csv(sweep / "diversity_per_prompt.csv")
     assert len(per_prompt) == 4
@@ -173,7 +173,7 @@ def test_across_seeds_pools_images_per_configuration(sweep):
         pairwise = [pairwise_direct(emb[rows.index]) for _, rows in images.groupby("prompt_id")]
         assert table.loc[gs, "diversity_vendi"] == pytest.approx(np.mean(vendi), rel=1e-5)
         assert table.loc[gs, "diversity_pairwise_cosine"] == pytest.approx(np.mean(pairwise), rel=1e-4, abs=1e-7)
-        assert table.loc[gs, "n_prompts"] == 2
+        assert table.loc[gs, "n_groups"] == 2
 
 
 def test_across_seeds_reads_and_verifies_pngs_when_features_are_not_cached(sweep, tmp_path):

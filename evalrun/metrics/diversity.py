@@ -26,7 +26,7 @@ from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
 from evalrun.metrics.common import ExtractorMetric
 
 log = logging.getLogger(__name__)
-GROUP_FIELDS = ("prompt", "category", "challenge")  # kept beside each group's numbers
+GROUP_FIELDS = ("prompt", "category", "challenge")  # kept beside each prompt's numbers
 
 
 def extractor_options(name: str, clip_model: str, batch_size: int, options: dict[str, Any] | None,
@@ -112,7 +112,7 @@ class Diversity(ExtractorMetric):
             else:
                 group = record[self.group_by]
             self._groups.setdefault(group, []).append(feats[i:i + 1])
-            self._meta.setdefault(group, {k: record.get(k) for k in GROUP_FIELDS if self.group_by != "all"})
+            self._meta.setdefault(group, {k: record.get(k) for k in GROUP_FIELDS if self.group_by == "prompt_id"})
 
     def compute(self) -> MetricResult:
         import numpy as np
