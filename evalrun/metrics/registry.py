@@ -22,6 +22,10 @@ METRICS: dict[str, str] = {
     "kid": "evalrun.metrics.kid:KID",
     "inception_score": "evalrun.metrics.inception_score:InceptionScore",
     "cmmd": "evalrun.metrics.cmmd:CMMD",
+    "pick_score": "evalrun.metrics.preference_score:PickScoreMetric",
+    "hps": "evalrun.metrics.preference_score:HPSMetric",
+    "image_reward": "evalrun.metrics.preference_score:ImageRewardMetric",
+    "diversity": "evalrun.metrics.diversity:Diversity",
 }
 
 

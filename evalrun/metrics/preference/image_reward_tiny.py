@@ -1,6 +1,8 @@
-"""A tiny ImageReward twin in the real checkpoint's layout (``ImageReward.pt`` state dict under the
-authors' key names, a small ``med_config.json``, a BERT WordPiece vocabulary written in code), so the
-real loader (``image_reward.load_image_reward``) runs offline on random weights."""
+"""ImageReward's tiny twin: random weights in the real checkpoint's layout (``ImageReward.pt``,
+``med_config.json``) plus a small BERT vocabulary, so the real loading code runs offline.
+
+Served as ``evalrun/tiny-image-reward`` (``evalrun.tiny.BUILDERS``); its numbers mean nothing.
+"""
 
 from __future__ import annotations
 
