@@ -8,6 +8,7 @@ those pixels.
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from evalrun.images import ImageStore, Manifest, degenerate_flag, link_or_copy, 
 from evalrun.jobs import ImageJob
 
 log = logging.getLogger(__name__)
+WRITERS = 4  # PNG writer threads: encoding a 1024 px image takes ~60 ms, a batch of 32 ~2 s of CPU
+MAX_QUEUED = 256  # images handed to the writers and not yet on disk, at most
 
 
 @dataclass
@@ -87,6 +90,12 @@ class ImageStream:
         # Other runs' folders to reuse images from by key (a merge reads its shards'), besides the store.
         self.sources = [(Path(d) / "images", Manifest(Path(d) / "images")) for d in sources or []]
         self.sampled = self.reused = self.repaired = 0
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="evalrun-png")
+        self._writes: collections.deque = collections.deque()
+        self._manifest_lock = threading.Lock()
 
     def _path(self, job: ImageJob) -> Path:
         return self.image_dir / f"{job.image_id}.png"
@@ -120,17 +129,41 @@ class ImageStream:
         return Produced(n, job, image, digest, flag, True, cost)
 
     def _write(self, n: int, image: np.ndarray, had_nan: bool, cost: dict[str, Any]) -> Produced:
+        """Hand a sampled image to the writer pool and return it for scoring at once: PNG encoding
+        (which releases the GIL) overlaps the next batch's sampling, so the accelerator stays busy.
+        The manifest line is appended only once the file is in place, so a kill never leaves a
+        listed image that is not on disk."""
         job, key = self.jobs[n], self.keys[n]
         digest, flag = pixel_hash(image), degenerate_flag(image, had_nan)
+        while len(self._writes) >= MAX_QUEUED:  # bounded: images waiting to be written are held in memory
+            self._writes.popleft().result()
+        self._writes.append(self._pool.submit(self._save, job, key, image, digest, flag, cost))
+        return Produced(n, job, image, digest, flag, False, cost)
+
+    def _save(self, job: ImageJob, key: str, image: np.ndarray, digest: str, flag: str, cost: dict[str, Any]) -> None:
         stored = self.store.put(key, image, digest, flag, cost)
         if stored is not None:
             link_or_copy(stored, self._path(job))
         else:
             save_png(image, self._path(job), digest, flag, cost)
-        self.manifest.add(job.image_id, key, digest, flag, cost)
-        return Produced(n, job, image, digest, flag, False, cost)
+        with self._manifest_lock:
+            self.manifest.add(job.image_id, key, digest, flag, cost)
 
     def run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
+        try:
+            yield from self._run(pipe_factory, task, params, progress)
+        finally:
+            self.wait()
+
+    def wait(self) -> None:
+        """Every image handed to the writers is on disk (and a write error surfaces here)."""
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
         pending: list[int] = []
         pipe = None
 
