@@ -67,7 +67,10 @@ def _check_model(model: Any) -> None:
 
 
 def _check_runtime(cfg: Any) -> None:
-    for key in ("num_images_per_prompt", "batch_size"):
+    from evalrun.acceleration import validate as validate_acceleration
+
+    validate_acceleration(cfg)
+    for key in ("num_images_per_prompt",):
         value = cfg.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")

@@ -59,6 +59,7 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
     receives what the call took per image (evalrun.cost.measure)."""
     import torch
 
+    from evalrun.acceleration import sampling
     from evalrun.cost import measure
 
     generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
@@ -67,7 +68,7 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
     torch.manual_seed(jobs[0].generator_seed)
     kwargs = task.pipeline_kwargs(pipe, jobs, params)
     try:
-        with measure(pipe, len(jobs)) as measured:
+        with measure(pipe, len(jobs)) as measured, sampling(pipe):
             out = pipe(**kwargs, generator=generators, output_type="np")
     except (ValueError, TypeError) as exc:
         raise EvalrunError(f"{type(pipe).__name__} rejected the generation arguments: {exc}") from None
@@ -163,6 +164,25 @@ class ImageStream:
         finally:
             self._pool.shutdown(wait=True)
 
+    def _fitting(self, pipe, task, params: dict[str, Any], batch: list[int]):
+        """Sample ``batch``; on a CUDA out-of-memory error halve it (and every later batch) and go on."""
+        from evalrun.acceleration import is_out_of_memory
+
+        try:
+            cost: dict[str, Any] = {}
+            images = to_uint8(sample(pipe, task, [self.jobs[n] for n in batch], params, cost))
+            yield {**cost, "_jobs": batch}, images
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+            if len(batch) == 1 or not is_out_of_memory(exc):
+                raise
+            import torch
+
+            torch.cuda.empty_cache()
+            self.batch_size = max(1, len(batch) // 2)
+            log.warning("out of GPU memory at batch %d: continuing at batch %d", len(batch), self.batch_size)
+            for start in range(0, len(batch), self.batch_size):
+                yield from self._fitting(pipe, task, params, batch[start:start + self.batch_size])
+
     def _run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
         pending: list[int] = []
         pipe = None
@@ -173,11 +193,11 @@ class ImageStream:
                 return
             if pipe is None:
                 pipe = pipe_factory()
-            cost: dict[str, Any] = {}
-            images, nan = to_uint8(sample(pipe, task, [self.jobs[n] for n in pending], params, cost))
-            for n, image, had_nan in zip(pending, images, nan):
-                self.sampled += 1
-                yield self._write(n, image, bool(had_nan), cost)
+            for part in self._fitting(pipe, task, params, list(pending)):
+                cost, (images, nan) = part
+                for n, image, had_nan in zip(cost.pop("_jobs"), images, nan):
+                    self.sampled += 1
+                    yield self._write(n, image, bool(had_nan), cost)
             if progress is not None:
                 progress(len(pending))
             pending.clear()

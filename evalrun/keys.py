@@ -84,6 +84,7 @@ def generation_key(cfg: Any, params: dict[str, Any], model: dict[str, Any], sche
         "variant": cfg.model.variant, "weights": model.get("weights_sha256"), "snapshot": model.get("snapshot"),
         "scheduler": scheduler_config, "knobs": knobs, "dtype": str(dtype), "device_type": getattr(device, "type", device),
         "versions": {k: versions.get(k) for k in ("torch", "diffusers", "transformers")},
-        "options": {k: cfg.get(k) for k in ("offload", "vae_tiling", "vae_slicing", "compile", "attention", "tf32")
+        "options": {k: cfg.get(k) for k in ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last",
+                                            "attention", "tf32")
                     if cfg.get(k) not in (None, False, "none")},
     }, length=32)

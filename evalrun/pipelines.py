@@ -54,15 +54,18 @@ def pipeline_class(name: str) -> type:
     return _diffusers_class(name, "DiffusionPipeline", "pipeline class (model.pipeline)", limit=40)
 
 
-def _cache_key(model: Any, device, dtype) -> tuple:
-    return (model.pipeline, str(model.path), model.revision, model.variant, str(device), str(dtype))
+def _cache_key(model: Any, device, dtype, options: dict[str, Any]) -> tuple:
+    return (model.pipeline, str(model.path), model.revision, model.variant, str(device), str(dtype),
+            tuple(sorted((k, str(v)) for k, v in options.items())))
 
 
-def load_pipeline(model: Any, device, dtype):
-    """Load ``model.pipeline`` from ``model.path`` (hub id or local dir) with ``from_pretrained``."""
+def load_pipeline(model: Any, device, dtype, options: dict[str, Any] | None = None):
+    """Load ``model.pipeline`` from ``model.path`` (hub id or local dir) with ``from_pretrained``;
+    ``options``: the run's speed options (``evalrun.acceleration``), applied once loaded."""
     import torch
 
-    key = _cache_key(model, device, dtype)
+    options = options or {}
+    key = _cache_key(model, device, dtype, options)
     if key in _CACHE:
         log.info("reusing loaded pipeline %s", model.path)
         return _CACHE[key]
@@ -88,6 +91,9 @@ def load_pipeline(model: Any, device, dtype):
                          marker="model_index.json") from None
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # evalrun shows its own progress over batches
+    from evalrun.acceleration import apply
+
+    apply(pipe, options)
     # Remember the checkpoint's own scheduler: every swap starts from it, so one job's
     # scheduler overrides never leak into the next job that reuses this pipeline.
     pipe._evalrun_default_scheduler = pipe.scheduler

@@ -32,8 +32,10 @@ class LazyPipeline:
         if self.pipe is None:
             from evalrun.pipelines import load_pipeline, set_scheduler
 
+            from evalrun.acceleration import options
+
             with Phase("load pipeline"):
-                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype)
+                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, options(self.cfg))
             self.scheduler_config = set_scheduler(self.pipe, self.cfg.scheduler)
         return self.pipe
 
@@ -54,6 +56,9 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
     for key in task.column_keys(cfg):
         if cfg.get(key) is not None:
             cols[key] = params.get(key, to_plain(cfg[key]))
+    from evalrun.acceleration import options
+
+    cols.update(options(cfg))  # speed options, only when on
     if task.prompt_sources:  # unconditional runs have no prompt set
         prompts = cfg.prompts
         filters = ("category", "challenge", "limit", "shuffle", "shuffle_seed", "words", "random", "random_seed", "all")
@@ -150,6 +155,8 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     from evalrun.generate import ImageStream, ReadStream
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
+    if cfg.batch_size == "auto":
+        cfg.batch_size = resolve_batch_size(cfg, task, pipeline, jobs, params, model, device, dtype)
     if task.generates:
         image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
         stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
@@ -173,6 +180,28 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
                      run_key=key, generation_key=gen_key, config_key=config_key(cfg),
                      seconds={"load": round(t_load - t0, 3), "generate_and_score": round(t_done - t_load, 3)})
+
+
+def resolve_batch_size(cfg: Any, task: Any, pipeline: LazyPipeline, jobs: list, params: dict, model: dict, device,
+                       dtype) -> int:
+    """``batch_size=auto``: the largest batch that fits, found once per (model, size, dtype, guidance, device)."""
+    from evalrun.acceleration import auto_batch_size
+    from evalrun.generate import sample
+    from evalrun.paths import cache_dir
+
+    def probe(batch: int) -> None:  # one step: its peak and the VAE decode of the whole batch are the peaks
+        probe_jobs = [jobs[i % len(jobs)] for i in range(batch)]
+        sample(pipeline.get(), task, probe_jobs, {**params, "steps": 1})
+
+    memo = {"weights": model.get("weights_sha256"), "path": str(cfg.model.path), "params": params, "dtype": str(dtype),
+            "device": str(device), "gpu": _gpu_name(device)}
+    return auto_batch_size(probe, memo, cache_dir() / "batch_sizes.json", device)
+
+
+def _gpu_name(device) -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else None
 
 
 def config_key(cfg: Any) -> str:

@@ -1,0 +1,91 @@
+"""Speed options and batch sizes: validated before anything loads, recorded, part of the images'
+identity, and an out-of-memory error halves the batch without losing an image."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from conftest import error_of, run_inprocess
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("attention=fast", "attention='fast' is not a backend evalrun offers"),
+    ("compile=1.5", "compile must be false, true or a torch.compile mode"),
+    ("batch_size=0", "batch_size must be a positive integer or auto"),
+    ("channels_last=maybe", "channels_last must be true or false"),
+])
+def test_bad_options_are_one_line(tmp_path, override, expected):
+    assert expected in error_of(override, run_dir=tmp_path)
+
+
+def test_an_option_is_recorded_and_keeps_its_images_apart(tmp_path):
+    plain = run_inprocess("prompts.limit=1", run_dir=tmp_path / "plain")
+    fast = run_inprocess("prompts.limit=1", "channels_last=true", run_dir=tmp_path / "fast")
+    assert fast["generation_key"] != plain["generation_key"]  # never mixed with images made without it
+    assert fast["provenance"]["images"]["sampled"] == 1
+    row = json.loads((tmp_path / "fast" / "run.json").read_text())
+    assert "channels_last" in row["config_columns"] and "channels_last" not in plain["config_columns"]
+
+
+def test_compile_wraps_the_denoiser_with_the_mode_asked_for(monkeypatch):
+    from evalrun.acceleration import apply
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: calls.append(mode) or ("compiled", module))
+
+    class Pipe:
+        unet = torch.nn.Linear(2, 2)
+
+    pipe = Pipe()
+    original = pipe.unet
+    apply(pipe, {"compile": "max-autotune-no-cudagraphs", "tf32": True})
+    assert pipe.unet == ("compiled", original) and calls == ["max-autotune-no-cudagraphs"] and pipe._evalrun_tf32
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, caplog):
+    import evalrun.generate as generate
+
+    real = generate.sample
+
+    def small_gpu(pipe, task, jobs, params, cost=None):
+        if len(jobs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(pipe, task, jobs, params, cost)
+
+    reference = run_inprocess("prompts.limit=5", "batch_size=2", "paths.image_store=none", run_dir=tmp_path / "ref")
+    monkeypatch.setattr(generate, "sample", small_gpu)
+    with caplog.at_level(logging.WARNING):
+        record = run_inprocess("prompts.limit=5", "batch_size=8", "paths.image_store=none", run_dir=tmp_path / "oom")
+    assert "out of GPU memory at batch 5: continuing at batch 2" in caplog.text
+    assert record["provenance"]["batch_size_used"] == 2 and record["provenance"]["images"]["sampled"] == 5
+    assert record["values"]["clip_score"] == reference["values"]["clip_score"]
+
+
+def test_auto_batch_size_is_found_once_and_remembered(tmp_path):
+    from evalrun.acceleration import auto_batch_size
+
+    class Cuda:
+        type = "cuda"
+
+    probed = []
+
+    def probe(batch):
+        probed.append(batch)
+        if batch > 32:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    cache = tmp_path / "batch_sizes.json"
+    assert auto_batch_size(probe, {"model": "m", "size": 512}, cache, Cuda()) == 32
+    assert probed == [8, 16, 32, 64]
+    assert auto_batch_size(probe, {"model": "m", "size": 512}, cache, Cuda()) == 32 and len(probed) == 4  # remembered
+    assert auto_batch_size(probe, {"model": "m", "size": 1024}, cache, Cuda()) == 32 and len(probed) == 8
+    assert auto_batch_size(probe, {}, cache, torch.device("cpu")) == 4  # nothing to probe off CUDA
+
+
+def test_auto_batch_size_on_cpu_runs_with_four(tmp_path):
+    record = run_inprocess("prompts.limit=1", "batch_size=auto", run_dir=tmp_path / "run")
+    assert record["provenance"]["batch_size"] == 4 and record["config"]["batch_size"] == 4
