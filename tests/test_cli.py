@@ -99,7 +99,7 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["model=tiny_dit", "prompts=classes", "scheduler=dpm_sde"], "calls scheduler.step without the per-image generators"),
     (["model=tiny_ddpm", "metrics=[clip_score]"], "but model 'tiny_ddpm' has task unconditional"),
     (["metrics.clip_score.scale=-1"], "clip_score scale must be > 0"),
-    (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit runs, but model 'tiny' has task text2img"),
+    (["metrics=[clip_directional]"], "metric 'clip_directional' scores edit/images runs, but model 'tiny' has task text2img"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     (["model=tiny_dit"], "model 'tiny_dit' (task class2img) reads ImageNet classes (prompts=classes)"),
     (["strength=0.5"], "strength=0.5 has no effect on model 'tiny'"),
