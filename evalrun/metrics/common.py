@@ -13,7 +13,8 @@ from evalrun.errors import ConfigError
 from evalrun.metrics.base import ImageBatch, Metric, MetricContext
 
 # The layer a Frechet distance / kernel metric uses on each backbone by default.
-DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding"}
+DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding",
+                  "python": "embedding"}
 
 
 class ExtractorMetric(Metric):

@@ -16,6 +16,9 @@ from evalrun.errors import ConfigError
 EXTRACTORS: dict[str, str] = {
     "inception": "evalrun.metrics.features.inception:InceptionV3",
     "clip": "evalrun.metrics.features.clip:CLIPImageText",
+    "dinov2": "evalrun.metrics.features.dinov2:DINOv2",
+    "torchscript": "evalrun.metrics.features.torchscript:TorchScriptModel",
+    "python": "evalrun.metrics.features.python_class:PythonModel",
 }
 
 _LOADED: dict[tuple, Any] = {}
