@@ -22,6 +22,12 @@ METRICS: dict[str, str] = {
     "kid": "evalrun.metrics.kid:KID",
     "inception_score": "evalrun.metrics.inception_score:InceptionScore",
     "cmmd": "evalrun.metrics.cmmd:CMMD",
+    "fd": "evalrun.metrics.fd:FD",
+    "fd_dinov2": "evalrun.metrics.fd:FDDINOv2",
+    "sfid": "evalrun.metrics.fd:SFID",
+    "prdc": "evalrun.metrics.prdc:PRDC",
+    "adm": "evalrun.metrics.adm:ADMPrecisionRecall",
+    "fid_inf": "evalrun.metrics.fid_inf:FIDInfinity",
 }
 
 
