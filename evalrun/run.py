@@ -110,7 +110,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> di
     store = FeatureStore(cache_dir())
     with Phase("load metrics", total=len(metrics), unit="metrics") if metrics else _nothing():
         for metric in metrics.values():
-            metric.context.device, metric.context.store = device, store
+            metric.context.device, metric.context.store, metric.context.run_dir = device, store, run_dir
             metric.load()
     # 5. Records finished with the pipeline (class words -> label ids), then one job per image.
     pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype)
@@ -130,9 +130,12 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> di
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).
+    from evalrun.metrics.protocol import protocol_columns
     from evalrun.outputs import write_run
 
-    return write_run(run_dir, cfg, plan, config_columns(cfg, task, params, scheduler_config, device, dtype), results,
+    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype),
+               **protocol_columns(cfg, metrics, results, len(jobs))}
+    return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
                      run_key=key, generation_key=gen_key,
                      seconds={"load": round(t_load - t0, 3), "generate_and_score": round(t_done - t_load, 3)})
