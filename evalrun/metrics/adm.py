@@ -1,7 +1,8 @@
 """The ADM evaluator's improved precision and recall (Kynkaanniemi et al. 2019, as guided-diffusion's
 ``evaluations/evaluator.py`` computes them), and the generated set written as an ADM sample batch.
 
-- ``adm_precision``, ``adm_recall``: k=3 manifolds of Inception pool3 features, squared
+- ``adm_precision``, ``adm_recall``: k=3 manifolds of Inception pool3 features (another backbone
+  can be named as for ``fd``; the protocol then marks the numbers not comparable), squared
   distances in the evaluator's float16 arithmetic with its per-10,000-block float32 fallback,
   ``<=`` against the radii (functional/adm_precision_recall.py says exactly what is emulated and
   how far TensorFlow's own kernels can differ). The reference manifold is the reference batch's
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
+from evalrun.metrics.backbone import backbone, describe
 from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
 from evalrun.metrics.bootstrap_ci import Bootstrap, ci_outputs
 from evalrun.metrics.common import ExtractorMetric
@@ -37,15 +39,17 @@ class ADMPrecisionRecall(ExtractorMetric):
     needs_reference = True
     seed_settings = ("bootstrap_seed",)
 
-    def __init__(self, context: MetricContext | None = None, feature_extractor_weights_path: str | None = None,
-                 feature_extractor_weights_sha256: str = "official", batch_size: int = 50, k: int = 3,
-                 arithmetic: str = "float16", write_batch: Any = False, bootstrap: int = 0,
-                 bootstrap_seed: int | None = None, bootstrap_reference: bool = True) -> None:
+    def __init__(self, context: MetricContext | None = None, feature_extractor: Any = "inception",
+                 feature_extractor_path: str | None = None, feature_extractor_weights_sha256: str = "official",
+                 feature_extractor_options: dict | None = None, feature_layer: str | None = None,
+                 batch_size: int = 50, k: int = 3, arithmetic: str = "float16", write_batch: Any = False,
+                 bootstrap: int = 0, bootstrap_seed: int | None = None, bootstrap_reference: bool = True) -> None:
         from evalrun.metrics.functional.adm_precision_recall import ARITHMETIC
 
-        super().__init__(context, "inception", {"path": feature_extractor_weights_path, "batch_size": batch_size,
-                                                "weights_sha256": feature_extractor_weights_sha256,
-                                                "key": f"metrics.{self.name}.feature_extractor_weights_path"}, "2048")
+        name, options = backbone(self.name, feature_extractor, feature_extractor_path, feature_extractor_weights_sha256,
+                                 batch_size=batch_size, options=feature_extractor_options)
+        super().__init__(context, name, options, feature_layer)
+        self.backbone_name = describe(name, options)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"metrics.adm.k must be an integer >= 1, got {k!r}")
         if arithmetic not in ARITHMETIC:
@@ -120,7 +124,7 @@ class ADMPrecisionRecall(ExtractorMetric):
 
         from evalrun.metrics.functional.adm_precision_recall import adm_precision_recall
 
-        sample = np.concatenate(self._features) if self._features else np.zeros((0, 2048), np.float32)
+        sample = np.concatenate(self._features) if self._features else np.zeros((0, 1), np.float32)
         ref, ref_info = self._reference
         if len(sample) <= self.k or len(ref) <= self.k:
             raise EvalrunError(f"adm precision/recall with k={self.k} needs more than {self.k} generated and reference "
@@ -144,5 +148,6 @@ class ADMPrecisionRecall(ExtractorMetric):
         return MetricResult(values=values, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), **self.extractor_settings(), "k": self.k,
+        return {"reference": self.reference_spec.describe(), **self.extractor_settings(),
+                "feature_extractor": self.backbone_name, "k": self.k,
                 "arithmetic": self.arithmetic, **self.bootstrap.settings()}
