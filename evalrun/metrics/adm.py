@@ -28,6 +28,7 @@ from evalrun.metrics.bootstrap_ci import Bootstrap, ci_outputs
 from evalrun.metrics.common import ExtractorMetric
 
 BATCH_FILE = "adm_batch.npz"
+ARITHMETIC = ("float16", "float32", "float64")   # functional.adm_precision_recall.ARITHMETIC (torch-free here)
 COLUMNS = ("adm_precision", "adm_recall")
 
 
@@ -44,8 +45,6 @@ class ADMPrecisionRecall(ExtractorMetric):
                  feature_extractor_options: dict | None = None, feature_layer: str | None = None,
                  batch_size: int = 50, k: int = 3, arithmetic: str = "float16", write_batch: Any = False,
                  bootstrap: int = 0, bootstrap_seed: int | None = None, bootstrap_reference: bool = True) -> None:
-        from evalrun.metrics.functional.adm_precision_recall import ARITHMETIC
-
         name, options = backbone(self.name, feature_extractor, feature_extractor_path, feature_extractor_weights_sha256,
                                  batch_size=batch_size, options=feature_extractor_options)
         super().__init__(context, name, options, feature_layer)

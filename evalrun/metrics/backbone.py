@@ -29,6 +29,7 @@ def backbone(metric: str, feature_extractor: Any, path: str | None = None, weigh
             raise ConfigError(f"metrics.{metric}.feature_extractor: a mapping needs a _target_ (pkg.module.Class)")
         target, kwargs, feature_extractor = spec.pop("_target_"), {**spec, **(kwargs or {})}, "python"
     name = str(feature_extractor)
+    _check_early(metric, name, path, target)
     out: dict[str, Any] = {}
     if batch_size is not None:
         out["batch_size"] = int(batch_size)
@@ -50,6 +51,23 @@ def backbone(metric: str, feature_extractor: Any, path: str | None = None, weigh
         out["resize"] = resize
     out.update(options or {})
     return name, out
+
+
+def _check_early(metric: str, name: str, path: str | None, target: str | None) -> None:
+    """What can be checked without importing torch: a user backbone's file or class is named."""
+    from pathlib import Path
+
+    from evalrun.metrics.features import EXTRACTORS
+
+    if name not in EXTRACTORS:
+        raise ConfigError(f"metrics.{metric}.feature_extractor={name!r}; valid: {', '.join(sorted(EXTRACTORS))} "
+                          f"(or a {{_target_: pkg.module.Class}} mapping)")
+    if name == "torchscript" and (path in (None, "", "???") or not Path(str(path)).expanduser().is_file()):
+        raise ConfigError(f"metrics.{metric}.feature_extractor=torchscript needs metrics.{metric}.feature_extractor_path="
+                          f"FILE, a TorchScript file (torch.jit.script(model).save(FILE)); got {path!r}")
+    if name == "python" and not target:
+        raise ConfigError(f"metrics.{metric}.feature_extractor=python needs metrics.{metric}.feature_extractor_target="
+                          f"pkg.module.Class")
 
 
 def describe(name: str, options: dict[str, Any]) -> str:

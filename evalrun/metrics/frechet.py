@@ -30,10 +30,9 @@ class FrechetMetric(ExtractorMetric):
                  bootstrap_reference: bool = True) -> None:
         super().__init__(context, feature_extractor, options, layer)
         from evalrun.metrics.bootstrap_ci import Bootstrap
-        from evalrun.metrics.functional.fid import StatsAccumulator
 
         self.bootstrap = Bootstrap(self.name, bootstrap, bootstrap_seed, bootstrap_reference, self.context.seed)
-        self._stats = StatsAccumulator()
+        self._stats = None                 # float64 sums (functional.fid.StatsAccumulator), from the first batch
         self._sizes: set[str] = set()
         self._features: list = []          # only with the bootstrap on
         self._reference = None
@@ -57,6 +56,10 @@ class FrechetMetric(ExtractorMetric):
 
     def update(self, batch: ImageBatch) -> None:
         feats = self.features(batch)
+        if self._stats is None:            # created here, not in __init__: validating a config imports no torch
+            from evalrun.metrics.functional.fid import StatsAccumulator
+
+            self._stats = StatsAccumulator()
         self._stats.add(feats)
         self._sizes.add(f"{batch.images.shape[2]}x{batch.images.shape[3]}")
         if self.bootstrap.enabled:
@@ -65,8 +68,9 @@ class FrechetMetric(ExtractorMetric):
     def compute(self) -> MetricResult:
         from evalrun.metrics.functional.fid import frechet_distance_info
 
-        if self._stats.n < 2:
-            raise EvalrunError(f"{self.name} needs at least 2 generated images, got {self._stats.n}")
+        n = 0 if self._stats is None else self._stats.n
+        if n < 2:
+            raise EvalrunError(f"{self.name} needs at least 2 generated images, got {n}")
         gen = self._stats.stats()
         ref, ref_info = self._reference
         dim = self.extractor.layers[self.layer]
