@@ -148,11 +148,18 @@ def test_adding_metrics_to_a_finished_run_extracts_nothing_twice(adm, tmp_path, 
     record = run_inprocess(*common, more, "metrics.fid_inf.min_n=4", "metrics.fid_inf.num_points=3",
                            run_dir=tmp_path / "new")
     assert seen == {"inception": 0, "dinov2": 0} and record["provenance"]["features"]["extracted"] == 0
-    dino = ("metrics=[fid,fd_dinov2]", "metrics.fd_dinov2.feature_extractor_path=evalrun/tiny-dinov2")
+    from dist_helpers import TinyEncoder
+
+    torch.jit.script(TinyEncoder(8).eval()).save(str(tmp_path / "encoder.ts"))
+    dino = ("metrics=[fid,fd_dinov2,fd]", "metrics.fd_dinov2.feature_extractor_path=evalrun/tiny-dinov2",
+            "metrics.fd.feature_extractor=torchscript", f"metrics.fd.feature_extractor_path={tmp_path / 'encoder.ts'}")
     run_inprocess(*common, *dino, run_dir=tmp_path / "dino1")
     assert seen == {"inception": 0, "dinov2": 8 + N_REF}
-    run_inprocess(*common, *dino, run_dir=tmp_path / "dino2")
-    assert seen == {"inception": 0, "dinov2": 8 + N_REF}
+    record = run_inprocess(*common, *dino, run_dir=tmp_path / "dino2")
+    assert seen == {"inception": 0, "dinov2": 8 + N_REF} and record["provenance"]["features"]["extracted"] == 0
+    dino_row = pd.read_csv(tmp_path / "dino2" / "metrics.csv").iloc[0]
+    assert dino_row["fd.feature_extractor"] == "torchscript" and np.isfinite(dino_row["fd"]) and dino_row["fd_dinov2"] > 0
+    assert len(str(dino_row["fd.weights_sha256"])) == 16   # the TorchScript file's sha256, short
     row = pd.read_csv(tmp_path / "new" / "metrics.csv").iloc[0]
     assert row["fid"] == pd.read_csv(adm["run_dir"] / "metrics.csv").iloc[0]["fid"]
     assert np.isfinite(row["fid_inf"]) and 0 <= row["prdc_coverage"] <= 1
