@@ -86,6 +86,11 @@ def test_sample_batch_is_the_run_in_the_evaluators_layout(adm):
     np.testing.assert_array_equal(read_images(path), adm["images"].permute(0, 2, 3, 1).numpy())
     np.testing.assert_array_equal(read_labels(path), pd.read_csv(adm["run_dir"] / "images.csv")["class_id"].to_numpy())
     assert not list(adm["run_dir"].glob("*.tmp"))
+    from evalrun.reference.__main__ import main   # the same batch from a finished run's folder, after the fact
+
+    assert main(["adm-batch", str(adm["run_dir"]), str(adm["tmp"] / "after.npz")]) == 0
+    np.testing.assert_array_equal(read_images(adm["tmp"] / "after.npz"), read_images(path))
+    np.testing.assert_array_equal(read_labels(adm["tmp"] / "after.npz"), read_labels(path))
     # The written batch is itself a valid reference: its arr_0 gives the run's own FID statistics.
     from evalrun.metrics.features import build_extractor
     from evalrun.reference.cache import Reference

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ADM_METRICS = ("fid", "sfid", "inception_score", "adm")
+WEIGHTS = "Inception weights are not the official file"
 # The reference batches guided-diffusion publishes (evaluations/README.md and the ADM repository).
 PUBLISHED_ADM_BATCHES = ("VIRTUAL_imagenet64_labeled.npz", "VIRTUAL_imagenet128_labeled.npz",
                          "VIRTUAL_imagenet256_labeled.npz", "VIRTUAL_imagenet512.npz", "VIRTUAL_lsun_bedroom256.npz",
@@ -88,7 +89,7 @@ def _metric_departures(name: str, metric: Any, info: dict[str, Any]) -> list[str
         if getattr(metric, "extractor_name", None) != "inception":
             return [f"{name} uses {metric.extractor_name}, not Inception"]
         if not extractor.weights_identity().get("official"):
-            out.append(f"{name}: Inception weights are not the official file")
+            out.append(WEIGHTS)
     if name in ("fid", "sfid"):
         if not str(info.get("reference_stats_source", "")).startswith("file"):
             out.append(f"{name}: reference statistics not the batch's stored ones")
@@ -107,8 +108,11 @@ def adm_departures(proto: dict, cfg: Any, metrics: dict[str, Any], results: dict
     if not names:
         out.append(f"none of the protocol's metrics ({', '.join(ADM_METRICS)}) was computed")
     infos = {n: (results[n].info if n in results else {}) for n in names}
-    for name in sorted(names):
-        out += _metric_departures(name, metrics[name], infos[name])
+    per_metric = {name: _metric_departures(name, metrics[name], infos[name]) for name in sorted(names)}
+    unofficial = [name for name, found in per_metric.items() if WEIGHTS in found]
+    if unofficial:
+        out.append(f"{WEIGHTS} ({', '.join(unofficial)})")
+    out += [d for found in per_metric.values() for d in found if d != WEIGHTS]
     generated = {s for n, info in infos.items() for s in info.get(f"{n}_generated_sizes", [])}
     ref_size = next((info.get("reference_image_size") for info in infos.values() if info.get("reference_image_size")), None)
     if ref_size and generated and generated != {ref_size}:
