@@ -1,11 +1,12 @@
-# make demo   - create .venv, install evalrun, run the offline smoke evaluation (tiny model)
-# make test   - create .venv if needed and run the test suite (offline)
-# make browser - install Debian's chromium for the gallery's headless-browser test (root)
+# make demo        - create .venv, install evalrun, run the offline smoke evaluation (tiny model)
+# make test        - create .venv if needed and run the whole test suite (offline, CPU, under 5 minutes)
+# make test-fast   - the same without the slow end-to-end tests (-m "not slow")
+# make system-deps - Debian packages some tests use: chromium (gallery), pdflatex + siunitx (LaTeX tables); root
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test browser
+.PHONY: install demo test test-fast system-deps browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,5 +24,12 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-browser:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+test-fast: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+system-deps:
+	command -v chromium >/dev/null && command -v pdflatex >/dev/null || ( apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends chromium texlive-latex-base texlive-latex-recommended \
+	  texlive-science >/dev/null )
+
+browser: system-deps

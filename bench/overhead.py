@@ -1,9 +1,16 @@
-"""evalrun's overhead over a bare diffusers loop doing the same work, measured side by side.
+"""evalrun's cost over a bare diffusers loop doing the same sampling, measured side by side in one process.
 
-Both sides generate the same images (tiny model, 2 schedulers x 2 seeds x N prompts, one
-CPU generator per image, PNGs written) in this one process, alternating, and the script
-checks the pixels are identical before printing the time ratio evalrun / bare.
-Target: at most 1.15. Run: ``python bench/overhead.py [--prompts 8] [--steps 10] [--repeats 3]``.
+1. A sweep of 4 schedulers x 2 seeds over N prompts on the tiny model, at 4 and at 20 steps:
+   through evalrun (``evalrun.sweep``: Hydra compose per job, validation, keys, PNGs with their
+   hashes, CSVs, run.json, grid, summary) against a bare loop with the pipeline loaded once that
+   makes the same images (one CPU generator per image, PNGs written). Both sides alternate, the
+   images are checked identical, and the median ratio evalrun / bare is printed
+   (goals: at most 1.10 at 4 steps, 1.05 at 20). The store and feature cache are off, so
+   nothing is reused.
+2. The same sweep re-run into a new sweep directory with one metric added (clip_score), the
+   image store on: its time over the first sweep's (goal: at most 0.10), images byte-identical.
+
+    python bench/overhead.py [--prompts 8] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -20,60 +27,51 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
 
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import evalrun.__main__  # noqa: F401  (registers the config resolver)
-
-    from evalrun.paths import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
-
-
+SCHEDULERS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
+              "unipc": "UniPCMultistepScheduler"}
+SEEDS = (0, 1)
 PROMPTS = [f"a photo of object number {i} on a table, studio light" for i in range(1000)]
 
 
-def through_evalrun(out: Path, schedulers, seeds, n_prompts: int, steps: int, metrics: str) -> float:
-    """The CLI's work per job: compose the config (as Hydra's launcher does), then run it."""
-    from evalrun.pipelines import clear_cache
-    from evalrun.run import run
+def sweep_overrides(prompt_file: Path, steps: int, extra: tuple[str, ...] = ()) -> list[str]:
+    return [f"scheduler={','.join(SCHEDULERS)}", f"seed={','.join(map(str, SEEDS))}", f"steps={steps}", "prompts=file",
+            f"prompts.path={prompt_file}", "batch_size=4", "device=cpu", *extra]
 
-    clear_cache()  # load the checkpoint once per sweep, as the bare loop does: not from warm-up
-    prompt_file = out.parent / "prompts.txt"
-    prompt_file.write_text("\n".join(PROMPTS[:n_prompts]))
+
+def through_evalrun(out: Path, prompt_file: Path, steps: int, extra: tuple[str, ...]) -> float:
+    import evalrun
+
     start = time.perf_counter()
-    for scheduler in schedulers:
-        for seed in seeds:
-            cfg = compose(f"scheduler={scheduler}", f"seed={seed}", f"steps={steps}", "prompts=file",
-                          f"prompts.path={prompt_file}", f"metrics={metrics}", "batch_size=4", "device=cpu")
-            run(cfg, out / f"{scheduler}-{seed}")
+    evalrun.sweep(sweep_overrides(prompt_file, steps, extra), sweep_dir=out)
     return time.perf_counter() - start
 
 
-def bare_loop(out: Path, schedulers, seeds, n_prompts: int, steps: int) -> float:
+_PIPE = {}
+
+
+def bare_loop(out: Path, n_prompts: int, steps: int) -> float:
     """What a researcher would write by hand: the guide's loop, done right (a generator per image)."""
+    import diffusers
     import torch
-    from diffusers import DPMSolverMultistepScheduler, DDIMScheduler, StableDiffusionPipeline
     from PIL import Image
 
     from evalrun import tiny
-    from evalrun.generate import generator_seed
+    from evalrun.jobs import generator_seed
 
-    classes = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
-    prompts = PROMPTS[:n_prompts]
     start = time.perf_counter()
-    pipe = StableDiffusionPipeline.from_pretrained(tiny.resolve("evalrun/tiny-sd"), dtype=torch.float32,
-                                                   safety_checker=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    original = pipe.scheduler
-    for scheduler in schedulers:
-        pipe.scheduler = classes[scheduler].from_config(original.config)
-        for seed in seeds:
-            d = out / f"{scheduler}-{seed}"
+    if "pipe" not in _PIPE:  # loaded once per process, as evalrun keeps its pipeline across a sweep
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(tiny.resolve("evalrun/tiny-sd"), dtype=torch.float32,
+                                                                 safety_checker=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        _PIPE.update(pipe=pipe, original=pipe.scheduler)
+    pipe, original = _PIPE["pipe"], _PIPE["original"]
+    prompts = PROMPTS[:n_prompts]
+    for name, cls in SCHEDULERS.items():
+        pipe.scheduler = getattr(diffusers, cls).from_config(original.config)
+        for seed in SEEDS:
+            d = out / f"{name}-{seed}"
             d.mkdir(parents=True)
             for s in range(0, len(prompts), 4):
                 batch = prompts[s:s + 4]
@@ -81,46 +79,77 @@ def bare_loop(out: Path, schedulers, seeds, n_prompts: int, steps: int) -> float
                 images = pipe(batch, num_inference_steps=steps, guidance_scale=7.5, height=32, width=32,
                               generator=gens, output_type="np").images
                 for i, img in enumerate(images):
-                    Image.fromarray((img * 255).round().astype("uint8")).save(d / f"{s + i:05d}_00.png")
+                    Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8")).save(d / f"{s + i:05d}_00.png")
     return time.perf_counter() - start
+
+
+def check_identical(bare: Path, sweep: Path) -> None:
+    from PIL import Image
+
+    for png in bare.rglob("*.png"):
+        name, seed = png.parent.name.split("-")
+        job = next(p for p in sweep.iterdir() if f"scheduler={name}," in p.name and f"seed={seed}," in p.name)
+        if not np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(job / "images" / png.name))):
+            raise SystemExit(f"images differ: {png} vs {job}: the comparison would be unfair")
+
+
+def overhead(prompt_file: Path, n_prompts: int, steps: int, repeats: int) -> float:
+    ratios = []
+    for r in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            off = ("paths.image_store=none", "paths.feature_cache=none", "metrics=[]")
+            sides = [("bare", lambda: bare_loop(tmp / "bare", n_prompts, steps)),
+                     ("evalrun", lambda: through_evalrun(tmp / "evalrun", prompt_file, steps, off))]
+            times = {}
+            for name, fn in (sides if r % 2 == 0 else sides[::-1]):  # alternate who goes first
+                times[name] = fn()
+            check_identical(tmp / "bare", tmp / "evalrun")
+            ratios.append(times["evalrun"] / times["bare"])
+            print(f"  {steps:2d} steps, repeat {r}: evalrun {times['evalrun']:.2f} s, bare {times['bare']:.2f} s, "
+                  f"ratio {ratios[-1]:.3f}")
+    return float(np.median(ratios))
+
+
+def rerun_with_added_metric(prompt_file: Path, steps: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        store = (f"paths.image_store={tmp / 'store'}", f"paths.feature_cache={tmp / 'features'}")
+        first = through_evalrun(tmp / "first", prompt_file, steps, (*store, "metrics=[]"))
+        again = through_evalrun(tmp / "again", prompt_file, steps, (*store, "metrics=[clip_score]"))
+        def job(sweep: Path, name: str, seed: str) -> Path:
+            return next(p for p in sweep.iterdir() if f"scheduler={name}," in p.name and f"seed={seed}," in p.name)
+
+        for png in (tmp / "first").rglob("images/*.png"):
+            name, seed = (png.parent.parent.name.split("scheduler=")[1].split(",")[0],
+                          png.parent.parent.name.split("seed=")[1].split(",")[0])
+            twin = job(tmp / "again", name, seed) / "images" / png.name
+            if png.read_bytes() != twin.read_bytes():
+                raise SystemExit(f"re-run image {twin} is not byte-identical to {png}")
+        return first, again
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--metrics", default="[]", help="evalrun metrics list, e.g. [clip_score] to include scoring")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("EVALRUN_CACHE", tempfile.mkdtemp(prefix="evalrun-bench-cache-"))
-    schedulers, seeds = ("ddim", "dpm"), (0, 1)
-    from PIL import Image
+    import torch
 
-    # Warm up both paths once (imports, tiny model build, first-call kernels) outside the timing.
-    with tempfile.TemporaryDirectory() as tmp:
-        through_evalrun(Path(tmp) / "e", schedulers[:1], seeds[:1], 1, 2, args.metrics)
-        bare_loop(Path(tmp) / "b", schedulers[:1], seeds[:1], 1, 2)
-    ratios, best_eval, best_bare = [], float("inf"), float("inf")
-    for r in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            # Alternate which side goes first, so drift in machine load does not favour one.
-            if r % 2 == 0:
-                t_bare = bare_loop(tmp / "bare", schedulers, seeds, args.prompts, args.steps)
-                t_eval = through_evalrun(tmp / "evalrun", schedulers, seeds, args.prompts, args.steps, args.metrics)
-            else:
-                t_eval = through_evalrun(tmp / "evalrun", schedulers, seeds, args.prompts, args.steps, args.metrics)
-                t_bare = bare_loop(tmp / "bare", schedulers, seeds, args.prompts, args.steps)
-            for png in (tmp / "bare").rglob("*.png"):
-                mine = tmp / "evalrun" / png.parent.name / "images" / png.name
-                if not np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(mine))):
-                    raise SystemExit(f"images differ: {png} vs {mine}: the comparison would be unfair")
-            ratios.append(t_eval / t_bare)
-            best_eval, best_bare = min(best_eval, t_eval), min(best_bare, t_bare)
-            print(f"repeat {r}: evalrun {t_eval:.2f} s, bare diffusers {t_bare:.2f} s, ratio {t_eval / t_bare:.3f}")
-    print(f"evalrun/bare time ratio: median {float(np.median(ratios)):.3f}, of best times {best_eval / best_bare:.3f} "
-          f"(target <= 1.15; {len(schedulers)} schedulers x {len(seeds)} seeds x {args.prompts} prompts, "
-          f"{args.steps} steps, metrics={args.metrics}, identical images checked)")
+    prompt_file = Path(tempfile.mkdtemp()) / "prompts.txt"
+    prompt_file.write_text("\n".join(PROMPTS[:args.prompts]))
+    with tempfile.TemporaryDirectory() as tmp:  # warm-up: imports, tiny models, first kernels
+        through_evalrun(Path(tmp) / "e", prompt_file, 2, ("paths.image_store=none", "metrics=[clip_score]"))
+        bare_loop(Path(tmp) / "b", 1, 2)
+    print(f"tiny model, {len(SCHEDULERS)} schedulers x {len(SEEDS)} seeds x {args.prompts} prompts, CPU, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    results = {steps: overhead(prompt_file, args.prompts, steps, args.repeats) for steps in (4, 20)}
+    first, again = rerun_with_added_metric(prompt_file, 20)
+    for steps, goal in ((4, 1.10), (20, 1.05)):
+        print(f"evalrun / bare at {steps:2d} steps: median {results[steps]:.3f} (goal <= {goal})")
+    print(f"re-run into a new sweep dir with clip_score added: {again:.2f} s / first run {first:.2f} s = "
+          f"{again / first:.3f} (goal <= 0.10); images byte-identical")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import evalrun.devices  # noqa: F401  (registers ${evalrun_n_devices:N}, which sizes the launcher presets)
 from evalrun.errors import EvalrunError
 from evalrun.jobdirs import job_dirname
 from evalrun.paths import CONF_DIR
@@ -40,13 +41,21 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from evalrun.run import run
+    from evalrun.devices import claim_for_job
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     try:
+        # First, before anything touches torch.cuda: a parallel launcher's worker takes a GPU of its own.
+        claim_for_job(cfg.device, hydra_cfg)
+        from evalrun.merge import try_merge
+        from evalrun.run import run
+        from evalrun.shards import sharded
+
         run(cfg, run_dir)
+        if sharded(cfg):
+            try_merge(run_dir)  # the last shard of a configuration to finish merges it
     except EvalrunError as exc:
         _record_failure(run_dir, exc)
         # One clear line on stderr, not a traceback: these are mistakes the user can fix.

@@ -5,6 +5,13 @@ A re-runnable command (``python -m evalrun.aggregate SWEEP_DIR``) that reads wha
 wrote to disk; the Hydra callback only calls it. Failed jobs are listed in
 ``failed_runs.csv`` beside the summary (with their error's first line), unfinished ones in the
 log, and the command exits non-zero when any job failed.
+
+After each sweep job the summary is refreshed incrementally: the job appends its own entry to
+the sweep's index (``.runs.jsonl``) and the summary is rebuilt from that one file, not by
+re-reading every run (which made a sweep quadratic). Parallel workers finish jobs at the same
+moment, so whoever writes the summary checks afterwards whether the set of runs grew while it
+was writing, and writes again if so: the last writer always covers every run finished before
+it, without a lock (locks are unreliable on the network file systems clusters share).
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import sys
 from pathlib import Path
 
 from evalrun.results import write_csv
-from evalrun.runs import load_runs
+from evalrun.runs import collect, entry, frame
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
 FAILED_RUNS_FILE = "failed_runs.csv"
+INDEX_FILE = ".runs.jsonl"
 
 
 def _ci95(values) -> tuple[float, float]:
@@ -76,16 +84,14 @@ def write_failed(sweep_dir: Path, failed: dict[str, str]) -> Path | None:
     return path
 
 
-def write_summary(sweep_dir: Path) -> Path:
-    """Write ``summary.csv`` (and ``failed_runs.csv``) into ``sweep_dir``."""
-    sweep_dir = Path(sweep_dir)
-    runs = load_runs([sweep_dir])
+def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
+    runs = frame(entries)
     missing, failed = runs.attrs["missing"], runs.attrs["failed"]
     write_failed(sweep_dir, failed)
-    if failed:
+    if failed and not quiet:
         log.error("%d job(s) failed (listed in %s): %s", len(failed), sweep_dir / FAILED_RUNS_FILE,
                   "; ".join(f"{Path(d).name}: {e}" for d, e in sorted(failed.items())))
-    if missing:
+    if missing and not quiet:
         log.warning("%d job dir(s) have no finished run and are left out of the summary: %s",
                     len(missing), ", ".join(missing))
     if runs.empty:
@@ -93,8 +99,90 @@ def write_summary(sweep_dir: Path) -> Path:
     path = sweep_dir / SUMMARY_FILE
     summary = summarise(runs)
     write_csv(summary, path)
-    log.info("wrote %s (%d runs, %d configurations)", path, len(runs), len(summary))
+    if not quiet:
+        warn_mixed_provenance(runs)
+    log.log(logging.DEBUG if quiet else logging.INFO, "wrote %s (%d runs, %d configurations)", path, len(runs),
+            len(summary))
     return path
+
+
+def warn_mixed_provenance(runs) -> dict:
+    """Warn about configurations whose runs (seeds) ran with different library versions, devices,
+    scheduler config fields or weights: their average mixes things the config columns do not show."""
+    from evalrun.report.provenance import describe, differing_fields, read_provenance
+
+    keys = group_keys(runs)
+    found = {}
+    for label, group in runs.groupby(keys, dropna=False, sort=True):
+        if len(group) < 2:
+            continue
+        diff = differing_fields({d: read_provenance(d) for d in group["run_dir"]})
+        if diff:
+            name = ", ".join(f"{k}={v}" for k, v in zip(keys, label if isinstance(label, tuple) else (label,))
+                             if runs[k].map(str).nunique() > 1) or "all runs"
+            found[name] = diff
+            log.warning("runs averaged together for %s differ in provenance: %s", name, "; ".join(describe(diff)))
+    return found
+
+
+def _finished(entries: list[dict]) -> set[str]:
+    return {e["run_dir"] for e in entries if e["status"] in ("complete", "failed")}
+
+
+def write_summary(sweep_dir: Path) -> Path:
+    """Read every job dir, rewrite the index, and write ``summary.csv`` (and ``failed_runs.csv``)."""
+    sweep_dir = Path(sweep_dir)
+    for _ in range(10):
+        entries = collect([sweep_dir])
+        _write_index(sweep_dir, entries)
+        path = _write(sweep_dir, entries, quiet=False)
+        if _finished(collect([sweep_dir])) <= _finished(entries):
+            return path
+        log.debug("more runs finished while the summary was written; writing it again")
+    return path
+
+
+def refresh(sweep_dir: Path, run_dir: Path) -> Path | None:
+    """After one sweep job: add its entry to the index, then rebuild the summary from the index."""
+    import json
+
+    sweep_dir = Path(sweep_dir)
+    with open(sweep_dir / INDEX_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry(run_dir), default=str) + "\n")
+    path = None
+    for _ in range(10):
+        entries = read_index(sweep_dir)
+        try:
+            path = _write(sweep_dir, entries, quiet=True)
+        except FileNotFoundError:  # only failures so far
+            return None
+        if len(read_index(sweep_dir)) <= len(entries):
+            return path
+    return path
+
+
+def read_index(sweep_dir: Path) -> list[dict]:
+    """The index's entries, the last one per run dir (a re-run job appends again)."""
+    import json
+
+    latest: dict[str, dict] = {}
+    path = Path(sweep_dir) / INDEX_FILE
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                item = json.loads(line)
+                latest[item["run_dir"]] = item
+            except (ValueError, KeyError, TypeError):  # a line cut by a kill: the next full scan repairs it
+                continue
+    return list(latest.values())
+
+
+def _write_index(sweep_dir: Path, entries: list[dict]) -> None:
+    import json
+
+    from evalrun.results import atomic_write_text
+
+    atomic_write_text(Path(sweep_dir) / INDEX_FILE, "".join(json.dumps(e, default=str) + "\n" for e in entries))
 
 
 def main(argv: list[str] | None = None) -> int:

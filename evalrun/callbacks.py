@@ -23,18 +23,20 @@ class SummaryCallback(Callback):
         skips on_multirun_end) still leaves a summary of the runs that finished."""
         from hydra.types import RunMode
 
-        from evalrun import aggregate
+        import evalrun.aggregate as aggregate
 
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         try:
-            aggregate.write_summary(Path(config.hydra.sweep.dir))
-        except Exception as exc:  # noqa: BLE001 - e.g. no finished run yet
+            aggregate.refresh(Path(config.hydra.sweep.dir), Path(config.hydra.runtime.output_dir))
+        except Exception as exc:  # noqa: BLE001 - a refresh is a convenience; the end of the sweep rewrites it
             log.debug("summary not refreshed: %s", exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from evalrun import aggregate
-        from evalrun.report import build_report
+        import evalrun.aggregate as aggregate
+        from evalrun.report.build import build_report
+        from evalrun.results import atomic_write_text
+        from evalrun.runs import fingerprint
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -42,7 +44,14 @@ class SummaryCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - Hydra would reduce it to a warning
             log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
             return
+        # A re-run of a finished sweep changes no run: its report is already what it would build.
+        stamp = sweep_dir / "report" / ".inputs"
+        current = fingerprint(sweep_dir)
+        if stamp.exists() and stamp.read_text() == current:
+            log.info("report in %s is up to date (no run changed)", sweep_dir / "report")
+            return
         try:
             build_report([sweep_dir])
+            atomic_write_text(stamp, current)
         except Exception as exc:  # noqa: BLE001
             log.error("report failed (%s); re-run: python -m evalrun.report %s", exc, sweep_dir)

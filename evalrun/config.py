@@ -48,9 +48,9 @@ class Plan:
 
 
 def _check_model(model: Any) -> None:
-    from evalrun import tiny
+    import evalrun.tiny as tiny
 
-    if model.path in (None, "", "???"):
+    if model.get("path") in (None, "", "???"):  # get: an unset (???) value reads as None
         raise ConfigError("model.path is empty; set it to a hub id (owner/name) or a local directory")
     if tiny.is_tiny(model.path) or not looks_local(model.path):
         return
@@ -110,9 +110,13 @@ def validate(cfg: Any) -> Plan:
     from evalrun.tasks import get_task
 
     task = get_task(cfg.model.task)
-    _check_model(cfg.model)
     _check_runtime(cfg)
+    if task.generates:
+        _check_model(cfg.model)
     task.validate(cfg)
+    from evalrun.shards import validate as validate_shards
+
+    validate_shards(cfg)
     if task.prompt_sources:
         validate_prompts(cfg.prompts)
     return Plan(task=task, metrics=build_metrics(cfg, task.name))

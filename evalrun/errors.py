@@ -29,12 +29,18 @@ def load_error(what: str, name: str, exc: BaseException, key: str, local_dir: st
     download it.
     """
     folder = Path(str(local_dir or name)).expanduser()
+    text = first_line(exc)
+    if "weights only load failed" in str(exc).lower() or "unpickling" in str(exc).lower():
+        return EvalrunError(f"{key}={name}: a weights file there is a pickle that would run code when loaded "
+                            f"(weights_only=True refused it); evalrun never loads such files: use a safetensors copy "
+                            f"of a checkpoint you trust")
+    if any(s in str(exc) for s in ("deserializing header", "HeaderTooLarge", "invalid load key", "MetadataIncompleteBuffer")):
+        return EvalrunError(f"{key}={name}: a weights file there is not a weights file ({text}); download it again")
     if folder.is_dir():
         if not (folder / marker).exists():
             return EvalrunError(f"{key}={name}: the folder has no {marker}, so it is not a saved {what}; point "
                                 f"{key} at the folder that save_pretrained wrote (the one holding {marker})")
-        return EvalrunError(f"could not load {what} from {key}={name}: {first_line(exc)}")
-    text = first_line(exc)
+        return EvalrunError(f"could not load {what} from {key}={name}: {text}")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or any(
         s in text.lower() for s in ("offline", "not fully cached", "connection", "resolve", "couldn't reach"))
     reason = "it is not in the local Hugging Face cache and the hub cannot be reached" if offline else text

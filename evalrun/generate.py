@@ -8,6 +8,7 @@ those pixels.
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from evalrun.images import ImageStore, Manifest, degenerate_flag, link_or_copy, 
 from evalrun.jobs import ImageJob
 
 log = logging.getLogger(__name__)
+WRITERS = 4  # PNG writer threads: encoding a 1024 px image takes ~60 ms, a batch of 32 ~2 s of CPU
+MAX_QUEUED = 256  # images handed to the writers and not yet on disk, at most
 
 
 @dataclass
@@ -33,6 +36,11 @@ class Produced:
     digest: str           # pixel hash
     flag: str             # '' or nan / black / constant
     reused: bool
+    cost: dict[str, Any]  # nfe, seconds (per image) and peak_gib of the call that sampled it
+    path: str = ""        # relative to the run dir; images/<image_id>.png unless read from elsewhere
+
+    def __post_init__(self) -> None:
+        self.path = self.path or f"images/{self.job.image_id}.png"
 
 
 def image_key(generation_key: str, job: ImageJob) -> str:
@@ -46,18 +54,25 @@ def image_key(generation_key: str, job: ImageJob) -> str:
                        length=40)
 
 
-def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any]) -> np.ndarray:
-    """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image."""
+def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[str, Any] | None = None) -> np.ndarray:
+    """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image; ``cost`` (if given)
+    receives what the call took per image (evalrun.cost.measure)."""
     import torch
+
+    from evalrun.cost import measure
 
     generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
     # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
     # fall back to the global RNG there: seed it too, so such runs still repeat.
     torch.manual_seed(jobs[0].generator_seed)
+    kwargs = task.pipeline_kwargs(pipe, jobs, params)
     try:
-        out = pipe(**task.pipeline_kwargs(pipe, jobs, params), generator=generators, output_type="np")
+        with measure(pipe, len(jobs)) as measured:
+            out = pipe(**kwargs, generator=generators, output_type="np")
     except (ValueError, TypeError) as exc:
         raise EvalrunError(f"{type(pipe).__name__} rejected the generation arguments: {exc}") from None
+    if cost is not None:
+        cost.update(measured)
     return out.images if hasattr(out, "images") else out[0]
 
 
@@ -66,13 +81,21 @@ class ImageStream:
     pipeline only if some image has to be sampled (a finished or fully stored run loads nothing)."""
 
     def __init__(self, jobs: list[ImageJob], image_dir: Path, generation_key: str, store: ImageStore,
-                 batch_size: int, shape: tuple[int, ...] | None = None) -> None:
+                 batch_size: int, shape: tuple[int, ...] | None = None, sources: list[Path] | None = None) -> None:
         self.jobs, self.image_dir, self.generation_key = jobs, Path(image_dir), generation_key
         self.store, self.batch_size, self.shape = store, batch_size, shape
         self.image_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.image_dir)
         self.keys = [image_key(generation_key, j) for j in jobs]
+        # Other runs' folders to reuse images from by key (a merge reads its shards'), besides the store.
+        self.sources = [(Path(d) / "images", Manifest(Path(d) / "images")) for d in sources or []]
         self.sampled = self.reused = self.repaired = 0
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="evalrun-png")
+        self._writes: collections.deque = collections.deque()
+        self._manifest_lock = threading.Lock()
 
     def _path(self, job: ImageJob) -> Path:
         return self.image_dir / f"{job.image_id}.png"
@@ -84,30 +107,63 @@ class ImageStream:
         if entry and entry.get("key") == key and path.exists():
             found = read_verified(path, entry.get("pixels"), self.shape)
             if found is not None:
-                return Produced(n, job, found[0], entry["pixels"], entry.get("flag", ""), True)
+                return Produced(n, job, found[0], entry["pixels"], entry.get("flag", ""), True,
+                                entry.get("cost") or found[2])
             log.warning("image %s is unreadable, of the wrong size or not the image this run wrote: regenerating it",
                         path)
             self.repaired += 1
+        for folder, manifest in self.sources:
+            other = manifest.entries.get(job.image_id)
+            if other and other.get("key") == key:
+                found = read_verified(folder / f"{job.image_id}.png", other.get("pixels"), self.shape)
+                if found is not None:
+                    link_or_copy(folder / f"{job.image_id}.png", path)
+                    self.manifest.add(job.image_id, key, other["pixels"], found[1], found[2])
+                    return Produced(n, job, found[0], other["pixels"], found[1], True, found[2])
         stored = self.store.get(key, self.shape)
         if stored is None:
             return None
-        image, flag, digest = stored
+        image, flag, digest, cost = stored
         link_or_copy(self.store.path(key), path)
-        self.manifest.add(job.image_id, key, digest, flag)
-        return Produced(n, job, image, digest, flag, True)
+        self.manifest.add(job.image_id, key, digest, flag, cost)
+        return Produced(n, job, image, digest, flag, True, cost)
 
-    def _write(self, n: int, image: np.ndarray, had_nan: bool) -> Produced:
+    def _write(self, n: int, image: np.ndarray, had_nan: bool, cost: dict[str, Any]) -> Produced:
+        """Hand a sampled image to the writer pool and return it for scoring at once: PNG encoding
+        (which releases the GIL) overlaps the next batch's sampling, so the accelerator stays busy.
+        The manifest line is appended only once the file is in place, so a kill never leaves a
+        listed image that is not on disk."""
         job, key = self.jobs[n], self.keys[n]
         digest, flag = pixel_hash(image), degenerate_flag(image, had_nan)
-        stored = self.store.put(key, image, digest, flag)
+        while len(self._writes) >= MAX_QUEUED:  # bounded: images waiting to be written are held in memory
+            self._writes.popleft().result()
+        self._writes.append(self._pool.submit(self._save, job, key, image, digest, flag, cost))
+        return Produced(n, job, image, digest, flag, False, cost)
+
+    def _save(self, job: ImageJob, key: str, image: np.ndarray, digest: str, flag: str, cost: dict[str, Any]) -> None:
+        stored = self.store.put(key, image, digest, flag, cost)
         if stored is not None:
             link_or_copy(stored, self._path(job))
         else:
-            save_png(image, self._path(job), digest, flag)
-        self.manifest.add(job.image_id, key, digest, flag)
-        return Produced(n, job, image, digest, flag, False)
+            save_png(image, self._path(job), digest, flag, cost)
+        with self._manifest_lock:
+            self.manifest.add(job.image_id, key, digest, flag, cost)
 
     def run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
+        try:
+            yield from self._run(pipe_factory, task, params, progress)
+        finally:
+            self.wait()
+
+    def wait(self) -> None:
+        """Every image handed to the writers is on disk (and a write error surfaces here)."""
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
         pending: list[int] = []
         pipe = None
 
@@ -117,10 +173,11 @@ class ImageStream:
                 return
             if pipe is None:
                 pipe = pipe_factory()
-            images, nan = to_uint8(sample(pipe, task, [self.jobs[n] for n in pending], params))
+            cost: dict[str, Any] = {}
+            images, nan = to_uint8(sample(pipe, task, [self.jobs[n] for n in pending], params, cost))
             for n, image, had_nan in zip(pending, images, nan):
                 self.sampled += 1
-                yield self._write(n, image, bool(had_nan))
+                yield self._write(n, image, bool(had_nan), cost)
             if progress is not None:
                 progress(len(pending))
             pending.clear()
@@ -138,3 +195,25 @@ class ImageStream:
                 progress(1)
             yield found
         yield from flush()
+
+
+class ReadStream:
+    """For tasks that read existing images: each job's file is read, verified by its pixels, and
+    linked (or copied) into the run's ``images/`` folder under the job's id, keeping its format."""
+
+    def __init__(self, jobs: list[ImageJob], image_dir: Path, task) -> None:
+        self.jobs, self.image_dir, self.task = jobs, Path(image_dir), task
+        self.image_dir.mkdir(parents=True, exist_ok=True)
+        self.sampled = self.reused = self.repaired = 0
+
+    def run(self, pipe_factory=None, task=None, params=None, progress=None) -> Iterator[Produced]:
+        for n, job in enumerate(self.jobs):
+            image, source = self.task.read_image(job)
+            target = self.image_dir / f"{job.image_id}{source.suffix.lower()}"
+            if not target.exists() or target.stat().st_size != source.stat().st_size:
+                link_or_copy(source, target)
+            self.reused += 1
+            if progress is not None:
+                progress(1)
+            yield Produced(n, job, image, pixel_hash(image), degenerate_flag(image, False), True, {},
+                           f"images/{target.name}")

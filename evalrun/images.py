@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from evalrun.hashing import bytes_hash
+from evalrun.results import shared_mode
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
@@ -52,33 +53,29 @@ def pixel_hash(image: np.ndarray) -> str:
     return bytes_hash(np.ascontiguousarray(image).tobytes() + str(image.shape).encode())
 
 
-def save_png(image: np.ndarray, path: Path, digest: str, flag: str) -> None:
-    """Write atomically, with the pixel hash and flag inside: a killed run never leaves a truncated
-    PNG that a re-run would trust, and any copy of the file can be verified on its own."""
+def save_png(image: np.ndarray, path: Path, digest: str, flag: str, cost: dict[str, Any] | None = None) -> None:
+    """Write atomically, with the pixel hash, flag and sampling cost inside: a killed run never leaves a
+    truncated PNG that a re-run would trust, and any copy of the file can be verified on its own."""
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_text("evalrun-pixels", digest)
     info.add_text("evalrun-flag", flag)
+    info.add_text("evalrun-cost", json.dumps(cost or {}))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
         Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a lab's shared results must stay readable
+        shared_mode(tmp)  # mkstemp makes 0600: a lab's shared results must stay readable
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, str] | None:
-    """(pixels, flag) if ``path`` decodes, has the expected shape and its pixels hash to ``digest``
+def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None = None
+                  ) -> tuple[np.ndarray, str, dict[str, Any]] | None:
+    """(pixels, flag, cost) if ``path`` decodes, has the expected shape and its pixels hash to ``digest``
     (or to the hash it carries when ``digest`` is None); else None."""
     from PIL import Image
 
@@ -92,7 +89,11 @@ def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None 
     want = digest or text.get("evalrun-pixels")
     if want is None or pixel_hash(image) != want or (shape is not None and image.shape != tuple(shape)):
         return None
-    return image, text.get("evalrun-flag", "")
+    try:
+        cost = json.loads(text.get("evalrun-cost", "{}"))
+    except ValueError:
+        cost = {}
+    return image, text.get("evalrun-flag", ""), cost
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -118,8 +119,8 @@ class ImageStore:
     def path(self, key: str) -> Path | None:
         return None if self.root is None else self.root / key[:2] / f"{key}.png"
 
-    def get(self, key: str, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, str, str] | None:
-        """(pixels, flag, digest) of a stored image that verifies; a damaged one is removed."""
+    def get(self, key: str, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, str, str, dict] | None:
+        """(pixels, flag, digest, cost) of a stored image that verifies; a damaged one is removed."""
         path = self.path(key)
         if path is None or not path.exists():
             return None
@@ -128,12 +129,12 @@ class ImageStore:
             log.warning("image store file %s is damaged; it will be regenerated", path)
             path.unlink(missing_ok=True)
             return None
-        return found[0], found[1], pixel_hash(found[0])
+        return found[0], found[1], pixel_hash(found[0]), found[2]
 
-    def put(self, key: str, image: np.ndarray, digest: str, flag: str) -> Path | None:
+    def put(self, key: str, image: np.ndarray, digest: str, flag: str, cost: dict[str, Any]) -> Path | None:
         path = self.path(key)
         if path is not None:
-            save_png(image, path, digest, flag)
+            save_png(image, path, digest, flag, cost)
         return path
 
 
@@ -151,8 +152,8 @@ class Manifest:
                 except (ValueError, KeyError, TypeError):  # a line cut by a kill: ignored, the image is re-checked
                     continue
 
-    def add(self, image_id: str, key: str, digest: str, flag: str) -> None:
-        entry = {"id": image_id, "key": key, "pixels": digest, "flag": flag}
+    def add(self, image_id: str, key: str, digest: str, flag: str, cost: dict[str, Any]) -> None:
+        entry = {"id": image_id, "key": key, "pixels": digest, "flag": flag, "cost": cost}
         self.entries[image_id] = entry
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")

@@ -66,11 +66,12 @@ def _shorten(pair: str, limit: int = 40) -> str:
     return pair if len(value) <= limit else f"{key}{sep}~{value[-limit:]}"
 
 
-def job_dirname(overrides: str, sweep_dir: str | None = None) -> str:
-    """The job dir name for ``hydra.job.override_dirname`` (see module docstring)."""
+def job_dirname(overrides: str, sweep_dir: str | None = None, varying: set[str] | None = None) -> str:
+    """The job dir name for ``hydra.job.override_dirname`` (see module docstring); ``varying``: the swept
+    keys, when known (else read from the sweep's multirun.yaml)."""
     digest = hashlib.sha256(overrides.encode()).hexdigest()[:8]
     pairs = split_overrides(overrides)
-    varying = swept_keys(sweep_dir)
+    varying = swept_keys(sweep_dir) if varying is None else varying
     ordered = [p for p in pairs if p.split("=", 1)[0].lstrip("+~") in varying] + \
               [p for p in pairs if p.split("=", 1)[0].lstrip("+~") not in varying]
     name = _safe(",".join(ordered))

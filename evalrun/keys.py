@@ -43,6 +43,9 @@ def input_identities(cfg: Any) -> dict[str, Any]:
     from evalrun.config import to_plain
 
     out: dict[str, Any] = {"model": _path_identity(str(cfg.model.path))}
+    model_path = Path(str(cfg.model.path)).expanduser()
+    if cfg.model.get("task") == "images" and model_path.is_file():
+        out["model_images"] = _folder_listing(model_path.parent)  # a table's images live beside it
     prompts = cfg.get("prompts") or {}
     path = prompts.get("path") if prompts else None
     if path not in (None, "", "???"):

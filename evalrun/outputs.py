@@ -31,7 +31,7 @@ def declared_columns(plan: Any, metric_settings: dict[str, dict[str, Any]]) -> t
 
 def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], results: dict, scorer: Any, stream: Any,
               store: Any, *, model: dict, scheduler_config: dict, device: Any, run_key: str, generation_key: str,
-              seconds: dict[str, float]) -> dict[str, Any]:
+              config_key: str, seconds: dict[str, float]) -> dict[str, Any]:
     import pandas as pd
 
     rows = pd.DataFrame(scorer.rows)
@@ -44,8 +44,15 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
 
     settings = {name: metric.settings() for name, metric in plan.metrics.items()}
     columns = {**columns, **{f"{name}.{k}": v for name, s in settings.items() for k, v in s.items()}}
+    import evalrun.cost as cost
+
     values = {k: v for r in results.values() for k, v in r.values.items()}
     declared, seed_columns = declared_columns(plan, settings)
+    # What the images cost beside what they score (carried by reused images from when they were sampled).
+    if plan.task.generates:
+        values.update(cost.summarise(scorer.costs))
+        declared.update({o.column: o.describe("cost", ["steps", "guidance_scale", "batch_size", "dtype", "device"])
+                         for o in cost.OUTPUTS})
     undeclared = sorted(set(values) - set(declared))
     if undeclared:
         raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input
@@ -57,7 +64,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
 
     smoke = bool(model.get("random_weights"))
     record = {
-        "status": "complete", "run_key": run_key, "generation_key": generation_key,
+        "status": "complete", "run_key": run_key, "config_key": config_key, "generation_key": generation_key,
         "config_columns": list(columns), "metric_columns": list(values), "columns": declared,
         "seed_columns": seed_columns,
         "higher_is_better": {c: d["direction"] == "higher" for c, d in declared.items() if d["direction"]},

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from evalrun import tiny
+import evalrun.tiny as tiny
 from evalrun.errors import ConfigError, EvalrunError, load_error
 
 log = logging.getLogger(__name__)

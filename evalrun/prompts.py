@@ -112,8 +112,10 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
     try:
         if suffix == ".json":
             return pd.read_json(io.StringIO(text))
+        # Blank lines are rows too: in a one-column file an empty prompt is a blank line, and skipping it
+        # would silently shift every later prompt's id (and noise).
         return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
-                           na_values=[""])
+                           na_values=[""], skip_blank_lines=False)
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"prompts.path={str(path)!r} cannot be parsed as {suffix[1:].upper()} "
                           f"({str(exc).splitlines()[0]})") from None

@@ -135,3 +135,21 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def clean_stale_partials(folder: Path, older_than_s: float = 3600.0) -> int:
+    """Remove half-built cache folders (``*.partial.*``) and temp files a killed process left in ``folder``;
+    only ones untouched for ``older_than_s``, so a build under way in another process is never removed."""
+    import shutil
+    import time
+
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    for item in folder.iterdir():
+        if (".partial." in item.name or item.name.endswith(".tmp")) and item.stat().st_mtime < cutoff:
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import evalrun.shards as shards
 from evalrun.config import Plan, check_image_count, resolve_device, resolve_dtype, to_plain, validate, validate_classes
 from evalrun.console import Phase, quiet_libraries
 from evalrun.keys import generation_key, run_key
-from evalrun.results import RUN_FILE, finished_run, run_lock
+from evalrun.results import finished_run, run_lock
 from evalrun.version import __version__
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,13 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
 
     cols: dict[str, Any] = {
         "model": cfg.model.name, "model_path": str(cfg.model.path), "model_revision": cfg.model.revision,
-        "pipeline": cfg.model.pipeline, "task": task.name, "scheduler": cfg.scheduler.name,
-        # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
-        "scheduler_class": scheduler_config["class"],
-        "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str),
+        "pipeline": cfg.model.pipeline, "task": task.name,
     }
+    if task.generates:
+        cols.update({"scheduler": cfg.scheduler.name,
+                     # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
+                     "scheduler_class": scheduler_config["class"],
+                     "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str)})
     for key in task.column_keys(cfg):
         if cfg.get(key) is not None:
             cols[key] = params.get(key, to_plain(cfg[key]))
@@ -62,7 +65,18 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
     return cols
 
 
-def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
+def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
+    """The weights that ran, as a column: runs whose weights differ (a checkpoint changed in place) are
+    different configurations in the summary, never averaged together."""
+    from evalrun.hashing import stable_hash
+
+    weights = model.get("weights_sha256")
+    return {"model_weights_sha256": stable_hash(weights, length=16) if weights else None}
+
+
+def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dict[str, Any]:
+    """Run ``cfg`` into ``run_dir`` (a shard of it when ``num_shards`` > 1); ``image_sources``: other
+    run folders whose images may be reused (a merge reads its shards')."""
     from omegaconf import OmegaConf
 
     run_dir = Path(run_dir)
@@ -73,17 +87,24 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
     plan = validate(cfg)
     if cfg.get("paths") and cfg.paths.get("cache_dir"):
         os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())
+    merged_dir = shards.merged_dir_for(cfg, _hydra()) if shards.sharded(cfg) else None
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     key = run_key(cfg, __version__, device, dtype)
     with run_lock(run_dir):
+        refuse_other_configuration(run_dir, cfg)
         if (done := finished_run(run_dir, key)) is not None:
             log.info("run in %s is already complete; reusing it (delete run.json to recompute)", run_dir)
             return done
-        return _compute(cfg, plan, run_dir, key, device, dtype)
+        shard = shards.read_record(run_dir) if shards.sharded(cfg) else None
+        if shard is not None and shard.get("run_key") == key:
+            log.info("shard in %s is already complete; reusing it", run_dir)
+            return shard
+        return _compute(cfg, plan, run_dir, key, device, dtype, image_sources or [], merged_dir)
 
 
-def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> dict[str, Any]:
+def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image_sources: list[Path],
+             merged_dir: Path | None) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
     from evalrun.jobs import image_jobs
     from evalrun.metrics.features.store import FeatureStore
@@ -95,19 +116,25 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> di
     task, metrics = plan.task, plan.metrics
     clean_partial_files(run_dir)
     clean_partial_files(run_dir / "images")
+    from evalrun.results import clean_stale_partials
+
+    for folder in (cache_dir(), cache_dir() / "reference"):  # half-built tiny models and reference entries
+        clean_stale_partials(folder)
     # 2. Records (a bad prompt file fails here, before any model loads) and the image count.
     records = task.load_records(cfg)
     per_record = task.images_per_record(cfg)
     check_image_count(metrics, len(records) * per_record)
     # 3. Pipeline class, knobs and scheduler, checked from the checkpoint's files (no weights load).
-    pipeline_cls = validate_classes(cfg, task)
-    scheduler, scheduler_config = build_scheduler(checkpoint_scheduler(cfg.model), cfg.scheduler)
-    check_scheduler(pipeline_cls, scheduler, int(cfg.steps))
-    model = model_identity(cfg.model)
+    pipeline_cls, scheduler_config, model = None, {"class": None}, {}
+    if task.generates:
+        pipeline_cls = validate_classes(cfg, task)
+        scheduler, scheduler_config = build_scheduler(checkpoint_scheduler(cfg.model), cfg.scheduler)
+        check_scheduler(pipeline_cls, scheduler, int(cfg.steps))
+        model = model_identity(cfg.model)
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing
     #    weights file fails in seconds, not after the checkpoint has sampled.
-    store = FeatureStore(cache_dir())
+    store = FeatureStore(_configured(cfg, "feature_cache", cache_dir() / "features"))
     with Phase("load metrics", total=len(metrics), unit="metrics") if metrics else _nothing():
         for metric in metrics.values():
             metric.context.device, metric.context.store, metric.context.run_dir = device, store, run_dir
@@ -116,39 +143,83 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype) -> di
     pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype)
     records = task.prepare(pipeline, records, cfg)
     jobs = image_jobs(records, per_record, int(cfg.seed))
+    if shards.sharded(cfg):  # this job makes whole chunks of the run's images, in run order
+        jobs = [jobs[i] for i in shards.select(len(jobs), int(cfg.num_shards), int(cfg.shard), cfg.shard_mode)]
     t_load = time.perf_counter()
-    # 6. Generate (or reuse) and score, streamed: each chunk is scored as soon as it exists.
-    from evalrun.generate import ImageStream
+    # 6. Generate (or reuse, or read) and score, streamed: each chunk is scored as soon as it exists.
+    from evalrun.generate import ImageStream, ReadStream
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
-    image_store = ImageStore(store_root(cfg))
-    stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size))
+    if task.generates:
+        image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
+        stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
+    else:
+        stream = ReadStream(jobs, run_dir / "images", task)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
         for produced in stream.run(pipeline.get, task, params, progress=phase.advance):
             scorer.add(produced)
+        if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
+            scorer.flush()
+            return shards.write_record(run_dir, cfg, key, merged_dir, [j.image_id for j in jobs], stream,
+                                       config_key(cfg))
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).
     from evalrun.metrics.protocol import protocol_columns
     from evalrun.outputs import write_run
 
-    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype),
+    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **identity_columns(model),
                **protocol_columns(cfg, metrics, results, len(jobs))}
     return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
-                     run_key=key, generation_key=gen_key,
+                     run_key=key, generation_key=gen_key, config_key=config_key(cfg),
                      seconds={"load": round(t_load - t0, 3), "generate_and_score": round(t_done - t_load, 3)})
 
 
-def store_root(cfg: Any):
-    """The image store's folder: ``paths.image_store``, by default ``<cache>/images``; ``none`` turns it off."""
-    from evalrun.paths import cache_dir
+def config_key(cfg: Any) -> str:
+    """What makes a configuration (not where caches live): two runs with different keys never share a directory."""
+    from evalrun.hashing import stable_hash
 
-    configured = cfg.paths.get("image_store") if cfg.get("paths") else None
+    return stable_hash({k: v for k, v in to_plain(cfg).items() if k != "paths"})
+
+
+def refuse_other_configuration(run_dir: Path, cfg: Any) -> None:
+    """A directory that holds another configuration's results is never overwritten (a same configuration
+    whose inputs changed, e.g. a prompt file edited in place, is recomputed there)."""
+    import json
+
+    from evalrun.errors import EvalrunError
+
+    for name in ("run.json", shards.SHARD_FILE):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("config_key")
+        except ValueError:
+            return
+        if recorded is not None and recorded != config_key(cfg):
+            raise EvalrunError(f"{run_dir} holds the results of another configuration ({name}); run into another "
+                               f"directory (hydra.run.dir=... or hydra.sweep.dir=...) or delete it to recompute there")
+
+
+def _hydra():
+    """Hydra's config of the job running this, or None outside a Hydra app (Python API, tests)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get() if HydraConfig.initialized() else None
+    except ImportError:
+        return None
+
+
+def _configured(cfg: Any, key: str, default: Path) -> Path | None:
+    """A store folder from the paths group: ``paths.<key>``, else ``default``; ``none`` turns the store off."""
+    configured = cfg.paths.get(key) if cfg.get("paths") else None
     if configured in (False, "none", "off"):
         return None
-    return Path(str(configured)).expanduser() if configured else cache_dir() / "images"
+    return Path(str(configured)).expanduser() if configured else default
 
 
 class _nothing:

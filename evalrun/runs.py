@@ -15,12 +15,24 @@ RUN_FILE = "run.json"
 FAILED_FILE = "failed.json"
 
 
+# Folders that hold a run's contents, never another run: not walked (a run's images/ can hold 50,000 files).
+NOT_RUNS = {"images", "report", "features", ".hydra", ".submitit", "__pycache__"}
+MARKERS = (RUN_FILE, FAILED_FILE, ".hydra", "shard.json")
+
+
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
-    """Job dirs: those with Hydra's ``.hydra/`` (started), a ``run.json`` (finished) or ``failed.json``."""
+    """Job dirs: those with Hydra's ``.hydra/`` (started), ``run.json`` (finished), ``failed.json`` or
+    ``shard.json``, anywhere under ``sweep_dir`` (several sweeps can share a parent)."""
+    import os
+
     sweep_dir = Path(sweep_dir)
-    found = {p.parent for name in (RUN_FILE, FAILED_FILE, ".hydra") for p in sweep_dir.rglob(name)}
-    found.discard(sweep_dir)  # the sweep dir's own .hydra (multirun.yaml) is not a job
-    return sorted(d for d in found if "report" not in d.relative_to(sweep_dir).parts)
+    found = []
+    for root, dirs, files in os.walk(sweep_dir):
+        here = Path(root)
+        if here != sweep_dir and any(m in files or m in dirs for m in MARKERS):
+            found.append(here)
+        dirs[:] = [d for d in dirs if d not in NOT_RUNS]
+    return sorted(found)
 
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:
@@ -36,7 +48,9 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
         return None
     if record.get("status") != "complete":
         return None
-    record["row"] = pd.read_csv(run_dir / "metrics.csv").iloc[0].to_dict()
+    row = pd.read_csv(run_dir / "metrics.csv").iloc[0].to_dict()
+    # Plain Python values (not numpy scalars), so an entry survives a JSON round trip unchanged.
+    record["row"] = {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
     return record
 
 
@@ -50,36 +64,77 @@ def read_failure(run_dir: Path) -> str | None:
         return "failed"
 
 
-def load_runs(sweep_dirs: Iterable[Path]):
-    """One row per complete run across ``sweep_dirs``: config and metric columns plus ``run_dir``.
+def entry(run_dir: Path) -> dict[str, Any]:
+    """What the summary needs of one job dir: its finished run, its failure, or that it is a shard/unfinished."""
+    run_dir = Path(run_dir)
+    record = read_run(run_dir)
+    if record is not None:
+        return {"run_dir": str(run_dir.resolve()), "status": "complete", "row": record["row"],
+                "config_columns": record["config_columns"], "metric_columns": record["metric_columns"],
+                "columns": record.get("columns", {}), "seed_columns": record.get("seed_columns", []),
+                "smoke": bool(record.get("provenance", {}).get("smoke_model_random_weights"))}
+    if (run_dir / "shard.json").exists():
+        return {"run_dir": str(run_dir), "status": "shard"}  # a shard is not a run: its merge is
+    error = read_failure(run_dir)
+    if error is not None:
+        return {"run_dir": str(run_dir), "status": "failed", "error": error}
+    return {"run_dir": str(run_dir), "status": "missing"}
+
+
+def collect(sweep_dirs: Iterable[Path]) -> list[dict[str, Any]]:
+    return [entry(d) for sweep_dir in sweep_dirs for d in find_run_dirs(Path(sweep_dir))]
+
+
+def frame(entries: Iterable[dict[str, Any]]):
+    """One row per complete run: config and metric columns plus ``run_dir``.
 
     ``df.attrs`` carries ``config_columns``, ``metric_columns``, ``columns`` (each metric column's
     declaration from run.json: direction, kind, format, depends_on), ``seed_columns`` (config
-    columns that follow the seed), ``smoke`` (run dirs of random-weight models), ``missing``
-    (job dirs without a finished run) and ``failed`` ({run dir: first line of its error}).
+    columns that follow the seed), ``smoke`` (run dirs of random-weight models), ``shards`` (shard dirs:
+    their configuration counts once merged), ``missing`` (job dirs without a finished run) and
+    ``failed`` ({run dir: first line of its error}).
     """
     import pandas as pd
 
     rows, config_cols, metric_cols, declared, seed_cols = [], [], [], {}, ["seed"]
-    missing, failed, smoke = [], {}, []
-    for sweep_dir in sweep_dirs:
-        for run_dir in find_run_dirs(Path(sweep_dir)):
-            record = read_run(run_dir)
-            if record is None:
-                error = read_failure(run_dir)
-                if error is not None:
-                    failed[str(run_dir)] = error
-                else:
-                    missing.append(str(run_dir))
-                continue
-            rows.append({**record["row"], "run_dir": str(run_dir.resolve())})
-            config_cols += [c for c in record["config_columns"] if c not in config_cols]
-            metric_cols += [c for c in record["metric_columns"] if c not in metric_cols]
-            declared.update(record.get("columns", {}))
-            seed_cols += [c for c in record.get("seed_columns", []) if c not in seed_cols]
-            if record.get("provenance", {}).get("smoke_model_random_weights"):
-                smoke.append(str(run_dir.resolve()))
-    frame = pd.DataFrame(rows)
-    frame.attrs.update(config_columns=config_cols, metric_columns=metric_cols, columns=declared, seed_columns=seed_cols,
-                       smoke=smoke, missing=missing, failed=failed)
-    return frame
+    missing, failed, smoke, shards = [], {}, [], []
+    for e in entries:
+        if e["status"] == "shard":
+            shards.append(e["run_dir"])
+        elif e["status"] == "failed":
+            failed[e["run_dir"]] = e["error"]
+        elif e["status"] == "missing":
+            missing.append(e["run_dir"])
+        else:
+            rows.append({**e["row"], "run_dir": e["run_dir"]})
+            config_cols += [c for c in e["config_columns"] if c not in config_cols]
+            metric_cols += [c for c in e["metric_columns"] if c not in metric_cols]
+            declared.update(e["columns"])
+            seed_cols += [c for c in e["seed_columns"] if c not in seed_cols]
+            if e["smoke"]:
+                smoke.append(e["run_dir"])
+    result = pd.DataFrame(rows)
+    result.attrs.update(config_columns=config_cols, metric_columns=metric_cols, columns=declared, seed_columns=seed_cols,
+                        smoke=smoke, missing=missing, failed=failed, shards=shards)
+    return result
+
+
+def load_runs(sweep_dirs: Iterable[Path]):
+    """Every job dir under ``sweep_dirs`` read from disk, as :func:`frame` describes."""
+    return frame(collect(sweep_dirs))
+
+
+def fingerprint(sweep_dir: Path) -> str:
+    """Changes whenever a run under ``sweep_dir`` finishes, fails or is rewritten (paths, sizes, mtimes of
+    the files a report reads): a report built from an unchanged fingerprint need not be rebuilt."""
+    from evalrun.hashing import stable_hash
+    from evalrun.version import __version__
+
+    stamp = []
+    for run_dir in find_run_dirs(Path(sweep_dir)):
+        for name in (RUN_FILE, FAILED_FILE, "per_image.csv"):
+            path = run_dir / name
+            if path.exists():
+                st = path.stat()
+                stamp.append((str(path), st.st_size, st.st_mtime_ns))
+    return stable_hash({"runs": stamp, "evalrun": __version__}, length=32)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from evalrun.errors import EvalrunError
 from evalrun.metrics.base import ImageBatch, MetricResult
 from evalrun.metrics.features.store import CHUNK
 
@@ -24,15 +23,19 @@ class StreamScorer:
         self.metrics, self.store, self.grid, self.seed, self.chunk = metrics, store, grid, seed, chunk
         self._buffer: list = []
         self.rows: list[dict[str, Any]] = []  # one per image: what images.csv records
+        self.costs: list[dict[str, Any]] = []
         self.n = 0
 
     def add(self, produced) -> None:
         """One image (a ``generate.Produced``), in run order."""
         job = produced.job
-        self.rows.append({"image_id": job.image_id, "path": f"images/{job.image_id}.png",
-                          "prompt_index": job.prompt_index, **record_columns(job.record), "seed": self.seed,
+        self.rows.append({"image_id": job.image_id, "path": produced.path,
+                          "prompt_index": job.prompt_index, **record_columns(job.record),
+                          "seed": job.record.get("seed", self.seed),
                           "image_index": job.image_index, "generator_seed": job.generator_seed,
-                          "degenerate": produced.flag, "pixels": produced.digest, "reused": produced.reused})
+                          "degenerate": produced.flag, "pixels": produced.digest, "reused": produced.reused,
+                          "nfe": produced.cost.get("nfe"), "sample_seconds": produced.cost.get("seconds")})
+        self.costs.append(produced.cost)
         if self.grid is not None:
             self.grid.add(produced.index, produced.image)
         self._buffer.append(produced)
@@ -46,15 +49,21 @@ class StreamScorer:
         import torch
 
         chunk, self._buffer = self._buffer, []
-        if self.metrics:
-            shapes = {p.image.shape for p in chunk}
-            if len(shapes) > 1:
-                raise EvalrunError(f"images of one run differ in size ({sorted(shapes)}); metrics need one size per run")
-            pixels = torch.from_numpy(np.stack([p.image for p in chunk])).permute(0, 3, 1, 2).contiguous()
-            records = [{**p.job.record, "seed": self.seed, "image_index": p.job.image_index} for p in chunk]
-            batch = ImageBatch(pixels, records, hashes=[p.digest for p in chunk], start=self.n)
+        # Images of one size are scored together; existing images of mixed sizes go as consecutive
+        # same-size runs (order kept: per-image values stay aligned). Every backbone resizes itself.
+        start = 0
+        while start < len(chunk) and self.metrics:
+            end = start + 1
+            while end < len(chunk) and chunk[end].image.shape == chunk[start].image.shape:
+                end += 1
+            part = chunk[start:end]
+            pixels = torch.from_numpy(np.stack([p.image for p in part])).permute(0, 3, 1, 2).contiguous()
+            records = [{**p.job.record, "seed": p.job.record.get("seed", self.seed), "image_index": p.job.image_index}
+                       for p in part]
+            batch = ImageBatch(pixels, records, hashes=[p.digest for p in part], start=self.n + start)
             for metric in self.metrics.values():
                 metric.update(batch)
+            start = end
         self.n += len(chunk)
 
     def finish(self) -> dict[str, MetricResult]:

@@ -29,6 +29,12 @@ SHARED_HINT = "../shared/data is not beside this checkout (it holds PartiPrompts
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# One BLAS/OpenMP thread in this process and every subprocess: CPU float results depend (at
+# round-off) on the thread count, and parallel launchers give each worker fewer threads than a
+# lone process; with one thread everywhere, sweeps through any launcher give identical numbers.
+# (Also faster for tiny models on 2 cores: no thread synchronisation.)
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 def pytest_configure(config) -> None:

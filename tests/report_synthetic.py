@@ -31,6 +31,17 @@ COLUMNS = {
     "kid_std": {"direction": None, "kind": "spread", "of": "kid_mean", "metric": "kid", "depends_on": ["kid.seed"]},
 }
 METRICS = ["clip_score", "fid", "kid_mean", "kid_std", "mystery"]
+# Cost columns (issue 12) as the runner declares them: kind "cost", direction "lower".
+COST_COLUMNS = {
+    "nfe": {"direction": "lower", "kind": "cost", "label": "NFE", "unit": None, "metric": "cost", "depends_on": []},
+    "sample_seconds_per_image": {"direction": "lower", "kind": "cost", "label": "Seconds per image", "unit": "s",
+                                 "metric": "cost", "depends_on": []},
+    "peak_memory_gib": {"direction": "lower", "kind": "cost", "label": "Peak memory", "unit": "GiB",
+                        "metric": "cost", "depends_on": []},
+}
+PROVENANCE = {"versions": {"torch": "2.14.1", "diffusers": "0.42.1"}, "environment": {"device": "cpu"},
+              "scheduler_config": {"class": "DDIMScheduler", "beta_end": 0.012},
+              "model_weights": {"weights_sha256": {"unet": "a" * 64, "vae": "b" * 64}}}
 SCHEDULER_CLASS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
 
 
@@ -43,9 +54,23 @@ def clip_value(model: str, scheduler: str, steps: int, seed: int, prompt_id: str
     return float(20 + 5 * _rng(model, scheduler, steps, seed, prompt_id, image_index).random())
 
 
+def default_costs(config: dict[str, Any]) -> dict[str, float]:
+    """NFE = steps x 2 (classifier-free guidance), seconds proportional to it with a little noise, no GPU memory."""
+    nfe = 2 * int(config["steps"])
+    jitter = _rng("seconds", config["model"], config["scheduler"], config["steps"], config["seed"]).random()
+    return {"nfe": nfe, "sample_seconds_per_image": 0.05 * nfe * (1 + 0.05 * jitter), "peak_memory_gib": float("nan")}
+
+
 def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PROMPTS, images_per_prompt: int = 1,
-             clip: Callable[..., float] = clip_value, status: str = "complete", size: int = 8) -> Path:
-    """One run dir; ``clip(model, scheduler, steps, seed, prompt_id, image_index)`` gives per-image scores."""
+             clip: Callable[..., float] = clip_value, status: str = "complete", size: int = 8,
+             costs: Callable[[dict], dict[str, float]] | None = None, smoke: bool = False,
+             provenance: dict[str, Any] | None = None, edit_inputs: Path | None = None) -> Path:
+    """One run dir; ``clip(model, scheduler, steps, seed, prompt_id, image_index)`` gives per-image scores.
+
+    ``costs(config)``: cost columns to write (declared as in :data:`COST_COLUMNS`). ``smoke``: mark the
+    run as made with a random-weights smoke model. ``provenance``: run.json's provenance (default
+    :data:`PROVENANCE`). ``edit_inputs``: a folder for input images: the run becomes an edit run
+    (per-image ``input_path``, ``input_caption``, ``output_caption``; the prompt is the instruction)."""
     run_dir = Path(run_dir)
     (run_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -60,6 +85,8 @@ def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PR
                          "generator_seed": 1000 * config["seed"] + p_index,
                          "clip_score": clip(config["model"], config["scheduler"], config["steps"], config["seed"],
                                             prompt["prompt_id"], i)})
+            if edit_inputs is not None:
+                rows[-1].update(edit_record(Path(edit_inputs), p_index, prompt, size))
     per_image = pd.DataFrame(rows)
     per_image.drop(columns=["clip_score"]).to_csv(run_dir / "images.csv", index=False)
     per_image.to_csv(run_dir / "per_image.csv", index=False)
@@ -67,11 +94,36 @@ def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PR
     metrics = {"clip_score": per_image["clip_score"].mean(), "fid": float(100 + 50 * r.random() - 5 * config["steps"]),
                "kid_mean": float(0.01 + 0.02 * r.random()), "kid_std": float(0.001 * r.random()),
                "mystery": float(r.random())}
-    pd.DataFrame([{**config, **metrics, "n_images": len(per_image)}]).to_csv(run_dir / "metrics.csv", index=False)
+    cost_values = costs(config) if costs is not None else {}
+    columns = {**COLUMNS, **{c: COST_COLUMNS[c] for c in cost_values}}
+    pd.DataFrame([{**config, **metrics, **cost_values, "n_images": len(per_image)}]).to_csv(
+        run_dir / "metrics.csv", index=False)
     Image.new("RGB", (size * 2, size * 2)).save(run_dir / "grid.png")
+    record = {**(PROVENANCE if provenance is None else provenance), "synthetic": True}
+    if smoke:
+        record["smoke_model_random_weights"] = True
     (run_dir / "run.json").write_text(json.dumps({
-        "status": status, "config_columns": list(config), "metric_columns": METRICS, "columns": COLUMNS,
-        "seed_columns": [c for c in config if c == "kid.seed"], "provenance": {"synthetic": True}}, indent=2))
+        "status": status, "config_columns": list(config), "metric_columns": [*METRICS, *cost_values],
+        "columns": columns, "seed_columns": [c for c in config if c == "kid.seed"], "provenance": record}, indent=2))
+    return run_dir
+
+
+def edit_record(folder: Path, p_index: int, prompt: dict, size: int) -> dict[str, Any]:
+    """An edit's input (a PNG under ``folder``, written once) and its captions."""
+    path = folder / f"input_{p_index}.png"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_rng("input", p_index).integers(0, 256, (size + 4, size, 3), dtype=np.uint8)).save(path)
+    return {"input_path": str(path.resolve()), "input_caption": f"before: {prompt['prompt']}",
+            "output_caption": f"after <{p_index}> & done", "input_mode": "RGB", "input_width": size,
+            "input_height": size + 4}
+
+
+def make_failed(run_dir: Path, error: str) -> Path:
+    """A job dir that failed, as the runner leaves it: Hydra's ``.hydra/`` and ``failed.json``."""
+    run_dir = Path(run_dir)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / "failed.json").write_text(json.dumps({"status": "failed", "error": error}))
     return run_dir
 
 

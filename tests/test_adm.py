@@ -133,9 +133,12 @@ def test_reference_batch_statistics_round_trip_and_images_only_files(adm, tmp_pa
 
 
 def test_adding_metrics_to_a_finished_run_extracts_nothing_twice(adm, tmp_path, monkeypatch):
-    """Same run dir with more metrics, then a new run dir with the same images: no Inception pass at
-    all (generated chunks from the feature store, reference features from the reference cache);
-    a new backbone (DINOv2) extracts once, and not again in the next run."""
+    """The finished run's configuration with more metrics, in a new run dir, then the finished run's
+    images scored as a folder (model=images): no Inception pass at all (generated chunks from the
+    feature store, reference features from the reference cache); a new backbone (DINOv2, and a
+    TorchScript file) extracts once, and not again in the next run. (A finished run's own directory
+    holds one configuration: a changed metric list goes to another directory.)"""
+    from dist_helpers import TinyEncoder
     from evalrun.metrics.features.dinov2 import DINOv2
     from evalrun.metrics.features.inception import InceptionV3
 
@@ -147,13 +150,22 @@ def test_adding_metrics_to_a_finished_run_extracts_nothing_twice(adm, tmp_path, 
         monkeypatch.setattr(cls, "_extract", counted)
     ref = f"reference.path={adm['path']}"
     common = ("model=tiny_dit", "protocol=adm", ref, "prompts.all=false", "prompts.random=2", "num_images_per_prompt=4")
-    more = "metrics=[fid,sfid,inception_score,adm,kid,prdc,fid_inf]"
-    run_inprocess(*common, more, "metrics.fid_inf.min_n=4", "metrics.fid_inf.num_points=3", run_dir=adm["run_dir"])
-    assert seen == {"inception": 0, "dinov2": 0}
-    record = run_inprocess(*common, more, "metrics.fid_inf.min_n=4", "metrics.fid_inf.num_points=3",
-                           run_dir=tmp_path / "new")
+    more = ("metrics=[fid,sfid,inception_score,adm,kid,prdc,fid_inf]", "metrics.fid_inf.min_n=4",
+            "metrics.fid_inf.num_points=3")
+    record = run_inprocess(*common, *more, run_dir=tmp_path / "more")
     assert seen == {"inception": 0, "dinov2": 0} and record["provenance"]["features"]["extracted"] == 0
-    from dist_helpers import TinyEncoder
+    folder = ("model=images", f"model.path={adm['run_dir'] / 'images'}", "reference=adm", ref, "metrics=[fid,sfid,prdc]",
+              "metrics.fid.feature_extractor_weights_path=evalrun/tiny-inception",
+              "metrics.sfid.feature_extractor_weights_path=evalrun/tiny-inception",
+              "metrics.prdc.feature_extractor_path=evalrun/tiny-inception")
+    record = run_inprocess(*folder, run_dir=tmp_path / "folder")
+    assert seen == {"inception": 0, "dinov2": 0} and record["provenance"]["features"]["extracted"] == 0
+    first = pd.read_csv(adm["run_dir"] / "metrics.csv").iloc[0]
+    for other in ("more", "folder"):
+        row = pd.read_csv(tmp_path / other / "metrics.csv").iloc[0]
+        assert row["fid"] == first["fid"] and row["sfid"] == first["sfid"]
+    row = pd.read_csv(tmp_path / "more" / "metrics.csv").iloc[0]
+    assert np.isfinite(row["fid_inf"]) and 0 <= row["prdc_coverage"] <= 1
 
     torch.jit.script(TinyEncoder(8).eval()).save(str(tmp_path / "encoder.ts"))
     dino = ("metrics=[fid,fd_dinov2,fd]", "metrics.fd_dinov2.feature_extractor_path=evalrun/tiny-dinov2",
@@ -165,9 +177,6 @@ def test_adding_metrics_to_a_finished_run_extracts_nothing_twice(adm, tmp_path, 
     dino_row = pd.read_csv(tmp_path / "dino2" / "metrics.csv").iloc[0]
     assert dino_row["fd.feature_extractor"] == "torchscript" and np.isfinite(dino_row["fd"]) and dino_row["fd_dinov2"] > 0
     assert len(str(dino_row["fd.weights_sha256"])) == 16   # the TorchScript file's sha256, short
-    row = pd.read_csv(tmp_path / "new" / "metrics.csv").iloc[0]
-    assert row["fid"] == pd.read_csv(adm["run_dir"] / "metrics.csv").iloc[0]["fid"]
-    assert np.isfinite(row["fid_inf"]) and 0 <= row["prdc_coverage"] <= 1
 
 
 def test_comparable_only_with_everything_as_published(adm, tmp_path):

@@ -35,7 +35,10 @@ def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
     assert 0 <= per_image["clip_score"].min() and per_image["clip_score"].max() <= 100
     record = json.loads((run_dir / "run.json").read_text())
     prov = record["provenance"]
-    assert record["status"] == "complete" and record["higher_is_better"] == {"clip_score": True}
+    assert record["status"] == "complete" and record["higher_is_better"] == {"clip_score": True, "nfe": False, "sample_seconds_per_image": False,
+                                                                     "peak_memory_gib": False}
+    assert {c for c, d in record["columns"].items() if d["kind"] == "cost"} == {"nfe", "sample_seconds_per_image",
+                                                                                "peak_memory_gib"}
     assert record["columns"]["clip_score"]["direction"] == "higher" and record["columns"]["clip_score"]["per_image"]
     assert "clip_score.clip_model" in record["columns"]["clip_score"]["depends_on"]
     assert prov["smoke_model_random_weights"] is True  # the loaded folder carries the tiny builders' marker
@@ -163,3 +166,19 @@ def test_changed_prompt_file_is_not_mistaken_for_a_finished_run(tmp_path):
     record = run_inprocess("prompts=file", f"prompts.path={prompts}", run_dir=run_dir)
     assert record["provenance"]["images"]["sampled"] == 1
     assert pd.read_csv(run_dir / "per_image.csv")["prompt"].tolist() == ["a blue sphere"]
+
+
+def test_summary_warns_when_averaged_runs_differ_in_provenance(tmp_path, caplog):
+    import shutil
+
+    from evalrun.aggregate import write_summary
+
+    run_inprocess("prompts.limit=1", "seed=0", run_dir=tmp_path / "s" / "seed0")
+    run_inprocess("prompts.limit=1", "seed=1", run_dir=tmp_path / "s" / "seed1")
+    record = json.loads((tmp_path / "s" / "seed1" / "run.json").read_text())
+    record["provenance"]["versions"]["diffusers"] = "0.41.0"  # as if run with another diffusers
+    (tmp_path / "s" / "seed1" / "run.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING):
+        write_summary(tmp_path / "s")
+    assert "differ in provenance" in caplog.text and "versions.diffusers" in caplog.text
+    shutil.rmtree(tmp_path / "s" / "seed1")

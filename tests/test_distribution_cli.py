@@ -38,7 +38,8 @@ def test_sweep_scores_distribution_metrics_and_reuses_reference_features(tmp_pat
     records = [json.loads((d / "run.json").read_text()) for d in run_dirs]
     caches = [r["provenance"]["metrics"]["fid"]["reference_cache"] for r in records]
     assert caches.count("computed") == 1 and caches.count("hit") == 3  # reference features once per sweep
-    assert records[0]["higher_is_better"] == {"fid": False, "kid_mean": False, "is_mean": True, "cmmd": False}
+    assert {k: v for k, v in records[0]["higher_is_better"].items() if records[0]["columns"][k]["kind"] == "score"} == \
+        {"fid": False, "kid_mean": False, "is_mean": True, "cmmd": False}
 
     summary = pd.read_csv(sweep / "summary.csv")
     assert len(summary) == 2 and set(summary["fid_n"]) == {2}  # kid.seed follows seed: not a group key

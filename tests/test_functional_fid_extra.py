@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from evalrun.metrics.functional.bootstrap import bootstrap_fid, bootstrap_interval, percentile_interval
-from evalrun.metrics.functional.fid import GaussianStats, frechet_distance, trace_sqrt_product
+from evalrun.metrics.functional.fid import (
+    GaussianStats,
+    frechet_distance,
+    frechet_distance_info,
+    trace_sqrt_cholesky,
+    trace_sqrt_eigh,
+    trace_sqrt_product,
+)
 from evalrun.metrics.functional.fid_infinity import (
     InfinityFit,
     fid_infinity,
@@ -17,11 +24,6 @@ from evalrun.metrics.functional.fid_infinity import (
     frechet_to,
     infinity_sizes,
     subset_indices,
-)
-from evalrun.metrics.functional.fid_sqrt import (
-    frechet_distance_cholesky,
-    trace_sqrt_cholesky,
-    trace_sqrt_product_cholesky,
 )
 
 
@@ -63,37 +65,37 @@ def test_cholesky_trace_against_mpmath(d, alpha):
     reference = float(sum(mp.sqrt(max(x, 0)) for x in mp.eigsy(root * mp.matrix(s2.tolist()) * root,
                                                                   eigvals_only=True)))
     assert trace_sqrt_cholesky(s1, s2) == pytest.approx(reference, rel=1e-13)
-    assert trace_sqrt_product(stats(s1), stats(s2))[0] == pytest.approx(reference, rel=1e-10)
+    assert trace_sqrt_product(stats(s1), stats(s2))[0] == pytest.approx(reference, rel=1e-13)  # the default route
+    assert trace_sqrt_eigh(stats(s1), stats(s2)) == pytest.approx(reference, rel=1e-10)
 
 
 def test_cholesky_agrees_with_eigh_form():
     rng = np.random.default_rng(0)
     for _ in range(3):
         s1, s2 = power_law(64, 1.5, rng), power_law(64, 1.5, rng)
-        value, method = trace_sqrt_product_cholesky(stats(s1), stats(s2))
-        assert method.startswith("cholesky") and value == pytest.approx(trace_sqrt_product(stats(s1), stats(s2))[0],
-                                                                         rel=1e-12)
+        value, method = trace_sqrt_product(stats(s1), stats(s2))
+        assert method.startswith("cholesky") and value == pytest.approx(trace_sqrt_eigh(stats(s1), stats(s2)), rel=1e-12)
     a = stats(s1, rng.normal(size=64))
-    fid, _ = frechet_distance_cholesky(a, a)
-    assert abs(fid) < 1e-12
+    fid, method = frechet_distance_info(a, a)
+    assert 0 <= fid < 1e-12  # clamped at 0 when round-off makes it negative, and it says so
 
 
 def test_cholesky_fallbacks():
     rng = np.random.default_rng(1)
-    # n <= D: fid.py's exact low-rank form, the very same number.
+    # n <= D: the exact low-rank form.
     small, big = GaussianStats.from_features(rng.normal(size=(10, 16))), GaussianStats.from_features(rng.normal(size=(200, 16)))
-    assert trace_sqrt_product_cholesky(small, big) == trace_sqrt_product(small, big)
+    assert trace_sqrt_product(small, big)[1].startswith("low-rank")
     # S1 singular without a factor: the Cholesky factor of S2 is used.
     singular = power_law(16, 1.0, rng)
     w, v = np.linalg.eigh(singular)
     singular = (v * np.where(np.arange(16) < 4, 0.0, w)) @ v.T
     full = power_law(16, 1.0, rng)
-    value, method = trace_sqrt_product_cholesky(stats(singular), stats(full))
+    value, method = trace_sqrt_product(stats(singular), stats(full))
     # Both routes take square roots of the 4 round-off eigenvalues of a null space
     # (sqrt(1e-17) ~ 3e-9 each): they agree to that, not to 1e-15.
-    assert method.endswith("S2") and value == pytest.approx(trace_sqrt_product(stats(singular), stats(full))[0], rel=1e-7)
-    # Both singular: fid.py's eigh form.
-    value, method = trace_sqrt_product_cholesky(stats(singular), stats(singular))
+    assert method.endswith("S2") and value == pytest.approx(trace_sqrt_eigh(stats(singular), stats(full)), rel=1e-7)
+    # Both singular: the eigh form.
+    value, method = trace_sqrt_product(stats(singular), stats(singular))
     assert "both covariances singular" in method
     assert value == pytest.approx(np.trace(singular), rel=1e-7)
     assert trace_sqrt_cholesky(singular, singular) is None

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from evalrun.errors import EvalrunError
 from evalrun.metrics.preference import hps as hps_mod
 from evalrun.metrics.preference import image_reward as ir_mod
+from evalrun.metrics.preference import image_reward_tiny as ir_tiny
 from evalrun.metrics.preference import pickscore as ps_mod
 from evalrun.metrics.preference._common import to_pil
 
@@ -55,7 +56,7 @@ def twins(tmp_path_factory) -> dict[str, Path]:
     ps_mod.build_tiny_pickscore(dirs["pickscore"])
     if _has_open_clip():
         hps_mod.build_tiny_hps(dirs["hps"])
-    ir_mod.build_tiny_image_reward(dirs["image_reward"])
+    ir_tiny.build_tiny_image_reward(dirs["image_reward"])
     return dirs
 
 

@@ -1,4 +1,5 @@
-"""The HTML gallery: escaped text, relative links that resolve, and a real headless Chromium check.
+"""The HTML gallery: escaped text, relative links that resolve, edits shown as input | edited with their
+captions, warnings, and a real headless Chromium check.
 
 The browser test drives Debian's ``chromium`` over the DevTools protocol on a pipe
 (``--remote-debugging-pipe``: JSON messages ending in NUL on fds 3 and 4, wired up by bash), so it needs no
@@ -22,11 +23,12 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from evalrun.report import build_report
-from report_synthetic import PROMPTS, make_sweep
+from report_synthetic import PROMPTS, make_failed, make_sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -74,6 +76,47 @@ def test_gallery_links_are_relative_and_resolve(gallery: Path) -> None:
         assert (gallery.parent / unquote(link)).exists(), link
     run_links = [h for h in parser.hrefs if "seed=" in unquote(h)]
     assert len(run_links) == 8 and all((gallery.parent / unquote(h) / "run.json").exists() for h in run_links)
+
+
+@pytest.fixture
+def edit_gallery(tmp_path: Path) -> Path:
+    sweep_dir = make_sweep(tmp_path / "edit", models=("sd15",), schedulers=("ddim", "dpm"), steps=(2,), seeds=(0, 1),
+                           edit_inputs=tmp_path / "photos")
+    return build_report([sweep_dir], plots=False)["gallery"][0]
+
+
+def test_edit_gallery_shows_input_then_edits_with_all_three_texts(edit_gallery: Path, tmp_path: Path) -> None:
+    html = edit_gallery.read_text()
+    sections = re.findall(r'<section class="prompt".*?</section>', html, flags=re.S)
+    assert len(sections) == len(PROMPTS)
+    for p_index, section in enumerate(sections):
+        assert "<th>seed</th><th>input</th><th>Scheduler: <b>ddim</b></th><th>Scheduler: <b>dpm</b></th>" in section
+        parser = _Links()
+        parser.feed(section)
+        assert len(parser.imgs) == 1 + 2 * 2  # the input once (rowspan over the seeds), then configs x seeds
+        assert parser.imgs[0].startswith("inputs/") and 'rowspan="2"' in section
+        assert f"<b>Output caption:</b> after &lt;{p_index}&gt; &amp; done" in section
+        assert "<b>Instruction:</b>" in section and "<b>Input caption:</b> before: " in section
+    assert "<b>Instruction:</b> &lt;script&gt;window.__xss=1&lt;/script&gt;" in html
+    # the inputs are copied beside the page: the gallery survives the originals moving away
+    for photo in (tmp_path / "photos").iterdir():
+        photo.unlink()
+    parser = _Links()
+    parser.feed(html)
+    assert all((edit_gallery.parent / unquote(link)).exists() for link in parser.imgs)
+    copied = sorted((edit_gallery.parent / "inputs").iterdir())
+    assert len(copied) == len(PROMPTS) and Image.open(copied[0]).size == (8, 12)
+
+
+def test_edit_input_that_is_not_a_file_is_named_not_linked(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "edit", schedulers=("ddim",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "p")
+    for per_image in sweep_dir.rglob("per_image.csv"):
+        frame = pd.read_csv(per_image)
+        frame["input_path"] = [f"user/edits[train][{i}]" for i in range(len(frame))]
+        frame.to_csv(per_image, index=False)
+    html = build_report([sweep_dir], plots=False)["gallery"][0].read_text()
+    assert "input not shown: user/edits[train][0] is not a readable file" in html
+    assert "inputs/" not in html
 
 
 def _above_4(fd: int) -> int:
@@ -197,6 +240,19 @@ def test_gallery_in_headless_chromium(gallery: Path, tmp_path: Path) -> None:
     image = Image.open(io.BytesIO(shot.read_bytes()))
     assert image.format == "PNG" and image.size[0] >= 800
     assert np.unique(np.asarray(image.convert("L"))).size > 10  # not a blank page
+
+
+@needs_chromium
+def test_edit_gallery_and_warnings_in_headless_chromium(tmp_path: Path) -> None:
+    sweep_dir = make_sweep(tmp_path / "edit", schedulers=("ddim", "dpm"), steps=(2,), seeds=(0, 1),
+                           edit_inputs=tmp_path / "photos", smoke=True)
+    make_failed(sweep_dir / "scheduler=euler", "RuntimeError: boom")
+    page = build_report([sweep_dir], plots=False)["gallery"][0]
+    result = open_page(page, tmp_path / "profile")
+    assert result["total"] == len(PROMPTS) * (1 + 4) and result["broken"] == []
+    text = result["text"]
+    assert "SMOKE MODEL WITH RANDOM WEIGHTS" in text and "RuntimeError: boom" in text
+    assert "Instruction:" in text and "Input caption:" in text and "Output caption: after <1> & done" in text
 
 
 @needs_chromium

@@ -147,6 +147,6 @@ class ADMPrecisionRecall(ExtractorMetric):
         return MetricResult(values=values, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), **self.extractor_settings(),
+        return {**self.reference_settings(), **self.extractor_settings(),
                 "feature_extractor": self.backbone_name, "k": self.k,
                 "arithmetic": self.arithmetic, **self.bootstrap.settings()}

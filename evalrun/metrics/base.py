@@ -150,6 +150,21 @@ class Metric(abc.ABC):
         """Settings that change the number, as applied; they become result columns (``<name>.<key>``)."""
         return {}
 
+    def add(self, images: Any, prompts: list[str] | None = None, **fields: list[Any]) -> None:
+        """``update`` for images in memory: a uint8 (N, 3, H, W) tensor, an (N, H, W, 3) array, or a list of
+        PIL images; ``prompts`` and other per-image fields (``input_image``, captions...) become records."""
+        import numpy as np
+        import torch
+
+        if isinstance(images, (list, tuple)):
+            images = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in images])
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        n = len(images)
+        columns = {"prompt": prompts, **fields} if prompts is not None else dict(fields)
+        records = [{"prompt_id": i, "image_index": 0, **{k: v[i] for k, v in columns.items()}} for i in range(n)]
+        self.update(ImageBatch(images.contiguous(), records))
+
     @classmethod
     def output(cls, column: str) -> Output:
         return next(o for o in cls.outputs if o.column == column)

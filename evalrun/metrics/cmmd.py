@@ -58,5 +58,5 @@ class CMMD(ExtractorMetric):
         return MetricResult(values={"cmmd": value}, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), "clip_model": self.clip_model,
+        return {**self.reference_settings(), "clip_model": self.clip_model,
                 "weights_sha256": self.extractor_settings()["weights_sha256"], "sigma": self.sigma, "scale": self.scale}

@@ -71,6 +71,17 @@ class ExtractorMetric(Metric):
             self.context.store = FeatureStore()
         return self.context.store
 
+    def reference_settings(self) -> dict[str, Any]:
+        """The reference as result columns: where it is and what it holds (the cache key of its images'
+        content, or an .npz's sha256), so runs against changed reference images are not averaged together."""
+        info = getattr(self, "_reference", None)
+        key = info[1].get("reference_cache_key") if info else None
+        if key is None and self.reference_spec.kind in ("npz", "adm"):  # statistics read from the file itself
+            from evalrun.hashing import file_sha256
+
+            key = file_sha256(self.reference_spec.path)[:32]
+        return {"reference": self.reference_spec.describe(), "reference_key": key}
+
     def extractor_info(self) -> dict[str, Any]:
         return {**self.extractor.info(), "feature_layer": self.layer}
 

@@ -71,6 +71,6 @@ class FIDInfinity(ExtractorMetric):
         return MetricResult(values={"fid_inf": fit.value, "fid_inf_slope": fit.slope, "fid_inf_r2": fit.r2}, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), **self.extractor_settings(),
+        return {**self.reference_settings(), **self.extractor_settings(),
                 "feature_extractor": self.backbone_name, "min_n": self.min_n, "num_points": self.num_points,
                 "seed": self.seed}

@@ -109,4 +109,4 @@ class FrechetMetric(ExtractorMetric):
         return self.bootstrap.intervals({self.outputs[0].column: found.values})
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), **self.extractor_settings(), **self.bootstrap.settings()}
+        return {**self.reference_settings(), **self.extractor_settings(), **self.bootstrap.settings()}

@@ -92,5 +92,5 @@ class PRDC(ExtractorMetric):
         return MetricResult(values=values, info=info)
 
     def settings(self) -> dict[str, Any]:
-        return {"reference": self.reference_spec.describe(), **self.extractor_settings(),
+        return {**self.reference_settings(), **self.extractor_settings(),
                 "feature_extractor": self.backbone_name, "nearest_k": self.nearest_k, **self.bootstrap.settings()}

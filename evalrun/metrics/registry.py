@@ -28,6 +28,10 @@ METRICS: dict[str, str] = {
     "prdc": "evalrun.metrics.prdc:PRDC",
     "adm": "evalrun.metrics.adm:ADMPrecisionRecall",
     "fid_inf": "evalrun.metrics.fid_inf:FIDInfinity",
+    "pick_score": "evalrun.metrics.preference_score:PickScoreMetric",
+    "hps": "evalrun.metrics.preference_score:HPSMetric",
+    "image_reward": "evalrun.metrics.preference_score:ImageRewardMetric",
+    "diversity": "evalrun.metrics.diversity:Diversity",
 }
 
 
@@ -54,3 +58,14 @@ def build_metric(name: str, settings: Mapping[str, Any] | None, context: MetricC
         raise
     except (TypeError, ValueError) as exc:  # e.g. scale=-1, subsets=abc: a setting, not a bug
         raise ConfigError(f"metric {name!r}: invalid settings {settings}: {exc}") from None
+
+
+def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0, cache_dir: Any = None,
+           **settings: Any) -> Metric:
+    """A metric for images in memory (Python API): ``reference`` is a folder path, an ``.npz`` path or a
+    ``reference`` config dict; settings as in ``conf/metrics/<name>.yaml``. Feed it with ``add(images)``."""
+    from pathlib import Path
+
+    if isinstance(reference, (str, Path)):
+        reference = {"kind": "npz" if str(reference).endswith(".npz") else "folder", "path": str(reference)}
+    return build_metric(name, settings, MetricContext(device=device, reference=reference, seed=seed, cache_dir=cache_dir))

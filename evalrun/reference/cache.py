@@ -26,6 +26,7 @@ from evalrun.errors import EvalrunError
 from evalrun.reference import images as ref_images
 from evalrun.reference.npz import load_npz, save_npz
 from evalrun.reference.spec import ReferenceSpec
+from evalrun.results import shared_mode
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2
@@ -129,6 +130,7 @@ class Reference:
             meta = {**desc, "key": key, "reference": self.spec.describe(), "n": n, "skipped": skipped,
                     "batch_size": extractor.batch_size}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            shared_mode(tmp, directory=True)  # mkdtemp makes 0700: the cache may be shared by a lab
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(tmp, entry)
         finally:

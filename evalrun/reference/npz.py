@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from evalrun.errors import EvalrunError
+from evalrun.results import shared_mode
 
 
 def save_npz(path: str | os.PathLike, stats, meta: dict | None = None) -> None:
@@ -28,6 +29,7 @@ def save_npz(path: str | os.PathLike, stats, meta: dict | None = None) -> None:
     try:
         np.savez(tmp, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n if stats.n is not None else -1),
                  evalrun_meta=np.array(json.dumps(meta or {}, default=str)), **extra)
+        shared_mode(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

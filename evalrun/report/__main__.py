@@ -4,6 +4,9 @@ Examples:
   python -m evalrun.report outputs/multirun/2026-11-23/20-15-03
   python -m evalrun.report SWEEP --rows scheduler --cols steps --metric fid clip_score
   python -m evalrun.report SWEEP_A SWEEP_B --compare model=sd14 model=sd15 --seed 0 --out paper/
+  python -m evalrun.report SWEEP --labels labels.yaml   # e.g. "clip_score: CLIP score (ViT-B/16)"
+
+Prints the paths it wrote; the report itself is report.md (and index.html) under --out.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hue", nargs="+", metavar="KEY", help="one plot line per value of these keys")
     p.add_argument("--format", dest="formats", action="append", default=[], metavar="METRIC=SPEC",
                    help="number format per metric, e.g. --format fid=.1f (repeatable)")
+    p.add_argument("--labels", type=Path, default=None, metavar="FILE.yaml",
+                   help="display names and units for metrics, keys and values (key: label, or key: {label, unit, "
+                        "values: {value: text}})")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the plots")
     p.add_argument("--no-gallery", dest="gallery", action="store_false", help="skip the HTML gallery")
     return p
@@ -57,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             formats[metric] = spec
         written = build_report(args.sweep_dirs, args.out, rows=args.rows, cols=args.cols, metrics=args.metrics,
                                compare=args.compare, x=args.x, hue=args.hue, seed=args.seed,
-                               resamples=args.resamples, formats=formats, plots=args.plots, gallery=args.gallery)
+                               resamples=args.resamples, formats=formats, labels=args.labels, plots=args.plots,
+                               gallery=args.gallery)
     except EvalrunError as exc:
         print(f"evalrun.report: error: {exc}", file=sys.stderr)
         return 2
-    index = written["index"][0]
-    print(index.read_text(encoding="utf-8"))
     for kind, paths in written.items():
         for path in paths:
             print(f"wrote {kind}: {path}")
+    print(f"report: {written['index'][0]}")
     return 0
 
 

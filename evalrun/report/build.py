@@ -1,12 +1,14 @@
-"""Build a report: tables, comparisons, plots and the gallery of one or more sweeps, and ``report.md``."""
+"""Build a report: tables, comparisons, quality-vs-cost fronts, plots and the gallery of one or
+more sweeps, and ``report.md`` with every warning a reader must see first."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from evalrun.errors import EvalrunError
+from evalrun.report.labels import Labels, load_labels
 from evalrun.report.sweep import Sweep, load_sweep
 
 log = logging.getLogger(__name__)
@@ -24,36 +26,50 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
                  metrics: Sequence[str] | None = None, compare: Sequence[Sequence[Any]] | None = None,
                  x: str | None = None, hue: Sequence[str] | None = None, seed: int = 0,
                  resamples: int = 10_000, formats: dict[str, str] | None = None,
+                 labels: Path | str | Mapping[str, Any] | None = None,
                  plots: bool = True, gallery: bool = True) -> dict[str, list[Path]]:
     """Write tables, comparisons, plots and the gallery for ``sweep_dirs``; returns the paths by kind.
 
     ``rows``/``cols``: config keys of the pivot tables (default: the keys that vary, ``steps``
     as columns). ``metrics``: metrics to tabulate, plot and compare (default: every score).
     ``compare``: pairs of selectors (``"model=sd14"``, ``{"model": "sd15"}``); default: each
-    level of every varying key against the first. ``seed``/``resamples``: the bootstrap.
-    ``formats``: per-metric format specs (``{"fid": ".1f"}``).
+    level of every varying key against the first. ``seed``/``resamples``: the bootstrap (of the
+    comparisons and of the bold test). ``formats``: per-metric format specs (``{"fid": ".1f"}``).
+    ``labels``: display names/units, a YAML file or a mapping (see :mod:`evalrun.report.labels`).
     """
     import evalrun.report.compare as cmp
+    import evalrun.report.pareto as pareto
     import evalrun.report.tables as tables
     from evalrun.report.gallery import write_gallery
+    from evalrun.report.writers import write_table
 
     if isinstance(sweep_dirs, (str, Path)):
         sweep_dirs = [sweep_dirs]
+    overrides = load_labels(labels)
     sweep = load_sweep(sweep_dirs)
     out = Path(out_dir) if out_dir is not None else sweep.sweep_dirs[0] / REPORT_DIR
     _check_names([*(rows or []), *(cols or []), *(hue or []), *([x] if x else [])], sweep.config_columns, "config key")
     metrics = list(metrics) if metrics else sweep.scores
     _check_names(metrics, sweep.metric_columns, "metric")
     formats = dict(formats or {})
-    written: dict[str, list[Path]] = {"tables": [], "comparisons": [], "plots": [], "gallery": [], "index": []}
+    if sweep.smoke_note():
+        log.warning("%s: the report says so in every table, plot and page", sweep.smoke_note())
+    for run_dir, error in sweep.failed.items():
+        log.warning("failed job, left out of the report: %s: %s", run_dir, error)
+    names = Labels(overrides=overrides, declared=dict(sweep.columns))
+    options = {"labels": names, "seed": seed, "resamples": resamples}
+    written: dict[str, list[Path]] = {"tables": [], "comparisons": [], "pareto": [], "plots": [], "gallery": [],
+                                      "index": []}
 
-    built = [tables.summary_table(sweep, metrics, formats)]
+    costs = [c for c in sweep.costs if c not in metrics]
+    built = [tables.summary_table(sweep, metrics, formats, costs=costs, **options)]
     row_keys, col_keys = tables.default_pivot_keys(sweep, rows, cols)
     if col_keys:
-        built += [tables.pivot_table(sweep, row_keys, col_keys, m, formats) for m in metrics]
-    built += tables.breakdown_tables(sweep, [m for m in metrics if m in sweep.per_image_metrics()], formats)
+        built += [tables.pivot_table(sweep, row_keys, col_keys, m, formats, **options) for m in metrics]
+    built += tables.breakdown_tables(sweep, [m for m in metrics if m in sweep.per_image_metrics()], formats,
+                                     **options)
     for table in built:
-        written["tables"] += tables.write_table(table, out / "tables")
+        written["tables"] += write_table(table, out / "tables")
 
     pairs = [tuple(p) for p in compare] if compare else (cmp.default_comparisons(sweep) if metrics else [])
     results = []
@@ -65,38 +81,71 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
                 raise
             log.warning("comparison %s vs %s skipped: %s", a, b, exc)
     if results:
-        written["comparisons"] = cmp.write_comparisons(results, out)
+        written["comparisons"] = cmp.write_comparisons(results, out, names, sweep.smoke_note())
 
+    fronts = pareto.cost_quality_frames(sweep, metrics, sweep.costs)
+    if fronts:
+        written["pareto"] = pareto.write_pareto(fronts, out)
     if plots:
         from evalrun.report.plots import plot_sweep
 
-        written["plots"] = plot_sweep(sweep, out / "plots", metrics, x=x, hue=hue)
+        written["plots"] = plot_sweep(sweep, out / "plots", metrics, x=x, hue=hue, labels=names)
+    provenance = sweep.provenance_differences()
+    for label, diff in provenance.items():
+        log.warning("runs averaged together differ in provenance (%s): %s", label, "; ".join(diff))
     if gallery:
-        written["gallery"] = [write_gallery(sweep, out / "index.html", built[0], formats)]
-    written["index"] = [_write_index(sweep, out, built, results, written)]
+        written["gallery"] = write_gallery(sweep, out / "index.html", built[0], formats, provenance)
+    written["index"] = [_write_index(sweep, out, built, results, fronts, provenance, written, names)]
     log.info("report: %d files under %s", sum(len(v) for v in written.values()), out)
     return written
 
 
-def _write_index(sweep: Sweep, out: Path, built: list, results: list, written: dict[str, list[Path]]) -> Path:
-    """``report.md``: every table and comparison in one Markdown file, with links to the rest."""
+def warnings_markdown(sweep: Sweep, provenance: Mapping, labels: Labels) -> list[str]:
+    """What a reader must see before any number: smoke model, mixed provenance, failed and unfinished jobs."""
+    from evalrun.report.provenance import describe
+
+    lines: list[str] = []
+    if sweep.smoke_note():
+        lines += ["", f"> **{sweep.smoke_note()}.** These runs used a smoke model with random weights, made to "
+                      "test the pipeline; no number in this report says anything about a real model."]
+    if provenance:
+        lines += ["", "> **Runs averaged together differ in provenance** (library versions, device, scheduler "
+                      "config or weights); their means mix these:"]
+        for label, diff in provenance.items():
+            name = ", ".join(f"{labels(k)}={labels.value(k, v)}" for k, v in zip(sweep.row_keys, label))
+            lines.append(f"> - {name}: " + "; ".join(f"`{d}`" for d in describe(diff)))
+    if sweep.failed:
+        lines += ["", f"**Failed jobs ({len(sweep.failed)}), left out; the report uses the finished runs:**", ""]
+        lines += [f"- `{d}`: {error}" for d, error in sweep.failed.items()]
+    if sweep.missing:
+        lines += ["", f"Not complete (left out): {', '.join(sweep.missing)}"]
+    return lines
+
+
+def _write_index(sweep: Sweep, out: Path, built: list, results: list, fronts: list, provenance: Mapping,
+                 written: dict[str, list[Path]], labels: Labels) -> Path:
+    """``report.md``: warnings first, then every table, comparison and front, with links to the rest."""
     import evalrun.report.compare as cmp
-    import evalrun.report.tables as tables
+    import evalrun.report.pareto as pareto
+    from evalrun.report.writers import to_markdown
     from evalrun.results import atomic_write_text
 
-    lines = ["# Sweep report", "", f"Sweeps: {', '.join(str(d) for d in sweep.sweep_dirs)}  ",
-             f"Runs: {len(sweep.runs)} complete; keys that vary: {', '.join(sweep.keys) or 'none (seeds only)'}"]
-    if sweep.missing:
-        lines.append(f"  \nNot complete (left out): {', '.join(sweep.missing)}")
+    varying = ", ".join(f"{labels(k)} (`{k}`)" for k in sweep.keys) or "none (seeds only)"
+    lines = ["# Sweep report", *warnings_markdown(sweep, provenance, labels), "",
+             f"Sweeps: {', '.join(str(d) for d in sweep.sweep_dirs)}  ",
+             f"Runs: {len(sweep.runs)} complete; keys that vary: {varying}"]
     consts = sweep.constants()
     if consts:
         lines += ["", "Constant settings: " + ", ".join(f"`{k}={v}`" for k, v in consts.items())]
     if written["gallery"]:
         lines += ["", "Gallery: [index.html](index.html)"]
     for table in built:
-        lines += ["", tables.to_markdown(table)]
+        lines += ["", to_markdown(table)]
     if results:
-        lines += ["", "## Paired comparisons", "", cmp.to_markdown(results)]
+        lines += ["", "## Paired comparisons", "", cmp.to_markdown(results, labels)]
+    if fronts:
+        lines += ["", "## Quality vs cost", "", pareto.to_markdown(fronts, sweep.row_keys, labels),
+                  "All points: [pareto.csv](pareto.csv)"]
     if written["plots"]:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in written["plots"] if p.suffix == ".png"]

@@ -4,8 +4,10 @@ A and B are selectors over config keys (``"model=sd14"``, ``"scheduler=ddim,step
 paired on every other config key that varies within a side (so ``model=sd14`` vs ``model=sd15``
 in a sweep over schedulers pairs ddim with ddim) plus the seed; per-image metrics are further
 paired by (``prompt_id``, ``image_index``). The difference is B − A; its 95% interval is a
-percentile bootstrap of the mean paired difference with ``numpy.random.default_rng(seed)``, so
-the report is reproducible.
+percentile bootstrap of the mean paired difference with ``numpy.random.default_rng(seed)`` (so the
+report is reproducible) when there are at least ``MIN_BOOTSTRAP_PAIRS`` (10) pairs, and a
+Student-t interval of the mean difference with fewer (see :mod:`evalrun.report.significance`:
+the same rule decides which table cells are bold).
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import numpy as np
 import pandas as pd
 
 from evalrun.errors import EvalrunError
+from evalrun.report.significance import MIN_BOOTSTRAP_PAIRS, bootstrap_ci, paired_interval
 from evalrun.report.sweep import value_text
 
 if TYPE_CHECKING:
+    from evalrun.report.labels import Labels
     from evalrun.report.sweep import Sweep
 
 IMAGE_KEYS = ["prompt_id", "image_index"]
+__all__ = ["Comparison", "bootstrap_ci", "compare", "default_comparisons", "parse_selector", "select", "to_markdown",
+           "write_comparisons"]
 
 
 def parse_selector(selector: str | Mapping[str, Any]) -> dict[str, str]:
@@ -70,24 +76,6 @@ def select(sweep: Sweep, selector: Mapping[str, str]) -> pd.DataFrame:
     return runs[mask]
 
 
-def bootstrap_ci(diffs: Sequence[float], seed: int = 0, resamples: int = 10_000,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``diffs`` (resampled with replacement)."""
-    diffs = np.asarray(diffs, dtype=float)
-    n = diffs.size
-    if n == 0:
-        raise EvalrunError("bootstrap of zero pairs")
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    step = max(1, 2_000_000 // n)  # bounded memory: at most ~2M indices at once
-    for start in range(0, resamples, step):
-        k = min(step, resamples - start)
-        means[start:start + k] = diffs[rng.integers(0, n, size=(k, n))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 @dataclass
 class Comparison:
     a: str
@@ -103,7 +91,7 @@ def _side_split(sweep: Sweep, a_runs: pd.DataFrame, b_runs: pd.DataFrame, select
     for col in sweep.config_columns:
         if col in sweep.seed_columns or col in selected:
             continue
-        na, nb = a_runs[col].astype(str).nunique(), b_runs[col].astype(str).nunique()
+        na, nb = a_runs[col].map(str).nunique(), b_runs[col].map(str).nunique()
         if na <= 1 and nb <= 1:
             va, vb = value_text(a_runs[col].iloc[0]), value_text(b_runs[col].iloc[0])
             if va != vb:
@@ -158,12 +146,15 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
                 f"{name_a!r} and {name_b!r} share no {unit} with a {metric} value (paired on {', '.join(keys)}); "
                 f"seeds: {sorted(a_runs['seed'].tolist())} vs {sorted(b_runs['seed'].tolist())}")
         diffs = vb[ok] - va[ok]
-        low, high = bootstrap_ci(diffs, seed=seed, resamples=resamples)
+        low, high, method = paired_interval(diffs, seed=seed, resamples=resamples)
         higher = sweep.direction(metric)
+        testable = method != "untestable"
+        verdict = (_verdict(diffs.mean(), low, high, higher, name_a, name_b) if testable
+                   else "not testable (one pair)")
         rows.append({"a": name_a, "b": name_b, "metric": metric, "kind": kind, "pairs": int(ok.sum()),
                      "mean_a": va[ok].mean(), "mean_b": vb[ok].mean(), "diff": diffs.mean(),
-                     "ci95_low": low, "ci95_high": high, "excludes_zero": not (low <= 0 <= high),
-                     "higher_is_better": higher, "verdict": _verdict(diffs.mean(), low, high, higher, name_a, name_b),
+                     "ci95_low": low, "ci95_high": high, "excludes_zero": testable and not (low <= 0 <= high),
+                     "method": method, "higher_is_better": higher, "verdict": verdict,
                      "paired_on": " ".join(keys), "bootstrap_seed": seed, "resamples": resamples})
     return Comparison(a=name_a, b=name_b, paired_on=run_keys, differs=differs, results=pd.DataFrame(rows))
 
@@ -183,32 +174,36 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if np.isfinite(value) else "–"
 
 
-def to_markdown(comparisons: Sequence[Comparison]) -> str:
+def to_markdown(comparisons: Sequence[Comparison], labels: Labels | None = None) -> str:
     lines = []
     for c in comparisons:
         lines += [f"### B = `{c.b}` vs A = `{c.a}`", "",
                   f"Paired on {', '.join(c.paired_on)} (per-image metrics also on prompt and image index)."
                   + (f" Sides also differ in: {', '.join(f'{k} ({v})' for k, v in c.differs.items())}." if c.differs else ""),
-                  "", "| metric | kind | pairs | A mean | B mean | B − A | 95% CI | excludes 0 | verdict |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+                  "", "| metric | kind | pairs | A mean | B mean | B − A | 95% CI | test | excludes 0 | verdict |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
         for r in c.results.itertuples(index=False):
-            lines.append(f"| {r.metric} | {r.kind} | {r.pairs} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
-                         f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {'yes' if r.excludes_zero else 'no'} "
-                         f"| {r.verdict} |")
+            name = labels(r.metric) if labels is not None else r.metric
+            lines.append(f"| {name} | {r.kind} | {r.pairs} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
+                         f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {r.method} "
+                         f"| {'yes' if r.excludes_zero else 'no'} | {r.verdict} |")
         lines.append("")
     done = [c for c in comparisons if not c.results.empty]
     if done:
         r = done[0].results.iloc[0]
-        lines.append(f"_Percentile bootstrap of the mean paired difference, {r.resamples} resamples, "
-                     f"numpy default_rng({r.bootstrap_seed}). Pairs are resampled as independent; "
-                     "with few pairs (e.g. 3 seeds for a set metric) the interval is coarse._")
+        lines.append(f"_95% interval of the mean paired difference: percentile bootstrap with {MIN_BOOTSTRAP_PAIRS} "
+                     f"or more pairs ({r.resamples} resamples, numpy default_rng({r.bootstrap_seed})), Student-t "
+                     "with fewer. Pairs are treated as independent; per-image pairs share seeds and prompts, so "
+                     "their interval is optimistic._")
     return "\n".join(lines)
 
 
-def write_comparisons(comparisons: Sequence[Comparison], directory: Path) -> list[Path]:
+def write_comparisons(comparisons: Sequence[Comparison], directory: Path, labels: Labels | None = None,
+                      banner: str = "") -> list[Path]:
     from evalrun.results import atomic_write_text, write_csv
 
     md, csv = Path(directory) / "comparisons.md", Path(directory) / "comparisons.csv"
-    atomic_write_text(md, "## Paired comparisons\n\n" + to_markdown(comparisons) + "\n")
+    warning = f"> **{banner}.**\n\n" if banner else ""
+    atomic_write_text(md, "## Paired comparisons\n\n" + warning + to_markdown(comparisons, labels) + "\n")
     write_csv(pd.concat([c.results for c in comparisons], ignore_index=True), csv)
     return [md, csv]

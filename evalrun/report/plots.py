@@ -1,4 +1,5 @@
-"""Metric vs a numeric key (steps by default), one line per configuration, error bars over seeds.
+"""Metric vs a numeric key (steps by default), one line per configuration, error bars over seeds;
+and quality vs cost (NFE, seconds per image, memory) with the Pareto front marked.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend switch),
 so this works headless and inside notebooks alike. Each plot is written as PNG and SVG; the
@@ -18,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from evalrun.errors import EvalrunError
+from evalrun.report.labels import Labels
 from evalrun.report.sweep import value_text
 
 if TYPE_CHECKING:
@@ -45,9 +47,26 @@ def line_stats(runs: pd.DataFrame, metric: str, x: str, lines: list[str]) -> pd.
     return stats.reset_index().rename(columns={"_x": x})
 
 
+def _save(fig: Figure, stem: Path, caption: str) -> list[Path]:
+    """Caption under the axes, then PNG and SVG (no date, fixed ids: re-runs give identical SVGs)."""
+    fig.supxlabel("\n".join(textwrap.wrap(caption, width=95)), x=0.02, ha="left", fontsize=7, color="0.35")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    with matplotlib.rc_context({"svg.hashsalt": "evalrun", "svg.fonttype": "none"}):
+        fig.savefig(png, dpi=150, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    return [png, svg]
+
+
+def _banner(fig: Figure, banner: str) -> None:
+    if banner:
+        fig.suptitle("\n".join(textwrap.wrap(banner, width=70)), color="#b00", fontsize=8, fontweight="bold")
+
+
 def plot_metric(runs: pd.DataFrame, metric: str, x: str, lines: list[str], higher: bool | None,
-                stem: Path, note: str = "") -> list[Path]:
+                stem: Path, note: str = "", labels: Labels | None = None, banner: str = "") -> list[Path]:
     """One figure: ``metric`` against ``x``, a line per combination of ``lines`` keys; PNG + SVG."""
+    labels = labels or Labels()
     stats = line_stats(runs, metric, x, lines)
     fig = Figure(figsize=(5.5, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
@@ -60,43 +79,83 @@ def plot_metric(runs: pd.DataFrame, metric: str, x: str, lines: list[str], highe
         label = label if isinstance(label, tuple) else (label,)
         shift = spread * (i - (len(groups) - 1) / 2)
         ax.errorbar(g[x] + shift, g["mean"], yerr=g["std"], marker="o", capsize=3, linewidth=1.5,
-                    label=", ".join(value_text(v) for v in label) or None)
+                    label=", ".join(labels.value(k, v) for k, v in zip(lines, label)) or None)
     if len(xs) <= 12:
-        ax.set_xticks(xs, [value_text(v) for v in xs])
+        ax.set_xticks(xs, [labels.value(x, v) for v in xs])
     direction = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
-    ax.set_title(f"{metric}{direction}", fontsize=11)
-    ax.set_xlabel(x)
-    ax.set_ylabel(metric)
+    ax.set_title(f"{labels(metric)}{direction}", fontsize=11)
+    ax.set_xlabel(labels(x))
+    ax.set_ylabel(labels(metric))
     ax.grid(True, alpha=0.3)
     if lines:
-        ax.legend(title=", ".join(lines), fontsize=8, title_fontsize=8)
+        ax.legend(title=", ".join(labels(k) for k in lines), fontsize=8, title_fontsize=8)
+    _banner(fig, banner)
     ns = sorted({int(n) for n in stats["n"]})
     caption = f"mean ± std over seeds (n={ns[0]})" if len(ns) == 1 else f"mean ± std over seeds (n={ns[0]}–{ns[-1]})"
-    caption = "\n".join(textwrap.wrap(caption + (f"; {note}" if note else ""), width=95))
-    fig.supxlabel(caption, x=0.02, ha="left", fontsize=7, color="0.35")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    with matplotlib.rc_context({"svg.hashsalt": "evalrun", "svg.fonttype": "none"}):
-        fig.savefig(png, dpi=150, metadata={"Software": None})
-        fig.savefig(svg, metadata={"Date": None, "Creator": None})
-    return [png, svg]
+    return _save(fig, stem, caption + (f"; {note}" if note else ""))
+
+
+def plot_pareto(points: pd.DataFrame, keys: Sequence[str], stem: Path, labels: Labels | None = None,
+                note: str = "", banner: str = "", higher: bool | None = None) -> list[Path]:
+    """Quality against cost, one point per configuration (error bars: std over seeds), the Pareto
+    front drawn as a line through its points; dominated points hollow and grey."""
+    from evalrun.report.pareto import config_text
+
+    labels = labels or Labels()
+    quality, cost = points["quality"].iloc[0], points["cost"].iloc[0]
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    front = points[points["pareto"]].sort_values("front_rank")
+    rest = points[~points["pareto"].astype(bool)]
+    ax.errorbar(rest["cost_mean"], rest["quality_mean"], xerr=rest["cost_std"].fillna(0),
+                yerr=rest["quality_std"].fillna(0), fmt="o", mfc="white", color="0.55", capsize=2,
+                label="dominated")
+    ax.errorbar(front["cost_mean"], front["quality_mean"], xerr=front["cost_std"].fillna(0),
+                yerr=front["quality_std"].fillna(0), fmt="o-", color="C3", capsize=2, linewidth=1.5,
+                label="Pareto front")
+    if len(points) <= 16:
+        for _, r in points.iterrows():
+            ax.annotate(config_text(r, keys, labels), (r["cost_mean"], r["quality_mean"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points", color="0.2" if r["pareto"] else "0.5")
+    ax.set_xlabel(labels(cost))
+    ax.set_ylabel(labels(quality))
+    direction = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+    ax.set_title(f"{labels.name(quality)} vs {labels.name(cost)}{direction}", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _banner(fig, banner)
+    ns = sorted({int(n) for n in points["n"]})
+    caption = (f"one point per configuration: mean ± std over seeds (n={ns[0]}{'' if len(ns) == 1 else f'–{ns[-1]}'}); "
+               "front from the means")
+    return _save(fig, stem, caption + (f"; {note}" if note else ""))
 
 
 def plot_sweep(sweep: Sweep, directory: Path, metrics: Sequence[str], x: str | None = None,
-               hue: Sequence[str] | None = None) -> list[Path]:
-    """A plot per metric against ``x``; lines by ``hue`` plus every other varying key (never pooled)."""
+               hue: Sequence[str] | None = None, labels: Labels | None = None) -> list[Path]:
+    """A plot per metric against ``x`` (lines by ``hue`` plus every other varying key, never pooled),
+    and quality-versus-cost plots with the Pareto front for every declared cost."""
+    from evalrun.report.pareto import cost_quality_frames
+
+    labels = labels or Labels(declared=dict(sweep.columns))
+    banner = sweep.smoke_note()
+    written = []
     x = x or default_x(sweep)
     if x is None:
         log.info("no numeric config key varies across runs: no line plots")
-        return []
-    if not _numeric(sweep.runs[x]):
+    elif not _numeric(sweep.runs[x]):
         raise EvalrunError(f"plot x axis {x!r} is not numeric (values: "
                            f"{', '.join(sorted({value_text(v) for v in sweep.runs[x]}))}); pick e.g. steps")
-    lines = [k for k in (hue or []) if k != x]
-    lines += [k for k in sweep.keys if k != x and k not in lines]
-    written = []
-    for metric in metrics:
-        if pd.to_numeric(sweep.runs[metric], errors="coerce").notna().any():
-            written += plot_metric(sweep.runs, metric, x, lines, sweep.direction(metric),
-                                   Path(directory) / f"{metric}_vs_{x}", note=sweep.settings_note([metric]))
+    else:
+        lines = [k for k in (hue or []) if k != x]
+        lines += [k for k in sweep.keys if k != x and k not in lines]
+        for metric in metrics:
+            if pd.to_numeric(sweep.runs[metric], errors="coerce").notna().any():
+                written += plot_metric(sweep.runs, metric, x, lines, sweep.direction(metric),
+                                       Path(directory) / f"{metric}_vs_{x}", note=sweep.settings_note([metric]),
+                                       labels=labels, banner=banner)
+    for points in cost_quality_frames(sweep, metrics, sweep.costs):
+        quality, cost = points["quality"].iloc[0], points["cost"].iloc[0]
+        written += plot_pareto(points, sweep.row_keys, Path(directory) / f"{quality}_vs_{cost}", labels=labels,
+                               note=sweep.settings_note([quality]), banner=banner, higher=sweep.direction(quality))
     return written

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def same_partition(a: pd.Series, b: pd.Series) -> bool:
     """True when ``a`` and ``b`` group the rows identically (e.g. ``scheduler`` and ``scheduler_class``)."""
-    a, b = a.astype(str), b.astype(str)
+    a, b = a.map(str), b.map(str)
     return bool(a.groupby(b).nunique().max() == 1 and b.groupby(a).nunique().max() == 1)
 
 
@@ -28,7 +28,7 @@ def varying_keys(runs: pd.DataFrame, config_columns: Sequence[str], seed_columns
     and columns that only rename an earlier key (``scheduler_class`` beside ``scheduler``)."""
     keys: list[str] = []
     for col in config_columns:
-        if col in seed_columns or col not in runs or runs[col].astype(str).nunique() < 2:
+        if col in seed_columns or col not in runs or runs[col].map(str).nunique() < 2:
             continue
         if not any(same_partition(runs[col], runs[k]) for k in keys):
             keys.append(col)
@@ -76,6 +76,30 @@ class Sweep:
                 and pd.to_numeric(self.runs[m], errors="coerce").notna().any()]
 
     @property
+    def costs(self) -> list[str]:
+        """Cost columns (declared kind "cost": denoiser evaluations, seconds, memory) with at least one value."""
+        return [m for m in self.metric_columns if m in self.runs and self.declared(m).get("kind") == "cost"
+                and pd.to_numeric(self.runs[m], errors="coerce").notna().any()]
+
+    @property
+    def group_columns(self) -> list[str]:
+        """Config columns that define a configuration: all but the seed and what follows it (as aggregate groups)."""
+        return [c for c in self.config_columns if c in self.runs and c not in self.seed_columns]
+
+    def smoke_runs(self) -> list[str]:
+        """Run dirs (of the runs in the report) that used a random-weights smoke model."""
+        smoke = set(self.smoke)
+        return [d for d in self.runs["run_dir"] if d in smoke]
+
+    def smoke_note(self) -> str:
+        """A warning for every artefact when any run used a random-weights smoke model; empty otherwise."""
+        n = len(self.smoke_runs())
+        if not n:
+            return ""
+        which = "all runs" if n == len(self.runs) else f"{n} of {len(self.runs)} runs"
+        return f"SMOKE MODEL WITH RANDOM WEIGHTS ({which}): the numbers mean nothing"
+
+    @property
     def row_keys(self) -> list[str]:
         """The keys that tell configurations apart; a constant label column when only seeds vary."""
         if self.keys:
@@ -85,7 +109,7 @@ class Sweep:
     def constants(self) -> dict[str, str]:
         """Config columns with one value across all runs (model, CLIP model, resolution...)."""
         return {c: value_text(self.runs[c].iloc[0]) for c in self.config_columns
-                if c in self.runs and c not in self.seed_columns and self.runs[c].astype(str).nunique() == 1}
+                if c in self.runs and c not in self.seed_columns and self.runs[c].map(str).nunique() == 1}
 
     def settings_note(self, metrics: Iterable[str]) -> str:
         """The constant settings of ``metrics`` (``clip_score.clip_model=...``), for table captions."""
@@ -109,6 +133,24 @@ class Sweep:
                 self._per_image = merged.merge(self.runs[["run_dir", *self.keys]], on="run_dir", how="left")
         return self._per_image
 
+    def configurations(self) -> list[tuple[tuple, pd.DataFrame]]:
+        """(label, runs) per configuration: runs grouped by ``group_columns`` (what aggregate averages
+        over), labelled by their ``row_keys`` values."""
+        cols = self.group_columns or self.row_keys
+        out = []
+        for _, group in self.runs.groupby([self.runs[c].map(str) for c in cols], sort=True, dropna=False):
+            out.append((tuple(group[k].iloc[0] for k in self.row_keys), group.sort_values("seed")))
+        return out
+
+    def provenance_differences(self) -> dict[tuple, dict[str, dict[str, list[str]]]]:
+        """Per configuration (label as in :meth:`configurations`), the provenance fields that differ
+        between its runs (see :func:`evalrun.report.provenance.differing_fields`); run ids are run dirs."""
+        from evalrun.report.provenance import group_differences, read_provenance
+
+        groups = {label: {d: read_provenance(d) for d in runs["run_dir"]}
+                  for label, runs in self.configurations() if len(runs) > 1}
+        return group_differences(groups)
+
     def per_image_metrics(self) -> list[str]:
         """Score metrics that also have one value per image (paired by prompt and seed)."""
         frame = self.per_image()
@@ -125,6 +167,7 @@ def load_sweep(sweep_dirs: Sequence[Path | str]) -> Sweep:
             raise EvalrunError(f"sweep dir {d} does not exist")
     runs = load_runs(dirs)
     attrs = dict(runs.attrs)
+    runs.attrs.clear()  # pandas deep-copies attrs on every operation; the Sweep keeps them instead
     if runs.empty:
         raise EvalrunError(f"no complete runs (run.json + metrics.csv) under {', '.join(map(str, dirs))}")
     runs = runs.drop_duplicates(subset="run_dir").reset_index(drop=True)

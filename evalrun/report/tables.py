@@ -1,22 +1,24 @@
-"""Tables of run metrics: "mean ± std" over seeds with n, best cell per column, as Markdown, LaTeX, CSV.
+"""Tables of run metrics: "mean ± std" over seeds with n, the best cell bold only where it is
+significantly better than the runner-up, as Markdown, LaTeX (``latex.py``) and CSV.
 
 A :class:`Table` holds the numbers in long form (one row per cell); the writers only format.
-Best cells follow each metric's declared direction in ``run.json``; metrics without a
-direction, and spreads such as ``kid_std``, get no mark.
+Directions come from each column's declaration in ``run.json``; spreads, counts, costs and
+undeclared columns are never marked. The marking rule is :mod:`evalrun.report.significance`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from evalrun.errors import EvalrunError
+from evalrun.report.labels import Labels
+from evalrun.report.significance import RULE, best_vs_runner_up
 from evalrun.report.sweep import value_text
 
 if TYPE_CHECKING:
@@ -24,40 +26,59 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Decimals that suit each metric's usual scale; others get enough digits for their largest value.
+# Decimals that suit each metric's usual scale, when neither the user nor run.json gives a format.
 DEFAULT_FORMATS = {"fid": ".2f", "kid_mean": ".4f", "clip_score": ".2f", "is_mean": ".2f", "cmmd": ".3f",
-                   "clip_directional": ".4f", "fd_dinov2": ".2f", "pick_score": ".3f"}
+                   "clip_directional": ".4f", "fd_dinov2": ".2f", "pick_score": ".3f", "nfe": ".0f",
+                   "peak_memory_gib": ".2f"}
 DASH = "–"
-STATS = ["mean", "std", "n", "best", "cell"]
+STATS = ["mean", "std", "n", "top", "best", "test", "cell"]
+UNIT_IMAGE = ["seed", "prompt_id", "image_index"]
 
 
 @dataclass
 class Table:
-    """``stats``: one row per cell: ``row_keys`` values, ``col_keys`` values, ``metric``, ``column``
-    (the column label), ``mean``, ``std`` (ddof=1), ``n``, ``best``, ``cell`` (formatted text)."""
+    """``stats``: one row per cell: ``row_keys`` and ``col_keys`` values, ``metric``, ``column`` (the
+    column id), ``mean``, ``std`` (ddof=1), ``n``, ``top`` (best mean of its column), ``best`` (bold:
+    top and significantly better than the runner-up), ``test`` (on the top cell: the test against
+    the runner-up), ``cell`` (formatted text)."""
 
     name: str
     title: str
     row_keys: list[str]
     col_keys: list[str]          # empty: one column per metric
-    columns: list[str]           # column labels, in order
-    headers: dict[str, str]      # column label -> header text
+    columns: list[str]           # column ids, in order
+    headers: dict[str, str]      # column id -> header text (with the key: "Steps = 20")
     stats: pd.DataFrame
     note: str = ""
+    labels: Labels = field(default_factory=Labels)
+    fmts: dict[str, str] = field(default_factory=dict)       # column id -> format spec
+    col_text: dict[str, str] = field(default_factory=dict)   # column id -> value text under a spanner ("20")
+    rule: str = ""               # the bold rule, when some column can be marked
+    banner: str = ""             # a warning every rendering shows first (random-weights smoke model)
+    _index: dict | None = field(default=None, repr=False, compare=False)
 
     def cell(self, row: tuple, column: str) -> pd.Series | None:
-        hit = self.stats[(self.stats["column"] == column) & _row_mask(self.stats, self.row_keys, row)]
-        return None if hit.empty else hit.iloc[0]
+        """The stats row of a cell (row key values, column id); None when the cell is empty."""
+        if self._index is None:
+            keys = zip(*(self.stats[k].map(str) for k in self.row_keys))
+            self._index = {}
+            for i, (key, col) in enumerate(zip(keys, self.stats["column"])):
+                self._index.setdefault((key, col), i)
+        i = self._index.get((tuple(str(v) for v in row), column))
+        return None if i is None else self.stats.iloc[i]
 
     def row_labels(self) -> list[tuple]:
         return list(dict.fromkeys(tuple(r) for r in self.stats[self.row_keys].itertuples(index=False)))
 
+    def key_header(self, key: str) -> str:
+        return self.labels(key)
 
-def _row_mask(frame: pd.DataFrame, keys: list[str], row: tuple) -> pd.Series:
-    mask = pd.Series(True, index=frame.index)
-    for key, value in zip(keys, row):
-        mask &= frame[key].astype(str) == str(value)
-    return mask
+    def spanner(self) -> str:
+        return ", ".join(self.labels(k) for k in self.col_keys)
+
+    def uniform_n(self) -> bool:
+        return self.stats["n"].nunique() <= 1
+
 
 
 def auto_format(values: Sequence[float]) -> str:
@@ -69,8 +90,11 @@ def auto_format(values: Sequence[float]) -> str:
     return f".{int(np.clip(3 - math.floor(math.log10(finite.max())), 0, 6))}f"
 
 
-def metric_format(metric: str, values: Sequence[float], formats: dict[str, str] | None = None) -> str:
-    return (formats or {}).get(metric) or DEFAULT_FORMATS.get(metric) or auto_format(values)
+def metric_format(metric: str, values: Sequence[float], formats: dict[str, str] | None = None,
+                  declared: dict | None = None) -> str:
+    """The user's format, else the one run.json declares, else a default for the metric, else automatic."""
+    return ((formats or {}).get(metric) or (declared or {}).get(metric, {}).get("fmt")
+            or DEFAULT_FORMATS.get(metric) or auto_format(values))
 
 
 def cell_stats(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
@@ -80,17 +104,49 @@ def cell_stats(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame
     return grouped.agg(mean="mean", std="std", n="count").reset_index()
 
 
-def _finish(stats: pd.DataFrame, directions: dict[str, bool | None], fmts: dict[str, str]) -> pd.DataFrame:
-    """Mark the best cell(s) of each column (two or more finite cells, known direction) and format cells."""
+def _key(values) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
+def cell_samples(sweep: Sweep, keys: list[str], metric: str, facet: str | None = None) -> dict[tuple, pd.Series]:
+    """Each cell's values of ``metric`` indexed by the pairing unit: the seed for run-level metrics,
+    (seed, prompt_id, image_index) for per-image ones. Cells are groups of ``keys`` (as text)."""
+    config = [k for k in keys if k != facet]
+    if metric in sweep.per_image_metrics():
+        frame = sweep.per_image()
+        cols = ["run_dir", "prompt_id", "image_index", metric, *([facet] if facet else [])]
+        data = frame[cols].merge(sweep.runs[list(dict.fromkeys(["run_dir", "seed", *config]))], on="run_dir")
+        units = UNIT_IMAGE
+    else:
+        data, units = sweep.runs[list(dict.fromkeys([*config, "seed", metric]))], ["seed"]
+    data = data.assign(_v=pd.to_numeric(data[metric], errors="coerce"))
+    out = {}
+    for label, group in data.groupby(keys, dropna=False, sort=False):
+        label = label if isinstance(label, tuple) else (label,)
+        out[_key(label)] = group.groupby([group[u].map(str) for u in units])["_v"].mean()
+    return out
+
+
+def _finish(stats: pd.DataFrame, directions: dict[str, bool | None], fmts: dict[str, str], cell_keys: list[str],
+            samples: Callable[[str], dict[tuple, pd.Series]] | None, seed: int, resamples: int) -> pd.DataFrame:
+    """Mark each column's top cell(s), bold the top one where significant (see ``significance``), format cells."""
     stats = stats.copy()
-    stats["best"] = False
+    stats["top"], stats["best"], stats["test"] = False, False, ""
     for column, idx in stats.groupby("column", sort=False).groups.items():
-        means = stats.loc[idx, "mean"]
         higher = directions.get(column)
-        if higher is None or means.notna().sum() < 2:
+        cells = stats.loc[idx, ["mean", "std", "n", *cell_keys]]
+        if higher is None or cells["mean"].notna().sum() < 2:
             continue
-        target = means.max() if higher else means.min()
-        stats.loc[idx, "best"] = means == target
+        target = cells["mean"].max() if higher else cells["mean"].min()
+        stats.loc[idx, "top"] = cells["mean"] == target
+        by_cell = None
+        if samples is not None:
+            found = samples(column)
+            by_cell = {i: found[k] for i in idx if (k := _key(stats.loc[i, cell_keys])) in found}
+        best, verdict = best_vs_runner_up(cells, higher, by_cell, seed=seed, resamples=resamples)
+        if best is not None:
+            stats.loc[best, "best"] = verdict.significant
+            stats.loc[best, "test"] = verdict.text()
     uniform_n = stats["n"].nunique() <= 1
     stats["cell"] = [format_cell(r.mean, r.std, r.n, fmts[r.column], show_n=not uniform_n)
                      for r in stats.itertuples(index=False)]
@@ -113,22 +169,37 @@ def _n_note(stats: pd.DataFrame, unit: str = "seeds") -> str:
     return f"mean ± std over {unit}; n differs between cells and is shown in each"
 
 
-def _arrow(higher: bool | None) -> str:
-    return "" if higher is None else (" ↑" if higher else " ↓")
+def _arrow(direction: str | None) -> str:
+    return {"higher": " ↑", "lower": " ↓"}.get(direction or "", "")
 
 
-def summary_table(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] | None = None) -> Table:
-    """Configurations (rows) x metrics (columns)."""
-    rows = sweep.row_keys
-    pieces = [cell_stats(sweep.runs, rows, m).assign(metric=m, column=m) for m in metrics]
+def _direction_text(higher: bool | None) -> str:
+    return "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+
+
+def _labels(sweep: Sweep, labels: Labels | None) -> Labels:
+    return labels if labels is not None else Labels(declared=dict(sweep.columns))
+
+
+def summary_table(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] | None = None, *,
+                  costs: Sequence[str] = (), labels: Labels | None = None, seed: int = 0,
+                  resamples: int = 10_000) -> Table:
+    """Configurations (rows) x metrics, then costs (columns); costs are shown, never marked."""
+    rows, labels = sweep.row_keys, _labels(sweep, labels)
+    columns = list(dict.fromkeys([*metrics, *costs]))
+    pieces = [cell_stats(sweep.runs, rows, m).assign(metric=m, column=m) for m in columns]
     stats = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
         columns=[*rows, "mean", "std", "n", "metric", "column"])
-    directions = {m: sweep.direction(m) for m in metrics}
-    fmts = {m: metric_format(m, sweep.runs[m].pipe(pd.to_numeric, errors="coerce"), formats) for m in metrics}
-    stats = _finish(stats, directions, fmts)
-    note = "; ".join(p for p in (_n_note(stats), sweep.settings_note(metrics)) if p)
-    return Table(name="summary", title="Summary", row_keys=rows, col_keys=[], columns=list(metrics),
-                 headers={m: m + _arrow(directions[m]) for m in metrics}, stats=stats, note=note)
+    directions = {m: (sweep.direction(m) if m not in costs else None) for m in columns}
+    fmts = {m: metric_format(m, pd.to_numeric(sweep.runs[m], errors="coerce"), formats, sweep.columns)
+            for m in columns}
+    stats = _finish(stats, directions, fmts, rows, lambda m: cell_samples(sweep, rows, m), seed, resamples)
+    cost_note = f"costs ({', '.join(labels.name(c) for c in costs)}) are not marked" if costs else ""
+    note = "; ".join(p for p in (_n_note(stats), sweep.settings_note(columns), cost_note) if p)
+    marked = any(v is not None for v in directions.values())
+    return Table(name="summary", title="Summary", row_keys=rows, col_keys=[], columns=columns,
+                 headers={m: labels(m) + _arrow(sweep.declared(m).get("direction")) for m in columns}, stats=stats,
+                 note=note, labels=labels, fmts=fmts, rule=RULE if marked else "", banner=sweep.smoke_note())
 
 
 def default_pivot_keys(sweep: Sweep, rows: Sequence[str] | None, cols: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -150,40 +221,52 @@ def default_pivot_keys(sweep: Sweep, rows: Sequence[str] | None, cols: Sequence[
 
 
 def pivot(frame: pd.DataFrame, rows: list[str], cols: list[str], value: str, higher: bool | None, fmt: str,
-          name: str, title: str, note: str = "", unit: str = "seeds", key_headers: bool = True) -> Table:
-    """``value`` of ``frame`` with ``rows`` x ``cols`` as "mean ± std" cells (one frame row = one sample)."""
+          name: str, title: str, note: str = "", unit: str = "seeds", *, labels: Labels | None = None,
+          samples: dict[tuple, pd.Series] | None = None, seed: int = 0, resamples: int = 10_000,
+          banner: str = "") -> Table:
+    """``value`` of ``frame`` with ``rows`` x ``cols`` as "mean ± std" cells (one frame row = one sample).
+    ``samples``: per cell (``rows + cols`` values as text), values by pairing unit, for the bold test."""
+    labels = labels or Labels()
     stats = cell_stats(frame, rows + cols, value)
-    labels = [", ".join(value_text(v) for v in t) for t in stats[cols].itertuples(index=False)]
-    stats = stats.assign(metric=value, column=labels)
+    ids = [", ".join(value_text(v) for v in t) for t in stats[cols].itertuples(index=False)]
+    stats = stats.assign(metric=value, column=ids)
     order = frame[cols].drop_duplicates().sort_values(cols)
-    columns = list(dict.fromkeys(", ".join(value_text(v) for v in t) for t in order.itertuples(index=False)))
-    stats = _finish(stats, {c: higher for c in columns}, {c: fmt for c in columns})
+    columns, col_text = [], {}
+    for t in order.itertuples(index=False):
+        cid = ", ".join(value_text(v) for v in t)
+        if cid not in col_text:
+            columns.append(cid)
+            col_text[cid] = ", ".join(labels.value(k, v) for k, v in zip(cols, t))
+    stats = _finish(stats, {c: higher for c in columns}, {c: fmt for c in columns}, rows + cols,
+                    None if samples is None else (lambda c: samples), seed, resamples)
     note = "; ".join(p for p in (_n_note(stats, unit), note) if p)
-    head = ", ".join(cols)
+    spanner = ", ".join(labels(k) for k in cols)
     return Table(name=name, title=title, row_keys=rows, col_keys=cols, columns=columns,
-                 headers={c: f"{head}={c}" if key_headers else c for c in columns},
-                 stats=stats, note=note)
-
-
-def _direction_text(higher: bool | None) -> str:
-    return "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+                 headers={c: f"{spanner} = {col_text[c]}" for c in columns}, stats=stats, note=note,
+                 labels=labels, fmts={c: fmt for c in columns}, col_text=col_text,
+                 rule=RULE if higher is not None else "", banner=banner)
 
 
 def pivot_table(sweep: Sweep, rows: list[str], cols: list[str], metric: str,
-                formats: dict[str, str] | None = None) -> Table:
+                formats: dict[str, str] | None = None, *, labels: Labels | None = None, seed: int = 0,
+                resamples: int = 10_000) -> Table:
     """``metric`` with configurations ``rows`` x ``cols`` over the runs, e.g. scheduler x steps.
 
     Cells aggregate over seeds only: a varying key that ``rows`` and ``cols`` leave open (see
     :func:`unsplit_keys`) is added to the row keys and named in the note, never pooled into the
     cells (as in the plots)."""
+    labels = _labels(sweep, labels)
     extra = unsplit_keys(sweep, [*rows, *cols])
     rows = [*rows, *extra]
-    notes = [f"rows also split by {', '.join(extra)}, which {'varies' if len(extra) == 1 else 'vary'}"] if extra else []
+    notes = [f"rows also split by {', '.join(labels(k) for k in extra)}, which "
+             f"{'varies' if len(extra) == 1 else 'vary'}"] if extra else []
     higher = sweep.direction(metric)
-    fmt = metric_format(metric, pd.to_numeric(sweep.runs[metric], errors="coerce"), formats)
+    fmt = metric_format(metric, pd.to_numeric(sweep.runs[metric], errors="coerce"), formats, sweep.columns)
     note = "; ".join(p for p in (*notes, sweep.settings_note([metric])) if p)
     return pivot(sweep.runs, rows, cols, metric, higher, fmt, name=f"{metric}_by_{'_'.join(rows)}_x_{'_'.join(cols)}",
-                 title=f"{metric}{_direction_text(higher)}", note=note)
+                 title=f"{labels(metric)}{_direction_text(higher)}", note=note, labels=labels,
+                 samples=cell_samples(sweep, rows + cols, metric), seed=seed, resamples=resamples,
+                 banner=sweep.smoke_note())
 
 
 def unsplit_keys(sweep: Sweep, keys: Sequence[str]) -> list[str]:
@@ -196,8 +279,8 @@ def unsplit_keys(sweep: Sweep, keys: Sequence[str]) -> list[str]:
         if key in keys or key in extra:
             continue
         by = [*keys, *extra]
-        groups = runs[by].astype(str) if by else None
-        values = runs[key].astype(str)
+        groups = runs[by].map(str) if by else None
+        values = runs[key].map(str)
         if by and values.groupby([groups[c] for c in by], sort=False).nunique().max() <= 1:
             continue
         extra.append(key)
@@ -207,9 +290,11 @@ def unsplit_keys(sweep: Sweep, keys: Sequence[str]) -> list[str]:
     return extra
 
 
-def breakdown_tables(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] | None = None) -> list[Table]:
+def breakdown_tables(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] | None = None, *,
+                     labels: Labels | None = None, seed: int = 0, resamples: int = 10_000) -> list[Table]:
     """Per-image ``metrics`` by PartiPrompts Category and Challenge: each run's mean per category,
     then mean ± std of those over seeds, configurations as rows."""
+    labels = _labels(sweep, labels)
     per_image = sweep.per_image()
     out = []
     for facet in ("category", "challenge"):
@@ -220,81 +305,14 @@ def breakdown_tables(sweep: Sweep, metrics: Sequence[str], formats: dict[str, st
             per_run = data.groupby(["run_dir", facet], sort=False)["_v"].mean().rename(metric).reset_index()
             per_run = per_run.merge(sweep.runs[["run_dir", *sweep.row_keys]], on="run_dir")
             higher = sweep.direction(metric)
-            fmt = metric_format(metric, per_run[metric], formats)
+            fmt = metric_format(metric, per_run[metric], formats, sweep.columns)
             sizes = data.dropna(subset=[facet]).groupby(facet)["prompt_id"].nunique()
             count = f"{sizes.min()}" if sizes.min() == sizes.max() else f"{sizes.min()}–{sizes.max()}"
-            note = "; ".join(p for p in (f"{count} prompts per {facet}", sweep.settings_note([metric])) if p)
+            note = "; ".join(p for p in (f"{count} prompts per {labels.name(facet).lower()}",
+                                         sweep.settings_note([metric])) if p)
+            samples = cell_samples(sweep, [*sweep.row_keys, facet], metric, facet=facet)
             out.append(pivot(per_run, sweep.row_keys, [facet], metric, higher, fmt, name=f"{metric}_by_{facet}",
-                             title=f"{metric} by {facet}{_direction_text(higher)}", note=note, key_headers=False))
+                             title=f"{labels(metric)} by {labels.name(facet).lower()}{_direction_text(higher)}",
+                             note=note, labels=labels, samples=samples, seed=seed, resamples=resamples,
+                             banner=sweep.smoke_note()))
     return out
-
-
-# ----------------------------------------------------------------------------- writers
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", r"\|")
-
-
-def to_markdown(table: Table) -> str:
-    head = [*table.row_keys, *(table.headers[c] for c in table.columns)]
-    lines = [f"### {table.title}", "", "| " + " | ".join(map(_md_escape, head)) + " |",
-             "|" + "|".join([" --- "] * len(table.row_keys) + [" ---: "] * len(table.columns)) + "|"]
-    for row in table.row_labels():
-        cells = []
-        for column in table.columns:
-            hit = table.cell(row, column)
-            text = DASH if hit is None else _md_escape(hit["cell"])
-            cells.append(f"**{text}**" if hit is not None and hit["best"] else text)
-        lines.append("| " + " | ".join([*(_md_escape(value_text(v)) for v in row), *cells]) + " |")
-    if table.note:
-        lines += ["", f"_{table.note}; best per column in bold._"]
-    return "\n".join(lines)
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def latex_escape(text: str) -> str:
-    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-    return out.replace("±", r"$\pm$").replace("–", "--").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
-
-
-def to_latex(table: Table) -> str:
-    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); best cells in bold."""
-    nrow, ncol = len(table.row_keys), len(table.columns)
-    comment = f"{table.title}" + (f": {table.note}" if table.note else "")
-    comment = comment.replace("±", "+/-").replace("↑", "(higher is better)").replace("↓", "(lower is better)")
-    lines = ["% " + " ".join(comment.split()), rf"\begin{{tabular}}{{{'l' * nrow}{'c' * ncol}}}", r"\toprule"]
-    if table.col_keys:
-        spanner = latex_escape(", ".join(table.col_keys))
-        lines.append(" & " * nrow + rf"\multicolumn{{{ncol}}}{{c}}{{{spanner}}} \\")
-        lines.append(rf"\cmidrule(lr){{{nrow + 1}-{nrow + ncol}}}")
-        head = [*table.row_keys, *table.columns]
-    else:
-        head = [*table.row_keys, *(table.headers[c] for c in table.columns)]
-    lines += [" & ".join(latex_escape(h) for h in head) + r" \\", r"\midrule"]
-    for row in table.row_labels():
-        cells = []
-        for column in table.columns:
-            hit = table.cell(row, column)
-            text = "--" if hit is None else latex_escape(hit["cell"])
-            cells.append(rf"\textbf{{{text}}}" if hit is not None and hit["best"] else text)
-        lines.append(" & ".join([*(latex_escape(value_text(v)) for v in row), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv_frame(table: Table) -> pd.DataFrame:
-    """Long form, full precision: the row and column keys, ``metric``, mean, std, n, best, cell."""
-    return table.stats[[*table.row_keys, *table.col_keys, "metric", *STATS]]
-
-
-def write_table(table: Table, directory: Path) -> list[Path]:
-    from evalrun.results import atomic_write_text, write_csv
-
-    stem = Path(directory) / table.name
-    md, tex, csv = stem.with_suffix(".md"), stem.with_suffix(".tex"), stem.with_suffix(".csv")
-    atomic_write_text(md, to_markdown(table) + "\n")
-    atomic_write_text(tex, to_latex(table))
-    write_csv(to_csv_frame(table), csv)
-    return [md, tex, csv]

@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "edit": "evalrun.tasks.edit:Edit",
     "class2img": "evalrun.tasks.class2img:ClassToImage",
     "unconditional": "evalrun.tasks.unconditional:Unconditional",
+    "images": "evalrun.tasks.images:ExistingImages",
 }
 
 

@@ -60,6 +60,8 @@ class Task:
     prompt_sources: ClassVar[tuple[str, ...]] = ()
     #: a hint naming prompt sets that fit, for the error when another is given
     prompt_hint: ClassVar[str] = ""
+    #: False for tasks that read existing images (``read_image``) instead of calling a pipeline
+    generates: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ validation
     def validate(self, cfg: Any) -> None:

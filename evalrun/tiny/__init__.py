@@ -32,7 +32,7 @@ BUILDERS: dict[str, str] = {
     "evalrun/tiny-dinov2": "evalrun.metrics.features.dinov2:build_tiny_dinov2",
     "evalrun/tiny-pickscore": "evalrun.metrics.preference.pickscore:build_tiny_pickscore",
     "evalrun/tiny-hps": "evalrun.metrics.preference.hps:build_tiny_hps",
-    "evalrun/tiny-image-reward": "evalrun.metrics.preference.image_reward:build_tiny_image_reward",
+    "evalrun/tiny-image-reward": "evalrun.metrics.preference.image_reward_tiny:build_tiny_image_reward",
 }
 
 
@@ -66,6 +66,9 @@ def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> st
         module, func = BUILDERS[name].split(":")
         getattr(importlib.import_module(module), func)(tmp)
         (tmp / MARKER).write_text(f"random weights, built by {BUILDERS[name]}; numbers computed with them mean nothing\n")
+        from evalrun.results import shared_mode
+
+        shared_mode(tmp, directory=True)  # mkdtemp makes 0700: the cache may be shared by a lab
         shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is a broken leftover
         try:
             tmp.rename(target)

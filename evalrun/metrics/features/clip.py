@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalrun import tiny
+import evalrun.tiny as tiny
 from evalrun.errors import load_error
 from evalrun.metrics.features.base import FeatureExtractor
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from evalrun import tiny
+import evalrun.tiny as tiny
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.hashing import file_sha256
 from evalrun.metrics.features.base import FeatureExtractor

@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 
 from evalrun.hashing import bytes_hash
+from evalrun.results import shared_mode
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # images scored together; fixed, so the float32 round-off of features is too
 
 
 class FeatureStore:
-    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
-        self.root = Path(cache_dir) / "features" if cache_dir else None
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        """``root``: the on-disk feature cache (None: this run's memory only)."""
+        self.root = Path(root) if root else None
         self._chunk: tuple[str, dict[str, dict[str, np.ndarray]]] = ("", {})
         self._texts: dict[tuple[str, str], Any] = {}
         self._images: dict[tuple[str, str], Any] = {}
@@ -73,6 +75,7 @@ class FeatureStore:
             os.close(fd)
             try:
                 np.savez(tmp, hashes=np.asarray(batch.hashes), **feats)
+                shared_mode(tmp)
                 os.replace(tmp, path)
             finally:
                 Path(tmp).unlink(missing_ok=True)

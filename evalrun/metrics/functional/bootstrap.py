@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from evalrun.metrics.functional.fid import GaussianStats
-from evalrun.metrics.functional.fid_sqrt import cholesky_factor, trace_sqrt_product_cholesky
+from evalrun.metrics.functional.fid import cholesky_factor, trace_sqrt_product
 
 BLOCK_VALUES = 1 << 24   # float64 values per block of weighted rows (128 MiB)
 
@@ -180,7 +180,7 @@ def bootstrap_fid(generated, reference, resample_reference: bool = False, n_resa
             raise ValueError(f"feature dimensions differ: {gen.d} vs {ref.d}")
         for b in range(n_resamples):
             a, r = _stats(gen, counts_of(gen.n)), _stats(ref, counts_of(ref.n))
-            tr_sqrt, _ = trace_sqrt_product_cholesky(a, r, device)
+            tr_sqrt, _ = trace_sqrt_product(a, r, device)
             diff = a.mu - r.mu
             values[b] = diff @ diff + np.trace(a.sigma) + np.trace(r.sigma) - 2 * tr_sqrt
         return BootstrapInterval(*percentile_interval(values, confidence), values)

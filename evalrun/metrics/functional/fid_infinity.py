@@ -18,7 +18,7 @@ followed by their shuffles of the rows (checked in the tests). The fit is ordina
 squares with an intercept, as their ``sklearn.linear_model.LinearRegression``.
 
 The FID itself is a caller-supplied function of a subset of generated features, so any
-Frechet-distance backend (fid.py, fid_sqrt.py, another feature space) can be used;
+Frechet-distance backend (fid.py, another feature space) can be used;
 ``frechet_to`` builds one against fixed reference statistics.
 """
 

@@ -9,7 +9,6 @@ only through ``torch.load(weights_only=True)``; a checkpoint that needs more is 
 from __future__ import annotations
 
 import abc
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -18,10 +17,9 @@ from typing import Any
 
 import torch
 
-from evalrun import tiny
+import evalrun.tiny as tiny
 from evalrun.errors import EvalrunError
 
-_SHA256: dict[tuple[str, int, int], str] = {}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -65,17 +63,11 @@ def to_pil(images: torch.Tensor) -> list:
 
 # ----------------------------------------------------------------------------- provenance
 def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) so a sweep hashes a checkpoint once."""
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA256:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        _SHA256[key] = digest.hexdigest()
-    return _SHA256[key]
+    """sha256 of a file, remembered per (path, size, mtime) in memory and in the evalrun cache
+    (``evalrun.hashing.file_sha256``): a multi-GB checkpoint is hashed once per machine, not per job."""
+    from evalrun.hashing import file_sha256
+
+    return file_sha256(path)
 
 
 def versions(*packages: str) -> dict[str, str]:

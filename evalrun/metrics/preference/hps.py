@@ -189,10 +189,10 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
     else:
         arch, source = architecture, "architecture argument"
     try:
-        with _quiet_root_logger():
+        with _quiet_root_logger():  # open_clip logs each config and tokenizer lookup on the root logger
             model = open_clip.create_model(arch, pretrained=None, load_weights=False, precision="fp32", device="cpu",
                                            output_dict=True)
-        tokenizer = open_clip.get_tokenizer(arch)
+            tokenizer = open_clip.get_tokenizer(arch)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         raise EvalrunError(f"could not build open_clip architecture {arch!r} for HPSv2: {exc}") from None
     result = model.load_state_dict(state, strict=False)

@@ -1,0 +1,138 @@
+"""The Python API: the same code path as the CLI, for notebooks and scripts.
+
+    import evalrun
+    result = evalrun.evaluate(["model=sd15", "scheduler=dpm", "prompts.limit=50"])
+    result.metrics                  # one-row DataFrame (metrics.csv); result.per_image; result.run_dir
+    sweep = evalrun.sweep(["model=sd15", "scheduler=ddim,dpm", "seed=0,1,2"])
+    sweep.summary                   # seed-averaged table (summary.csv); sweep.runs; sweep.report()
+    evalrun.load_sweep("outputs/multirun/2026-11-24/10-00-00").summary
+
+Runs are in-process: a sweep's jobs share the loaded pipeline and metric models, as the basic
+launcher's do. Use the CLI (``evalrun ... -m``) for Hydra's launchers (joblib, SLURM, Ray).
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def compose(overrides: Sequence[str] = (), hydra: bool = False):
+    """The config ``evalrun OVERRIDES`` would run (packaged conf/, plus ``hydra.searchpath`` dirs);
+    ``hydra=True`` keeps Hydra's own section (sweeper params of an experiment file, ...)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
+    from evalrun.paths import CONF_DIR
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    record: dict[str, Any]
+
+    @property
+    def metrics(self):
+        import pandas as pd
+
+        return pd.read_csv(self.run_dir / "metrics.csv")
+
+    @property
+    def per_image(self):
+        import pandas as pd
+
+        return pd.read_csv(self.run_dir / "per_image.csv")
+
+    @property
+    def values(self) -> dict[str, float]:
+        return dict(self.record.get("values", {}))
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+
+    @property
+    def runs(self):
+        from evalrun.runs import load_runs
+
+        return load_runs([self.sweep_dir])
+
+    @property
+    def summary(self):
+        import pandas as pd
+
+        return pd.read_csv(self.sweep_dir / "summary.csv")
+
+    def report(self, **options: Any) -> dict[str, list[Path]]:
+        """Tables, comparisons, plots and the gallery (``evalrun.report.build.build_report`` options)."""
+        from evalrun.report.build import build_report
+
+        return build_report([self.sweep_dir], **options)
+
+
+def _stamp(kind: str, cfg: Any) -> Path:
+    now = datetime.datetime.now()
+    return Path(str(cfg.paths.output_dir)) / kind / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
+
+
+def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str | Path | None = None) -> RunResult:
+    """One run, as ``evalrun OVERRIDES``: returns its results and where it wrote them."""
+    from evalrun.run import run
+
+    cfg = config if config is not None else compose(overrides)
+    target = Path(run_dir) if run_dir is not None else _stamp("runs", cfg)
+    return RunResult(target, run(cfg, target))
+
+
+def expand(overrides: Sequence[str]) -> list[list[str]]:
+    """A sweep's jobs, as Hydra's basic sweeper expands ``key=a,b`` lists (cartesian product)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([f"{key}={override.get_value_element_as_str()}"])
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> SweepResult:
+    """Every combination of the overrides' comma lists (and of an experiment file's
+    ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
+    from evalrun.aggregate import write_summary
+    from evalrun.jobdirs import job_dirname
+    from evalrun.run import run
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
+    params = compose(fixed, hydra=True).hydra.sweeper.get("params") or {}
+    combined: dict[str, str] = {str(k): f"{k}={v}" for k, v in params.items()}
+    for item in overrides:  # the command line wins over the config's sweep params
+        combined[item.split("=", 1)[0]] = item
+    jobs = expand(list(combined.values()))
+    varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
+    target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", compose(jobs[0]))
+    for job in jobs:  # the job dirs the CLI would make for the same sweep
+        run(compose(job), target / job_dirname(",".join(sorted(job)), varying=varying))
+    write_summary(target)
+    return SweepResult(target)
+
+
+def load_sweep(sweep_dir: str | Path) -> SweepResult:
+    """A finished sweep directory (written by the CLI or by :func:`sweep`)."""
+    return SweepResult(Path(sweep_dir))

@@ -1,0 +1,117 @@
+"""``python -m evalrun.cache {list,prune}``: what evalrun keeps in its cache, how big it is, and pruning it.
+
+    python -m evalrun.cache list                              # each section: entries, size, oldest use
+    python -m evalrun.cache prune --older-than 30             # everything unused for 30 days
+    python -m evalrun.cache prune --section images --older-than 7 --dry-run
+
+Sections (under ``$EVALRUN_CACHE``, default ``~/.cache/evalrun``; ``paths.*`` may move the stores):
+``images`` (content-keyed generated images), ``features`` (per backbone, by pixel content),
+``reference`` (reference features per extractor), ``tiny`` (random-weight smoke models),
+``hashes`` (remembered file digests). Nothing here is needed for correctness: a pruned entry is
+recomputed when a run needs it. Runs hard-link store images into their own folders, so pruning
+the store frees the space only of images no run folder still links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+SECTIONS = ("images", "features", "reference", "tiny", "hashes")
+
+
+def section_items(root: Path, section: str) -> Iterator[Path]:
+    """The prunable units of a section: a file (images, features chunks, hashes) or a folder."""
+    if section == "tiny":
+        yield from (p for p in root.glob("evalrun--tiny-*") if p.is_dir())
+    elif section == "reference":
+        yield from (p for p in (root / "reference").glob("*") if p.is_dir() and (p / "meta.json").exists())
+    elif section in ("images", "features", "hashes"):
+        base = root / section
+        if base.is_dir():
+            yield from (p for p in base.rglob("*") if p.is_file())
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def last_used(path: Path) -> float:
+    """When an entry was last written or read (atime where the file system keeps it)."""
+    st = path.stat()
+    return max(st.st_mtime, st.st_atime)
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def listing(root: Path) -> list[tuple[str, int, int, float | None]]:
+    """(section, entries, bytes, oldest last use) for each section."""
+    rows = []
+    for section in SECTIONS:
+        items = list(section_items(root, section))
+        rows.append((section, len(items), sum(size_of(p) for p in items),
+                     min((last_used(p) for p in items), default=None)))
+    return rows
+
+
+def prune(root: Path, sections: list[str], older_than_days: float, dry_run: bool = False) -> tuple[int, int]:
+    """Remove entries of ``sections`` unused for ``older_than_days``; returns (entries, bytes) removed."""
+    cutoff = time.time() - older_than_days * 86400
+    count = freed = 0
+    for section in sections:
+        for item in list(section_items(root, section)):
+            if last_used(item) >= cutoff:
+                continue
+            size = size_of(item)
+            if not dry_run:
+                shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+            count, freed = count + 1, freed + size
+    return count, freed
+
+
+def main(argv: list[str] | None = None) -> int:
+    from evalrun.paths import cache_dir
+
+    parser = argparse.ArgumentParser(prog="python -m evalrun.cache", description=__doc__.splitlines()[0],
+                                     epilog="\n".join(__doc__.splitlines()[2:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: $EVALRUN_CACHE or ~/.cache/evalrun")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="entries and size per section")
+    cut = sub.add_parser("prune", help="remove entries not used for a while")
+    cut.add_argument("--section", action="append", choices=SECTIONS, help="repeatable (default: all)")
+    cut.add_argument("--older-than", type=float, required=True, metavar="DAYS", help="unused for this many days (0: all)")
+    cut.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    args = parser.parse_args(argv)
+    root = cache_dir(args.cache_dir)
+    if not root.is_dir():
+        print(f"no cache at {root}")
+        return 0
+    if args.command == "list":
+        print(f"cache: {root}")
+        total = 0
+        for section, n, size, oldest in listing(root):
+            total += size
+            age = f", oldest use {(time.time() - oldest) / 86400:.1f} days ago" if oldest else ""
+            print(f"  {section:10s} {n:8d} entries  {human(size):>10s}{age}")
+        print(f"  {'total':10s} {'':8s}          {human(total):>10s}")
+        return 0
+    count, freed = prune(root, args.section or list(SECTIONS), args.older_than, args.dry_run)
+    print(f"{'would remove' if args.dry_run else 'removed'} {count} entries, {human(freed)} from {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

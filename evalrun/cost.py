@@ -1,0 +1,86 @@
+"""What an image cost to make: denoiser evaluations, sampling seconds, peak accelerator memory.
+
+NFE (number of function evaluations) is counted, not inferred from the scheduler: a hook on the
+pipeline's denoiser (``unet``, ``transformer`` or ``prior``) adds up the batch rows of every
+forward call, and the total is divided by the images of the call. Classifier-free guidance
+that doubles the batch counts twice, true CFG's separate passes count twice, and a Heun-type
+sampler's two evaluations per step count twice, whatever the pipeline does internally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterator
+
+from evalrun.metrics.base import Output
+
+DENOISERS = ("unet", "transformer", "prior", "decoder")
+# The cost columns every run writes (declared like metric outputs, metric name "cost").
+OUTPUTS = (
+    Output("nfe", "lower", kind="cost", fmt=".0f", label="NFE", unit="evaluations / image"),
+    Output("sample_seconds_per_image", "lower", kind="cost", fmt=".3f", label="Sampling time", unit="s / image"),
+    Output("peak_memory_gib", "lower", kind="cost", fmt=".2f", label="Peak GPU memory", unit="GiB"),
+)
+
+
+def denoiser(pipe: Any):
+    """The module whose forward passes are the function evaluations (None if the pipeline has none)."""
+    for name in DENOISERS:
+        module = getattr(pipe, name, None)
+        if module is not None and hasattr(module, "register_forward_pre_hook"):
+            return module
+    return None
+
+
+def _rows(args: tuple, kwargs: dict) -> int:
+    """Batch rows of a denoiser call: its first tensor argument's leading dimension."""
+    for value in list(args) + [kwargs.get(k) for k in ("sample", "hidden_states", "x")]:
+        if hasattr(value, "shape") and len(value.shape) > 0:
+            return int(value.shape[0])
+    return 0
+
+
+@contextlib.contextmanager
+def measure(pipe: Any, n_images: int) -> Iterator[dict[str, float | None]]:
+    """Count denoiser rows, time the block and read peak CUDA memory; fills the yielded dict with
+    ``nfe`` (per image), ``seconds`` (per image) and ``peak_gib`` (None off CUDA)."""
+    import torch
+
+    result: dict[str, float | None] = {"nfe": None, "seconds": None, "peak_gib": None}
+    rows = [0]
+    module = denoiser(pipe)
+    handle = None
+    if module is not None:
+        handle = module.register_forward_pre_hook(lambda _m, args, kwargs: rows.__setitem__(0, rows[0] + _rows(args, kwargs)),
+                                                  with_kwargs=True)
+    cuda = torch.cuda.is_available() and any(p.is_cuda for p in (module.parameters() if module is not None else []))
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        if cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if handle is not None:
+            handle.remove()
+    result["seconds"] = elapsed / max(n_images, 1)
+    result["nfe"] = rows[0] / max(n_images, 1) if module is not None else None
+    if cuda:
+        result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+
+
+def summarise(costs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Run-level cost columns from per-image costs (images reused from the store keep what they cost)."""
+    import math
+
+    def mean(key: str) -> float | None:
+        vals = [c[key] for c in costs if c.get(key) is not None]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    peaks = [c["peak_gib"] for c in costs if c.get("peak_gib") is not None]
+    return {"nfe": mean("nfe"), "sample_seconds_per_image": mean("seconds"),
+            "peak_memory_gib": max(peaks) if peaks else math.nan}

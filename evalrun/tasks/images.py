@@ -1,0 +1,136 @@
+"""Scoring images made elsewhere (``model=images``): a folder, or a CSV/JSONL listing image files.
+
+Nothing is generated: each listed image is read (any size, mode and common format; converted to
+RGB as reference images are) and scored like a generated one, so every metric, the summary, the
+report and the gallery work on images from other code, another tool or an image API. A table
+may give, per image, a prompt, category, challenge, seed and, for edits, the input image and
+both captions (then the edit metrics score the existing (input, edited) pairs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evalrun.errors import ConfigError, EvalrunError
+from evalrun.tasks.base import Task
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+OPTIONAL = ("prompt", "category", "challenge", "seed", "input_caption", "output_caption")
+
+
+def _files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError(f"model.path={str(folder)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
+    from evalrun.prompts import is_missing, read_table
+
+    frame = read_table(table, model.get("encoding") or "utf-8")
+    columns = {str(c) for c in frame.columns}
+    column = str(model.get("image_column") or "image")
+    if column not in columns:
+        raise ConfigError(f"model.path={str(table)!r} has no column {column!r} (model.image_column); columns: {sorted(columns)}")
+    records = []
+    for i, row in enumerate(frame.to_dict("records")):
+        if is_missing(row.get(column)):
+            raise ConfigError(f"model.path={str(table)!r} row {i}: empty {column!r} (model.image_column)")
+        path = Path(str(row[column])).expanduser()
+        path = path if path.is_absolute() else table.parent / path  # relative to the table, like edit sets
+        if not path.is_file():
+            raise ConfigError(f"model.path={str(table)!r} row {i}: image file {str(path)!r} not found")
+        record = {"prompt_id": i, "image_path": str(path.resolve())}
+        for key in OPTIONAL:
+            name = str(model.get(f"{key}_column") or key)
+            if name in columns and not is_missing(row.get(name)):
+                record[key] = int(row[name]) if key == "seed" else str(row[name])
+        input_name = str(model.get("input_image_column") or "input_image")
+        if input_name in columns and not is_missing(row.get(input_name)):
+            source = Path(str(row[input_name])).expanduser()
+            record["input_path"] = str((source if source.is_absolute() else table.parent / source).resolve())
+        records.append(record)
+    return records
+
+
+def read_rgb(path: str | Path):
+    """Any image file -> uint8 (H, W, 3), as reference images are read (EXIF rotation, alpha on white)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from evalrun.tasks.edit_data import to_rgb
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(to_rgb(im), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise EvalrunError(f"image {str(path)!r} cannot be read ({exc}); fix or remove it") from None
+
+
+class ExistingImages(Task):
+    name = "images"
+    knobs: dict = {}
+    generates = False
+
+    def read_image(self, job: Any):
+        """The job's image as uint8 (H, W, 3) and the file it came from."""
+        return read_rgb(job.record["image_path"]), Path(job.record["image_path"])
+
+    def validate(self, cfg: Any) -> None:
+        for key, meaning in (("image_guidance_scale", "edit"), ("strength", "edit"), ("num_images", "unconditional")):
+            if cfg.get(key) is not None:
+                raise ConfigError(f"{key}={cfg.get(key)!r} has no effect when scoring existing images (model=images); remove it")
+        if cfg.model.get("path") in (None, "", "???"):  # get: an unset (???) value reads as None
+            raise ConfigError("model=images needs model.path=FOLDER (or a .csv/.jsonl listing image files)")
+        path = Path(str(cfg.model.path)).expanduser()
+        if not path.exists():
+            raise ConfigError(f"model.path={str(cfg.model.path)!r} does not exist; give a folder of images or a "
+                              f".csv/.jsonl with an image column")
+
+    def check_pipeline(self, pipeline_cls: type, cfg: Any) -> None:
+        """No pipeline: nothing to check."""
+
+    def column_keys(self, cfg: Any) -> list[str]:
+        return ["seed"]
+
+    def load_records(self, cfg: Any) -> list[dict[str, Any]]:
+        path = Path(str(cfg.model.path)).expanduser()
+        if path.is_dir():
+            return [{"prompt_id": i, "image_path": str(p.resolve()), "prompt": p.stem.replace("_", " ")}
+                    for i, p in enumerate(_files(path))]
+        return _table_records(path, cfg.model)
+
+    def images_per_record(self, cfg: Any) -> int:
+        return 1
+
+    def prepare(self, pipeline: Any, records: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
+        """Edit pairs: load each input image (at its edited image's size) for the edit metrics."""
+        import torch
+
+        from evalrun.tasks.edit_data import fit_image, to_rgb
+
+        out = []
+        for record in records:
+            if "input_path" in record:
+                from PIL import Image
+
+                height, width = read_rgb(record["image_path"]).shape[:2]
+                with Image.open(record["input_path"]) as im:
+                    im.load()
+                    rgb = fit_image(to_rgb(im), height, width, "stretch")
+                import numpy as np
+
+                record = {**record, "input_image": torch.from_numpy(np.asarray(rgb, np.uint8).copy()).permute(2, 0, 1)}
+            out.append(record)
+        return out
+
+    def inputs(self, pipe: Any, jobs: list) -> dict[str, Any]:
+        raise EvalrunError("model=images reads existing images; it has no pipeline to call")
+
+    def grid(self, cfg: Any, jobs: list):
+        from evalrun.grid import GridBuilder
+
+        return GridBuilder.by_prompt(jobs, int(cfg.grid_max_images), label=lambda rec: [str(rec.get("prompt") or "")])

@@ -1,0 +1,107 @@
+"""The Python API and scoring images made elsewhere: the same numbers and directories as the CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import evalrun  # noqa: E402
+import inception_weights as iw  # noqa: E402
+
+
+def test_evaluate_returns_the_run_and_its_tables(tmp_path):
+    result = evalrun.evaluate(["prompts.limit=2"], run_dir=tmp_path / "run")
+    assert result.run_dir == tmp_path / "run" and (result.run_dir / "run.json").exists()
+    assert result.metrics["clip_score"].iloc[0] == pytest.approx(result.values["clip_score"], rel=1e-12)
+    assert len(result.per_image) == 2
+
+
+def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path):
+    api = evalrun.sweep(["experiment=smoke_sweep"], sweep_dir=tmp_path / "sweep")
+    cli = evalrun.load_sweep(smoke_sweep)
+    assert sorted(p.parent.name for p in api.sweep_dir.glob("*/run.json")) == \
+        sorted(p.parent.name for p in smoke_sweep.glob("*/run.json"))  # the CLI's job dir names
+    cols = ["scheduler", "clip_score_mean", "clip_score_std", "clip_score_n", "seeds"]
+    pd.testing.assert_frame_equal(api.summary[cols].sort_values("scheduler").reset_index(drop=True),
+                                  cli.summary[cols].sort_values("scheduler").reset_index(drop=True), check_exact=True)
+    assert len(api.runs) == 4
+
+
+def test_expand_is_hydras_product():
+    from evalrun.api import expand
+
+    jobs = expand(["scheduler=ddim,dpm", "seed=0,1,2", "prompts.limit=2"])
+    assert len(jobs) == 6 and ["scheduler=dpm", "seed=2", "prompts.limit=2"] in jobs
+
+
+def test_metric_objects_score_in_memory_images_like_a_run(tmp_path):
+    from evalrun.metrics import create
+
+    result = evalrun.evaluate(["prompts.limit=3"], run_dir=tmp_path / "run")
+    per_image = result.per_image
+    images = torch.stack([torch.from_numpy(np.asarray(Image.open(tmp_path / "run" / p).convert("RGB"))).permute(2, 0, 1)
+                          for p in per_image["path"]])
+    clip = create("clip_score", clip_model="evalrun/tiny-clip")
+    clip.add(images, prompts=list(per_image["prompt"]))
+    scores = clip.compute()
+    np.testing.assert_allclose(scores.per_image["clip_score"], per_image["clip_score"], rtol=1e-6)
+    assert scores.values["clip_score"] == pytest.approx(result.values["clip_score"], rel=1e-6)
+
+
+def test_folder_against_folder_fid_equals_torch_fidelity(tmp_path):
+    torch_fidelity = pytest.importorskip("torch_fidelity")
+    from evalrun.score import main
+
+    generated = iw.save_pngs(iw.random_images(10, 32, seed=1), tmp_path / "generated")
+    real = iw.save_pngs(iw.random_images(12, 32, seed=2), tmp_path / "real")
+    weights = str(iw.weights_path())
+    assert main([str(generated), "--reference", str(real), "--metrics", "fid,kid", "--out", str(tmp_path / "run"),
+                 f"metrics.fid.feature_extractor_weights_path={weights}", "metrics.fid.feature_extractor_weights_sha256=any",
+                 f"metrics.kid.feature_extractor_weights_path={weights}", "metrics.kid.feature_extractor_weights_sha256=any",
+                 "metrics.kid.subset_size=8", "metrics.kid.subsets=5"]) == 0
+    row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
+    theirs = torch_fidelity.calculate_metrics(input1=str(generated), input2=str(real), fid=True, kid=True,
+                                              kid_subsets=5, kid_subset_size=8, rng_seed=0, cuda=False, cache=False,
+                                              verbose=False, feature_extractor_weights_path=weights)
+    assert row["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+    assert row["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
+    assert row["task"] == "images" and "scheduler" not in row and row["n_images"] == 10
+
+
+def test_a_table_of_images_with_prompts_categories_and_edit_pairs(tmp_path):
+    from conftest import run_inprocess
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    sizes = [(40, 24), (32, 32), (24, 48)]  # any size
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(np.full((h, w, 3), 60 * i, np.uint8)).save(folder / f"edited{i}.png")
+        Image.fromarray(np.full((h, w), 90, np.uint8), "L").save(folder / f"input{i}.png")
+    table = pd.DataFrame({"image": [f"imgs/edited{i}.png" for i in range(3)], "prompt": ["a", "b", "c"],
+                          "category": ["x", "y", "x"], "input_image": [f"imgs/input{i}.png" for i in range(3)],
+                          "input_caption": ["grey"] * 3, "output_caption": ["dark", "mid", "light"]})
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    run_inprocess("model=images", f"model.path={tmp_path / 'pairs.csv'}", "metrics=[clip_score,clip_image_similarity]",
+                  "metrics.clip_score.clip_model=evalrun/tiny-clip",
+                  "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run")
+    per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
+    assert list(per_image["prompt"]) == ["a", "b", "c"] and list(per_image["category"]) == ["x", "y", "x"]
+    assert per_image["clip_score"].notna().all() and per_image["clip_image_similarity"].between(-1, 1).all()
+    assert sorted(p.name for p in (tmp_path / "run" / "images").iterdir()) == [f"0000{i}_00.png" for i in range(3)]
+
+
+def test_scoring_existing_images_refuses_generation_knobs(tmp_path):
+    from conftest import error_of
+
+    assert "model=images needs model.path" in error_of("model=images", run_dir=tmp_path)
+    assert "has no effect when scoring existing images" in error_of(
+        "model=images", f"model.path={tmp_path}", "strength=0.5", run_dir=tmp_path)
+    assert "holds no images" in error_of("model=images", f"model.path={tmp_path}", run_dir=tmp_path / "r")

@@ -1,0 +1,99 @@
+"""One configuration split into shards: the merge equals the unsharded run, whatever order shards
+finish in, a missing shard is waited for and named, and a killed shard resumes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import inception_weights as iw  # noqa: E402
+from conftest import run_cli, run_inprocess  # noqa: E402
+from evalrun import shards  # noqa: E402
+from evalrun.merge import try_merge  # noqa: E402
+
+N = 129  # three scoring chunks: 64, 64 and 1 images
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    return iw.save_pngs(iw.random_images(12, 32, seed=4), tmp_path_factory.mktemp("reference"))
+
+
+def common(reference: Path) -> list[str]:
+    return ["model=tiny_ddpm", f"num_images={N}", "steps=2", "metrics=[fid,kid,inception_score,cmmd]",
+            "reference=folder", f"reference.path={reference}", "metrics.kid.subset_size=8", "metrics.kid.subsets=10",
+            "metrics.inception_score.splits=3"]
+
+
+def test_select_gives_whole_chunks_in_run_order():
+    for mode in ("contiguous", "strided"):
+        parts = [shards.select(300, 3, i, mode, chunk=64) for i in range(3)]
+        assert sorted(j for p in parts for j in p) == list(range(300))  # every image exactly once
+        for part in parts:
+            starts = [j for j in part if j % 64 == 0]
+            assert all(j + 1 in part or j + 1 == 300 or (j + 1) % 64 == 0 for j in part)  # whole chunks
+            assert len(part) == sum(min(64, 300 - s) for s in starts)
+    assert shards.select(300, 3, 1, "strided", chunk=64) == list(range(64, 128)) + list(range(256, 300))
+    assert shards.select(300, 3, 0, "contiguous", chunk=64) == list(range(0, 128))
+
+
+def test_three_shards_in_reverse_order_merge_to_the_unsharded_run(tmp_path, reference, caplog):
+    merged_dir = tmp_path / "merged"
+    args = [*common(reference), "num_shards=3", f"shard_merge_dir={merged_dir}"]
+    with caplog.at_level(logging.INFO):
+        for i in (2, 1):  # the last shards finish first: nothing merges while shard 0 is missing
+            record = run_inprocess(*args, f"shard={i}", run_dir=tmp_path / f"shard{i}")
+            assert record["shard"] == i and try_merge(tmp_path / f"shard{i}") is None
+    assert "shards [0] of 3 not finished yet" in caplog.text and not merged_dir.exists()
+    from evalrun.merge import main as merge_main
+
+    assert merge_main([str(tmp_path)]) == 1  # by hand: says what it waits for
+    run_inprocess(*args, "shard=0", run_dir=tmp_path / "shard0")
+    assert try_merge(tmp_path / "shard0") == merged_dir
+    merged = json.loads((merged_dir / "run.json").read_text())
+    assert merged["provenance"]["images"]["sampled"] == 0  # every image came from the shards
+    assert merged["provenance"]["features"]["extracted"] == 0  # every chunk's features were cached by the shards
+
+    whole = run_inprocess(*common(reference), "paths.image_store=none", run_dir=tmp_path / "whole")
+    assert whole["provenance"]["images"]["sampled"] == N  # made from scratch (no store): an independent run
+    for name in ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "cmmd"):
+        assert merged["values"][name] == pytest.approx(whole["values"][name], rel=1e-6, abs=1e-12), name
+    # The merge is the unsharded configuration (the whole run differs only in having no image store).
+    assert {k: v for k, v in merged["config"].items() if k != "paths"} == \
+        {k: v for k, v in whole["config"].items() if k != "paths"}
+    for png in sorted((tmp_path / "whole" / "images").glob("*.png")):
+        with Image.open(png) as a, Image.open(merged_dir / "images" / png.name) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), png.name
+    assert pd.read_csv(merged_dir / "per_image.csv")["image_id"].tolist() == \
+        pd.read_csv(tmp_path / "whole" / "per_image.csv")["image_id"].tolist()
+
+
+def test_a_killed_shard_reuses_its_finished_images(tmp_path, reference):
+    args = ["model=tiny_ddpm", "num_images=65", "steps=2", "metrics=[]", "num_shards=2", "shard=0",
+            f"shard_merge_dir={tmp_path / 'm'}", "paths.image_store=none"]  # no store: only the shard's own images
+    run_inprocess(*args, run_dir=tmp_path / "s0")
+    (tmp_path / "s0" / "shard.json").unlink()  # killed before it finished...
+    for victim in sorted((tmp_path / "s0" / "images").glob("*.png"))[-3:]:
+        victim.unlink()  # ... with its last images not yet written
+    record = run_inprocess(*args, run_dir=tmp_path / "s0")
+    assert record["images"] == {"sampled": 3, "reused": 64 - 3}
+
+
+def test_a_sharded_sweep_through_the_cli_merges_and_summarises_once(tmp_path):
+    run_cli("model=tiny_ddpm", "num_images=65", "steps=2", "num_shards=2", "shard=1,0", "shard_mode=strided",
+            f"hydra.sweep.dir={tmp_path}", "-m")
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert len(summary) == 1 and summary["n_runs"].iloc[0] == 1 and "shard" not in summary
+    merged = [p.parent for p in tmp_path.glob("*/run.json")]
+    assert len(merged) == 1 and "shard=" not in merged[0].name
+    assert len(pd.read_csv(merged[0] / "images.csv")) == 65
+    assert len(list(tmp_path.glob("*/shard.json"))) == 2 and not (tmp_path / "failed_runs.csv").exists()

@@ -1,0 +1,289 @@
+"""Trust: no code runs from a weights file, nothing finished is lost or silently reused, every bad input
+gets one clear line. Each test reproduces a failure evalrun 0.1 had (issue "Trust")."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import inception_weights as iw  # noqa: E402
+from conftest import REPO, error_of, run_inprocess  # noqa: E402
+
+
+class Payload:
+    """Unpickling this creates a marker file: what a malicious checkpoint would do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def write_evil(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps({"weight": Payload(marker)}))
+
+
+# ----------------------------------------------------------------------------- security
+def test_an_inception_weights_file_cannot_run_code(tmp_path):
+    evil, marker = tmp_path / "EVIL.pth", tmp_path / "pwned"
+    write_evil(evil, marker)
+    base = ["model=tiny_ddpm", "num_images=2", "metrics=[inception_score]", "metrics.inception_score.splits=1",
+            f"metrics.inception_score.feature_extractor_weights_path={evil}"]
+    assert "is not the official weights-inception-2015-12-05-6726825d.pth" in error_of(*base, run_dir=tmp_path / "a")
+    message = error_of(*base, "metrics.inception_score.feature_extractor_weights_sha256=any", run_dir=tmp_path / "b")
+    assert "not a weights file that loads safely" in message and str(evil) in message
+    assert not marker.exists()  # the payload never ran
+    (tmp_path / "garbage.pth").write_bytes(b"\x00garbage" * 100)
+    message = error_of(*base[:4], f"metrics.inception_score.feature_extractor_weights_path={tmp_path / 'garbage.pth'}",
+                       "metrics.inception_score.feature_extractor_weights_sha256=any", run_dir=tmp_path / "c")
+    assert "not a weights file" in message and "garbage.pth" in message
+
+
+def test_a_pipeline_component_pickle_cannot_run_code(tmp_path):
+    from evalrun import tiny
+
+    local, marker = tmp_path / "checkpoint", tmp_path / "pwned"
+    shutil.copytree(tiny.resolve("evalrun/tiny-sd"), local)
+    (local / tiny.MARKER).unlink()
+    (local / "unet" / "diffusion_pytorch_model.safetensors").unlink()  # only the .bin fallback is left...
+    write_evil(local / "unet" / "diffusion_pytorch_model.bin", marker)  # ... and it carries a payload
+    message = error_of(f"model.path={local}", "prompts.limit=1", "metrics=[]", run_dir=tmp_path / "run")
+    assert "model.path" in message and not marker.exists()
+
+
+def test_results_and_caches_respect_the_umask(tmp_path, monkeypatch):
+    old = os.umask(0o022)
+    try:
+        monkeypatch.setenv("EVALRUN_CACHE", str(tmp_path / "cache"))
+        run_inprocess("prompts.limit=1", run_dir=tmp_path / "run")
+    finally:
+        os.umask(old)
+    files = [tmp_path / "run" / n for n in ("run.json", "metrics.csv", "per_image.csv")] + \
+        list((tmp_path / "run" / "images").glob("*.png"))
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    tiny_dir = next((tmp_path / "cache").glob("evalrun--tiny-sd"))
+    assert stat.S_IMODE(tiny_dir.stat().st_mode) == 0o755
+
+
+# ----------------------------------------------------------------------------- nothing lost, nothing stale
+def test_overrides_that_differ_only_in_replaced_characters_get_their_own_dirs():
+    from evalrun.jobdirs import job_dirname
+
+    a, b = job_dirname("prompts.path=/p/a.txt"), job_dirname("prompts.path=/p_a.txt")
+    assert a != b and "/" not in a + b
+    long = job_dirname("model.path=/work/" + "x" * 200 + "/ass,scheduler=ddim", varying={"scheduler"})
+    assert long.startswith("scheduler=ddim") and len(long) <= 130  # the varying key stays readable
+
+
+def test_a_directory_of_another_configuration_is_never_overwritten(tmp_path):
+    run_inprocess("prompts.limit=1", run_dir=tmp_path / "run")
+    message = error_of("prompts.limit=2", run_dir=tmp_path / "run")
+    assert "holds the results of another configuration" in message
+    assert pd.read_csv(tmp_path / "run" / "images.csv").shape[0] == 1  # untouched
+
+
+def test_weights_changed_in_place_are_not_reused_nor_averaged(tmp_path):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from evalrun import tiny
+    from evalrun.aggregate import summarise
+    from evalrun.runs import load_runs
+
+    local = tmp_path / "ckpt"
+    pipe = StableDiffusionPipeline.from_pretrained(tiny.resolve("evalrun/tiny-sd"))
+    pipe.save_pretrained(local)
+    args = [f"model.path={local}", "prompts.limit=1"]
+    first = run_inprocess(*args, "seed=0", run_dir=tmp_path / "sweep" / "seed0")
+    with torch.no_grad():
+        pipe.unet.conv_out.weight.mul_(1.5)  # "fine-tuned" in place
+    pipe.save_pretrained(local)
+    again = run_inprocess(*args, "seed=0", run_dir=tmp_path / "sweep" / "seed0")
+    assert again["run_key"] != first["run_key"] and again["provenance"]["images"]["sampled"] == 1
+    run_inprocess(*args, "seed=1", run_dir=tmp_path / "sweep" / "seed1")
+    shutil.copytree(tmp_path / "sweep" / "seed0", tmp_path / "old")  # keep the new seed-0 run ...
+    runs = load_runs([tmp_path / "sweep"])
+    assert runs["model_weights_sha256"].nunique() == 1
+    # ... and an old run with the previous weights joins the sweep: it is its own group, not averaged in.
+    old_dir = tmp_path / "sweep" / "seed1_old"
+    shutil.copytree(tmp_path / "sweep" / "seed1", old_dir)
+    row = pd.read_csv(old_dir / "metrics.csv")
+    row["model_weights_sha256"] = "0" * 16
+    row.to_csv(old_dir / "metrics.csv", index=False)
+    summary = summarise(load_runs([tmp_path / "sweep"]))
+    assert len(summary) == 2 and sorted(summary["clip_score_n"]) == [1, 2]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero_bytes", "bit_flip", "wrong_size", "other_content"])
+def test_damaged_images_are_regenerated_on_resume(tmp_path, damage, caplog):
+    args = ["prompts.limit=2", "paths.image_store=none"]  # no store: only the run's own files can be reused
+    first = run_inprocess(*args, run_dir=tmp_path / "run")
+    (tmp_path / "run" / "run.json").unlink()  # an interrupted run...
+    victim = tmp_path / "run" / "images" / "00001_00.png"
+    data = victim.read_bytes()
+    if damage == "truncated":
+        victim.write_bytes(data[: len(data) // 2])
+    elif damage == "zero_bytes":
+        victim.write_bytes(b"")
+    elif damage == "bit_flip":
+        victim.write_bytes(data[:60] + bytes([data[60] ^ 0xFF]) + data[61:])
+    elif damage == "wrong_size":
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(victim)
+    else:  # a valid PNG of the right size but other pixels
+        Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(victim)
+    with caplog.at_level(logging.WARNING):
+        record = run_inprocess(*args, run_dir=tmp_path / "run")
+    assert "00001_00.png" in caplog.text and "regenerating" in caplog.text
+    assert record["provenance"]["images"] == {"sampled": 1, "reused": 1, "repaired": 1}
+    assert record["values"]["clip_score"] == first["values"]["clip_score"]  # the same pixels again
+    assert record["values"]["nfe"] == first["values"]["nfe"]
+
+
+def test_leftovers_of_a_kill_are_cleaned(tmp_path):
+    import time
+
+    from evalrun.paths import cache_dir
+
+    run_dir = tmp_path / "run"
+    (run_dir / "images").mkdir(parents=True)
+    (run_dir / "metrics.csv.abc.tmp").write_text("half")
+    (run_dir / "images" / "00000_00.png.xyz.tmp").write_text("half")
+    stale = cache_dir() / "evalrun--tiny-sd.partial.dead"
+    stale.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    run_inprocess("prompts.limit=1", run_dir=run_dir)
+    assert not list(run_dir.rglob("*.tmp")) and not stale.exists()
+
+
+def test_two_sweeps_writing_one_run_compute_it_once(tmp_path):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    cmd = [sys.executable, "-m", "evalrun", "prompts.limit=2", "paths.image_store=none", f"hydra.run.dir={tmp_path / 'run'}"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum("already complete" in out for out in outputs) == 1  # the second waited, then reused
+    manifest = (tmp_path / "run" / "images" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 2  # each image written once
+
+
+# ----------------------------------------------------------------------------- one clear line per bad input
+def test_bad_prompt_files_name_the_file_row_and_key(tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    message = error_of("prompts=file", f"prompts.path={latin}", run_dir=tmp_path / "a")
+    assert "is not valid utf-8" in message and "prompts.encoding=" in message and "latin.txt" in message
+    run_inprocess("prompts=file", f"prompts.path={latin}", "prompts.encoding=latin-1", run_dir=tmp_path / "ok")
+    assert pd.read_csv(tmp_path / "ok" / "per_image.csv")["prompt"].tolist() == ["café au lait"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\n{"prompt": "b"\n')
+    assert "line 2 is not valid JSON" in error_of("prompts=file", f"prompts.path={bad}", run_dir=tmp_path / "b")
+    assert "prompts=file needs prompts.path=FILE" in error_of("prompts=file", run_dir=tmp_path / "c")
+    assert "prompts.shuffle_seed must be a non-negative integer" in error_of("prompts.shuffle_seed=-1", run_dir=tmp_path / "d")
+    assert "is a directory" in error_of("prompts=file", f"prompts.path={tmp_path}", run_dir=tmp_path / "e")
+    cells = tmp_path / "cells.csv"  # an empty cell (a blank line in a one-column file) and a blank one
+    pd.DataFrame({"prompt": ["a cat", None, " ", "a dog"]}).to_csv(cells, index=False)
+    message = error_of("prompts=file", f"prompts.path={cells}", run_dir=tmp_path / "f")
+    assert "2 empty prompt(s)" in message and "data rows 1, 2" in message
+
+
+def test_prompt_column_works_for_every_file_based_prompt_set(tmp_path):
+    table = tmp_path / "parti.tsv"
+    pd.DataFrame({"text": ["a red cube", "a blue sphere"], "Category": ["A", "B"]}).to_csv(table, sep="\t", index=False)
+    message = error_of("prompts=parti", f"prompts.path={table}", run_dir=tmp_path / "a")
+    assert "no 'Prompt' column" in message and "set prompts.prompt_column" in message
+    run_inprocess("prompts=parti", f"prompts.path={table}", "prompts.prompt_column=text", run_dir=tmp_path / "ok")
+    assert pd.read_csv(tmp_path / "ok" / "per_image.csv")["prompt"].tolist() == ["a red cube", "a blue sphere"]
+
+
+def test_an_unreadable_reference_image_is_skipped_and_counted_or_refused(tmp_path):
+    ref = iw.save_pngs(iw.random_images(6, 32, seed=3), tmp_path / "ref")
+    good = (ref / "0000.png").read_bytes()
+    (ref / "0001.png").write_bytes(good[: len(good) // 3])  # truncated download
+    args = ["model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[fid]", "reference=folder", f"reference.path={ref}"]
+    record = run_inprocess(*args, run_dir=tmp_path / "run")
+    info = record["provenance"]["metrics"]["fid"]
+    assert info["reference_skipped"] == 1 and info["reference_n"] == 5 and info["reference_skipped_files"][0].endswith("0001.png")
+    message = error_of(*args, "reference.strict=true", "paths.cache_dir=" + str(tmp_path / "fresh-cache"),
+                       run_dir=tmp_path / "strict")
+    assert "0001.png cannot be read" in message and "reference.strict=false" in message
+
+
+def test_local_folders_that_are_not_models_say_what_is_missing(tmp_path):
+    (tmp_path / "notamodel").mkdir()
+    message = error_of(f"model.path={tmp_path / 'notamodel'}", run_dir=tmp_path / "a")
+    assert "has no model_index.json" in message and "not the offline" not in message and "hf download" not in message
+    message = error_of(f"metrics.clip_score.clip_model={tmp_path / 'notamodel'}", "prompts.limit=1", run_dir=tmp_path / "b")
+    assert "has no config.json" in message and "hf download" not in message
+    from evalrun import tiny
+
+    message = error_of(f"model.path={tiny.resolve('evalrun/tiny-sd')}", "model.revision=main", run_dir=tmp_path / "c")
+    assert "model.revision='main' applies to hub ids" in message
+
+
+def test_too_few_images_for_a_set_metric_is_answered_before_anything_loads(tmp_path, monkeypatch):
+    import evalrun.pipelines as pipelines
+
+    monkeypatch.setattr(pipelines, "load_pipeline", lambda *a, **k: pytest.fail("the pipeline was loaded"))
+    message = error_of("prompts.limit=1", "metrics=[fid]", "reference=folder", f"reference.path={tmp_path}",
+                       run_dir=tmp_path / "run")
+    assert "metric 'fid' needs at least 2 images but this run makes 1" in message
+
+
+# ----------------------------------------------------------------------------- numbers that say what they are
+def test_results_record_what_was_applied_and_where_it_ran(tmp_path):
+    ref = iw.save_pngs(iw.random_images(6, 32, seed=5), tmp_path / "ref")
+    record = run_inprocess("model=tiny_ddpm", "num_images=5", "steps=2", "metrics=[kid]", "reference=folder",
+                           f"reference.path={ref}", run_dir=tmp_path / "run")
+    row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
+    assert row["kid.subset_size"] == 5 and row["kid.subset_size_requested"] == 1000  # applied, requested beside it
+    prov = record["provenance"]
+    assert prov["versions"]["torchvision"] and prov["versions"]["evalrun"]
+    assert prov["environment"]["device"] == "cpu" and "torch_threads" in prov["environment"]
+    assert prov["environment"]["evalrun_git"] is None or len(prov["environment"]["evalrun_git"]) >= 40
+    assert record["seed_columns"] == ["kid.seed"] and record["columns"]["kid_std"]["kind"] == "spread"
+
+
+def test_an_npz_without_provenance_warns_that_it_cannot_be_checked(tmp_path, caplog):
+    from evalrun.metrics.features import build_extractor
+
+    feats = build_extractor("inception", path="evalrun/tiny-inception").extract(iw.random_images(8, 32, seed=6))["2048"]
+    np.savez(tmp_path / "foreign.npz", mu=feats.mean(0).astype(np.float64), sigma=np.cov(feats, rowvar=False))
+    with caplog.at_level(logging.WARNING):
+        record = run_inprocess("model=tiny_ddpm", "num_images=3", "steps=2", "metrics=[fid]", "reference=npz",
+                               f"reference.path={tmp_path / 'foreign.npz'}", run_dir=tmp_path / "run")
+    assert "has only mu and sigma" in caplog.text
+    assert "sample count and feature extractor cannot be checked" in record["provenance"]["metrics"]["fid"]["reference_warning"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["values"]["fid"] >= 0
+
+
+def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
+    from evalrun.cache import main
+
+    cache = tmp_path / "cache"
+    run_inprocess("prompts.limit=2", f"paths.cache_dir={cache}", run_dir=tmp_path / "run")
+    assert main(["--cache-dir", str(cache), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "images" in out and "       2 entries" in out and "tiny" in out
+    assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0", "--dry-run"]) == 0
+    assert "would remove 2 entries" in capsys.readouterr().out and len(list((cache / "images").rglob("*.png"))) == 2
+    assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0"]) == 0
+    assert not list((cache / "images").rglob("*.png"))
+    assert len(list((tmp_path / "run" / "images").glob("*.png"))) == 2  # the run's hard links survive
