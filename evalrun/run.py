@@ -142,7 +142,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     store = FeatureStore(_configured(cfg, "feature_cache", cache_dir() / "features"))
     with Phase("load metrics", total=len(metrics), unit="metrics") if metrics else _nothing():
         for metric in metrics.values():
-            metric.context.device, metric.context.store = device, store
+            metric.context.device, metric.context.store, metric.context.run_dir = device, store, run_dir
             metric.load()
     # 5. Records finished with the pipeline (class words -> label ids), then one job per image.
     pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype)
@@ -173,9 +173,11 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).
+    from evalrun.metrics.protocol import protocol_columns
     from evalrun.outputs import write_run
 
-    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **identity_columns(model)}
+    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **identity_columns(model),
+               **protocol_columns(cfg, metrics, results, len(jobs))}
     return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
                      run_key=key, generation_key=gen_key, config_key=config_key(cfg),

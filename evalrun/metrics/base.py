@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 DIRECTIONS = ("higher", "lower", None)
-KINDS = ("score", "cost", "spread", "bound", "count")
+KINDS = ("score", "cost", "spread", "bound", "count", "diagnostic")
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class Output:
     """One result column a metric writes.
 
     ``direction``: "higher" or "lower" is better for scores and costs (a cost is what a number took:
-    denoiser evaluations, seconds, memory); None for spreads, bounds and counts.
-    ``of``: for spreads, bounds and counts, the score column they describe (``kid_std`` of ``kid_mean``).
+    denoiser evaluations, seconds, memory); None for spreads, bounds, counts and diagnostics (how a
+    score was obtained: the R^2 and slope of FID-infinity's fit).
+    ``of``: for spreads, bounds, counts and diagnostics, the score column they describe (``kid_std`` of ``kid_mean``).
     ``per_image``: the column also has one value per image in ``per_image.csv``.
     """
 
@@ -110,6 +111,7 @@ class MetricContext:
     seed: int = 0
     task: str | None = None
     store: Any = None                 # the run's FeatureStore (features.store), shared by all metrics
+    run_dir: Path | None = None       # where the run writes (a metric that writes a file, e.g. adm's batch)
 
 
 class Metric(abc.ABC):

@@ -13,7 +13,8 @@ from evalrun.errors import ConfigError
 from evalrun.metrics.base import ImageBatch, Metric, MetricContext
 
 # The layer a Frechet distance / kernel metric uses on each backbone by default.
-DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding"}
+DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding",
+                  "python": "embedding"}
 
 
 class ExtractorMetric(Metric):
@@ -75,7 +76,7 @@ class ExtractorMetric(Metric):
         content, or an .npz's sha256), so runs against changed reference images are not averaged together."""
         info = getattr(self, "_reference", None)
         key = info[1].get("reference_cache_key") if info else None
-        if key is None and self.reference_spec.kind == "npz":
+        if key is None and self.reference_spec.kind in ("npz", "adm"):  # statistics read from the file itself
             from evalrun.hashing import file_sha256
 
             key = file_sha256(self.reference_spec.path)[:32]

@@ -3,6 +3,7 @@
     python -m evalrun.reference list
     python -m evalrun.reference export --kind folder --path DIR [--resize 256 --center-crop] OUT.npz
     python -m evalrun.reference export --key KEY OUT.npz     # a cached entry, as listed
+    python -m evalrun.reference adm-batch RUN_DIR [OUT.npz]  # a finished run's images for ADM's evaluator.py
 
 Exporting from a source computes (or finds in the cache) the Inception pool3 statistics
 exactly as the ``fid`` metric does, so the .npz gives the same FID as the images.
@@ -64,6 +65,33 @@ def _export(args) -> int:
     return 0
 
 
+def _adm_batch(args) -> int:
+    """A finished run's images (images.csv order) as an ADM sample batch: arr_0, and arr_1 class labels
+    when the run has them; streamed, as metrics.adm.write_batch writes it during a run."""
+    from pathlib import Path
+
+    import pandas as pd
+    from PIL import Image
+
+    from evalrun.metrics.functional.adm_batches import write_adm_batch
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "images.csv").exists():
+        raise EvalrunError(f"{run_dir} has no images.csv: not a finished evalrun run directory")
+    rows = pd.read_csv(run_dir / "images.csv")
+    labels = rows["class_id"].astype("int64").to_numpy() if "class_id" in rows and rows["class_id"].notna().all() else None
+
+    def batches(size: int = 256):
+        for lo in range(0, len(rows), size):
+            yield np.stack([np.asarray(Image.open(run_dir / p).convert("RGB"), dtype=np.uint8)
+                            for p in rows["path"].iloc[lo:lo + size]])
+
+    out = Path(args.out or run_dir / "adm_batch.npz")
+    write_adm_batch(out, batches(), count=len(rows), labels=labels)
+    print(f"wrote {out} ({len(rows)} images{', with class labels' if labels is not None else ''})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalrun.reference",
                                      description="List cached reference features; export FID statistics (mu, sigma) to .npz.")
@@ -85,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--weights-sha256", default="official", help="official (default), any, or a sha256")
     exp.add_argument("--device", default="cpu")
     exp.add_argument("--batch-size", type=int, default=50)
+    adm = sub.add_parser("adm-batch", help="a finished run's images as an ADM sample batch (.npz for evaluator.py)")
+    adm.add_argument("run_dir")
+    adm.add_argument("out", nargs="?", default=None, help="default: RUN_DIR/adm_batch.npz")
     args = parser.parse_args(argv)
     try:
-        return _list(args) if args.command == "list" else _export(args)
+        return {"list": _list, "export": _export, "adm-batch": _adm_batch}[args.command](args)
     except EvalrunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,10 @@ def source_fingerprint(spec: ReferenceSpec, root: Path) -> dict[str, Any]:
         hashes = [_file_sha256(p, manifest) for p in files]
         atomic_write_text(manifest_path, json.dumps(manifest))
         return {"kind": "folder", "n": len(files), "content_sha256": hashlib.sha256("\n".join(hashes).encode()).hexdigest()}
+    if spec.kind == "adm":
+        from evalrun.reference.adm import fingerprint
+
+        return fingerprint(spec)
     ds = ref_images.load_dataset(spec)
     return {"kind": "dataset", "n": len(ds), "fingerprint": ds._fingerprint, "path": spec.path, "name": spec.name,
             "split": spec.split, "revision": spec.revision, "image_column": spec.image_column}
@@ -136,6 +140,10 @@ class Reference:
         """Reference features of ``layer`` (computed once, then read from the cache) and their info."""
         self.spec.require_images(metric)
         entry, info = self.entry(extractor)
+        if self.spec.kind == "adm":
+            from evalrun.reference.adm import describe_file
+
+            info = {**info, **describe_file(self.spec.path)}
         return np.load(entry / f"features_{layer}.npy"), info
 
     def stats(self, extractor, layer: str, metric: str) -> tuple[Any, dict[str, Any]]:
@@ -155,7 +163,17 @@ class Reference:
                                              f"{layer} statistics of enough images")
                 log.warning(info["reference_warning"])
             return stats, info
-        entry, info = self.entry(extractor)
+        if self.spec.kind == "adm":
+            from evalrun.reference.adm import describe_file, file_stats
+
+            found = file_stats(self.spec, extractor, layer)
+            if found is not None:
+                return found
+            self.spec.require_images(metric)
+            entry, info = self.entry(extractor)
+            info = {**info, "reference_stats_source": "arr_0 images (features cached)", **describe_file(self.spec.path)}
+        else:
+            entry, info = self.entry(extractor)
         path = entry / f"stats_{layer}.npz"
         if path.exists():
             return load_npz(path)[0], info

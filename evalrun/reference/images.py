@@ -105,6 +105,14 @@ def iter_images(spec: ReferenceSpec, skipped: list[str]) -> Iterator:
     elif spec.kind == "dataset":
         for row in load_dataset(spec):
             yield prepare(_to_pil(row[spec.image_column]), spec)
+    elif spec.kind == "adm":  # arr_0 as the evaluator streams it: uint8 NHWC, no crop or resize
+        import torch
+
+        from evalrun.metrics.functional.adm_batches import iter_images as adm_images
+
+        for batch in adm_images(spec.path, 64):
+            for img in batch:
+                yield torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()
     else:
         raise EvalrunError(f"reference kind {spec.kind!r} has no images")
 

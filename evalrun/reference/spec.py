@@ -1,4 +1,6 @@
-"""What a reference is: a folder of images, a ``datasets`` split, or an ``.npz`` of statistics."""
+"""What a reference is: a folder of images, a ``datasets`` split, an ``.npz`` of statistics, or an ADM
+reference batch (guided-diffusion's evaluator layout: ``arr_0`` images and/or ``mu``, ``sigma``,
+``mu_s``, ``sigma_s``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
 
-KINDS = ("none", "folder", "dataset", "npz")
+KINDS = ("none", "folder", "dataset", "npz", "adm")
 HINT = ("set reference=folder reference.path=DIR (or reference=dataset reference.path=NAME_OR_DIR, "
         "or reference=npz reference.path=stats.npz)")
 
@@ -59,8 +61,11 @@ class ReferenceSpec:
         path = Path(str(cfg["path"])).expanduser()
         if cfg["kind"] == "folder" and not path.is_dir():
             raise ConfigError(f"reference.path={cfg['path']}: not a directory of images")
-        if cfg["kind"] == "npz" and not path.is_file():
+        if cfg["kind"] in ("npz", "adm") and not path.is_file():
             raise ConfigError(f"reference.path={cfg['path']}: no such .npz file")
+        if cfg["kind"] == "adm" and (cfg.get("center_crop") or resize is not None or cfg.get("limit") is not None):
+            raise ConfigError("reference=adm is read as the ADM evaluator reads it: all of arr_0, as stored; "
+                              "remove reference.center_crop, reference.resize and reference.limit")
         return cls(**{**cfg, "path": str(cfg["path"]), "resize": resize})
 
     def describe(self) -> str:
@@ -75,6 +80,13 @@ class ReferenceSpec:
                 "resize_filter": "PIL bicubic (antialiased), uint8" if self.resize else None, "pillow": PIL.__version__}
 
     def require_images(self, metric: str) -> None:
+        if self.kind == "adm":
+            from evalrun.metrics.functional.adm_batches import npz_keys
+
+            if "arr_0" not in npz_keys(self.path):
+                raise EvalrunError(f"reference {self.describe()} holds only statistics (no arr_0 images); {metric} needs "
+                                   f"reference images: use an ADM reference batch with arr_0, or a folder/dataset")
+            return
         if self.kind == "npz":
             raise EvalrunError(f"reference {self.describe()} holds only statistics; {metric} needs reference images: "
                                f"set reference=folder reference.path=DIR or reference=dataset reference.path=NAME")

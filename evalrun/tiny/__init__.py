@@ -29,6 +29,7 @@ BUILDERS: dict[str, str] = {
     "evalrun/tiny-dit": "evalrun.tiny.unet:build_tiny_dit",
     "evalrun/tiny-ddpm": "evalrun.tiny.unet:build_tiny_ddpm",
     "evalrun/tiny-inception": "evalrun.metrics.features.inception:build_tiny_inception",
+    "evalrun/tiny-dinov2": "evalrun.metrics.features.dinov2:build_tiny_dinov2",
     "evalrun/tiny-pickscore": "evalrun.metrics.preference.pickscore:build_tiny_pickscore",
     "evalrun/tiny-hps": "evalrun.metrics.preference.hps:build_tiny_hps",
     "evalrun/tiny-image-reward": "evalrun.metrics.preference.image_reward_tiny:build_tiny_image_reward",

@@ -16,6 +16,9 @@ from evalrun.errors import ConfigError
 EXTRACTORS: dict[str, str] = {
     "inception": "evalrun.metrics.features.inception:InceptionV3",
     "clip": "evalrun.metrics.features.clip:CLIPImageText",
+    "dinov2": "evalrun.metrics.features.dinov2:DINOv2",
+    "torchscript": "evalrun.metrics.features.torchscript:TorchScriptModel",
+    "python": "evalrun.metrics.features.python_class:PythonModel",
 }
 
 _LOADED: dict[tuple, Any] = {}
@@ -41,10 +44,21 @@ def check_options(name: str, options: dict[str, Any], key: str) -> None:
 def build_extractor(name: str, device: Any = "cpu", **options: Any):
     """The extractor ``name`` with ``options``, loaded once per process (a sweep's jobs share it)."""
     # ``key`` only names the config key in error messages: metrics that differ in it share the model.
-    key = (name, str(device), tuple(sorted((k, str(v)) for k, v in options.items() if k != "key")))
+    # A file option also keys by its size and mtime: a file replaced between two jobs of one process
+    # (a re-exported TorchScript backbone) is loaded again, never served stale.
+    key = (name, str(device), tuple(sorted((k, str(v), _file_stamp(v)) for k, v in options.items() if k != "key")))
     if key not in _LOADED:
         _LOADED[key] = extractor_class(name)(device=device, **options)
     return _LOADED[key]
+
+
+def _file_stamp(value: Any) -> tuple | None:
+    import os
+
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(str(value))):
+        st = os.stat(os.path.expanduser(str(value)))
+        return st.st_size, st.st_mtime_ns
+    return None
 
 
 def clear_cache() -> None:

@@ -31,7 +31,13 @@ FILENAME = URL.rsplit("/", 1)[1]
 # torch hub's naming convention, which the download checks too.
 OFFICIAL_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 NAME = "inception-v3-compat"
-LAYERS = {"2048": 2048, "logits_unbiased": 1008}  # pool3 (FID, KID, PRDC) and IS logits, in one pass
+# pool3 (FID, KID, PRDC, ADM precision/recall), IS logits and the ADM evaluator's sFID features
+# (``mixed_6/conv``: Mixed_6d.branch1x1, first 7 of 192 channels of the 17x17 map, flattened in
+# TF's NHWC order: 17 * 17 * 7 = 2023), all from one pass.
+LAYERS = {"2048": 2048, "logits_unbiased": 1008, "spatial": 2023}
+TORCH_FIDELITY_LAYERS = ("2048", "logits_unbiased")  # what the network returns; "spatial" comes from a hook
+SPATIAL_MODULE = "Mixed_6d.branch1x1"
+SPATIAL_CHANNELS = 7
 RESIZE = "torch-fidelity tf1-compatible bilinear to 299x299, no antialias"
 TINY = "evalrun/tiny-inception"
 
@@ -50,7 +56,7 @@ def build_tiny_inception(target: Path) -> None:
     torch.manual_seed(0)
     with mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None), \
             mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}):
-        net = tfi.FeatureExtractorInceptionV3(NAME, list(LAYERS))
+        net = tfi.FeatureExtractorInceptionV3(NAME, list(TORCH_FIDELITY_LAYERS))
     gen = torch.Generator().manual_seed(1)
     noise = torch.randint(0, 256, (4, 3, 64, 64), generator=gen, dtype=torch.uint8)
     smooth = F.interpolate(torch.rand(4, 3, 6, 6, generator=gen), size=(64, 64), mode="bicubic", align_corners=False)
@@ -142,18 +148,27 @@ class InceptionV3(FeatureExtractor):
         # tensors read above instead; its strict load_state_dict still checks every key.
         try:
             with mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: state):
-                net = tfi.FeatureExtractorInceptionV3(NAME, list(LAYERS))
+                net = tfi.FeatureExtractorInceptionV3(NAME, list(TORCH_FIDELITY_LAYERS))
         except RuntimeError as exc:  # missing/unexpected keys or shapes: a different network
             raise EvalrunError(f"{key}={self.path}: not Inception-v3 weights in torch-fidelity's layout "
                                f"({str(exc).splitlines()[0]})") from None
-        return net.to(self.device).eval()
+        net = net.to(self.device).eval()
+        # The sFID map is an intermediate activation: a forward hook keeps the latest one. It changes
+        # nothing in the pass itself (pool3 and logits are bit-identical with and without it).
+        self._spatial = None
+        net.get_submodule(SPATIAL_MODULE).register_forward_hook(self._keep_spatial)
+        return net
+
+    def _keep_spatial(self, module, inputs, output) -> None:
+        self._spatial = output
 
     @property
     def layers(self) -> dict[str, int]:
         return dict(LAYERS)
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"input": "uint8", "resize": RESIZE, "value_range": "(x - 128) / 128"}
+        return {"input": "uint8", "resize": RESIZE, "value_range": "(x - 128) / 128",
+                "spatial": f"{SPATIAL_MODULE} output (ReLU), channels [:{SPATIAL_CHANNELS}], NHWC flatten (ADM mixed_6/conv)"}
 
     def weights_identity(self) -> dict[str, Any]:
         # Content only, not the path: a copy of the same file elsewhere hits the same caches.
@@ -169,4 +184,6 @@ class InceptionV3(FeatureExtractor):
 
     def _extract(self, images) -> dict[str, Any]:
         pool, logits = self.model(images)
-        return {"2048": pool, "logits_unbiased": logits}
+        spatial = self._spatial[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).reshape(len(images), -1)
+        self._spatial = None
+        return {"2048": pool, "logits_unbiased": logits, "spatial": spatial}

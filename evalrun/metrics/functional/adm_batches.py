@@ -111,6 +111,12 @@ def image_count(path) -> int:
         return int(_header(member)[0][0])
 
 
+def image_shape(path) -> tuple[int, ...]:
+    """Shape of ``arr_0`` (N, H, W, 3), from its header only."""
+    with _member(path, "arr_0") as member:
+        return tuple(int(v) for v in _header(member)[0])
+
+
 def _check_images(shape, dtype, where: str) -> None:
     if len(shape) != 4 or shape[-1] != 3 or np.dtype(dtype) != np.uint8:
         raise ValueError(f"{where}: ADM batches hold uint8 NHWC RGB images (N, H, W, 3), "

@@ -35,6 +35,27 @@ def inception_score_splits(logits: np.ndarray | torch.Tensor, splits: int,
     return np.asarray(scores)
 
 
+def inception_score_chunks(logits: np.ndarray | torch.Tensor, split_size: int,
+                           permutation: np.ndarray | None = None) -> np.ndarray:
+    """Per-split scores with the ADM evaluator's split rule (guided-diffusion ``evaluator.py``,
+    ``compute_inception_score(activations, split_size=5000)``): consecutive splits of ``split_size``
+    images in sample order, the last one shorter when N is not a multiple; the evaluator reports
+    their mean. Same per-split formula as ``inception_score_splits`` (float64 here, float32 there)."""
+    x = torch.as_tensor(np.asarray(logits)).double()
+    n = len(x)
+    if split_size < 1 or n < 1:
+        raise ValueError(f"need split_size >= 1 and at least one image, got {split_size} and N={n}")
+    if permutation is not None:
+        x = x[torch.as_tensor(np.asarray(permutation))]
+    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
+    scores = []
+    for lo in range(0, n, split_size):
+        part, log_part = p[lo:lo + split_size], log_p[lo:lo + split_size]
+        q = part.mean(dim=0, keepdim=True)
+        scores.append(float((part * (log_part - q.log())).sum(dim=1).mean().exp()))
+    return np.asarray(scores)
+
+
 def inception_score(logits: np.ndarray | torch.Tensor, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
     """(mean, std with ddof=0) over splits; ``seed=None`` keeps the given order."""
     perm = None if seed is None else split_permutation(len(logits), seed)
