@@ -3,7 +3,10 @@
 - ``compose(*overrides)``: the config the CLI would build (Hydra's compose API, the packaged conf/);
 - ``run_inprocess(*overrides, run_dir=...)``: that config through ``evalrun.run.run`` in this process
   (tiny models, pipelines and metric models stay loaded across tests, as across a sweep's jobs);
-- ``run_cli(*overrides)``: ``python -m evalrun`` in a subprocess, where the CLI itself is what is tested.
+- ``cli(*overrides)``: the ``evalrun`` command in this process (argv parsing, Hydra, sweeps, the
+  summary callback, one-line errors and exit codes), without paying torch's import again;
+- ``run_cli(*overrides)``: ``python -m evalrun`` in a subprocess, where the process itself is what is
+  tested (the session's smoke sweep, launchers that start workers, a wheel installed elsewhere).
 
 Shared data (``../shared/data``: PartiPrompts and a dozen real photographs) comes from the
 project's shared folder beside the checkout; tests that need it skip with a message saying so
@@ -12,6 +15,9 @@ project's shared folder beside the checkout; tests that need it skip with a mess
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -59,6 +65,37 @@ def run_cli(*overrides: str, cwd: Path | None = None, check: bool = True, module
     return proc
 
 
+def cli(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The ``evalrun`` command with ``overrides`` in this process: the same entry (``evalrun.__main__.cli``)
+    and exit code as ``run_cli``, with stdout/stderr captured. Logging is restored afterwards, since
+    Hydra reconfigures it for each job."""
+    from evalrun.__main__ import cli as evalrun_cli
+
+    root, named = logging.getLogger(), logging.getLogger("evalrun")
+    saved = (root.handlers[:], root.level, named.handlers[:], named.level, named.propagate, sys.argv)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    full_error = os.environ.pop("HYDRA_FULL_ERROR", None)
+    try:
+        sys.argv = ["evalrun", *overrides]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                evalrun_cli()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for handler in set(root.handlers + named.handlers) - set(saved[0] + saved[2]):
+            handler.close()
+        root.handlers[:], named.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1]), named.setLevel(saved[3])
+        named.propagate, sys.argv = saved[4], saved[5]
+        if full_error is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+    proc = subprocess.CompletedProcess(["evalrun", *overrides], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"evalrun failed ({code}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
 def compose(*overrides: str):
     """The config the CLI would build for ``overrides`` (Hydra's compose API, same conf/)."""
     from hydra import compose as hydra_compose
@@ -94,7 +131,18 @@ def error_of(*overrides: str, run_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory) -> Path:
     """``experiment=smoke_sweep`` through the real CLI once per session (2 schedulers x 2 seeds, 3 prompts):
-    the summary, report and sweep tests all read this one sweep."""
-    sweep = tmp_path_factory.mktemp("smoke-sweep")
-    run_cli("experiment=smoke_sweep", f"hydra.sweep.dir={sweep}", "-m")
+    the summary, report and sweep tests all read this one sweep. Under pytest-xdist the workers share
+    it: the first to need it runs it, under a lock, in the session's common temp folder."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        sweep = tmp_path_factory.mktemp("smoke-sweep")
+        run_cli("experiment=smoke_sweep", f"hydra.sweep.dir={sweep}", "-m")
+        return sweep
+    common = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    sweep, done = common / "smoke-sweep", common / "smoke-sweep.done"
+    with FileLock(str(common / "smoke-sweep.lock")):
+        if not done.exists():
+            run_cli("experiment=smoke_sweep", f"hydra.sweep.dir={sweep}", "-m")
+            done.touch()
     return sweep

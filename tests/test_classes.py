@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose, run_cli, run_inprocess
+from conftest import cli, compose, run_inprocess
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.generate import sample
 from evalrun.jobs import image_jobs
@@ -67,7 +67,7 @@ def test_batch_size_does_not_change_images(model, task, params):
 
 def test_ddpm_sweep_through_the_cli(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("model=tiny_ddpm", "scheduler=ddim,ddpm", "num_images=6", "steps=2", f"hydra.sweep.dir={sweep}", "-m")
+    cli("model=tiny_ddpm", "scheduler=ddim,ddpm", "num_images=6", "steps=2", f"hydra.sweep.dir={sweep}", "-m")
     rows = pd.concat([pd.read_csv(p) for p in sweep.glob("*/metrics.csv")])
     assert sorted(rows["scheduler_class"]) == ["DDIMScheduler", "DDPMScheduler"]
     assert set(rows["n_images"]) == {6} and "prompts" not in rows.columns

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import error_of, run_cli, run_inprocess
+from conftest import cli, error_of, run_inprocess
 
 
 def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
@@ -120,7 +120,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
     (["seed=-1"], "evalrun: error: seed must be a non-negative integer"),
 ])
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path, overrides, expected):
-    proc = run_cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)
+    proc = cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -147,7 +147,7 @@ def test_summary_groups_ignore_settings_declared_to_follow_the_seed(tmp_path):
 
 
 def test_one_bad_job_fails_alone_and_is_listed(tmp_path):
-    proc = run_cli("seed=0,-1", "prompts.limit=1", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
+    proc = cli("seed=0,-1", "prompts.limit=1", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
     assert proc.returncode != 0  # the sweep still reports failure
     assert "evalrun: error: seed must be a non-negative integer, got -1" in proc.stderr
     summary = pd.read_csv(tmp_path / "summary.csv")  # refreshed after each job, not only at the end

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import cli
 from evalrun import tiny
 
 METRICS = "metrics=[fid,kid,inception_score,cmmd]"
@@ -32,7 +32,7 @@ def test_sweep_scores_distribution_metrics_and_reuses_reference_features(tmp_pat
     sweep = tmp_path / "sweep"
     common = ["model=tiny_ddpm", "num_images=12", METRICS, "reference=folder", f"reference.path={reference_dir}",
               "metrics.kid.subset_size=6", "metrics.kid.subsets=20", "metrics.inception_score.splits=2"]
-    run_cli(*common, "scheduler=ddim,ddpm", "seed=0,1", f"hydra.sweep.dir={sweep}", "-m")
+    cli(*common, "scheduler=ddim,ddpm", "seed=0,1", f"hydra.sweep.dir={sweep}", "-m")
     run_dirs = sorted(p.parent for p in sweep.glob("*/run.json"))
     assert len(run_dirs) == 4
     records = [json.loads((d / "run.json").read_text()) for d in run_dirs]
@@ -60,14 +60,14 @@ def test_sweep_scores_distribution_metrics_and_reuses_reference_features(tmp_pat
 
     # A second sweep (another directory) finds the reference features in the cache.
     again = tmp_path / "again"
-    run_cli(*common, "scheduler=ddim", "seed=5", f"hydra.sweep.dir={again}", "-m")
+    cli(*common, "scheduler=ddim", "seed=5", f"hydra.sweep.dir={again}", "-m")
     record = json.loads(next(again.glob("*/run.json")).read_text())
     assert record["provenance"]["metrics"]["fid"]["reference_cache"] == "hit"
     assert record["provenance"]["metrics"]["kid"]["kid_subset_size"] == 6
 
 
 def test_fid_without_reference_is_one_clear_line(tmp_path):
-    proc = run_cli(f"hydra.run.dir={tmp_path}", "model=tiny_ddpm", "num_images=4", "metrics=[fid]", check=False)
+    proc = cli(f"hydra.run.dir={tmp_path}", "model=tiny_ddpm", "num_images=4", "metrics=[fid]", check=False)
     assert proc.returncode == 2 and "reference=folder reference.path=" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -75,10 +75,10 @@ def test_fid_without_reference_is_one_clear_line(tmp_path):
 def test_bad_reference_fails_before_the_pipeline_loads(tmp_path):
     npz = tmp_path / "stats.npz"
     np.savez(npz, mu=np.zeros(64), sigma=np.eye(64))  # 64-d statistics: not Inception pool3
-    proc = run_cli(f"hydra.run.dir={tmp_path / 'run'}", "model=tiny_ddpm", "num_images=4", "metrics=[fid]",
+    proc = cli(f"hydra.run.dir={tmp_path / 'run'}", "model=tiny_ddpm", "num_images=4", "metrics=[fid]",
                    "reference=npz", f"reference.path={npz}", check=False)
     assert proc.returncode == 2 and "have 64 features" in proc.stderr and "Traceback" not in proc.stderr
     assert "loading DDPMPipeline" not in proc.stdout + proc.stderr  # failed in seconds, not after generating
-    proc = run_cli(f"hydra.run.dir={tmp_path / 'run2'}", "model=tiny_ddpm", "num_images=4", "metrics=[kid]",
+    proc = cli(f"hydra.run.dir={tmp_path / 'run2'}", "model=tiny_ddpm", "num_images=4", "metrics=[kid]",
                    "reference=npz", f"reference.path={npz}", check=False)
     assert proc.returncode == 2 and "needs reference images" in proc.stderr and "loading DDPMPipeline" not in proc.stdout + proc.stderr

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import PHOTOS, compose, run_cli
+from conftest import PHOTOS, cli, compose
 from evalrun import tiny
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics import ImageBatch, MetricContext, build_metric
@@ -80,7 +80,7 @@ def photo_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("edit-sweep")
     csv = write_photo_csv(root)
     sweep = root / "sweep"
-    run_cli("model=tiny_pix2pix", "prompts=instructpix2pix_demo", f"prompts.path={csv}",
+    cli("model=tiny_pix2pix", "prompts=instructpix2pix_demo", f"prompts.path={csv}",
             "image_guidance_scale=1.0,1.5", "seed=0,1", f"hydra.sweep.dir={sweep}", "-m")
     return sweep
 
@@ -154,7 +154,7 @@ def test_clip_metrics_equal_transformers_clipmodel_forward(photo_sweep):
 
 def test_img2img_strength_sweep_prompts_with_output_caption(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("model=tiny_img2img", "prompts=edit_demo", "strength=0.5,1.0", "num_images_per_prompt=2", "steps=2",
+    cli("model=tiny_img2img", "prompts=edit_demo", "strength=0.5,1.0", "num_images_per_prompt=2", "steps=2",
             f"hydra.sweep.dir={sweep}", "-m")
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["strength"]) == [0.5, 1.0] and "image_guidance_scale" not in summary

@@ -1,12 +1,13 @@
-"""Every experiment config runs through the real CLI under the smoke profile (debug=smoke: the models'
-tiny twins, 2 prompts, one seed, 2-3 steps), and the console script is installed."""
+"""Every experiment config runs through the real CLI (the ``evalrun`` entry, in this process) under the
+smoke profile (debug=smoke: the models' tiny twins, 2 prompts, one seed, 2-3 steps), and the console
+script is installed."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import cli
 from evalrun.paths import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -18,7 +19,7 @@ def test_there_are_experiments_to_run():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_end_to_end_under_the_smoke_profile(tmp_path, name):
-    run_cli(f"experiment={name}", "debug=smoke", f"hydra.sweep.dir={tmp_path}", "-m")
+    cli(f"experiment={name}", "debug=smoke", f"hydra.sweep.dir={tmp_path}", "-m")
     summary = pd.read_csv(tmp_path / "summary.csv")
     runs = [pd.read_csv(p).iloc[0] for p in tmp_path.glob("*/metrics.csv")]
     assert runs and not (tmp_path / "failed_runs.csv").exists()

@@ -4,7 +4,6 @@ consistent table float (compiled with pdflatex in test_latex_compile.py)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -283,12 +282,10 @@ def test_plots_png_and_svg_headless_and_reproducible(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_end_to_end_tiny_sweep_2_schedulers_x_2_steps_x_2_seeds(tmp_path: Path) -> None:
-    env = {**os.environ, "EVALRUN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    from conftest import cli
+
     sweep_dir = tmp_path / "sweep"
-    done = subprocess.run([sys.executable, "-m", "evalrun", "-m", "scheduler=ddim,dpm", "steps=2,3", "seed=0,1",
-                           f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    cli("-m", "scheduler=ddim,dpm", "steps=2,3", "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
     assert len(list(sweep_dir.rglob("run.json"))) == 8
     written = build_report([sweep_dir], seed=0)
     runs = read_metrics(sweep_dir)

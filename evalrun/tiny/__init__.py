@@ -60,7 +60,7 @@ def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> st
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build into a temp dir and rename, so an interrupted build never leaves a half model behind
-    # (a later run removes such leftovers: see ``clean_partial_builds``).
+    # (a later run removes such leftovers an hour old: ``results.clean_stale_partials``).
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial.", dir=target.parent))
     try:
         module, func = BUILDERS[name].split(":")
@@ -69,7 +69,8 @@ def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> st
         from evalrun.results import shared_mode
 
         shared_mode(tmp, directory=True)  # mkdtemp makes 0700: the cache may be shared by a lab
-        shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is a broken leftover
+        if not (target / MARKER).exists():  # another process may have finished first: keep its build
+            shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is a broken leftover
         try:
             tmp.rename(target)
         except OSError:  # another process finished first
