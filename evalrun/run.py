@@ -32,7 +32,7 @@ class LazyPipeline:
             from evalrun.pipelines import load_pipeline, set_scheduler
 
             with Phase("load pipeline"):
-                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype)
+                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, self.cfg)  # cfg: offload, vae_tiling
             self.scheduler_config = set_scheduler(self.pipe, self.cfg.scheduler)
         return self.pipe
 
@@ -58,6 +58,7 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
         cols["prompts_source"] = str(prompts.get("path") or prompts.get("dataset") or prompts.source)
         cols["prompts_filter"] = json.dumps({k: to_plain(prompts.get(k)) for k in filters if k in prompts},
                                             sort_keys=True, default=str)
+    cols.update(task.extra_columns(cfg))  # negative prompt, guidance meaning, call kwargs (tasks/base.py)
     cols.update({"dtype": str(dtype).replace("torch.", ""), "device": device.type})
     return cols
 
