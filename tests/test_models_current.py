@@ -15,13 +15,15 @@ microsecond-sized ops ten times slower.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import compose, error_of, run_cli, run_inprocess
+from conftest import REPO, compose, error_of, run_cli, run_inprocess
 from evalrun.paths import CONF_DIR
 
 NEW_PRESETS = ["sdxl", "sdxl_turbo", "sd3_medium", "sd35_medium", "sd35_large", "sd35_large_turbo", "flux_dev",
@@ -114,8 +116,9 @@ def test_preset_runs_under_smoke_and_batching_does_not_change_images(tmp_path, n
     assert len({v.tobytes() for v in a.values()}) == 3  # different prompts and seeds really differ
     for key in a:
         diff = np.abs(a[key] - b[key])
-        # Batched CPU kernels round differently (max 3e-6 in float); a seeding error would move every pixel.
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.002, (key, int(diff.max()), float((diff > 0).mean()))
+        # Byte-identical on every twin when measured, except SD3's (one uint8 value of one image, one
+        # level: batched CPU kernels round differently, ~3e-6). A seeding error would move every pixel.
+        assert diff.max() <= 1 and (diff > 0).sum() <= 4, (key, int(diff.max()), int((diff > 0).sum()))
 
 
 def test_cli_sweep_over_both_families_runs_the_pairs_that_fit_and_refuses_the_others(tmp_path):
@@ -155,6 +158,28 @@ def test_cli_refuses_a_scheduler_of_the_other_family_in_one_line(tmp_path, overr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("evalrun: error: ") and expected in lines[0], proc.stderr
     assert not (tmp_path / "images").exists()  # refused before anything ran
+
+
+def test_a_family_mismatch_is_answered_before_torch_is_imported():
+    code = ("import sys; sys.path.insert(0, 'tests'); from conftest import compose\n"
+            "from evalrun.config import validate\nfrom evalrun.errors import ConfigError\n"
+            "for bad in (('model=sd3_medium', 'scheduler=ddim'), ('model=sd15', 'scheduler=flow_dpm')):\n"
+            "    try:\n        validate(compose(*bad))\n    except ConfigError:\n        pass\n"
+            "    else:\n        raise SystemExit(f'{bad} was accepted')\n"
+            "raise SystemExit(1 if {'torch', 'diffusers'} & set(sys.modules) else 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_issues_flux_sweep_runs_offline_on_the_twin(tmp_path):
+    """The command of the issue's "done when", under debug=smoke (FLUX.1 [dev]'s twin)."""
+    run_cli("model=flux_dev", "scheduler=flow_euler,flow_dpm", "steps=10,20,28", "seed=0,1,2", "debug=smoke",
+            f"hydra.sweep.dir={tmp_path}", "-m", env=ONE_THREAD)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert sorted(zip(summary["scheduler"], summary["steps"])) == [(s, n) for s in ("flow_dpm", "flow_euler")
+                                                                   for n in (10, 20, 28)]
+    assert (summary["clip_score_n"] == 3).all() and (summary["guidance"] == "distilled").all()
 
 
 @pytest.mark.slow

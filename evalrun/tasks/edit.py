@@ -114,6 +114,7 @@ class Edit(Task):
 
         if any("input_image" not in j.record for j in jobs):
             raise EvalrunError("edit jobs have no input image: the task's prepare step did not run")
+        # One image per prompt, always: QwenImageEditPipeline cannot share one image among several prompts.
         return {"prompt": [j.record["pipeline_prompt"] for j in jobs],
                 "image": [Image.fromarray(j.record["input_image"].permute(1, 2, 0).numpy()) for j in jobs]}
 

@@ -64,4 +64,5 @@ class TextToImage(Task):
         return records
 
     def inputs(self, pipe: Any, jobs: list) -> dict[str, Any]:
+        # A new list per call: ZImagePipeline applies its chat template to the caller's list in place.
         return {"prompt": [j.record["prompt"] for j in jobs]}
