@@ -65,8 +65,10 @@ def _count(pipeline_cls: type, tokenizer, prompts: list[str], max_sequence_lengt
         limit = int(tokenizer.model_max_length)
         return {"max_tokens": limit, "truncated": sum(n > limit for n in _lengths(tokenizer, prompts))}
     limit = max_sequence_length
+    if limit is None and 0 < int(getattr(tokenizer, "model_max_length", 0)) < 100_000:
+        limit = int(tokenizer.model_max_length)  # a pipeline without the knob truncates at the tokenizer's own
     if limit is None:
-        raise ValueError(f"{name} has no max_sequence_length and the tokenizer is not CLIP's")
+        raise ValueError(f"{name} has no max_sequence_length and the tokenizer sets no usable model_max_length")
     bare = _bare(pipeline_cls)
     offset, budget = 0, limit
     texts = list(prompts)
