@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError
+from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch
 
 DTYPES = ("float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+OFFLOAD = ("none", "model", "sequential")
 
 
 def to_plain(cfg: Any) -> Any:
@@ -86,6 +88,30 @@ def _check_runtime(cfg: Any) -> None:
         raise ConfigError(f"scheduler.class_name must be a class name, got {cfg.scheduler.class_name!r}")
     if not isinstance(to_plain(cfg.scheduler.get("kwargs")), dict):
         raise ConfigError("scheduler.kwargs must be a mapping of scheduler config overrides")
+    if str(cfg.get("offload", "none")) not in OFFLOAD:
+        raise ConfigError(f"offload={cfg.get('offload')!r} is not valid; use one of {', '.join(OFFLOAD)}")
+    for key in ("vae_tiling", "vae_slicing"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
+    if str(cfg.get("offload", "none")) == "sequential" and str(cfg.device) == "cpu":
+        raise ConfigError("offload=sequential needs a GPU (it streams weights to the accelerator); use offload=none "
+                          "with device=cpu")
+
+
+def _check_scheduler_fit(cfg: Any) -> None:
+    """A scheduler option that does not fit the model's prediction family samples garbage without an
+    error (an epsilon sampler integrating a flow model's velocity, or the reverse): refuse it here."""
+    family = cfg.model.get("prediction")
+    if family is not None and family != "auto" and family not in FAMILIES:
+        raise ConfigError(f"model.prediction={family!r} is not valid; use one of {', '.join(FAMILIES)} or auto")
+    fits = to_plain(cfg.scheduler.get("fits"))
+    if fits is not None and (not isinstance(fits, list) or set(fits) - set(FAMILIES)):
+        raise ConfigError(f"scheduler.fits={fits!r} is not valid; list some of {', '.join(FAMILIES)}")
+    if family in (None, "auto") or fits is None or family in fits:
+        return
+    article = "an" if family[0] in "aeiou" else "a"
+    raise ConfigError(mismatch(cfg.scheduler.name, fits, f"model {cfg.model.name} is {article} {family} model "
+                               f"(model.prediction)", fitting_options(family)))
 
 
 def build_metrics(cfg: Any, task_name: str) -> dict[str, Any]:
@@ -116,6 +142,7 @@ def validate(cfg: Any) -> Plan:
     _check_runtime(cfg)
     if task.generates:
         _check_model(cfg.model)
+        _check_scheduler_fit(cfg)
     task.validate(cfg)
     from evalrun.shards import validate as validate_shards
 
@@ -136,9 +163,9 @@ def check_image_count(metrics: dict[str, Any], n_images: int) -> None:
 
 def validate_classes(cfg: Any, task: Any) -> type:
     """Second phase (imports diffusers): the pipeline and scheduler classes exist and fit the task's knobs."""
-    from evalrun.pipelines import pipeline_class, scheduler_class
+    from evalrun.pipelines import resolve_pipeline_class, scheduler_class
 
-    cls = pipeline_class(cfg.model.pipeline)
+    cls = resolve_pipeline_class(cfg.model)
     if cfg.scheduler.class_name is not None:
         scheduler_class(cfg.scheduler.class_name)
     task.check_pipeline(cls, cfg)

@@ -83,6 +83,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
             "scoring": f"chunks of {scorer.chunk} images in run order",
             "metrics": {name: r.info for name, r in results.items()}, "versions": library_versions(),
             "seconds": seconds,
+            **plan.task.provenance(),  # task facts, e.g. text_truncation per tokenizer (tasks/base.py)
         },
         "config": to_plain(cfg),
     }

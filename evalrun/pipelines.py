@@ -7,14 +7,18 @@ the same checkpoint, revision, dtype and device; only the scheduler changes betw
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 import evalrun.tiny as tiny
-from evalrun.errors import ConfigError, EvalrunError, load_error
+from evalrun.errors import ConfigError, load_error
+from evalrun.schedulers import _diffusers_class, build_scheduler, check_scheduler, scheduler_class  # noqa: F401
+
+# Re-exported: run.py and config.py import the scheduler helpers from here.
+__all__ = ["build_scheduler", "check_scheduler", "checkpoint_scheduler", "load_pipeline", "model_identity",
+           "pipeline_class", "resolve_pipeline_class", "scheduler_class", "set_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -22,57 +26,101 @@ log = logging.getLogger(__name__)
 _CACHE: dict[tuple, Any] = {}
 
 
-def _diffusers_class(name: str, base_name: str, what: str, limit: int | None = None) -> type:
-    """The diffusers class ``name`` if it subclasses ``diffusers.<base_name>``; else an error
-    listing the valid names (those ending in ``what``'s class suffix)."""
-    import diffusers
-
-    base = getattr(diffusers, base_name)
-    obj = getattr(diffusers, str(name), None)
-    if isinstance(obj, type) and issubclass(obj, base):
-        return obj
-    suffix = what.split()[0].capitalize()
-    valid = []
-    for candidate in dir(diffusers):
-        try:
-            cls = getattr(diffusers, candidate)
-        except Exception:  # optional backends raise on access
-            continue
-        if isinstance(cls, type) and issubclass(cls, base) and cls is not base and candidate.endswith(suffix):
-            valid.append(candidate)
-    shown = ", ".join(sorted(valid)[:limit]) + (", ..." if limit and len(valid) > limit else "")
-    raise ConfigError(f"unknown {what} {name!r}; valid: {shown}")
-
-
-def scheduler_class(name: str) -> type:
-    """The diffusers scheduler class called ``name``; unknown names list the valid ones."""
-    return _diffusers_class(name, "SchedulerMixin", "scheduler class")
-
-
 def pipeline_class(name: str) -> type:
     """The diffusers pipeline class called ``name`` (``model.pipeline``)."""
     return _diffusers_class(name, "DiffusionPipeline", "pipeline class (model.pipeline)", limit=40)
 
 
-def _cache_key(model: Any, device, dtype, options: dict[str, Any]) -> tuple:
-    return (model.pipeline, str(model.path), model.revision, model.variant, str(device), str(dtype),
-            tuple(sorted((k, str(v)) for k, v in options.items())))
+# AutoPipelineFor* classes are not pipelines: they pick one from the checkpoint's model_index.json.
+_AUTO = {"AutoPipelineForText2Image": "AUTO_TEXT2IMAGE_PIPELINES_MAPPING",
+         "AutoPipelineForImage2Image": "AUTO_IMAGE2IMAGE_PIPELINES_MAPPING",
+         "AutoPipelineForInpainting": "AUTO_INPAINT_PIPELINES_MAPPING"}
+OFFLOAD = ("none", "model", "sequential")
 
 
-def load_pipeline(model: Any, device, dtype, options: dict[str, Any] | None = None):
-    """Load ``model.pipeline`` from ``model.path`` (hub id or local dir) with ``from_pretrained``;
-    ``options``: the run's speed options (``evalrun.acceleration``), applied once loaded."""
+def _index(model: Any) -> dict[str, Any]:
+    import diffusers
+
+    source = tiny.resolve(model.path)
+    kwargs = {"revision": str(model.revision)} if model.revision is not None else {}
+    try:
+        return diffusers.DiffusionPipeline.load_config(source, **kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise load_error(str(model.pipeline), str(model.path), exc, "model.path", local_dir=source,
+                         marker="model_index.json") from None
+
+
+def resolve_pipeline_class(model: Any) -> type:
+    """``model.pipeline`` as a class; ``AutoPipelineForText2Image`` (and the other Auto classes) resolve
+    to the concrete class diffusers would pick for this checkpoint, read from its model_index.json."""
+    name = str(model.pipeline)
+    if name not in _AUTO:
+        return pipeline_class(name)
+    from diffusers.pipelines import auto_pipeline
+
+    found = _index(model).get("_class_name")
+    try:
+        return auto_pipeline._get_task_class(getattr(auto_pipeline, _AUTO[name]), found)
+    except ValueError:
+        raise ConfigError(f"{name} has no pipeline for checkpoints of class {found!r} (model.path={model.path}); "
+                          f"set model.pipeline to a pipeline class") from None
+
+
+def memory_options(options: Any) -> dict[str, Any]:
+    """``offload`` / ``vae_tiling`` / ``vae_slicing`` from the run's config (defaults when absent)."""
+    get = (lambda k, d: options.get(k, d)) if options is not None else (lambda k, d: d)
+    return {"offload": str(get("offload", "none")), "vae_tiling": bool(get("vae_tiling", False)),
+            "vae_slicing": bool(get("vae_slicing", False))}
+
+
+def apply_memory_options(pipe, memory: dict[str, Any], device) -> None:
+    """diffusers' CPU offload (instead of ``.to(device)``) and VAE tiling/slicing; off by default."""
     import torch
 
-    options = options or {}
-    key = _cache_key(model, device, dtype, options)
+    offload = memory["offload"]
+    if offload != "none" and torch.device(device).type == "cpu":
+        if offload == "sequential":  # accelerate's meta-device streaming fails on CPU
+            raise ConfigError("offload=sequential needs a GPU (it streams weights to the accelerator); use "
+                              "offload=none on CPU")
+        log.warning("offload=model on CPU: every component stays on the CPU, there is nothing to offload to")
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    for key, method in (("vae_tiling", "enable_tiling"), ("vae_slicing", "enable_slicing")):
+        if memory[key]:
+            vae = getattr(pipe, "vae", None)
+            if not hasattr(vae, method):
+                raise ConfigError(f"{key}=true: {type(pipe).__name__}'s VAE ({type(vae).__name__}) has no {method}(); "
+                                  f"remove {key}")
+            getattr(vae, method)()
+
+
+def _cache_key(model: Any, device, dtype, memory: dict[str, Any], speed: dict[str, Any]) -> tuple:
+    return (model.pipeline, str(model.path), model.revision, model.variant, str(device), str(dtype),
+            tuple(sorted(memory.items())), tuple(sorted((k, str(v)) for k, v in speed.items())))
+
+
+def load_pipeline(model: Any, device, dtype, cfg: Any = None):
+    """Load ``model.pipeline`` from ``model.path`` (hub id or local dir) with ``from_pretrained``.
+    ``cfg`` (the run's config) carries offload/vae_tiling/vae_slicing and the speed options
+    (``evalrun.acceleration``), applied once loaded; both are part of the cache key."""
+    import torch
+
+    from evalrun.acceleration import options as speed_options
+
+    memory = memory_options(cfg)
+    speed = speed_options(cfg) if cfg is not None else {}
+    key = _cache_key(model, device, dtype, memory, speed)
     if key in _CACHE:
         log.info("reusing loaded pipeline %s", model.path)
         return _CACHE[key]
     _CACHE.clear()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
-    cls = pipeline_class(model.pipeline)
+    cls = resolve_pipeline_class(model)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if model.revision is not None:
         kwargs["revision"] = str(model.revision)
@@ -83,17 +131,18 @@ def load_pipeline(model: Any, device, dtype, options: dict[str, Any] | None = No
         # distorts FID and CLIP score; evaluation loads without it and flags black images instead.
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     source = tiny.resolve(model.path)
-    log.info("loading %s from %s (%s, %s)", cls.__name__, model.path, dtype, device)
+    log.info("loading %s from %s (%s, %s%s)", cls.__name__, model.path, dtype, device,
+             "".join(f", {k}={v}" for k, v in memory.items() if v not in ("none", False)))
     try:
         pipe = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise load_error(cls.__name__, str(model.path), exc, "model.path", local_dir=source,
                          marker="model_index.json") from None
-    pipe = pipe.to(device)
+    apply_memory_options(pipe, memory, device)
     pipe.set_progress_bar_config(disable=True)  # evalrun shows its own progress over batches
     from evalrun.acceleration import apply
 
-    apply(pipe, options)
+    apply(pipe, speed)
     # Remember the checkpoint's own scheduler: every swap starts from it, so one job's
     # scheduler overrides never leak into the next job that reuses this pipeline.
     pipe._evalrun_default_scheduler = pipe.scheduler
@@ -136,75 +185,12 @@ def checkpoint_scheduler(model: Any):
                          marker="model_index.json") from None
 
 
-def build_scheduler(default, scheduler: Any):
-    """``scheduler`` (a config-group entry) built with ``from_config`` of the checkpoint's own scheduler.
-
-    Values the checkpoint set explicitly survive a switch, so the class name alone does not say
-    what ran: the resolved config returned beside it is stored with the run.
-    """
-    from omegaconf import OmegaConf
-
-    kwargs = OmegaConf.to_container(scheduler.kwargs, resolve=True) or {}
-    if scheduler.class_name is None and not kwargs:
-        built = type(default).from_config(default.config)
-    else:
-        cls = scheduler_class(scheduler.class_name) if scheduler.class_name else type(default)
-        try:
-            built = cls.from_config(default.config, **kwargs)
-        except (TypeError, ValueError) as exc:
-            raise EvalrunError(f"scheduler {scheduler.name!r} ({cls.__name__}) rejected kwargs {kwargs}: {exc}") from None
-        unused = sorted(set(kwargs) - set(built.config))
-        if unused:
-            raise EvalrunError(f"scheduler.kwargs {unused} are not options of {cls.__name__}; "
-                               f"valid: {', '.join(sorted(k for k in built.config if not k.startswith('_')))}")
-    resolved = {k: v for k, v in dict(built.config).items() if not k.startswith("_")}
-    return built, {"class": type(built).__name__, **resolved}
-
-
 def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:
     """Swap ``scheduler`` into a loaded pipeline (from its checkpoint's own); returns the resolved config."""
     if not hasattr(pipe, "_evalrun_default_scheduler"):
         pipe._evalrun_default_scheduler = pipe.scheduler
     pipe.scheduler, resolved = build_scheduler(pipe._evalrun_default_scheduler, scheduler)
     return resolved
-
-
-# Schedulers that draw fresh noise inside step(): they need the per-image generators there.
-_STOCHASTIC = {"DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
-               "DPMSolverSDEScheduler"}
-
-
-@functools.lru_cache(maxsize=None)
-def _pipeline_source(pipe_cls: type) -> str:
-    return "".join(inspect.getsource(cls) for cls in pipe_cls.__mro__
-                   if cls.__module__.startswith("diffusers.pipelines") and cls.__name__ != "DiffusionPipeline")
-
-
-def check_scheduler(pipeline_cls: type, scheduler, steps: int) -> None:
-    """Refuse scheduler/pipeline pairs that silently sample wrongly.
-
-    Some pipelines (DDPMPipeline, DiTPipeline) never multiply the initial noise by the
-    scheduler's ``init_noise_sigma``: with Euler/LMS/Heun/KDPM2 (sigma ~ 157 at 20 steps on
-    DDPM's schedule) they produce garbage that FID would score without complaint. DiT also
-    calls ``step`` without the generators, so an ancestral/SDE scheduler there would draw
-    from the global RNG and images would depend on the batch they share.
-    """
-    sched = type(scheduler).from_config(scheduler.config)
-    sched.set_timesteps(steps)
-    source = _pipeline_source(pipeline_cls)
-    name = type(scheduler).__name__
-    sigma = float(getattr(sched, "init_noise_sigma", 1.0))
-    if "init_noise_sigma" not in source and abs(sigma - 1.0) > 1e-6:
-        raise EvalrunError(f"{pipeline_cls.__name__} does not scale its starting noise by the scheduler's "
-                           f"init_noise_sigma ({sigma:.3g} for {name} at {steps} steps), so it would sample wrongly; "
-                           f"use a scheduler with init_noise_sigma 1 (ddim, ddpm, dpm, unipc, deis, pndm)")
-    stochastic = name in _STOCHASTIC or "sde" in str(sched.config.get("algorithm_type", ""))
-    passes_generator = "extra_step_kwargs" in source or "generator=generator).prev_sample" in source.replace(" ", "") \
-        or ", generator=generator" in source.split("scheduler.step(", 1)[-1][:200]
-    if stochastic and not passes_generator:
-        raise EvalrunError(f"{pipeline_cls.__name__} calls scheduler.step without the per-image generators, so the "
-                           f"stochastic {name} would make images depend on their batch; use a deterministic "
-                           f"scheduler (ddim, dpm, euler, unipc, deis)")
 
 
 def clear_cache() -> None:

@@ -32,10 +32,8 @@ class LazyPipeline:
         if self.pipe is None:
             from evalrun.pipelines import load_pipeline, set_scheduler
 
-            from evalrun.acceleration import options
-
-            with Phase("load pipeline"):
-                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, options(self.cfg))
+            with Phase("load pipeline"):  # the config carries offload, VAE tiling and the speed options
+                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, self.cfg)
             self.scheduler_config = set_scheduler(self.pipe, self.cfg.scheduler)
         return self.pipe
 
@@ -66,6 +64,7 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
         cols["prompts_source"] = str(prompts.get("path") or prompts.get("dataset") or prompts.source)
         cols["prompts_filter"] = json.dumps({k: to_plain(prompts.get(k)) for k in filters if k in prompts},
                                             sort_keys=True, default=str)
+    cols.update(task.extra_columns(cfg))  # negative prompt, guidance meaning, call kwargs (tasks/base.py)
     cols.update({"dtype": str(dtype).replace("torch.", ""), "device": device.type})
     return cols
 

@@ -9,7 +9,13 @@ A run calls a task in this order (see ``run.py``):
 4. ``prepare(pipeline, records, cfg)``: finish records before generation; ``pipeline.cls`` is the
    pipeline class and ``pipeline.get()`` loads it (class words -> label ids need it; most tasks not);
 5. ``pipeline_kwargs(pipe, jobs, params)``: one call per batch of image jobs;
-6. ``grid(cfg, jobs)``: a grid builder that keeps only the images it draws.
+6. ``grid(cfg, jobs)``: a grid builder that keeps only the images it draws;
+7. ``extra_columns(cfg)`` and ``provenance()``: result columns beyond the knobs (negative prompt,
+   guidance meaning, fixed call kwargs) and facts for ``run.json`` (prompt truncation per tokenizer).
+
+Beyond the knobs, every task passes ``prompts.negative_prompt`` (when set; it is part of each
+record, so of each image's key) and the preset's fixed ``model.call_kwargs`` (part of the
+generation key); both are refused where the pipeline's ``__call__`` does not take them.
 
 Importing a task module imports no torch or diffusers.
 """
@@ -17,6 +23,7 @@ Importing a task module imports no torch or diffusers.
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any, ClassVar
 
 from evalrun.errors import ConfigError
@@ -27,10 +34,25 @@ OPTIONAL_KNOBS = {
     "image_guidance_scale": "InstructPix2Pix-style edits",
     "strength": "img2img-style edits",
     "num_images": "unconditional models",
+    "true_cfg_scale": "pipelines with true classifier-free guidance beside a distilled or unused guidance_scale "
+                      "(FLUX.1, Qwen-Image)",
+    "max_sequence_length": "pipelines with T5/LLM text encoders",
 }
 # Result-column order of the knobs (config keys).
-KNOB_ORDER = ("steps", "guidance_scale", "image_guidance_scale", "strength", "seed", "height", "width",
-              "num_images_per_prompt", "batch_size", "num_images")
+KNOB_ORDER = ("steps", "guidance_scale", "true_cfg_scale", "image_guidance_scale", "strength", "max_sequence_length",
+              "seed", "height", "width", "num_images_per_prompt", "batch_size", "num_images")
+# Memory options (applied when the pipeline loads): result columns only when not at these defaults.
+MEMORY_DEFAULTS = {"offload": "none", "vae_tiling": False, "vae_slicing": False}
+# What guidance_scale means for a preset (model.guidance).
+GUIDANCE = ("cfg", "distilled", "true_cfg", "none")
+# Pipelines whose images depend on their batch mates (diffusers 0.42), refused with batch_size > 1.
+BATCH_DEPENDENT = {
+    "CogView4Pipeline": "pads the prompts of one call to the longest and encodes them without an attention mask, "
+                        "so an image depends on the other prompts in its batch",
+}
+# Pipeline call arguments that a task or knob sets: not settable through model.call_kwargs.
+RESERVED_KWARGS = {"prompt", "negative_prompt", "image", "generator", "output_type", "num_images_per_prompt",
+                   "class_labels", "batch_size", "latents", "prompt_embeds", "return_dict"}
 
 
 def positive_int(cfg: Any, key: str) -> int:
@@ -49,6 +71,45 @@ def non_negative_number(cfg: Any, key: str, who: str = "") -> float:
 
 def call_parameters(pipeline_cls: type) -> set[str]:
     return set(inspect.signature(pipeline_cls.__call__).parameters)
+
+
+def call_default(pipeline_cls: type, name: str) -> Any:
+    parameter = inspect.signature(pipeline_cls.__call__).parameters.get(name)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def negative_prompt(cfg: Any) -> str | None:
+    prompts = cfg.get("prompts")
+    value = prompts.get("negative_prompt") if prompts is not None else None
+    return None if value is None else str(value)
+
+
+def call_kwargs(cfg: Any) -> dict[str, Any]:
+    """The preset's fixed extra ``__call__`` arguments (``model.call_kwargs``), as plain values."""
+    from evalrun.config import to_plain
+
+    value = to_plain(cfg.model.get("call_kwargs")) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"model.call_kwargs must be a mapping of pipeline call arguments, got {value!r}")
+    return value
+
+
+def check_guidance_scale(cfg: Any) -> None:
+    """``guidance_scale`` as the preset's ``model.guidance`` means it: CFG or a distilled guidance
+    embedding (a number >= 0), unused (true_cfg: null), or step-distilled without guidance (none: 0)."""
+    mode = cfg.model.get("guidance") or "cfg"
+    if mode not in GUIDANCE:
+        raise ConfigError(f"model.guidance={mode!r} is not valid; use one of {', '.join(GUIDANCE)}")
+    value, name = cfg.get("guidance_scale"), cfg.model.name
+    if mode == "true_cfg" and value is not None:
+        raise ConfigError(f"guidance_scale={value!r} has no effect on model {name!r} (model.guidance: true_cfg: its "
+                          f"pipeline ignores guidance_scale without a guidance-distilled transformer); sweep "
+                          f"true_cfg_scale with a negative prompt instead, or set model.guidance=distilled")
+    if mode == "none" and value != 0:
+        raise ConfigError(f"model {name!r} is step-distilled to run without guidance (model.guidance: none), so "
+                          f"guidance_scale must be 0, got {value!r}; set model.guidance=cfg to run it with CFG anyway")
+    if mode in ("cfg", "distilled"):
+        non_negative_number(cfg, "guidance_scale")
 
 
 class Task:
@@ -79,17 +140,42 @@ class Task:
 
     def check_pipeline(self, pipeline_cls: type, cfg: Any) -> None:
         """Every knob that is set must reach the pipeline: refuse one its ``__call__`` does not take."""
-        params = call_parameters(pipeline_cls)
+        params, name = call_parameters(pipeline_cls), pipeline_cls.__name__
+        self.pipeline_class_name = name
         for key, kwarg in self.knobs.items():
             if kwarg is not None and cfg.get(key) is not None and kwarg not in params:
-                raise ConfigError(f"{key}={cfg.get(key)!r} has no effect on {pipeline_cls.__name__} (its __call__ takes "
+                raise ConfigError(f"{key}={cfg.get(key)!r} has no effect on {name} (its __call__ takes "
                                   f"no {kwarg}); remove it")
+        negative = negative_prompt(cfg)
+        if negative is not None and "negative_prompt" not in params:
+            raise ConfigError(f"prompts.negative_prompt={negative!r} has no effect on {name} (its __call__ takes no "
+                              f"negative_prompt); remove it")
+        if "true_cfg_scale" in params:  # FLUX.1, Kontext, Qwen-Image: true CFG runs only with a negative prompt
+            true_cfg = cfg.get("true_cfg_scale") if cfg.get("true_cfg_scale") is not None \
+                else call_default(pipeline_cls, "true_cfg_scale")
+            if true_cfg is not None and true_cfg > 1 and negative is None:
+                raise ConfigError(f"true_cfg_scale={true_cfg} has no effect on {name} without a negative prompt (it "
+                                  f"runs true CFG only with one); set prompts.negative_prompt (\" \" for an empty one)")
+            if negative is not None and not (true_cfg is not None and true_cfg > 1):
+                raise ConfigError(f"prompts.negative_prompt={negative!r} has no effect on {name} unless "
+                                  f"true_cfg_scale > 1; set true_cfg_scale or remove the negative prompt")
+        for key in call_kwargs(cfg):
+            if key in RESERVED_KWARGS or key in self.knobs.values():
+                raise ConfigError(f"model.call_kwargs.{key}: evalrun sets {key} itself (a knob or the task's "
+                                  f"inputs); remove it from model.call_kwargs")
+            if key not in params:
+                raise ConfigError(f"model.call_kwargs.{key} is not an argument of {name}.__call__; remove it")
+        if name in BATCH_DEPENDENT and int(cfg.batch_size) > 1:
+            raise ConfigError(f"{name} {BATCH_DEPENDENT[name]}; use batch_size=1 (batch_size={cfg.batch_size})")
 
     # ------------------------------------------------------------------ records and calls
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
+        """The prompt set's records; a negative prompt becomes part of each (so of each image's key)."""
         from evalrun.prompts import load_prompts
 
-        return load_prompts(cfg.prompts)
+        records = load_prompts(cfg.prompts)
+        negative = negative_prompt(cfg)
+        return records if negative is None else [{**r, "negative_prompt": negative} for r in records]
 
     def images_per_record(self, cfg: Any) -> int:
         return int(cfg.num_images_per_prompt)
@@ -102,15 +188,37 @@ class Task:
         """The knobs that are set, as plain values (result columns and call arguments)."""
         from evalrun.config import to_plain
 
-        return {k: to_plain(cfg[k]) for k in self.knobs if cfg.get(k) is not None}
+        params = {k: to_plain(cfg[k]) for k in self.knobs if cfg.get(k) is not None}
+        fixed = call_kwargs(cfg)
+        return {**params, "call_kwargs": fixed} if fixed else params
 
     def column_keys(self, cfg: Any) -> list[str]:
-        """Config keys that become result columns, in a stable order."""
+        """Config keys that become result columns, in a stable order (memory options only when set)."""
         keys = set(self.knobs) | {"seed", "batch_size"}
         if "num_images" not in self.knobs:
             keys.add("num_images_per_prompt")
         ordered = [k for k in KNOB_ORDER if k in keys]
-        return ordered + sorted(keys - set(ordered))
+        memory = [k for k, default in MEMORY_DEFAULTS.items() if cfg.get(k, default) != default]
+        return ordered + sorted(keys - set(ordered)) + memory
+
+    def extra_columns(self, cfg: Any) -> dict[str, Any]:
+        """Result columns that are not top-level knobs: what guidance_scale means, the negative prompt,
+        fixed call kwargs, and the concrete class an ``AutoPipelineFor*`` resolved to."""
+        cols: dict[str, Any] = {}
+        if cfg.model.get("guidance"):
+            cols["guidance"] = str(cfg.model.guidance)
+        if negative_prompt(cfg) is not None:
+            cols["negative_prompt"] = negative_prompt(cfg)
+        if call_kwargs(cfg):
+            cols["call_kwargs"] = json.dumps(call_kwargs(cfg), sort_keys=True, default=str)
+        resolved = getattr(self, "pipeline_class_name", None)
+        if resolved and resolved != str(cfg.model.pipeline):
+            cols["pipeline_class"] = resolved
+        return cols
+
+    def provenance(self) -> dict[str, Any]:
+        """Facts for run.json's provenance found while preparing (e.g. ``text_truncation``)."""
+        return dict(getattr(self, "facts", {}))
 
     def inputs(self, pipe: Any, jobs: list) -> dict[str, Any]:
         """What the pipeline generates from (prompts, labels, images) for a batch of jobs."""
@@ -118,7 +226,9 @@ class Task:
 
     def pipeline_kwargs(self, pipe: Any, jobs: list, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = {kwarg: params[key] for key, kwarg in self.knobs.items() if kwarg is not None and key in params}
-        return {**self.inputs(pipe, jobs), **kwargs}
+        if jobs and "negative_prompt" in jobs[0].record:  # a fresh list per call: Z-Image rewrites its lists in place
+            kwargs["negative_prompt"] = [j.record["negative_prompt"] for j in jobs]
+        return {**self.inputs(pipe, jobs), **kwargs, **params.get("call_kwargs", {})}
 
     def grid(self, cfg: Any, jobs: list):
         """A grid builder: prompts as labelled rows, images per prompt as columns."""

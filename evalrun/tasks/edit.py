@@ -1,8 +1,11 @@
-"""Image editing (InstructPix2Pix, img2img): an input image and an instruction or caption in, an edit out.
+"""Image editing: an input image and an instruction or caption in, an edit out.
 
-Which knob drives the edit is read from the pipeline's ``__call__`` before it loads:
-``image_guidance_scale`` (InstructPix2Pix style) or ``strength`` (img2img style). The one it
-uses must be set; the other must not be, or its result column would claim an effect.
+The style is read from the pipeline's ``__call__`` before it loads: ``pix2pix`` (takes
+``image_guidance_scale``: InstructPix2Pix), ``img2img`` (takes ``strength``), or ``instruction``
+(takes ``image`` and neither: FLUX.1 Kontext, Qwen-Image-Edit, which condition on the input image's
+tokens). The knob a style uses must be set; one it ignores must not be, or its result column would
+claim an effect. Instruction pipelines get the run's ``height``/``width`` as the output size (and
+FLUX.1 Kontext ``max_area=height*width``, else it scales the output to its 1 MP default).
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import logging
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.tasks.base import Task, call_parameters, non_negative_number, positive_int
+from evalrun.tasks.base import Task, call_parameters, check_guidance_scale, non_negative_number
+from evalrun.tasks.text2img import check_size, check_size_multiple, count_truncation
 
 log = logging.getLogger(__name__)
 RECORD_TEXTS = ("prompt", "input_caption", "output_caption")  # what model.prompt_key may name
 
 
 def edit_style(pipeline_cls: type) -> str:
-    """``pix2pix`` (takes image_guidance_scale) or ``img2img`` (takes strength), from the call signature."""
+    """``pix2pix`` (takes image_guidance_scale), ``img2img`` (takes strength) or ``instruction`` (takes
+    the image and neither), from the call signature."""
     params = call_parameters(pipeline_cls)
     if "image" not in params:
         raise ConfigError(f"{pipeline_cls.__name__} takes no input image: it is not an editing pipeline (model.task=edit)")
@@ -26,15 +31,16 @@ def edit_style(pipeline_cls: type) -> str:
         return "pix2pix"
     if "strength" in params:
         return "img2img"
-    raise ConfigError(f"{pipeline_cls.__name__} has neither image_guidance_scale nor strength; evalrun's edit task "
-                      f"supports InstructPix2Pix- and img2img-style pipelines")
+    return "instruction"
 
 
 class Edit(Task):
     name = "edit"
-    # height/width size the input images; the pipelines take the size from the image.
-    knobs = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale",
-             "image_guidance_scale": "image_guidance_scale", "strength": "strength", "height": None, "width": None}
+    # height/width size the input images (pix2pix/img2img take the output size from the image;
+    # instruction pipelines get it passed, see pipeline_kwargs).
+    knobs = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale", "true_cfg_scale": "true_cfg_scale",
+             "image_guidance_scale": "image_guidance_scale", "strength": "strength",
+             "max_sequence_length": "max_sequence_length", "height": None, "width": None}
     prompt_sources = ("edit_dataset",)
     prompt_hint = ("an edit prompt set with an input image and captions per row (prompts=instructpix2pix_demo "
                    "or prompts=edit_demo)")
@@ -43,10 +49,11 @@ class Edit(Task):
         from evalrun.tasks.edit_data import RESIZE_MODES
 
         super().validate(cfg)
-        non_negative_number(cfg, "guidance_scale")
+        check_guidance_scale(cfg)
         for key in ("height", "width"):
-            if positive_int(cfg, key) % 8:
-                raise ConfigError(f"{key}={cfg[key]} must be a multiple of 8 (the VAE downsamples by 8)")
+            if cfg.get(key) is None:
+                raise ConfigError(f"{key} must be set for edits (input images are resized to height x width)")
+        check_size(cfg)
         prompt_key = cfg.model.get("prompt_key")
         if prompt_key is not None and prompt_key not in RECORD_TEXTS:
             raise ConfigError(f"model.prompt_key={prompt_key!r} is not valid; use one of {', '.join(RECORD_TEXTS)}")
@@ -57,13 +64,17 @@ class Edit(Task):
     def check_pipeline(self, pipeline_cls: type, cfg: Any) -> None:
         """The knob the pipeline uses must be set; one it ignores must not be, or its result column would lie."""
         style = edit_style(pipeline_cls)
-        used, unused = ("image_guidance_scale", "strength") if style == "pix2pix" else ("strength", "image_guidance_scale")
-        value = non_negative_number(cfg, used, f" for {pipeline_cls.__name__}")
-        if used == "strength" and not 0 < value <= 1:
-            raise ConfigError(f"strength must be in (0, 1], got {value!r}")
-        if cfg.get(unused) is not None:
-            raise ConfigError(f"{unused}={cfg.get(unused)!r} has no effect on {pipeline_cls.__name__}; remove it")
+        used = {"pix2pix": "image_guidance_scale", "img2img": "strength", "instruction": None}[style]
+        if used is not None:
+            value = non_negative_number(cfg, used, f" for {pipeline_cls.__name__}")
+            if used == "strength" and not 0 < value <= 1:
+                raise ConfigError(f"strength must be in (0, 1], got {value!r}")
+        for unused in {"image_guidance_scale", "strength"} - {used}:
+            if cfg.get(unused) is not None:
+                raise ConfigError(f"{unused}={cfg.get(unused)!r} has no effect on {pipeline_cls.__name__}; remove it")
         super().check_pipeline(pipeline_cls, cfg)
+        if style == "instruction":
+            check_size_multiple(pipeline_cls, cfg)
 
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
         records = super().load_records(cfg)
@@ -77,8 +88,8 @@ class Edit(Task):
         from evalrun.tasks.edit_data import load_input
 
         style = edit_style(pipeline.cls)
-        # Pix2pix follows the instruction; img2img users describe the wanted result (the output caption).
-        prompt_key = cfg.model.get("prompt_key") or ("prompt" if style == "pix2pix" else "output_caption")
+        # Pix2pix and instruction models follow the instruction; img2img users describe the wanted result.
+        prompt_key = cfg.model.get("prompt_key") or ("output_caption" if style == "img2img" else "prompt")
         mode = cfg.prompts.get("resize") or "stretch"
         height, width = int(cfg.height), int(cfg.width)
         out = []
@@ -86,13 +97,24 @@ class Edit(Task):
             image, original = load_input(record, height, width, mode)
             out.append({**record, **original, "pipeline_prompt": record[prompt_key], "input_image": image})
         log.info("edit inputs: %d images sized to %dx%d (%s); pipeline prompt: %s", len(out), width, height, mode, prompt_key)
+        count_truncation(self, pipeline.cls, cfg, [r["pipeline_prompt"] for r in out])
         return out
+
+    def pipeline_kwargs(self, pipe: Any, jobs: list, params: dict[str, Any]) -> dict[str, Any]:
+        kwargs = super().pipeline_kwargs(pipe, jobs, params)
+        if edit_style(type(pipe)) == "instruction" and jobs:
+            height, width = (int(x) for x in jobs[0].record["input_image"].shape[1:])
+            kwargs.update(height=height, width=width)
+            if "max_area" in call_parameters(type(pipe)) and "max_area" not in kwargs:
+                kwargs["max_area"] = height * width
+        return kwargs
 
     def inputs(self, pipe: Any, jobs: list) -> dict[str, Any]:
         from PIL import Image
 
         if any("input_image" not in j.record for j in jobs):
             raise EvalrunError("edit jobs have no input image: the task's prepare step did not run")
+        # One image per prompt, always: QwenImageEditPipeline cannot share one image among several prompts.
         return {"prompt": [j.record["pipeline_prompt"] for j in jobs],
                 "image": [Image.fromarray(j.record["input_image"].permute(1, 2, 0).numpy()) for j in jobs]}
 

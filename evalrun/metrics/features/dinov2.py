@@ -32,7 +32,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from evalrun import tiny
+import evalrun.tiny as tiny
 from evalrun.errors import ConfigError, load_error
 from evalrun.metrics.features.base import FeatureExtractor
 

@@ -1,0 +1,243 @@
+"""Schedulers: the run's option built from the checkpoint's own, and the checks that refuse a pair
+that would sample wrongly, all before any weights load.
+
+- **Families.** A scheduler option declares the prediction families it fits (``fits:`` in
+  ``conf/scheduler/*.yaml``). ``config.validate`` refuses a mismatch from the preset's
+  ``model.prediction``; :func:`build_scheduler` checks it again against the checkpoint's own
+  scheduler (a preset reused with another ``model.path``, or ``model.prediction=auto``). An epsilon
+  sampler on a flow model (or the reverse) runs without error and samples garbage.
+- **Shift.** FlowMatch* schedulers read ``shift``; DPM-Solver/UniPC on flow sigmas read
+  ``flow_shift``; ``from_config`` maps neither onto the other, so a plain swap samples with shift
+  1.0 (SD3's 3.0 lost) or drops Sana's ``flow_shift=3.0``. The checkpoint's value is carried across
+  and an option's ``shift`` goes to whichever key the class reads; the resolved config records it.
+- **Timesteps.** Flow pipelines call ``set_timesteps`` their own way (always their own ``sigmas``,
+  always ``mu``, ...). :func:`check_scheduler` replays that call, so a pair that would raise
+  mid-generation (FlowMatchHeun on FLUX, DPM on FLUX.1-schnell, ...) is refused up front.
+- **Noise.** A scheduler that draws noise in ``step`` needs the per-image generators there. Every
+  flow pipeline but Sana's, and DiT, call ``step`` without them: the noise would come from the
+  global RNG and images would depend on their batch. Such pairs are refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from typing import Any
+
+from evalrun.errors import ConfigError, EvalrunError, first_line
+from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch, scheduler_options
+
+# Schedulers whose step() draws fresh noise (others become stochastic through their config, below).
+_STOCHASTIC = {"DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+               "DPMSolverSDEScheduler", "FlowMatchLCMScheduler", "LCMScheduler", "TCDScheduler",
+               "SASolverScheduler", "CMStochasticIterativeScheduler"}
+
+# How a pipeline's __call__ sets its timesteps (diffusers 0.42 source), replayed by check_scheduler:
+# sigmas "linspace" = np.linspace(1, 1/N, N) ("linspace-flow": None instead when the scheduler uses
+# flow sigmas), "list" = the same as a Python list, "cogview" = integer timesteps and their sigmas;
+# mu "always", or "dynamic" = only when the scheduler's config has use_dynamic_shifting. Pipelines not
+# listed call set_timesteps(N) (SD, SDXL, PixArt, Sana: sigmas/timesteps only when the user passes them).
+_TIMESTEPS: dict[str, tuple[str | None, str | None]] = {
+    "StableDiffusion3Pipeline": (None, "dynamic"),
+    "FluxPipeline": ("linspace-flow", "always"), "Flux2Pipeline": ("linspace-flow", "always"),
+    "FluxKontextPipeline": ("linspace", "always"), "ChromaPipeline": ("linspace", "always"),
+    "Lumina2Pipeline": ("linspace", "always"), "QwenImagePipeline": ("linspace", "always"),
+    "QwenImageEditPipeline": ("linspace", "always"), "ZImagePipeline": ("list", "always"),
+    "CogView4Pipeline": ("cogview", "always"),
+}
+
+
+def _diffusers_class(name: str, base_name: str, what: str, limit: int | None = None) -> type:
+    """The diffusers class ``name`` if it subclasses ``diffusers.<base_name>``; else an error
+    listing the valid names (those ending in ``what``'s class suffix)."""
+    import diffusers
+
+    base = getattr(diffusers, base_name)
+    obj = getattr(diffusers, str(name), None)
+    if isinstance(obj, type) and issubclass(obj, base):
+        return obj
+    suffix = what.split()[0].capitalize()
+    valid = []
+    for candidate in dir(diffusers):
+        try:
+            cls = getattr(diffusers, candidate)
+        except Exception:  # optional backends raise on access
+            continue
+        if isinstance(cls, type) and issubclass(cls, base) and cls is not base and candidate.endswith(suffix):
+            valid.append(candidate)
+    shown = ", ".join(sorted(valid)[:limit]) + (", ..." if limit and len(valid) > limit else "")
+    raise ConfigError(f"unknown {what} {name!r}; valid: {shown}")
+
+
+def scheduler_class(name: str) -> type:
+    """The diffusers scheduler class called ``name``; unknown names list the valid ones."""
+    return _diffusers_class(name, "SchedulerMixin", "scheduler class")
+
+
+def family(scheduler) -> str:
+    """``flow``, ``v_prediction`` or ``epsilon`` (``sample`` prediction counts as epsilon: the same samplers fit)."""
+    config = scheduler.config
+    if type(scheduler).__name__.startswith("FlowMatch") or config.get("use_flow_sigmas") \
+            or config.get("prediction_type") == "flow_prediction":
+        return "flow"
+    return "v_prediction" if config.get("prediction_type") == "v_prediction" else "epsilon"
+
+
+def _init_params(cls: type) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+
+
+def _carry_shift(default, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Map an option's ``shift`` to the key ``cls`` reads, and carry the checkpoint's shift across the
+    FlowMatch* (``shift``) / DPM-UniPC (``flow_shift``) spellings, which ``from_config`` does not."""
+    params, source = _init_params(cls), default.config
+    kwargs = dict(kwargs)
+    if "shift" in kwargs and "shift" not in params and "flow_shift" in params:
+        kwargs["flow_shift"] = kwargs.pop("shift")
+    if "shift" in kwargs or "flow_shift" in kwargs or family(default) != "flow":
+        return kwargs
+    to_flow_sigmas = kwargs.get("use_flow_sigmas", source.get("use_flow_sigmas"))
+    if "flow_shift" in params and to_flow_sigmas and "shift" in source and "flow_shift" not in _init_params(type(default)):
+        kwargs["flow_shift"] = source["shift"]
+    elif "shift" in params and "flow_shift" in source and "shift" not in _init_params(type(default)):
+        kwargs["shift"] = source["flow_shift"]
+    return kwargs
+
+
+def build_scheduler(default, scheduler: Any):
+    """``scheduler`` (a config-group entry) built with ``from_config`` of the checkpoint's own scheduler.
+
+    Values the checkpoint set explicitly survive a switch, so the class name alone does not say
+    what ran: the resolved config returned beside it is stored with the run. ``kwargs`` set to null
+    are not passed (an option's ``shift: null`` keeps the checkpoint's).
+    """
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(scheduler.kwargs, resolve=True) if OmegaConf.is_config(scheduler.kwargs) \
+        else dict(scheduler.kwargs or {})
+    kwargs = {k: v for k, v in (raw or {}).items() if v is not None}
+    fits = scheduler.get("fits")
+    if fits is not None and family(default) not in list(fits):
+        raise EvalrunError(mismatch(scheduler.name, list(fits), f"this checkpoint's own scheduler "
+                                    f"({type(default).__name__}) is a {family(default)} scheduler",
+                                    fitting_options(family(default))))
+    if scheduler.class_name is None and not kwargs:
+        built = type(default).from_config(default.config)
+    else:
+        cls = scheduler_class(scheduler.class_name) if scheduler.class_name else type(default)
+        kwargs = _carry_shift(default, cls, kwargs)
+        try:
+            built = cls.from_config(default.config, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise EvalrunError(f"scheduler {scheduler.name!r} ({cls.__name__}) rejected kwargs {kwargs}: {exc}") from None
+        unused = sorted(set(kwargs) - set(built.config))
+        if unused:
+            raise EvalrunError(f"scheduler.kwargs {unused} are not options of {cls.__name__}; "
+                               f"valid: {', '.join(sorted(k for k in built.config if not k.startswith('_')))}")
+    built._evalrun_checkpoint = default  # check_scheduler lists the options that work from it
+    resolved = {k: v for k, v in dict(built.config).items() if not k.startswith("_")}
+    return built, {"class": type(built).__name__, **resolved}
+
+
+# ----------------------------------------------------------------------------- checks
+def _replay_timesteps(pipeline_cls: type, sched, steps: int) -> None:
+    """Call ``set_timesteps`` on ``sched`` as ``pipeline_cls.__call__`` would (``_TIMESTEPS``)."""
+    import numpy as np
+
+    how = _TIMESTEPS.get(pipeline_cls.__name__)
+    retrieve = getattr(sys.modules.get(pipeline_cls.__module__), "retrieve_timesteps", None)
+    if how is None or retrieve is None:
+        sched.set_timesteps(steps)
+        return
+    sigmas_how, mu_how = how
+    extra: dict[str, Any] = {}
+    if mu_how == "always" or (mu_how == "dynamic" and sched.config.get("use_dynamic_shifting")):
+        extra["mu"] = 1.0  # the value does not decide whether the call raises
+    linspace = np.linspace(1.0, 1 / steps, steps)
+    if sigmas_how == "cogview":
+        n = sched.config.get("num_train_timesteps", 1000)
+        timesteps = np.linspace(n, 1.0, steps).astype(np.int64).astype(np.float32)
+        retrieve(sched, steps, "cpu", timesteps, timesteps / n, **extra)
+        return
+    sigmas = {"linspace": linspace, "list": linspace.tolist(), None: None,
+              "linspace-flow": None if sched.config.get("use_flow_sigmas") else linspace}[sigmas_how]
+    retrieve(sched, steps, "cpu", sigmas=sigmas, **extra)
+
+
+@functools.lru_cache(maxsize=None)
+def _pipeline_source(pipe_cls: type) -> str:
+    """The source of the pipeline class and its diffusers bases (what init_noise_sigma scaling is searched in)."""
+    return "".join(inspect.getsource(cls) for cls in pipe_cls.__mro__
+                   if cls.__module__.startswith("diffusers.pipelines") and cls.__name__ != "DiffusionPipeline")
+
+
+def is_stochastic(sched) -> bool:
+    """Whether ``sched.step`` draws noise (ancestral, SDE, LCM/TCD, FlowMatch with stochastic_sampling)."""
+    return type(sched).__name__ in _STOCHASTIC or "sde" in str(sched.config.get("algorithm_type", "")) \
+        or bool(sched.config.get("stochastic_sampling"))
+
+
+def _step_calls(pipeline_cls: type) -> list[str]:
+    """The argument text of every ``scheduler.step(...)`` call in the pipeline's ``__call__``."""
+    owner = next((c for c in pipeline_cls.__mro__ if "__call__" in vars(c)), pipeline_cls)
+    source = inspect.getsource(owner.__call__)
+    return [part.split(")", 1)[0] for part in source.split("scheduler.step(")[1:]]
+
+
+def _passes_generator(pipeline_cls: type, sched) -> bool:
+    """Whether every ``scheduler.step`` call passes the generators (directly or in extra_step_kwargs;
+    Lumina 2 builds extra_step_kwargs but never passes them)."""
+    calls = _step_calls(pipeline_cls)
+    passes = bool(calls) and all("generator" in c or "extra_step_kwargs" in c for c in calls)
+    return passes and "generator" in inspect.signature(type(sched).step).parameters
+
+
+def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
+    """Why ``scheduler`` would sample wrongly (or fail) in ``pipeline_cls``, or None."""
+    sched = type(scheduler).from_config(scheduler.config)
+    name, pipe = type(scheduler).__name__, pipeline_cls.__name__
+    try:
+        _replay_timesteps(pipeline_cls, sched, steps)
+    except Exception as exc:  # noqa: BLE001 - whatever set_timesteps raises would stop the run mid-way
+        if pipe not in _TIMESTEPS and sched.config.get("use_dynamic_shifting"):
+            return None  # an unlisted pipeline may pass the mu that the plain call lacks: let it decide
+        return (f"{pipe} cannot set {steps} timesteps with {name} (as it calls set_timesteps), so the run would fail "
+                f"after the model loads ({type(exc).__name__}: {first_line(exc, 160)})")
+    sigma = float(getattr(sched, "init_noise_sigma", 1.0))
+    if "init_noise_sigma" not in _pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
+        return (f"{pipe} does not scale its starting noise by the scheduler's init_noise_sigma ({sigma:.3g} for "
+                f"{name} at {steps} steps), so it would sample wrongly")
+    if is_stochastic(sched) and not _passes_generator(pipeline_cls, sched):
+        return (f"{pipe} calls scheduler.step without the per-image generators, so the stochastic {name} would "
+                f"draw from the global RNG and make images depend on their batch")
+    return None
+
+
+def working_options(pipeline_cls: type, checkpoint, steps: int) -> list[str]:
+    """The scheduler options (``conf/scheduler``) that fit the checkpoint and pass every check here."""
+    from omegaconf import OmegaConf
+
+    found = []
+    for name, option in scheduler_options().items():
+        if family(checkpoint) not in option.get("fits", FAMILIES):
+            continue
+        try:
+            built, _ = build_scheduler(checkpoint, OmegaConf.create({"class_name": None, "kwargs": {}, **option}))
+        except EvalrunError:
+            continue
+        if scheduler_problem(pipeline_cls, built, steps) is None:
+            found.append(name)
+    return found
+
+
+def check_scheduler(pipeline_cls: type, scheduler, steps: int) -> None:
+    """Refuse a scheduler/pipeline pair that would fail mid-run or silently sample wrongly, naming
+    the options that work (e.g. DDPMPipeline and DiTPipeline never scale the starting noise by
+    ``init_noise_sigma``: Euler/LMS/Heun there give garbage that FID would score without complaint)."""
+    problem = scheduler_problem(pipeline_cls, scheduler, steps)
+    if problem is None:
+        return
+    checkpoint = getattr(scheduler, "_evalrun_checkpoint", None)
+    options = working_options(pipeline_cls, checkpoint, steps) if checkpoint is not None else []
+    raise EvalrunError(f"{problem}; use {'one of: ' + ', '.join(options) if options else 'another scheduler'}")
