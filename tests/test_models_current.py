@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, compose, error_of, run_cli, run_inprocess
+from conftest import REPO, cli, compose, error_of, run_inprocess
 from evalrun.paths import CONF_DIR
 
 NEW_PRESETS = ["sdxl", "sdxl_turbo", "sd3_medium", "sd35_medium", "sd35_large", "sd35_large_turbo", "flux_dev",
@@ -29,7 +29,6 @@ NEW_PRESETS = ["sdxl", "sdxl_turbo", "sd3_medium", "sd35_medium", "sd35_large", 
                "chroma", "cogview4", "flux_kontext", "qwen_image_edit", "custom"]
 SLOW = {"qwen_image_edit"}
 EDIT = {"flux_kontext", "qwen_image_edit"}
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,8 +122,8 @@ def test_preset_runs_under_smoke_and_batching_does_not_change_images(tmp_path, n
 def test_cli_sweep_over_both_families_runs_the_pairs_that_fit_and_refuses_the_others(tmp_path):
     """One sweep, five twins x two epsilon and two flow samplers x two seeds: one summary row per
     (model, scheduler) that fits, and each mismatched job failed alone with its one-line reason."""
-    run_cli("model=tiny_sdxl,tiny_pixart,tiny_sd3,tiny_flux,tiny_sana", "scheduler=ddim,dpm,flow_euler,flow_dpm",
-            "seed=0,1", "prompts.limit=2", "steps=2", f"hydra.sweep.dir={tmp_path}", "-m", check=False, env=ONE_THREAD)
+    cli("model=tiny_sdxl,tiny_pixart,tiny_sd3,tiny_flux,tiny_sana", "scheduler=ddim,dpm,flow_euler,flow_dpm",
+        "seed=0,1", "prompts.limit=2", "steps=2", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
     flow, eps = ("tiny_flux", "tiny_sana", "tiny_sd3"), ("tiny_pixart", "tiny_sdxl")
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert sorted(zip(summary["model"], summary["scheduler"])) == sorted(
@@ -152,7 +151,7 @@ def test_cli_sweep_over_both_families_runs_the_pairs_that_fit_and_refuses_the_ot
                                              "model (model.prediction); use one of: default, ddim, ddpm, deis, dpm"),
 ])
 def test_cli_refuses_a_scheduler_of_the_other_family_in_one_line(tmp_path, overrides, expected):
-    proc = run_cli(f"hydra.run.dir={tmp_path}", *overrides, check=False, env=ONE_THREAD)
+    proc = cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("evalrun: error: ") and expected in lines[0], proc.stderr
@@ -173,8 +172,8 @@ def test_a_family_mismatch_is_answered_before_torch_is_imported():
 @pytest.mark.slow
 def test_the_issues_flux_sweep_runs_offline_on_the_twin(tmp_path):
     """The command of the issue's "done when", under debug=smoke (FLUX.1 [dev]'s twin)."""
-    run_cli("model=flux_dev", "scheduler=flow_euler,flow_dpm", "steps=10,20,28", "seed=0,1,2", "debug=smoke",
-            f"hydra.sweep.dir={tmp_path}", "-m", env=ONE_THREAD)
+    cli("model=flux_dev", "scheduler=flow_euler,flow_dpm", "steps=10,20,28", "seed=0,1,2", "debug=smoke",
+        f"hydra.sweep.dir={tmp_path}", "-m")
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert sorted(zip(summary["scheduler"], summary["steps"])) == [(s, n) for s in ("flow_dpm", "flow_euler")
                                                                    for n in (10, 20, 28)]
@@ -183,8 +182,8 @@ def test_the_issues_flux_sweep_runs_offline_on_the_twin(tmp_path):
 
 @pytest.mark.slow
 def test_edit_sweep_through_the_cli_scores_kontext_edits(tmp_path):
-    run_cli("model=tiny_flux_kontext", "prompts=edit_demo", "scheduler=flow_euler,flow_unipc", "seed=0,1",
-            "prompts.limit=2", "steps=2", f"hydra.sweep.dir={tmp_path}", "-m", env=ONE_THREAD)
+    cli("model=tiny_flux_kontext", "prompts=edit_demo", "scheduler=flow_euler,flow_unipc", "seed=0,1",
+        "prompts.limit=2", "steps=2", f"hydra.sweep.dir={tmp_path}", "-m")
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert sorted(summary["scheduler"]) == ["flow_euler", "flow_unipc"] and (summary["clip_score_n"] == 2).all()
     for metric in ("clip_directional", "clip_image_similarity"):
