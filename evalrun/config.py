@@ -22,17 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError
+from evalrun.plain import to_plain
 from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch
 
 DTYPES = ("float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 OFFLOAD = ("none", "model", "sequential")
-
-
-def to_plain(cfg: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def looks_local(path: str) -> bool:
@@ -114,22 +109,25 @@ def _check_scheduler_fit(cfg: Any) -> None:
                                f"(model.prediction)", fitting_options(family)))
 
 
-def build_metrics(cfg: Any, task_name: str) -> dict[str, Any]:
+NEEDS = {"text": "a prompt or caption per image", "input_image": "an input image per edit"}
+
+
+def build_metrics(cfg: Any, task: Any) -> dict[str, Any]:
     """Every metric of the run, constructed (settings checked, nothing loaded), fitted to the task."""
     from evalrun.metrics.base import MetricContext
     from evalrun.metrics.registry import METRICS, build_metric, metric_class
     from evalrun.paths import cache_dir
 
     context = MetricContext(cache_dir=cache_dir(cfg.paths.get("cache_dir") if cfg.get("paths") else None),
-                            reference=cfg.get("reference"), seed=int(cfg.seed), task=task_name)
+                            reference=cfg.get("reference"), seed=int(cfg.seed), task=task.name)
     metric_cfgs = cfg.get("metrics") or {}
     for name in metric_cfgs:
         if name not in METRICS:
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
-        tasks = metric_class(name).tasks
-        if tasks is not None and task_name not in tasks:
-            raise ConfigError(f"metric {name!r} scores {'/'.join(tasks)} runs, but model {cfg.model.name!r} has task "
-                              f"{task_name}; drop it from metrics=[...]")
+        missing = [need for need in metric_class(name).needs if need not in task.provides]
+        if missing:
+            raise ConfigError(f"metric {name!r} needs {' and '.join(NEEDS.get(m, m) for m in missing)}, which model "
+                              f"{cfg.model.name!r} (task {task.name}) does not give; drop it from metrics=[...]")
     return {name: build_metric(name, to_plain(metric_cfgs[name]), context) for name in metric_cfgs}
 
 
@@ -149,7 +147,7 @@ def validate(cfg: Any) -> Plan:
     validate_shards(cfg)
     if task.prompt_sources:
         validate_prompts(cfg.prompts)
-    return Plan(task=task, metrics=build_metrics(cfg, task.name))
+    return Plan(task=task, metrics=build_metrics(cfg, task))
 
 
 def check_image_count(metrics: dict[str, Any], n_images: int) -> None:

@@ -40,7 +40,7 @@ def _path_identity(value: Any) -> Any:
 
 def input_identities(cfg: Any) -> dict[str, Any]:
     """Content identity of every local file or folder the config points at."""
-    from evalrun.config import to_plain
+    from evalrun.plain import to_plain
 
     out: dict[str, Any] = {"model": _path_identity(str(cfg.model.path))}
     model_path = Path(str(cfg.model.path)).expanduser()
@@ -66,7 +66,7 @@ def input_identities(cfg: Any) -> dict[str, Any]:
 
 
 def run_key(cfg: Any, version: str, device: Any, dtype: Any) -> str:
-    from evalrun.config import to_plain
+    from evalrun.plain import to_plain
 
     return stable_hash({"config": to_plain(cfg), "evalrun": version, "device": str(device), "dtype": str(dtype),
                         "inputs": input_identities(cfg)})

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from evalrun.config import to_plain
+from evalrun.plain import to_plain
 from evalrun.results import RUN_FILE, environment, library_versions, write_csv, write_json
 
 log = logging.getLogger("evalrun")

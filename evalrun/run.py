@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import evalrun.shards as shards
-from evalrun.config import Plan, check_image_count, resolve_device, resolve_dtype, to_plain, validate, validate_classes
+from evalrun.config import Plan, check_image_count, resolve_device, resolve_dtype, validate, validate_classes
+from evalrun.plain import to_plain
 from evalrun.console import Phase, quiet_libraries
 from evalrun.keys import generation_key, run_key
 from evalrun.results import finished_run, run_lock

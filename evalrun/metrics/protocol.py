@@ -37,7 +37,7 @@ PUBLISHED_ADM_BATCHES = ("VIRTUAL_imagenet64_labeled.npz", "VIRTUAL_imagenet128_
 
 def protocol_columns(cfg: Any, metrics: dict[str, Any], results: dict[str, Any], n_images: int) -> dict[str, Any]:
     """``protocol``, ``comparable_to_published``, ``protocol_departures`` for a finished run."""
-    from evalrun.config import to_plain
+    from evalrun.plain import to_plain
 
     proto = to_plain(cfg.get("protocol")) or {}
     name = str(proto.get("name", "none"))
@@ -64,7 +64,7 @@ def _count_departures(proto: dict, cfg: Any, n_images: int) -> list[str]:
 
 
 def _reference_departures(cfg: Any, names: set[str]) -> list[str]:
-    from evalrun.config import to_plain
+    from evalrun.plain import to_plain
 
     ref = to_plain(cfg.get("reference")) or {}
     if ref.get("kind") != "adm":
