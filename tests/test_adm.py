@@ -188,11 +188,12 @@ def test_comparable_only_with_everything_as_published(adm, tmp_path):
     from evalrun.config import build_metrics
     from evalrun.metrics.base import MetricResult
     from evalrun.metrics.protocol import protocol_columns
+    from evalrun.tasks import get_task
 
     published = tmp_path / "VIRTUAL_imagenet256_labeled.npz"
     shutil.copy(adm["path"], published)
     cfg = compose("model=tiny_dit", "protocol=adm", f"reference.path={published}")
-    metrics = build_metrics(cfg, "class2img")
+    metrics = build_metrics(cfg, get_task("class2img"))
     for m in metrics.values():
         m.extractor = SimpleNamespace(weights_identity=lambda: {"official": True})
     file_stats = {"reference_stats_source": "file (mu, sigma)", "reference_image_size": "32x32"}

@@ -118,8 +118,9 @@ class Metric(abc.ABC):
     name: ClassVar[str]
     #: Every column ``compute`` writes, in order; the first is the headline score.
     outputs: ClassVar[tuple[Output, ...]]
-    #: Tasks the metric can score (None: any); checked when the config is validated.
-    tasks: ClassVar[tuple[str, ...] | None] = None
+    #: What each image's record must carry for this metric (``Task.provides``): ``text`` (a prompt or
+    #: caption), ``input_image`` (an edit's input). Checked when the config is validated.
+    needs: ClassVar[tuple[str, ...]] = ()
     #: Settings that default to the run's seed (a KID subset seed): they vary with the seed and
     #: must not split summary groups.
     seed_settings: ClassVar[tuple[str, ...]] = ()

@@ -47,7 +47,7 @@ def captions(batch: ImageBatch, key: str, setting: str, metric: str) -> list[str
 class EditCLIPMetric(ExtractorMetric):
     """Shared set-up of the CLIP editing metrics: the CLIP model and the (input, edited) embeddings."""
 
-    tasks = ("edit", "images")  # needs each record's input image and captions (existing pairs too)
+    needs = ("text", "input_image")  # each record's input image and captions (existing pairs too)
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-large-patch14",
                  batch_size: int = 64) -> None:

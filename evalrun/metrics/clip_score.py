@@ -20,7 +20,7 @@ class CLIPScore(ExtractorMetric):
 
     name = "clip_score"
     outputs = (Output("clip_score", "higher", fmt=".2f", label="CLIP score", per_image=True),)
-    tasks = ("text2img", "edit", "class2img", "images")  # unconditional samples have no text to score against
+    needs = ("text",)  # unconditional samples have no text to score against
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-base-patch16",
                  scale: float = 100.0, batch_size: int = 64, text_key: str = "prompt") -> None:

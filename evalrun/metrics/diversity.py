@@ -76,7 +76,6 @@ class Diversity(ExtractorMetric):
         Output("diversity_pairwise_cosine", "higher", fmt=".4f", label="mean pairwise cosine distance per prompt"),
         Output("diversity_groups", kind="count", of="diversity_vendi", label="groups averaged"),
     )
-    tasks = None
 
     def __init__(self, context: MetricContext | None = None, feature_extractor: str = "clip",
                  clip_model: str = "openai/clip-vit-base-patch16", feature_extractor_options: dict | None = None,
@@ -86,9 +85,9 @@ class Diversity(ExtractorMetric):
         if not isinstance(group_by, str) or not group_by:
             raise ConfigError(f"metrics.diversity.group_by must be a record field (prompt_id, category, ...) or "
                               f"'all', got {group_by!r}")
-        from evalrun.metrics.features import EXTRACTORS
+        from evalrun.metrics.features import EXTRACTORS, is_known
 
-        if feature_extractor not in EXTRACTORS:
+        if not is_known(str(feature_extractor)):
             raise ConfigError(f"metrics.diversity.feature_extractor={feature_extractor!r} is not a registered "
                               f"extractor; valid: {', '.join(sorted(EXTRACTORS))}")
         options = extractor_options(str(feature_extractor), clip_model, batch_size, feature_extractor_options,

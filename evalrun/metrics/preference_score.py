@@ -57,7 +57,7 @@ class PreferenceMetric(Metric):
 
     scorer_name: ClassVar[str]
     path_setting: ClassVar[str]     # the setting that names the checkpoint ("model" or "checkpoint")
-    tasks = ("text2img", "edit", "class2img")  # unconditional samples have no text to score against
+    needs = ("text",)  # unconditional samples have no text to score against
 
     def __init__(self, context: MetricContext | None, path: str, options: dict[str, Any], batch_size: int,
                  text_key: str, dtype: str) -> None:

@@ -86,7 +86,7 @@ def negative_prompt(cfg: Any) -> str | None:
 
 def call_kwargs(cfg: Any) -> dict[str, Any]:
     """The preset's fixed extra ``__call__`` arguments (``model.call_kwargs``), as plain values."""
-    from evalrun.config import to_plain
+    from evalrun.plain import to_plain
 
     value = to_plain(cfg.model.get("call_kwargs")) or {}
     if not isinstance(value, dict):
@@ -123,6 +123,8 @@ class Task:
     prompt_hint: ClassVar[str] = ""
     #: False for tasks that read existing images (``read_image``) instead of calling a pipeline
     generates: ClassVar[bool] = True
+    #: What each record carries for metrics (``Metric.needs``): ``text``, ``input_image``.
+    provides: ClassVar[tuple[str, ...]] = ("text",)
 
     # ------------------------------------------------------------------ validation
     def validate(self, cfg: Any) -> None:
@@ -186,7 +188,7 @@ class Task:
 
     def params(self, cfg: Any) -> dict[str, Any]:
         """The knobs that are set, as plain values (result columns and call arguments)."""
-        from evalrun.config import to_plain
+        from evalrun.plain import to_plain
 
         params = {k: to_plain(cfg[k]) for k in self.knobs if cfg.get(k) is not None}
         fixed = call_kwargs(cfg)

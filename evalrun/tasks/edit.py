@@ -42,6 +42,7 @@ class Edit(Task):
              "image_guidance_scale": "image_guidance_scale", "strength": "strength",
              "max_sequence_length": "max_sequence_length", "height": None, "width": None}
     prompt_sources = ("edit_dataset",)
+    provides = ("text", "input_image")
     prompt_hint = ("an edit prompt set with an input image and captions per row (prompts=instructpix2pix_demo "
                    "or prompts=edit_demo)")
 

@@ -74,6 +74,7 @@ class ExistingImages(Task):
     name = "images"
     knobs: dict = {}
     generates = False
+    provides = ("text", "input_image")  # when the table has them; a metric finding none says so
 
     def read_image(self, job: Any):
         """The job's image as uint8 (H, W, 3) and the file it came from."""

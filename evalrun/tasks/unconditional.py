@@ -14,6 +14,7 @@ from evalrun.tasks.base import Task, positive_int
 class Unconditional(Task):
     name = "unconditional"
     knobs = {"steps": "num_inference_steps", "num_images": None}
+    provides = ()  # no prompt, no input image
 
     def validate(self, cfg: Any) -> None:
         super().validate(cfg)
