@@ -57,11 +57,15 @@ def _check_early(metric: str, name: str, path: str | None, target: str | None) -
     """What can be checked without importing torch: a user backbone's file or class is named."""
     from pathlib import Path
 
-    from evalrun.metrics.features import EXTRACTORS
+    from evalrun.metrics.features import EXTRACTORS, is_known
+    from evalrun.plugins import check_findable, is_import_path
 
-    if name not in EXTRACTORS:
-        raise ConfigError(f"metrics.{metric}.feature_extractor={name!r}; valid: {', '.join(sorted(EXTRACTORS))} "
-                          f"(or a {{_target_: pkg.module.Class}} mapping)")
+    if not is_known(name):
+        raise ConfigError(f"metrics.{metric}.feature_extractor={name!r}; valid: {', '.join(sorted(EXTRACTORS))}, "
+                          f"package.module:Class (a FeatureExtractor of your own) or a {{_target_: pkg.module.Class}} "
+                          f"mapping (an nn.Module)")
+    if is_import_path(name):
+        check_findable(name, f"metrics.{metric}.feature_extractor")
     if name == "torchscript" and (path in (None, "", "???") or not Path(str(path)).expanduser().is_file()):
         raise ConfigError(f"metrics.{metric}.feature_extractor=torchscript needs metrics.{metric}.feature_extractor_path="
                           f"FILE, a TorchScript file (torch.jit.script(model).save(FILE)); got {path!r}")

@@ -25,12 +25,13 @@ class ExtractorMetric(Metric):
     def __init__(self, context: MetricContext | None, feature_extractor: str, options: dict[str, Any],
                  layer: str | None = None) -> None:
         super().__init__(context)
-        from evalrun.metrics.features import check_options
+        from evalrun.metrics.features import check_options, extractor_class
 
         self.extractor_name = str(feature_extractor)
         self.extractor_options = {k: v for k, v in options.items() if v is not None}
         check_options(self.extractor_name, self.extractor_options, f"metrics.{self.name}")
-        self.layer = layer or DEFAULT_LAYERS.get(self.extractor_name)
+        self.layer = layer or DEFAULT_LAYERS.get(self.extractor_name) \
+            or extractor_class(self.extractor_name).default_layer
         if self.layer is None:
             raise ConfigError(f"metrics.{self.name}.layer: say which feature layer of {self.extractor_name} to use")
         self.extractor = None

@@ -1,7 +1,9 @@
 """Feature extractors behind one registry, loaded once per process and shared by every metric.
 
-A new backbone is one module with a :class:`~evalrun.metrics.features.base.FeatureExtractor`
-subclass plus a line here (see README, "Extending evalrun").
+A backbone of your own is one module with a
+:class:`~evalrun.metrics.features.base.FeatureExtractor` subclass, named by import path
+(``metrics.fd.feature_extractor=my_pkg.backbones:SwAV``) or from a metric yaml; a line here makes it
+a built-in (README, "Extending evalrun").
 """
 
 from __future__ import annotations
@@ -24,7 +26,20 @@ EXTRACTORS: dict[str, str] = {
 _LOADED: dict[tuple, Any] = {}
 
 
+def is_known(name: str) -> bool:
+    """A registered name, or an import path (``package.module:Class``) to a subclass of FeatureExtractor."""
+    from evalrun.plugins import is_import_path
+
+    return name in EXTRACTORS or is_import_path(name)
+
+
 def extractor_class(name: str) -> type:
+    from evalrun.plugins import is_import_path, load_class
+
+    if is_import_path(name):
+        from evalrun.metrics.features.base import FeatureExtractor
+
+        return load_class(name, "feature_extractor", FeatureExtractor)
     if name not in EXTRACTORS:
         raise ConfigError(f"unknown feature extractor {name!r}; valid: {', '.join(sorted(EXTRACTORS))}")
     module, cls = EXTRACTORS[name].split(":")

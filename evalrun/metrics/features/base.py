@@ -19,6 +19,8 @@ class FeatureExtractor(abc.ABC):
 
     #: Registry name (``metrics.fd.feature_extractor=<name>``).
     name: ClassVar[str]
+    #: The layer metrics use when ``layer`` is not set (None: they must say).
+    default_layer: ClassVar[str | None] = None
 
     def __init__(self, device: Any = "cpu", batch_size: int = 50) -> None:
         import torch

@@ -1,0 +1,108 @@
+"""README's "Extending evalrun": a task and a backbone of one's own, each one module plus one yaml
+(examples/extending/), run through the real CLI with no edit to evalrun's registries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO, cli
+
+EXAMPLES = REPO / "examples" / "extending"
+SEARCHPATH = f"hydra.searchpath=[file://{EXAMPLES / 'conf'}]"
+
+
+@pytest.fixture(autouse=True)
+def examples_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
+def test_a_task_of_ones_own_is_one_module_and_one_model_yaml(tmp_path):
+    """Inpainting (inpaint_task.py + conf/model/tiny_inpaint.yaml): runs, records its knobs and its own
+    column, masks a centre square, and a different mask never reuses the images of another."""
+    from inpaint_task import Inpaint
+
+    runs = {}
+    for fraction in (0.5, 0.25):
+        run_dir = tmp_path / f"mask{fraction}"
+        cli(SEARCHPATH, "model=tiny_inpaint", "prompts=edit_demo", "prompts.limit=2", f"model.mask_fraction={fraction}",
+            f"hydra.run.dir={run_dir}")
+        row = pd.read_csv(run_dir / "metrics.csv").iloc[0]
+        assert row["task"] == "inpaint" and row["pipeline"] == "StableDiffusionInpaintPipeline"
+        assert row["mask_fraction"] == fraction and row["strength"] == 1.0 and row["n_images"] == 2
+        assert np.isfinite(row["clip_score"]) and row["clip_score.text_key"] == "output_caption"
+        runs[fraction] = [np.asarray(Image.open(p)) for p in sorted((run_dir / "images").glob("*.png"))]
+    assert len(runs[0.5]) == 2 and all(not np.array_equal(a, b) for a, b in zip(runs[0.5], runs[0.25]))
+
+    from conftest import compose
+
+    cfg = compose(SEARCHPATH, "model=tiny_inpaint", "prompts=edit_demo", "prompts.limit=1")
+    task = Inpaint()
+    records = task.prepare(None, task.load_records(cfg), cfg)
+    mask = records[0]["mask_image"].numpy()
+    assert mask.sum() == 255 * 16 * 16 and mask[8:24, 8:24].all()  # half of each side of 32 x 32, centred
+
+    bad = cli(SEARCHPATH, "model=tiny_inpaint", "prompts=edit_demo", "model.mask_fraction=2",
+              f"hydra.run.dir={tmp_path / 'bad'}", check=False)
+    assert bad.returncode != 0 and bad.stderr.strip() == \
+        "evalrun: error: model.mask_fraction must be a number in (0, 1], got 2"
+    missing = cli(SEARCHPATH, "model=tiny_inpaint", "prompts=edit_demo", "model.task=no_such_pkg.tasks:Inpaint",
+                  f"hydra.run.dir={tmp_path / 'missing'}", check=False)
+    assert missing.returncode != 0 and "no module 'no_such_pkg.tasks' on the Python path" in missing.stderr
+
+
+def _frechet_float64(gen: np.ndarray, ref: np.ndarray) -> float:
+    """FD with tr sqrt(S1 S2) as the nuclear norm of A^T B (S1 = A A^T, S2 = B B^T): float64 SVD."""
+    gen, ref = gen.astype(np.float64), ref.astype(np.float64)
+    a = (gen - gen.mean(0)).T / np.sqrt(len(gen) - 1)
+    b = (ref - ref.mean(0)).T / np.sqrt(len(ref) - 1)
+    trace_sqrt = np.linalg.svd(a.T @ b, compute_uv=False).sum()
+    diff = gen.mean(0) - ref.mean(0)
+    return float(diff @ diff + (a * a).sum() + (b * b).sum() - 2 * trace_sqrt)
+
+
+def test_a_backbone_of_ones_own_is_one_module_and_one_yaml(tmp_path):
+    """FD on ResNet-50 features (swav_backbone.py + conf/experiment/fd_swav.yaml) equals the Frechet
+    distance of features computed here directly from the weights file, on the same PNGs."""
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet50(weights=None)
+    weights = tmp_path / "resnet50.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(reference / f"{i}.png")
+
+    run_dir = tmp_path / "run"
+    cli(SEARCHPATH, "experiment=fd_swav", "model=tiny_ddpm", "num_images=6", "metrics=[fd]", "reference=folder",
+        f"reference.path={reference}", f"metrics.fd.feature_extractor_path={weights}", f"hydra.run.dir={run_dir}")
+    row = pd.read_csv(run_dir / "metrics.csv").iloc[0]
+    assert row["fd.feature_extractor"] == "swav_backbone:ResNet50Features"
+
+    net.fc = torch.nn.Identity()
+    net.eval()
+
+    def features(folder):
+        images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
+        assert images.shape[1:] == (32, 32, 3)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=(224, 224), mode="bicubic", antialias=True).clamp(0, 1)
+        x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        with torch.no_grad():
+            return net(x).numpy()
+
+    expected = _frechet_float64(features(run_dir / "images"), features(reference))
+    assert row["fd"] == pytest.approx(expected, rel=1e-5)
+
+    import json
+
+    info = json.loads((run_dir / "run.json").read_text())["provenance"]["metrics"]["fd"]
+    assert info["feature_extractor_weights"]["sha256"] == __import__("hashlib").sha256(weights.read_bytes()).hexdigest()
