@@ -60,20 +60,20 @@ def test_folder_against_folder_fid_equals_torch_fidelity(tmp_path):
     torch_fidelity = pytest.importorskip("torch_fidelity")
     from evalrun.score import main
 
-    generated = iw.save_pngs(iw.random_images(10, 32, seed=1), tmp_path / "generated")
-    real = iw.save_pngs(iw.random_images(12, 32, seed=2), tmp_path / "real")
+    generated = iw.save_pngs(iw.random_images(6, 32, seed=1), tmp_path / "generated")
+    real = iw.save_pngs(iw.random_images(8, 32, seed=2), tmp_path / "real")
     weights = str(iw.weights_path())
     assert main([str(generated), "--reference", str(real), "--metrics", "fid,kid", "--out", str(tmp_path / "run"),
                  f"metrics.fid.feature_extractor_weights_path={weights}", "metrics.fid.feature_extractor_weights_sha256=any",
                  f"metrics.kid.feature_extractor_weights_path={weights}", "metrics.kid.feature_extractor_weights_sha256=any",
-                 "metrics.kid.subset_size=8", "metrics.kid.subsets=5"]) == 0
+                 "metrics.kid.subset_size=4", "metrics.kid.subsets=5"]) == 0
     row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
     theirs = torch_fidelity.calculate_metrics(input1=str(generated), input2=str(real), fid=True, kid=True,
-                                              kid_subsets=5, kid_subset_size=8, rng_seed=0, cuda=False, cache=False,
+                                              kid_subsets=5, kid_subset_size=4, rng_seed=0, cuda=False, cache=False,
                                               verbose=False, feature_extractor_weights_path=weights)
     assert row["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
     assert row["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
-    assert row["task"] == "images" and "scheduler" not in row and row["n_images"] == 10
+    assert row["task"] == "images" and "scheduler" not in row and row["n_images"] == 6
 
 
 def test_a_table_of_images_with_prompts_categories_and_edit_pairs(tmp_path):

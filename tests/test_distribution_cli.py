@@ -30,7 +30,7 @@ def reference_dir(tmp_path_factory):
 def test_sweep_scores_distribution_metrics_and_reuses_reference_features(tmp_path, reference_dir):
     torch_fidelity = pytest.importorskip("torch_fidelity")
     sweep = tmp_path / "sweep"
-    common = ["model=tiny_ddpm", "num_images=12", METRICS, "reference=folder", f"reference.path={reference_dir}",
+    common = ["model=tiny_ddpm", "num_images=8", METRICS, "reference=folder", f"reference.path={reference_dir}",
               "metrics.kid.subset_size=6", "metrics.kid.subsets=20", "metrics.inception_score.splits=2"]
     cli(*common, "scheduler=ddim,ddpm", "seed=0,1", f"hydra.sweep.dir={sweep}", "-m")
     run_dirs = sorted(p.parent for p in sweep.glob("*/run.json"))

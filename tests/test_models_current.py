@@ -92,11 +92,12 @@ def test_preset_runs_under_smoke_and_batching_does_not_change_images(tmp_path, n
     """``model=<preset> debug=smoke`` runs on the preset's twin; for the first preset of each twin, batch
     size 1 and 3 give the same PNGs (one CPU generator per image, through the real run path)."""
     extra = ["prompts=edit_demo"] if name in EDIT else []
-    common = [f"model={name}", "debug=smoke", "steps=2", "prompts.limit=3", "paths.image_store=none", *extra]
+    n = 2 if name in SLOW else 3  # Qwen-Image-Edit's twin resizes every input to ~1 MP: keep it short
+    common = [f"model={name}", "debug=smoke", "steps=2", f"prompts.limit={n}", "paths.image_store=none", *extra]
     one = run_inprocess(*common, "batch_size=1", run_dir=tmp_path / "b1")
     assert one["provenance"]["smoke_model_random_weights"] is True
     scores = [v for k, v in one["values"].items() if one["columns"][k]["kind"] == "score"]
-    assert one["provenance"]["n_images"] == 3 and scores and all(np.isfinite(v) for v in scores)
+    assert one["provenance"]["n_images"] == n and scores and all(np.isfinite(v) for v in scores)
     truncation = one["provenance"]["text_truncation"]
     assert truncation and all("error" not in v for v in truncation.values()), truncation
     row = pd.read_csv(tmp_path / "b1" / "metrics.csv").iloc[0]
@@ -108,10 +109,10 @@ def test_preset_runs_under_smoke_and_batching_does_not_change_images(tmp_path, n
     if name == "cogview4":  # batch dependent in diffusers 0.42: refused rather than recorded as invariant
         assert "use batch_size=1" in error_of(*common, "batch_size=3", run_dir=tmp_path / "b3")
         return
-    run_inprocess(*common, "batch_size=3", run_dir=tmp_path / "b3")
+    run_inprocess(*common, f"batch_size={n}", run_dir=tmp_path / "b3")
     a, b = _pixels(tmp_path / "b1"), _pixels(tmp_path / "b3")
-    assert list(a) == list(b) and len(a) == 3
-    assert len({v.tobytes() for v in a.values()}) == 3  # different prompts and seeds really differ
+    assert list(a) == list(b) and len(a) == n
+    assert len({v.tobytes() for v in a.values()}) == n  # different prompts and seeds really differ
     for key in a:
         diff = np.abs(a[key] - b[key])
         # Byte-identical on every twin when measured, except SD3's (one uint8 value of one image, one
