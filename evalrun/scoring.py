@@ -13,14 +13,16 @@ import logging
 from typing import Any
 
 from evalrun.metrics.base import ImageBatch, MetricResult
-from evalrun.metrics.features.store import CHUNK
+from evalrun.metrics.features import store as feature_store
 
 log = logging.getLogger(__name__)
 
 
 class StreamScorer:
-    def __init__(self, metrics: dict[str, Any], store: Any, grid: Any, seed: int, chunk: int = CHUNK) -> None:
-        self.metrics, self.store, self.grid, self.seed, self.chunk = metrics, store, grid, seed, chunk
+    def __init__(self, metrics: dict[str, Any], store: Any, grid: Any, seed: int, chunk: int | None = None) -> None:
+        # The chunk size is read when a run starts (not bound at import), so tests can shrink it.
+        self.metrics, self.store, self.grid, self.seed = metrics, store, grid, seed
+        self.chunk = chunk or feature_store.CHUNK
         self._buffer: list = []
         self.rows: list[dict[str, Any]] = []  # one per image: what images.csv records
         self.costs: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError
-from evalrun.metrics.features.store import CHUNK
+from evalrun.metrics.features import store as feature_store
 
 log = logging.getLogger(__name__)
 SHARD_FILE = "shard.json"
@@ -47,8 +47,10 @@ def sharded(cfg: Any) -> bool:
     return int(cfg.get("num_shards", 1) or 1) > 1
 
 
-def select(n_jobs: int, num_shards: int, shard: int, mode: str, chunk: int = CHUNK) -> list[int]:
-    """Indices of the jobs shard ``shard`` makes: whole chunks of ``chunk`` images, in run order."""
+def select(n_jobs: int, num_shards: int, shard: int, mode: str, chunk: int | None = None) -> list[int]:
+    """Indices of the jobs shard ``shard`` makes: whole chunks of ``chunk`` images (default: the scoring
+    chunk, :data:`~evalrun.metrics.features.store.CHUNK`), in run order."""
+    chunk = chunk or feature_store.CHUNK
     chunks = [list(range(start, min(start + chunk, n_jobs))) for start in range(0, n_jobs, chunk)]
     if mode == "strided":
         mine = chunks[shard::num_shards]
@@ -75,7 +77,7 @@ def write_record(run_dir: Path, cfg: Any, run_key: str, merged_dir: Path, image_
     from evalrun.results import write_json
 
     record = {"status": "complete", "run_key": run_key, "config_key": config_key, "shard": int(cfg.shard), "num_shards": int(cfg.num_shards),
-              "shard_mode": cfg.shard_mode, "chunk": CHUNK, "merged_dir": str(merged_dir), "n_images": len(image_ids),
+              "shard_mode": cfg.shard_mode, "chunk": feature_store.CHUNK, "merged_dir": str(merged_dir), "n_images": len(image_ids),
               "images": {"sampled": stream.sampled, "reused": stream.reused},
               "config": OmegaConf.to_container(unsplit(cfg), resolve=True)}
     write_json(record, run_dir / SHARD_FILE)
