@@ -127,6 +127,21 @@ class Metric(abc.ABC):
     #: A set metric needs at least this many images (checked before any model loads).
     min_images: ClassVar[int] = 1
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # torchmetrics users call update(images) on images in memory; the runner calls update(ImageBatch).
+        # Each subclass's own update takes an ImageBatch; anything else is routed through ``add``.
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("update")
+        if own is not None and not getattr(own, "_accepts_images", False):
+            def update(self, batch: Any, *args: Any, **fields: Any) -> None:
+                if isinstance(batch, ImageBatch):
+                    return own(self, batch)
+                return self.add(batch, *args, **fields)
+
+            update.__doc__, update.__name__, update.__qualname__ = own.__doc__, "update", own.__qualname__
+            update._accepts_images = True
+            cls.update = update
+
     def __init__(self, context: MetricContext | None = None) -> None:
         """Store and check settings only: nothing heavy here (see ``load``)."""
         self.context = context or MetricContext()
@@ -141,7 +156,7 @@ class Metric(abc.ABC):
 
     @abc.abstractmethod
     def update(self, batch: ImageBatch) -> None:
-        """Accumulate statistics for a batch of images."""
+        """Accumulate statistics for a batch of images (in memory: ``update(images, prompts=...)``, see ``add``)."""
 
     @abc.abstractmethod
     def compute(self) -> MetricResult:

@@ -69,3 +69,33 @@ def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0,
     if isinstance(reference, (str, Path)):
         reference = {"kind": "npz" if str(reference).endswith(".npz") else "folder", "path": str(reference)}
     return build_metric(name, settings, MetricContext(device=device, reference=reference, seed=seed, cache_dir=cache_dir))
+
+
+def _constructor(name: str, class_name: str):
+    def make(reference: Any = None, device: Any = "cpu", seed: int = 0, cache_dir: Any = None, **settings: Any) -> Metric:
+        return create(name, reference, device, seed, cache_dir, **settings)
+
+    make.__name__ = make.__qualname__ = class_name
+    make.__doc__ = (f"The ``{name}`` metric for images in memory, torchmetrics style: ``m = {class_name}(...)``, "
+                    f"``m.update(images)`` (repeatable), ``m.compute().values``. Settings as in conf/metrics/{name}.yaml.")
+    return make
+
+
+# torchmetrics-style names for notebooks: evalrun.metrics.FID(reference="real/").update(images)
+FID = _constructor("fid", "FID")
+KID = _constructor("kid", "KID")
+InceptionScore = _constructor("inception_score", "InceptionScore")
+CMMD = _constructor("cmmd", "CMMD")
+FD = _constructor("fd", "FD")
+FDDINOv2 = _constructor("fd_dinov2", "FDDINOv2")
+SFID = _constructor("sfid", "SFID")
+PRDC = _constructor("prdc", "PRDC")
+ADMPrecisionRecall = _constructor("adm", "ADMPrecisionRecall")
+FIDInfinity = _constructor("fid_inf", "FIDInfinity")
+CLIPScore = _constructor("clip_score", "CLIPScore")
+CLIPDirectionalSimilarity = _constructor("clip_directional", "CLIPDirectionalSimilarity")
+CLIPImageSimilarity = _constructor("clip_image_similarity", "CLIPImageSimilarity")
+PickScore = _constructor("pick_score", "PickScore")
+HPS = _constructor("hps", "HPS")
+ImageReward = _constructor("image_reward", "ImageReward")
+Diversity = _constructor("diversity", "Diversity")
