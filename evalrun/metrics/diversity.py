@@ -5,7 +5,7 @@ Per group of images (by default the images of one prompt in this run: its
 default, read through the run's feature store, so CLIP runs once per image even with
 ``clip_score`` on; any registered extractor by setting), then averaged over the groups that
 have at least two images. Distilled models and high guidance collapse modes: their images of
-one prompt look alike, and both numbers fall (see notes/README-preference.md).
+one prompt look alike, and both numbers fall (README, "Preference scores, diversity, cost").
 
 Higher means more diverse; whether that is better depends on the study (a model that ignores
 its prompt is diverse too), so read it beside a text-image score.
