@@ -47,6 +47,20 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: long end-to-end tests (make test runs them; -m 'not slow' skips them)")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small matrices and tiny models run faster on one torch thread than on two on a busy 2-core
+    machine (thread hand-offs cost more than they save: the libraries' 2048x2048 ``eigvals`` took
+    54 s with two threads and 4.5 s with one), and every implementation a test compares runs under
+    the same setting. A module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def evalrun_cache(tmp_path_factory) -> Path:
     """One cache for the session: tiny models are built once and then loaded from disk."""

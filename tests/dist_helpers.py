@@ -19,16 +19,6 @@ from evalrun.metrics import ImageBatch, MetricContext, build_metric
 INCEPTION = "evalrun/tiny-inception"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Import into a test module: small matrices run faster on one torch thread than on two on a
-    busy 2-core machine (thread hand-offs cost more than they save), and Inception barely gains."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def inception_file() -> Path:
     from evalrun import tiny
 

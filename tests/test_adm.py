@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from conftest import compose, run_inprocess
-from dist_helpers import one_thread, direct_inception, frechet64  # noqa: F401 (fixture)
+from dist_helpers import direct_inception, frechet64
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N_REF = 8
 

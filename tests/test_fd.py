@@ -15,7 +15,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import inception_weights as iw  # noqa: E402
-from dist_helpers import one_thread, INCEPTION, TinyEncoder, frechet64, inception_file, run_metric, save_pngs  # noqa: E402
+from dist_helpers import INCEPTION, TinyEncoder, frechet64, inception_file, run_metric, save_pngs  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N = 12
 N_INCEPTION = 4   # Inception costs ~0.3 s an image on one CPU thread: fewer images for it

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dist_helpers import colour_images, frechet64, one_thread, run_metric  # noqa: F401 (fixture)
+from dist_helpers import colour_images, frechet64, run_metric
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BACKBONE = {"feature_extractor": {"_target_": "dist_helpers.ChannelMeans"}}
 

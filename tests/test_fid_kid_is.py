@@ -55,14 +55,7 @@ def _run(name: str, images: torch.Tensor, context: MetricContext, **settings):
     return result, [str(w.message) for w in caught]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The libraries' 2048x2048 ``eigvals`` took 54 s with two threads on a busy 2-core
-    machine and 4.5 s with one; every implementation here runs under the same setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ from conftest import compose, error_of, run_inprocess
 from evalrun import tiny
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared 2-core machine: see test_models_current.py
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]

@@ -27,14 +27,7 @@ from evalrun.metrics.functional.fid_infinity import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices: torch's thread pool costs more than it saves (5-25x slower with two
-    threads on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def stats(sigma, mu=None):

@@ -31,14 +31,7 @@ SLOW = {"qwen_image_edit"}
 EDIT = {"flux_kontext", "qwen_image_edit"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _preset(name: str) -> dict:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from dist_helpers import one_thread, colour_images, numpy_adm_pr, numpy_prdc, run_metric, save_pngs  # noqa: F401 (fixture)
+from dist_helpers import colour_images, numpy_adm_pr, numpy_prdc, run_metric, save_pngs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BACKBONE = {"feature_extractor": {"_target_": "dist_helpers.ChannelMeans"}}
 
