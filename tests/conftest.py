@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -160,3 +161,22 @@ def smoke_sweep(tmp_path_factory) -> Path:
             run_cli("experiment=smoke_sweep", f"hydra.sweep.dir={sweep}", "-m")
             done.touch()
     return sweep
+
+
+def assert_refused_before_import(cases, common=(), heavy=("torch",), message_names_metric=False) -> None:
+    """In a fresh interpreter, ``validate(compose(*case, *common))`` must raise ConfigError for every
+    case (a tuple of overrides; with ``message_names_metric``, the message names the metric of the
+    case's first key) and none of the ``heavy`` modules may have been imported by then."""
+    data = json.dumps([[list(case) for case in cases], list(common), message_names_metric])
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from conftest import compose\n"
+            "from evalrun.config import validate\nfrom evalrun.errors import ConfigError\n"
+            f"cases, common, names_metric = json.loads({data!r})\n"
+            "for case in cases:\n"
+            "    try:\n        validate(compose(*case, *common))\n"
+            "    except ConfigError as exc:\n"
+            "        assert not names_metric or case[0].split('=')[0].split('.')[1] in str(exc), exc\n"
+            "    else:\n        raise SystemExit(f'{case} was accepted')\n"
+            f"heavy = sorted(m for m in {list(heavy)!r} if m in sys.modules)\n"
+            "print(heavy)\nraise SystemExit(1 if heavy else 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -13,15 +13,13 @@ microsecond-sized ops ten times slower.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, cli, compose, error_of, run_inprocess
+from conftest import assert_refused_before_import, cli, compose, error_of, run_inprocess
 from evalrun.paths import CONF_DIR
 
 NEW_PRESETS = ["sdxl", "sdxl_turbo", "sd3_medium", "sd35_medium", "sd35_large", "sd35_large_turbo", "flux_dev",
@@ -153,14 +151,8 @@ def test_cli_refuses_a_scheduler_of_the_other_family_in_one_line(tmp_path, overr
 
 
 def test_a_family_mismatch_is_answered_before_torch_is_imported():
-    code = ("import sys; sys.path.insert(0, 'tests'); from conftest import compose\n"
-            "from evalrun.config import validate\nfrom evalrun.errors import ConfigError\n"
-            "for bad in (('model=sd3_medium', 'scheduler=ddim'), ('model=sd15', 'scheduler=flow_dpm')):\n"
-            "    try:\n        validate(compose(*bad))\n    except ConfigError:\n        pass\n"
-            "    else:\n        raise SystemExit(f'{bad} was accepted')\n"
-            "raise SystemExit(1 if {'torch', 'diffusers'} & set(sys.modules) else 0)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_refused_before_import([("model=sd3_medium", "scheduler=ddim"), ("model=sd15", "scheduler=flow_dpm")],
+                                 heavy=("torch", "diffusers"))
 
 
 @pytest.mark.slow

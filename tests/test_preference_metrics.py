@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, error_of, run_inprocess
+from conftest import assert_refused_before_import, error_of, run_inprocess
 from evalrun import tiny
 
 LONG = "a very detailed oil painting of a lighthouse on a cliff above a stormy sea " * 6  # > 77 and > 35 tokens
@@ -176,15 +174,9 @@ def test_missing_weights_offline_fail_before_generation(tmp_path, override, name
 
 
 def test_bad_settings_are_answered_before_torch_is_imported():
-    code = ("import sys; sys.path.insert(0, 'tests'); from conftest import compose\n"
-            "from evalrun.config import validate\nfrom evalrun.errors import ConfigError\n"
-            "for bad in ('metrics.pick_score.batch_size=0', 'metrics.hps.dtype=float8', 'metrics.image_reward.checkpoint=',\n"
-            "            'metrics.diversity.q=0', 'metrics.diversity.feature_extractor=nope',\n"
-            "            'metrics.diversity.feature_extractor_options={bogus: 1}'):\n"
-            "    cfg = compose(bad, 'metrics=[pick_score,hps,image_reward,diversity]')\n"
-            "    try:\n        validate(cfg)\n    except ConfigError as exc:\n        assert bad.split('=')[0].split('.')[1] in str(exc), exc\n"
-            "    else:\n        raise SystemExit(f'{bad} was accepted')\n"
-            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules)\n"
-            "print(heavy)\nraise SystemExit(1 if heavy else 0)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_refused_before_import(
+        [(bad,) for bad in ("metrics.pick_score.batch_size=0", "metrics.hps.dtype=float8", "metrics.image_reward.checkpoint=",
+                            "metrics.diversity.q=0", "metrics.diversity.feature_extractor=nope",
+                            "metrics.diversity.feature_extractor_options={bogus: 1}")],
+        common=("metrics=[pick_score,hps,image_reward,diversity]",),
+        heavy=("torch", "diffusers", "transformers", "open_clip"), message_names_metric=True)
