@@ -19,21 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-
-def compose(overrides: Sequence[str] = (), hydra: bool = False):
-    """The config ``evalrun OVERRIDES`` would run (packaged conf/, plus ``hydra.searchpath`` dirs);
-    ``hydra=True`` keeps Hydra's own section (sweeper params of an experiment file, ...)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
-    from evalrun.paths import CONF_DIR
-
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+from evalrun.compose import compose  # noqa: F401  (evalrun.compose: the Python API's compose)
 
 
 @dataclass
@@ -81,59 +67,6 @@ class SweepResult:
         return build_report([self.sweep_dir], **options)
 
 
-class JobComposer:
-    """A sweep's job configs, each equal to ``compose(job)``, at a fraction of the cost.
-
-    Hydra composes a config from its defaults list (the group choices: ``scheduler=dpm``,
-    ``metrics=[...]``), then applies the value overrides (``seed=1``, ``model.path=...``) to the
-    result. The first step is ~0.1 s of YAML parsing and merging per job, the second a few
-    milliseconds; a sweep's jobs mostly share their group choices (seeds x steps x guidance), so
-    the first step is done once per distinct set of them and the second per job, with Hydra's own
-    override code. Overrides that Hydra might treat either way (``+``/``~`` prefixes, ``hydra.*``,
-    which can add config dirs and groups) stay in the composed part; a sweep that sets ``hydra.*``
-    composes every job in full.
-    """
-
-    def __init__(self) -> None:
-        self._composed: dict[tuple[str, ...], Any] = {}
-        self._groups: Any = None
-
-    def _is_value(self, override: str) -> bool:
-        key = override.split("=", 1)[0]
-        if key.startswith(("+", "~", "hydra")) or "@" in key or "/" in key:
-            return False
-        if "." in key:  # a config path: group names use "/", never "."
-            return True
-        if self._groups is None:  # the top-level config groups of the packaged conf/
-            from hydra import initialize_config_dir
-            from hydra.core.global_hydra import GlobalHydra
-
-            from evalrun.paths import CONF_DIR
-
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                self._groups = set(GlobalHydra.instance().config_loader().list_groups(""))
-        return key not in self._groups
-
-    def __call__(self, job: Sequence[str]) -> Any:
-        import copy
-
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        if any(o.split("=", 1)[0].lstrip("+~").startswith("hydra") for o in job):
-            return compose(job)
-        values = [o for o in job if self._is_value(o)]
-        composed_part = tuple(o for o in job if o not in values)
-        if {o.split("=", 1)[0] for o in values} & {o.split("=", 1)[0].lstrip("+~") for o in composed_part}:
-            return compose(job)  # the same key both ways: keep Hydra's own order
-        if composed_part not in self._composed:
-            self._composed[composed_part] = compose(composed_part)
-        cfg = copy.deepcopy(self._composed[composed_part])
-        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
-        return cfg
-
-
 def _stamp(kind: str, cfg: Any) -> Path:
     now = datetime.datetime.now()
     return Path(str(cfg.paths.output_dir)) / kind / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
@@ -166,6 +99,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     """Every combination of the overrides' comma lists (and of an experiment file's
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
     from evalrun.aggregate import write_summary
+    from evalrun.compose import JobComposer
     from evalrun.jobdirs import job_dirname
     from evalrun.run import run
 
@@ -173,13 +107,13 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
-    params = compose(fixed, hydra=True).hydra.sweeper.get("params") or {}
+    configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/compose.py)
+    params = configs.sweep_config(fixed).hydra.sweeper.get("params") or {}
     combined: dict[str, str] = {str(k): f"{k}={v}" for k, v in params.items()}
     for item in overrides:  # the command line wins over the config's sweep params
         combined[item.split("=", 1)[0]] = item
     jobs = expand(list(combined.values()))
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
-    configs = JobComposer()
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", configs(jobs[0]))
     for job in jobs:  # the job dirs the CLI would make for the same sweep
         run(configs(job), target / job_dirname(",".join(sorted(job)), varying=varying))

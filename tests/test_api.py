@@ -114,26 +114,3 @@ def test_scoring_existing_images_refuses_generation_knobs(tmp_path):
     assert "has no effect when scoring existing images" in error_of(
         "model=images", f"model.path={tmp_path}", "strength=0.5", run_dir=tmp_path)
     assert "holds no images" in error_of("model=images", f"model.path={tmp_path}", run_dir=tmp_path / "r")
-
-
-def test_job_composer_gives_hydras_config_for_every_job():
-    """A sweep's configs composed once per set of group choices, then the value overrides applied,
-    equal Hydra's full composition of each job (values, interpolations, struct flag)."""
-    from omegaconf import OmegaConf
-
-    from evalrun.api import JobComposer, compose, expand
-
-    jobs = expand(["scheduler=ddim,dpm", "seed=0,3", "steps=4,20", "model.path=evalrun/tiny-sd",
-                   "metrics=[clip_score],[clip_score,fid]", "metrics.clip_score.batch_size=8", "reference=folder",
-                   "reference.path=/tmp"])
-    jobs += [["experiment=smoke_sweep", "seed=2"], ["model=tiny_ddpm", "num_images=5", "+extra_key=1"],
-             ["debug=smoke", "model=flux_dev", "scheduler=flow_euler", "scheduler.kwargs.shift=3.0"],
-             ["hydra.searchpath=[file:///nonexistent]", "seed=1"]]
-    composer = JobComposer()
-    for job in jobs:
-        mine, hydras = composer(job), compose(job)
-        assert OmegaConf.to_yaml(mine) == OmegaConf.to_yaml(hydras), job
-        assert OmegaConf.to_container(mine, resolve=True) == OmegaConf.to_container(hydras, resolve=True), job
-        assert OmegaConf.is_struct(mine) and OmegaConf.is_struct(hydras)
-    # the 16 grid jobs: one composition per (scheduler, metrics) pair; the hydra.* job composes in full
-    assert len(composer._composed) == 2 * 2 + 3

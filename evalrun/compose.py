@@ -1,0 +1,251 @@
+"""Where a job's config is composed: :func:`compose` (Hydra's own, for one run) and
+:class:`JobComposer` (a sweep's jobs, each equal to ``compose(job)`` at a fraction of the cost).
+
+Hydra composes in two steps: it expands the defaults list (the group choices ``scheduler=dpm``,
+``prompts=parti``, ``metrics=[...]``) and merges every config in it, in order, which costs ~70 ms of
+YAML parsing and OmegaConf merges; then it applies the value overrides (``seed=1``,
+``model.path=...``), a few milliseconds. At 4 sampling steps on a small model a job samples in a
+few hundred milliseconds, so composing each job with Hydra was a visible share of a sweep. The
+composer therefore:
+
+1. composes with Hydra once (the sweep's own config) and keeps Hydra's defaults list of it;
+2. gives a job whose group choices differ from an already composed set only in *leaf* groups
+   (an option file with no defaults list and the group's own package: schedulers, prompt sets,
+   references, most models) the composed config with those groups' nodes rebuilt: the new option
+   file merged, in defaults-list order, with what the other configs of the list write under that
+   group (``config.yaml``'s own keys, an experiment's or protocol's ``@package _global_`` values);
+3. applies the job's value overrides with Hydra's own code.
+
+Anything else (a group with a defaults list of its own, ``+``/``~`` overrides, ``hydra.*``
+overrides, a structured-config schema, a list of options) is composed in full by Hydra.
+``tests/test_compose.py`` checks the result against Hydra's full composition, job by job.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+NAME = re.compile(r"[\w\-]+")  # an option name (not a list, not null, not an interpolation)
+
+
+def compose(overrides: Sequence[str] = (), hydra: bool = False):
+    """The config ``evalrun OVERRIDES`` would run (packaged conf/, plus ``hydra.searchpath`` dirs);
+    ``hydra=True`` keeps Hydra's own section (sweeper params of an experiment file, ...)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
+    from evalrun.paths import CONF_DIR
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+@dataclass
+class _Composed:
+    """A composed set of group choices: its config (Hydra's section removed) and Hydra's defaults list."""
+
+    config: Any
+    choices: dict[str, str]   # the composed part of the overrides, key -> value
+    values: frozenset         # value overrides already applied to ``config`` (re-applied per job)
+    defaults: list | None     # Hydra's ResultDefault entries, in merge order; None: no rebuilds from it
+
+
+class JobComposer:
+    def __init__(self) -> None:
+        self._composed: dict[tuple[str, ...], _Composed] = {}
+        self._groups: set[str] | None = None
+        self._files: Any = None  # Hydra's repository of config files, read by the rebuilds
+        self.hydra_compositions = 0
+
+    # -- the sweep's own config ------------------------------------------------------------------
+    def sweep_config(self, overrides: Sequence[str]):
+        """``compose(overrides, hydra=True)`` (the sweeper params live there), kept as the first base
+        the jobs' configs are rebuilt from."""
+        cfg, defaults = self._hydra(overrides, keep_hydra=True)
+        values = [o for o in overrides if self._is_value(o)]
+        part = tuple(o for o in overrides if o not in values)
+        job_cfg = copy.deepcopy(cfg)
+        _drop_hydra(job_cfg)
+        self._composed.setdefault(part, _Composed(job_cfg, _as_dict(part), frozenset(values), defaults))
+        return cfg
+
+    # -- one job -----------------------------------------------------------------------------------
+    def __call__(self, job: Sequence[str]) -> Any:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        if any(o.split("=", 1)[0].lstrip("+~").startswith("hydra") for o in job):
+            self.hydra_compositions += 1
+            return compose(job)  # may add config dirs and groups: Hydra's own path
+        values = [o for o in job if self._is_value(o)]
+        part = tuple(o for o in job if o not in values)
+        if {o.split("=", 1)[0] for o in values} & {o.split("=", 1)[0].lstrip("+~") for o in part}:
+            self.hydra_compositions += 1
+            return compose(job)  # the same key both ways: keep Hydra's own order
+        base = self._composed.get(part)
+        if base is None or not base.values <= set(values):
+            base = self._rebuilt(part, set(values)) or self._full(part)
+            self._composed[part] = base
+        cfg = copy.deepcopy(base.config)
+        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+        return cfg
+
+    def _full(self, part: tuple[str, ...]) -> _Composed:
+        cfg, defaults = self._hydra(part, keep_hydra=False)
+        return _Composed(cfg, _as_dict(part), frozenset(), defaults)
+
+    def _hydra(self, overrides: Sequence[str], keep_hydra: bool):
+        """Hydra's composition, and its defaults list (read from the same files, not parsed twice)."""
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
+        from evalrun.paths import CONF_DIR
+
+        self.hydra_compositions += 1
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            loader, defaults = GlobalHydra.instance().hydra.config_loader, None
+            try:
+                from hydra._internal.defaults_list import create_defaults_list
+
+                parsed, repo = loader._parse_overrides_and_create_caching_repo("config", list(overrides))
+                defaults = create_defaults_list(repo=repo, config_name="config", overrides_list=parsed,
+                                                prepend_hydra=True, skip_missing=False).defaults
+                # Composition may re-parent the loaded nodes: the rebuilds read files from a repository of
+                # their own; the composition below reuses the files the defaults list has just read.
+                _, self._files = loader._parse_overrides_and_create_caching_repo("config", list(overrides))
+                if self._groups is None:  # the top-level config groups
+                    from hydra.core.object_type import ObjectType
+
+                    self._groups = set(self._files.get_group_options("", results_filter=ObjectType.GROUP))
+                loader._parse_overrides_and_create_caching_repo = (
+                    lambda *_: (OverridesParser.create().parse_overrides(list(overrides)), repo))
+            except Exception:  # noqa: BLE001 - a bad override: Hydra's compose below says what is wrong
+                defaults = None
+            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=keep_hydra), defaults
+
+    # -- rebuilding leaf groups -----------------------------------------------------------------
+    def _rebuilt(self, part: tuple[str, ...], values: set[str]) -> _Composed | None:
+        """The config of ``part`` from a composed set that differs from it in leaf group choices only."""
+        choices = _as_dict(part)
+        for base in self._composed.values():
+            if base.defaults is None or not base.values <= values or set(base.choices) - set(choices):
+                continue
+            changed = {k: v for k, v in choices.items() if base.choices.get(k) != v}
+            try:
+                rebuilt = self._swap(base, changed, part)
+            except Exception:  # noqa: BLE001 - anything unexpected: Hydra composes it in full
+                rebuilt = None
+            if rebuilt is not None:
+                config, defaults = rebuilt
+                return _Composed(config, choices, base.values, defaults)
+        return None
+
+    def _swap(self, base: _Composed, changed: dict[str, str], part: tuple[str, ...]):
+        from omegaconf import DictConfig, OmegaConf, open_dict
+
+        if not changed or self._files is None:
+            return None
+        groups = self._top_groups()
+        touched = [o.split("=", 1)[0].lstrip("+~") for o in part if o.startswith(("+", "~"))]
+        defaults = list(base.defaults)
+        for group, option in changed.items():
+            if group not in groups or not NAME.fullmatch(option) or any(t.startswith(group) for t in touched):
+                return None
+            at = [i for i, d in enumerate(defaults) if d.package == group and d.parent == "config"
+                  and (d.config_path or "").startswith(group + "/")]
+            if len(at) != 1 or any(d.parent == defaults[at[0]].config_path for d in defaults):
+                return None
+            path = f"{group}/{option}"
+            if not self._is_leaf(path) or not self._is_leaf(defaults[at[0]].config_path):
+                return None
+            defaults[at[0]] = copy.copy(defaults[at[0]])
+            defaults[at[0]].config_path = path
+        config = copy.deepcopy(base.config)
+        for group in changed:
+            pieces = []
+            for entry in defaults:
+                piece = self._contribution(entry, group)
+                if piece is None:
+                    continue
+                if not isinstance(piece, DictConfig) or piece._is_none() or piece._is_missing() \
+                        or piece._is_interpolation():
+                    return None
+                pieces.append(piece)
+            if not pieces:
+                return None
+            with open_dict(config):  # merge copies: the repository's nodes are never re-parented
+                config[group] = OmegaConf.merge(*pieces)
+        return config, defaults
+
+    def _is_leaf(self, path: str) -> bool:
+        """An option file with no defaults list, the group's own package and no schema."""
+        found = self._files.load_config(path)
+        if found is None or found.header.get("package") not in (None, "_group_"):
+            return False
+        if getattr(found, "defaults_list", None) or self._files.get_schema_source().exists(path):
+            return False
+        return True
+
+    def _contribution(self, entry: Any, group: str):
+        """What one defaults-list entry writes under ``group`` (None: nothing)."""
+        package = entry.package or ""
+        if package == "hydra" or package.startswith("hydra."):
+            return None
+        if package != group and package != "" and not package.startswith(group + "."):
+            return None
+        found = self._files.load_config(entry.config_path)
+        if found is None:
+            raise LookupError(entry.config_path)
+        if package == group:
+            return found.config
+        if package == "":
+            return found.config.get(group) if group in found.config else None
+        from omegaconf import OmegaConf
+
+        placed = OmegaConf.create()
+        OmegaConf.update(placed, package, copy.deepcopy(found.config), merge=False)
+        return placed[group]
+
+    # -- which overrides are values ----------------------------------------------------------------
+    def _is_value(self, override: str) -> bool:
+        key = override.split("=", 1)[0]
+        if key.startswith(("+", "~", "hydra")) or "@" in key or "/" in key:
+            return False
+        if "." in key:  # a config path: group names use "/", never "."
+            return True
+        return key not in self._top_groups()
+
+    def _top_groups(self) -> set[str]:
+        if self._groups is None:  # the top-level config groups of the packaged conf/
+            from hydra import initialize_config_dir
+            from hydra.core.global_hydra import GlobalHydra
+
+            from evalrun.paths import CONF_DIR
+
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                self._groups = set(GlobalHydra.instance().config_loader().list_groups(""))
+        return self._groups
+
+
+def _as_dict(part: Sequence[str]) -> dict[str, str]:
+    return dict(o.split("=", 1) if "=" in o else (o, "") for o in part)
+
+
+def _drop_hydra(cfg: Any) -> None:
+    from omegaconf import open_dict, read_write
+
+    if "hydra" in cfg:
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
