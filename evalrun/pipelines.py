@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # One pipeline at a time: a sweep over checkpoints must not hold several models in GPU memory.
 _CACHE: dict[tuple, Any] = {}
+_SCHEDULERS: dict[tuple, Any] = {}  # the checkpoint's own scheduler, by folder and file stats
 
 
 def pipeline_class(name: str) -> type:
@@ -171,27 +172,55 @@ def model_identity(model: Any) -> dict[str, Any]:
 
 def checkpoint_scheduler(model: Any):
     """The checkpoint's own scheduler, from its files alone (no weights load): ``model_index.json``
-    names the class, ``scheduler/scheduler_config.json`` holds its config."""
+    names the class, ``scheduler/scheduler_config.json`` holds its config. Kept per process while
+    those two files are unchanged (every job of a sweep asks; none modifies it)."""
     import diffusers
 
     source = tiny.resolve(model.path)
     kwargs = {"revision": str(model.revision)} if model.revision is not None else {}
+    key = (str(source), kwargs.get("revision"), _stats(Path(source), ("model_index.json", "scheduler/scheduler_config.json")))
+    if key[2] is not None and key in _SCHEDULERS:
+        return _SCHEDULERS[key]
     try:
         index = diffusers.DiffusionPipeline.load_config(source, **kwargs)
         cls = getattr(diffusers, index["scheduler"][1])
-        return cls.from_pretrained(source, subfolder="scheduler", **kwargs)
+        found = cls.from_pretrained(source, subfolder="scheduler", **kwargs)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise load_error(model.pipeline, str(model.path), exc, "model.path", local_dir=source,
                          marker="model_index.json") from None
+    if key[2] is not None:  # a local folder (a hub id resolves through the hub cache each time)
+        _SCHEDULERS.clear()
+        _SCHEDULERS[key] = found
+    return found
+
+
+def _stats(folder: Path, names: tuple[str, ...]) -> tuple | None:
+    try:
+        return tuple((n, (folder / n).stat().st_mtime_ns, (folder / n).stat().st_size) for n in names)
+    except OSError:
+        return None
 
 
 def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:
-    """Swap ``scheduler`` into a loaded pipeline (from its checkpoint's own); returns the resolved config."""
+    """Swap ``scheduler`` into a loaded pipeline (from its checkpoint's own); returns the resolved config.
+
+    The same option as the pipeline's last run keeps its scheduler object: a pipeline call starts
+    with ``set_timesteps``, which resets a scheduler's state, as between the batches of one run."""
+    import json
+
+    from evalrun.plain import to_plain
+
     if not hasattr(pipe, "_evalrun_default_scheduler"):
         pipe._evalrun_default_scheduler = pipe.scheduler
+    wanted = json.dumps(to_plain(scheduler), sort_keys=True, default=str)
+    last = getattr(pipe, "_evalrun_scheduler", None)
+    if last is not None and last[0] == wanted and pipe.scheduler is last[1]:
+        return dict(last[2])
     pipe.scheduler, resolved = build_scheduler(pipe._evalrun_default_scheduler, scheduler)
+    pipe._evalrun_scheduler = (wanted, pipe.scheduler, dict(resolved))
     return resolved
 
 
 def clear_cache() -> None:
     _CACHE.clear()
+    _SCHEDULERS.clear()

@@ -35,12 +35,16 @@ def shared_mode(path: str | os.PathLike, directory: bool = False) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same directory and ``os.replace``: readers never see half a file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         shared_mode(tmp)
         os.replace(tmp, path)
     except BaseException:

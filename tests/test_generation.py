@@ -58,3 +58,38 @@ def test_pipeline_is_reused_and_scheduler_swaps_do_not_leak():
     assert default["class"] == "PNDMScheduler"
     # Values the checkpoint set explicitly survive a switch (diffusers' from_config semantics).
     assert karras["beta_schedule"] == plain["beta_schedule"] == default["beta_schedule"] == "scaled_linear"
+
+
+def test_same_scheduler_option_keeps_its_object_and_its_images(tmp_path):
+    """A sweep's next job with the same scheduler keeps the pipeline's scheduler object (as the batches
+    of one run do): its images equal those of a freshly built scheduler, a stochastic one included."""
+    import shutil
+
+    from evalrun import tiny
+    from evalrun.pipelines import checkpoint_scheduler
+
+    cfg = compose("prompts.limit=2")
+    pipe = load_pipeline(cfg.model, torch.device("cpu"), torch.float32)
+    task, jobs = get_task("text2img"), image_jobs(load_prompts(cfg.prompts), 1, seed=0)
+    params = {"steps": 3, "guidance_scale": 7.5, "height": 32, "width": 32}
+    option = compose("scheduler=dpm_sde").scheduler
+    first = set_scheduler(pipe, option)
+    kept = pipe.scheduler
+    before = images(pipe, task, jobs, params, batch_size=2)
+    assert set_scheduler(pipe, compose("scheduler=dpm_sde").scheduler) == first and pipe.scheduler is kept
+    again = images(pipe, task, jobs, params, batch_size=2)
+    set_scheduler(pipe, compose("scheduler=dpm").scheduler)
+    assert pipe.scheduler is not kept
+    set_scheduler(pipe, option)
+    assert pipe.scheduler is not kept  # rebuilt from the checkpoint's own
+    np.testing.assert_array_equal(before, again)
+    np.testing.assert_array_equal(before, images(pipe, task, jobs, params, batch_size=2))
+
+    # The checkpoint's own scheduler is read once per process, and again when its files change.
+    folder = tmp_path / "tiny-sd"
+    shutil.copytree(tiny.resolve("evalrun/tiny-sd"), folder)
+    model = compose(f"model.path={folder}").model
+    assert checkpoint_scheduler(model) is checkpoint_scheduler(model)
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"steps_offset": 1', '"steps_offset": 10'))
+    assert checkpoint_scheduler(model).config.steps_offset == 10
