@@ -101,6 +101,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     from evalrun.aggregate import write_summary
     from evalrun.compose import JobComposer
     from evalrun.jobdirs import job_dirname
+    from evalrun.outputs import background_writes
     from evalrun.run import run
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -115,8 +116,9 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     jobs = expand(list(combined.values()))
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", configs(jobs[0]))
-    for job in jobs:  # the job dirs the CLI would make for the same sweep
-        run(configs(job), target / job_dirname(",".join(sorted(job)), varying=varying))
+    with background_writes():  # a run's files are written while the next run samples
+        for job in jobs:  # the job dirs the CLI would make for the same sweep
+            run(configs(job), target / job_dirname(",".join(sorted(job)), varying=varying))
     write_summary(target)
     return SweepResult(target)
 

@@ -4,13 +4,17 @@
 (``columns``: direction, kind, format, what it depends on) and which config columns follow the
 seed (``seed_columns``), so the summary and the report read what a column is instead of
 guessing from its name.
+
+Inside ``background_writes()`` (``evalrun.sweep`` uses it) the files are written by a background
+thread while the next run samples; the record is built, and returned, at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from evalrun.plain import to_plain
 from evalrun.results import RUN_FILE, atomic_write_bytes, environment, library_versions, write_csv, write_json
@@ -32,16 +36,8 @@ def declared_columns(plan: Any, metric_settings: dict[str, dict[str, Any]]) -> t
 def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], results: dict, scorer: Any, stream: Any,
               store: Any, *, model: dict, scheduler_config: dict, device: Any, run_key: str, generation_key: str,
               config_key: str, seconds: dict[str, float]) -> dict[str, Any]:
-    import pandas as pd
-
-    rows = pd.DataFrame(scorer.rows)
-    write_csv(rows.drop(columns=["reused"], errors="ignore"), run_dir / "images.csv")
-    per_image = rows.drop(columns=["reused"], errors="ignore")
-    for result in results.values():
-        for col, values in result.per_image.items():
-            per_image[col] = values
-    write_csv(per_image, run_dir / "per_image.csv")
-
+    """Build the run's record and write its files (in the background inside :func:`background_writes`)."""
+    rows = scorer.rows
     settings = {name: metric.settings() for name, metric in plan.metrics.items()}
     columns = {**columns, **{f"{name}.{k}": v for name, s in settings.items() for k, v in s.items()}}
     import evalrun.cost as cost
@@ -56,16 +52,8 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     undeclared = sorted(set(values) - set(declared))
     if undeclared:
         raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input
-    flags = rows["degenerate"].fillna("").astype(str) if len(rows) else pd.Series([], dtype=str)
-    summary = {**columns, **values, "n_images": len(rows), "n_degenerate": int((flags != "").sum())}
-    write_csv(pd.DataFrame([summary]), run_dir / "metrics.csv")
-    if scorer.grid is not None:  # a preview: fast compression (a third of the default's time)
-        import io
-
-        png = io.BytesIO()
-        scorer.grid.render().save(png, format="PNG", compress_level=1)
-        atomic_write_bytes(run_dir / "grid.png", png.getvalue())
-
+    degenerate = sum(1 for r in rows if isinstance(r.get("degenerate"), str) and r["degenerate"] != "")
+    summary = {**columns, **values, "n_images": len(rows), "n_degenerate": degenerate}
     smoke = bool(model.get("random_weights"))
     record = {
         "status": "complete", "run_key": run_key, "config_key": config_key, "generation_key": generation_key,
@@ -79,7 +67,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
             "scheduler_config": scheduler_config, "dtype": columns["dtype"], "device": str(device),
             "environment": environment(device), "batch_size": int(cfg.batch_size),
             "batch_size_used": getattr(stream, "batch_size", None), "n_images": len(rows),
-            "n_prompts": rows["prompt_index"].nunique() if len(rows) else 0,
+            "n_prompts": len({r["prompt_index"] for r in rows if r.get("prompt_index") is not None}),
             "images": {"sampled": stream.sampled, "reused": stream.reused, "repaired": stream.repaired},
             "features": {"extracted": store.extracted, "reused": store.reused},
             "image_format": "PNG (uint8, rounded as diffusers' numpy_to_pil); metrics score these pixels",
@@ -91,8 +79,76 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
         },
         "config": to_plain(cfg),
     }
-    write_json(record, run_dir / RUN_FILE)
+    files = (run_dir, rows, results, summary, scorer.grid, record)
+    if _background is None:
+        _write_files(*files)
+    else:
+        _background.submit(files)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
     log.info("run complete%s: %s -> %s", " (SMOKE MODEL, random weights: numbers mean nothing)" if smoke else "",
              ", ".join(f"{k}={v}" for k, v in shown.items()) or "images only (no metrics)", run_dir)
     return record
+
+
+def _write_files(run_dir: Path, rows: list[dict], results: dict, summary: dict, grid: Any, record: dict) -> None:
+    """images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks the run complete)."""
+    import io
+
+    import pandas as pd
+
+    images = pd.DataFrame(rows).drop(columns=["reused"], errors="ignore")
+    write_csv(images, run_dir / "images.csv")
+    per_image = images.copy()
+    for result in results.values():
+        for col, values in result.per_image.items():
+            per_image[col] = values
+    write_csv(per_image, run_dir / "per_image.csv")
+    write_csv(pd.DataFrame([summary]), run_dir / "metrics.csv")
+    if grid is not None:  # a preview: fast compression (a third of the default's time)
+        png = io.BytesIO()
+        grid.render().save(png, format="PNG", compress_level=1)
+        atomic_write_bytes(run_dir / "grid.png", png.getvalue())
+    write_json(record, run_dir / RUN_FILE)
+
+
+class _Writer:
+    """One thread that writes finished runs' files while the next run samples. At most two runs wait
+    (their rows and grid images are held in memory); the first error is raised by :meth:`close`."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalrun-results")
+        self._pending: list = []
+
+    def submit(self, files: tuple) -> None:
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(_write_files, *files))
+
+    def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.pop(0).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+_background: _Writer | None = None
+
+
+@contextlib.contextmanager
+def background_writes() -> Iterator[None]:
+    """Inside: each run's result files are written by a background thread, overlapping the next run's
+    sampling; on leaving, every file is on disk (a write error is raised here). A run killed before its
+    ``run.json`` is written is simply incomplete: a re-run reuses its images and scores them again."""
+    global _background
+    if _background is not None:  # nested: the outer block waits
+        yield
+        return
+    _background = _Writer()
+    try:
+        yield
+    finally:
+        writer, _background = _background, None
+        writer.close()

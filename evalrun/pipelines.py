@@ -17,14 +17,15 @@ from evalrun.errors import ConfigError, load_error
 from evalrun.schedulers import _diffusers_class, build_scheduler, check_scheduler, scheduler_class  # noqa: F401
 
 # Re-exported: run.py and config.py import the scheduler helpers from here.
-__all__ = ["build_scheduler", "check_scheduler", "checkpoint_scheduler", "load_pipeline", "model_identity",
-           "pipeline_class", "resolve_pipeline_class", "scheduler_class", "set_scheduler"]
+__all__ = ["build_scheduler", "check_scheduler", "checked_scheduler", "checkpoint_scheduler", "load_pipeline",
+           "model_identity", "pipeline_class", "resolve_pipeline_class", "scheduler_class", "set_scheduler"]
 
 log = logging.getLogger(__name__)
 
 # One pipeline at a time: a sweep over checkpoints must not hold several models in GPU memory.
 _CACHE: dict[tuple, Any] = {}
 _SCHEDULERS: dict[tuple, Any] = {}  # the checkpoint's own scheduler, by folder and file stats
+_CHECKED: dict[tuple, tuple] = {}    # checked_scheduler's answers
 
 
 def pipeline_class(name: str) -> type:
@@ -201,6 +202,25 @@ def _stats(folder: Path, names: tuple[str, ...]) -> tuple | None:
         return None
 
 
+def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps: int) -> dict[str, Any]:
+    """The resolved config of ``scheduler`` built from the checkpoint's own, after ``check_scheduler``
+    passed; remembered per (pipeline class, checkpoint scheduler object, option, steps), since each job
+    of a sweep asks again and the answer depends on nothing else."""
+    import json
+
+    from evalrun.plain import to_plain
+
+    key = (pipeline_cls, id(checkpoint), json.dumps(to_plain(scheduler), sort_keys=True, default=str), steps)
+    found = _CHECKED.get(key)
+    if found is None or found[0] is not checkpoint:
+        built, resolved = build_scheduler(checkpoint, scheduler)
+        check_scheduler(pipeline_cls, built, steps)
+        if len(_CHECKED) > 256:
+            _CHECKED.clear()
+        found = _CHECKED[key] = (checkpoint, resolved)  # the checkpoint object is kept: its id stays its own
+    return dict(found[1])
+
+
 def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:
     """Swap ``scheduler`` into a loaded pipeline (from its checkpoint's own); returns the resolved config.
 
@@ -224,3 +244,4 @@ def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:
 def clear_cache() -> None:
     _CACHE.clear()
     _SCHEDULERS.clear()
+    _CHECKED.clear()

@@ -114,7 +114,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     from evalrun.jobs import image_jobs
     from evalrun.metrics.features.store import FeatureStore
     from evalrun.paths import cache_dir
-    from evalrun.pipelines import build_scheduler, check_scheduler, checkpoint_scheduler, model_identity
+    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler, model_identity
     from evalrun.scoring import StreamScorer
 
     t0 = time.perf_counter()
@@ -133,8 +133,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
     pipeline_cls, scheduler_config, model = None, {"class": None}, {}
     if task.generates:
         pipeline_cls = validate_classes(cfg, task)
-        scheduler, scheduler_config = build_scheduler(checkpoint_scheduler(cfg.model), cfg.scheduler)
-        check_scheduler(pipeline_cls, scheduler, int(cfg.steps))
+        scheduler_config = checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
         model = model_identity(cfg.model)
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing

@@ -114,3 +114,34 @@ def test_scoring_existing_images_refuses_generation_knobs(tmp_path):
     assert "has no effect when scoring existing images" in error_of(
         "model=images", f"model.path={tmp_path}", "strength=0.5", run_dir=tmp_path)
     assert "holds no images" in error_of("model=images", f"model.path={tmp_path}", run_dir=tmp_path / "r")
+
+
+def test_background_writes_finish_every_run_and_raise_the_first_error(monkeypatch, tmp_path):
+    """evalrun.sweep writes a run's files on a background thread while the next run samples: leaving the
+    block waits for all of them, and a failed write is raised there, not lost."""
+    import threading
+    import time
+
+    from evalrun import outputs
+
+    written = []
+
+    def slow_write(run_dir, *rest):
+        time.sleep(0.05)
+        assert threading.current_thread().name.startswith("evalrun-results")
+        if run_dir.name == "bad":
+            raise OSError("disk full")
+        written.append(run_dir.name)
+
+    monkeypatch.setattr(outputs, "_write_files", slow_write)
+    files = lambda name: (tmp_path / name, [], {}, {}, None, {})  # noqa: E731
+    with outputs.background_writes():
+        for name in "abc":
+            outputs._background.submit(files(name))
+        assert len(written) < 3  # the loop went on before the files were written
+    assert written == ["a", "b", "c"] and outputs._background is None
+    with pytest.raises(OSError, match="disk full"):
+        with outputs.background_writes():
+            outputs._background.submit(files("bad"))
+            outputs._background.submit(files("d"))
+    assert written[-1] == "d" and outputs._background is None
