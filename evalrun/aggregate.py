@@ -125,21 +125,34 @@ def warn_mixed_provenance(runs) -> dict:
     return found
 
 
-def _finished(entries: list[dict]) -> set[str]:
-    return {e["run_dir"] for e in entries if e["status"] in ("complete", "failed")}
-
-
 def write_summary(sweep_dir: Path) -> Path:
     """Read every job dir, rewrite the index, and write ``summary.csv`` (and ``failed_runs.csv``)."""
     sweep_dir = Path(sweep_dir)
     for _ in range(10):
+        before = _finish_marks(sweep_dir)
         entries = collect([sweep_dir])
         _write_index(sweep_dir, entries)
         path = _write(sweep_dir, entries, quiet=False)
-        if _finished(collect([sweep_dir])) <= _finished(entries):
+        if _finish_marks(sweep_dir) == before:
             return path
         log.debug("more runs finished while the summary was written; writing it again")
     return path
+
+
+def _finish_marks(sweep_dir: Path) -> dict:
+    """Each job dir's run.json / failed.json stamps: a job of a parallel launcher that finishes while the
+    summary is written changes them (a stat per job, where reading every run again cost more)."""
+    from evalrun.runs import FAILED_FILE, RUN_FILE, find_run_dirs
+
+    marks = {}
+    for run_dir in find_run_dirs(sweep_dir):
+        for name in (RUN_FILE, FAILED_FILE):
+            try:
+                found = (run_dir / name).stat()
+                marks[str(run_dir / name)] = (found.st_mtime_ns, found.st_size, found.st_ino)
+            except OSError:
+                continue
+    return marks
 
 
 def refresh(sweep_dir: Path, run_dir: Path) -> Path | None:

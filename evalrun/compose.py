@@ -23,10 +23,11 @@ overrides, a structured-config schema, a list of options) is composed in full by
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 NAME = re.compile(r"[\w\-]+")  # an option name (not a list, not null, not an interpolation)
 
@@ -62,6 +63,7 @@ class JobComposer:
         self._composed: dict[tuple[str, ...], _Composed] = {}
         self._groups: set[str] | None = None
         self._files: Any = None  # Hydra's repository of config files, read by the rebuilds
+        self._parses: dict[str, Any] = {}
         self.hydra_compositions = 0
 
     # -- the sweep's own config ------------------------------------------------------------------
@@ -79,7 +81,6 @@ class JobComposer:
     # -- one job -----------------------------------------------------------------------------------
     def __call__(self, job: Sequence[str]) -> Any:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
         if any(o.split("=", 1)[0].lstrip("+~").startswith("hydra") for o in job):
             self.hydra_compositions += 1
@@ -94,19 +95,26 @@ class JobComposer:
             base = self._rebuilt(part, set(values)) or self._full(part)
             self._composed[part] = base
         cfg = copy.deepcopy(base.config)
-        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+        ConfigLoaderImpl._apply_overrides_to_config([self._parsed(v) for v in values], cfg)
         return cfg
+
+    def _parsed(self, override: str):
+        """Hydra's parse of one value override (an ANTLR parse: remembered, jobs repeat most of them)."""
+        if override not in self._parses:
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            self._parses[override] = OverridesParser.create().parse_overrides([override])[0]
+        return self._parses[override]
 
     def _full(self, part: tuple[str, ...]) -> _Composed:
         cfg, defaults = self._hydra(part, keep_hydra=False)
         return _Composed(cfg, _as_dict(part), frozenset(), defaults)
 
     def _hydra(self, overrides: Sequence[str], keep_hydra: bool):
-        """Hydra's composition, and its defaults list (read from the same files, not parsed twice)."""
+        """Hydra's composition, and the defaults list it was built from (None if not seen)."""
         from hydra import compose as hydra_compose
         from hydra import initialize_config_dir
         from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
         import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
         from evalrun.paths import CONF_DIR
@@ -114,25 +122,20 @@ class JobComposer:
         self.hydra_compositions += 1
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            loader, defaults = GlobalHydra.instance().hydra.config_loader, None
+            loader = GlobalHydra.instance().hydra.config_loader
+            with _capturing_defaults_lists() as captured:
+                cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=keep_hydra)
             try:
-                from hydra._internal.defaults_list import create_defaults_list
-
-                parsed, repo = loader._parse_overrides_and_create_caching_repo("config", list(overrides))
-                defaults = create_defaults_list(repo=repo, config_name="config", overrides_list=parsed,
-                                                prepend_hydra=True, skip_missing=False).defaults
-                # Composition may re-parent the loaded nodes: the rebuilds read files from a repository of
-                # their own; the composition below reuses the files the defaults list has just read.
+                # The rebuilds read files from a repository of their own: composition re-parents the
+                # nodes it loads, so the one Hydra has just used is not a faithful copy of the files.
                 _, self._files = loader._parse_overrides_and_create_caching_repo("config", list(overrides))
                 if self._groups is None:  # the top-level config groups
                     from hydra.core.object_type import ObjectType
 
                     self._groups = set(self._files.get_group_options("", results_filter=ObjectType.GROUP))
-                loader._parse_overrides_and_create_caching_repo = (
-                    lambda *_: (OverridesParser.create().parse_overrides(list(overrides)), repo))
-            except Exception:  # noqa: BLE001 - a bad override: Hydra's compose below says what is wrong
-                defaults = None
-            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=keep_hydra), defaults
+            except Exception:  # noqa: BLE001 - no rebuilds from this composition; Hydra's result stands
+                captured.clear()
+            return cfg, (captured[-1].defaults if len(captured) == 1 else None)
 
     # -- rebuilding leaf groups -----------------------------------------------------------------
     def _rebuilt(self, part: tuple[str, ...], values: set[str]) -> _Composed | None:
@@ -237,6 +240,26 @@ class JobComposer:
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
                 self._groups = set(GlobalHydra.instance().config_loader().list_groups(""))
         return self._groups
+
+
+@contextlib.contextmanager
+def _capturing_defaults_lists() -> Iterator[list]:
+    """Hydra's defaults lists made inside the block (the one its composition builds, not built twice)."""
+    import hydra._internal.config_loader_impl as loader_impl
+
+    captured: list = []
+    original = loader_impl.create_defaults_list
+
+    def capture(*args: Any, **kwargs: Any):
+        result = original(*args, **kwargs)
+        captured.append(result)
+        return result
+
+    loader_impl.create_defaults_list = capture
+    try:
+        yield captured
+    finally:
+        loader_impl.create_defaults_list = original
 
 
 def _as_dict(part: Sequence[str]) -> dict[str, str]:

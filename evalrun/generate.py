@@ -77,6 +77,22 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
     return out.images if hasattr(out, "images") else out[0]
 
 
+_WRITER_POOL = None
+
+
+def _png_writers():
+    """The PNG writer threads, one pool per process: starting four threads per run cost more than a
+    short run's bookkeeping. Pending writes are waited for by each run (and at interpreter exit)."""
+    import os
+
+    global _WRITER_POOL
+    if _WRITER_POOL is None or _WRITER_POOL[0] != os.getpid():  # a forked child has none of the threads
+        from concurrent.futures import ThreadPoolExecutor
+
+        _WRITER_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="evalrun-png"))
+    return _WRITER_POOL[1]
+
+
 class ImageStream:
     """Yields every job's image in order; call :meth:`run` with a ``pipe_factory`` that loads the
     pipeline only if some image has to be sampled (a finished or fully stored run loads nothing)."""
@@ -92,9 +108,8 @@ class ImageStream:
         self.sources = [(Path(d) / "images", Manifest(Path(d) / "images")) for d in sources or []]
         self.sampled = self.reused = self.repaired = 0
         import threading
-        from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="evalrun-png")
+        self._pool = _png_writers()
         self._writes: collections.deque = collections.deque()
         self._manifest_lock = threading.Lock()
 
@@ -158,11 +173,8 @@ class ImageStream:
 
     def wait(self) -> None:
         """Every image handed to the writers is on disk (and a write error surfaces here)."""
-        try:
-            while self._writes:
-                self._writes.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True)
+        while self._writes:
+            self._writes.popleft().result()
 
     def _fitting(self, pipe, task, params: dict[str, Any], batch: list[int]):
         """Sample ``batch``; on a CUDA out-of-memory error halve it (and every later batch) and go on."""

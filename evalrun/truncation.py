@@ -96,6 +96,11 @@ def _count(pipeline_cls: type, tokenizer, prompts: list[str], max_sequence_lengt
     return {"max_tokens": budget, "truncated": sum(n - offset > budget for n in _lengths(tokenizer, texts))}
 
 
+@functools.lru_cache(maxsize=64)  # a sweep's jobs count the same prompts with the same (cached) tokenizers
+def _counted(pipeline_cls: type, tokenizer, prompts: tuple[str, ...], max_sequence_length: int | None) -> dict[str, int]:
+    return _count(pipeline_cls, tokenizer, list(prompts), max_sequence_length)
+
+
 def text_truncation(model: Any, pipeline_cls: type, prompts: list[str], max_sequence_length: int | None) -> dict:
     """Per tokenizer component: the token limit the pipeline applies and how many ``prompts`` exceed it.
 
@@ -116,7 +121,7 @@ def text_truncation(model: Any, pipeline_cls: type, prompts: list[str], max_sequ
     out: dict[str, Any] = {}
     for name, tokenizer in tokenizers:
         try:
-            out[name] = {**_count(pipeline_cls, tokenizer, unique, max_sequence_length), "prompts": len(unique)}
+            out[name] = {**_counted(pipeline_cls, tokenizer, tuple(unique), max_sequence_length), "prompts": len(unique)}
         except Exception as exc:  # noqa: BLE001
             out[name] = {"error": first_line(exc)}
         if out[name].get("truncated"):
