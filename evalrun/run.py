@@ -96,8 +96,10 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     key = run_key(cfg, __version__, device, dtype)
+    # Taken now: batch_size=auto is resolved in place later, and the directory's configuration is the one asked for.
+    cfg_key = config_key(cfg)
     with run_lock(run_dir):
-        refuse_other_configuration(run_dir, cfg)
+        refuse_other_configuration(run_dir, cfg_key)
         if (done := finished_run(run_dir, key)) is not None:
             log.info("run in %s is already complete; reusing it (delete run.json to recompute)", run_dir)
             return done
@@ -105,10 +107,10 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
         if shard is not None and shard.get("run_key") == key:
             log.info("shard in %s is already complete; reusing it", run_dir)
             return shard
-        return _compute(cfg, plan, run_dir, key, device, dtype, image_sources or [], merged_dir)
+        return _compute(cfg, plan, run_dir, key, cfg_key, device, dtype, image_sources or [], merged_dir)
 
 
-def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image_sources: list[Path],
+def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device, dtype, image_sources: list[Path],
              merged_dir: Path | None) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
     from evalrun.jobs import image_jobs
@@ -168,7 +170,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
             scorer.flush()
             return shards.write_record(run_dir, cfg, key, merged_dir, [j.image_id for j in jobs], stream,
-                                       config_key(cfg))
+                                       cfg_key)
         results = scorer.finish()
     t_done = time.perf_counter()
     # 7. Write images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks completion).
@@ -179,7 +181,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, device, dtype, image
                **protocol_columns(cfg, metrics, results, len(jobs))}
     return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,
-                     run_key=key, generation_key=gen_key, config_key=config_key(cfg),
+                     run_key=key, generation_key=gen_key, config_key=cfg_key,
                      seconds={"load": round(t_load - t0, 3), "generate_and_score": round(t_done - t_load, 3)})
 
 
@@ -212,7 +214,7 @@ def config_key(cfg: Any) -> str:
     return stable_hash({k: v for k, v in to_plain(cfg).items() if k != "paths"})
 
 
-def refuse_other_configuration(run_dir: Path, cfg: Any) -> None:
+def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
     """A directory that holds another configuration's results is never overwritten (a same configuration
     whose inputs changed, e.g. a prompt file edited in place, is recomputed there)."""
     import json
@@ -227,7 +229,7 @@ def refuse_other_configuration(run_dir: Path, cfg: Any) -> None:
             recorded = json.loads(path.read_text(encoding="utf-8")).get("config_key")
         except ValueError:
             return
-        if recorded is not None and recorded != config_key(cfg):
+        if recorded is not None and recorded != cfg_key:
             raise EvalrunError(f"{run_dir} holds the results of another configuration ({name}); run into another "
                                f"directory (hydra.run.dir=... or hydra.sweep.dir=...) or delete it to recompute there")
 

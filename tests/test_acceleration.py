@@ -89,3 +89,7 @@ def test_auto_batch_size_is_found_once_and_remembered(tmp_path):
 def test_auto_batch_size_on_cpu_runs_with_four(tmp_path):
     record = run_inprocess("prompts.limit=1", "batch_size=auto", run_dir=tmp_path / "run")
     assert record["provenance"]["batch_size"] == 4 and record["config"]["batch_size"] == 4
+    # Its directory stays its own: a re-run finds it complete (it once refused it as "another configuration",
+    # the key having been taken after auto was resolved in place).
+    again = run_inprocess("prompts.limit=1", "batch_size=auto", run_dir=tmp_path / "run")
+    assert again["run_key"] == record["run_key"] and again["config_key"] == record["config_key"]
