@@ -165,11 +165,16 @@ class ImageStream:
         with self._manifest_lock:
             self.manifest.add(job.image_id, key, digest, flag, cost)
 
-    def run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
+    def run(self, pipe_factory, task, params: dict[str, Any], progress=None, wait: bool = True) -> Iterator[Produced]:
+        """``wait=False``: PNG writes may still be under way when the last image is yielded (the caller
+        then calls :meth:`wait` before the run is marked complete); after an error they are always waited for."""
+        finished = False
         try:
             yield from self._run(pipe_factory, task, params, progress)
+            finished = True
         finally:
-            self.wait()
+            if wait or not finished:
+                self.wait()
 
     def wait(self) -> None:
         """Every image handed to the writers is on disk (and a write error surfaces here)."""
@@ -238,7 +243,10 @@ class ReadStream:
         self.image_dir.mkdir(parents=True, exist_ok=True)
         self.sampled = self.reused = self.repaired = 0
 
-    def run(self, pipe_factory=None, task=None, params=None, progress=None) -> Iterator[Produced]:
+    def wait(self) -> None:
+        """Nothing to wait for: files are linked or copied as they are read."""
+
+    def run(self, pipe_factory=None, task=None, params=None, progress=None, wait: bool = True) -> Iterator[Produced]:
         for n, job in enumerate(self.jobs):
             image, source = self.task.read_image(job)
             target = self.image_dir / f"{job.image_id}{source.suffix.lower()}"

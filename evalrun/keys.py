@@ -65,10 +65,11 @@ def input_identities(cfg: Any) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def run_key(cfg: Any, version: str, device: Any, dtype: Any) -> str:
+def run_key(cfg: Any, version: str, device: Any, dtype: Any, plain: dict | None = None) -> str:
+    """``plain``: ``cfg`` already resolved to plain values, if the caller has it."""
     from evalrun.plain import to_plain
 
-    return stable_hash({"config": to_plain(cfg), "evalrun": version, "device": str(device), "dtype": str(dtype),
+    return stable_hash({"config": plain if plain is not None else to_plain(cfg), "evalrun": version, "device": str(device), "dtype": str(dtype),
                         "inputs": input_identities(cfg)})
 
 

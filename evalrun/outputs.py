@@ -79,7 +79,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
         },
         "config": to_plain(cfg),
     }
-    files = (run_dir, rows, results, summary, scorer.grid, record)
+    files = (run_dir, stream.wait, rows, results, summary, scorer.grid, record)
     if _background is None:
         _write_files(*files)
     else:
@@ -90,12 +90,15 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     return record
 
 
-def _write_files(run_dir: Path, rows: list[dict], results: dict, summary: dict, grid: Any, record: dict) -> None:
-    """images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks the run complete)."""
+def _write_files(run_dir: Path, images_written: Any, rows: list[dict], results: dict, summary: dict, grid: Any,
+                 record: dict) -> None:
+    """images.csv, per_image.csv, metrics.csv, grid.png, then run.json last (it marks the run complete),
+    once ``images_written()`` has returned: every image is on disk and in the manifest."""
     import io
 
     import pandas as pd
 
+    images_written()
     images = pd.DataFrame(rows).drop(columns=["reused"], errors="ignore")
     write_csv(images, run_dir / "images.csv")
     per_image = images.copy()
@@ -135,6 +138,10 @@ class _Writer:
 
 
 _background: _Writer | None = None
+
+
+def writing_in_background() -> bool:
+    return _background is not None
 
 
 @contextlib.contextmanager

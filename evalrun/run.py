@@ -88,16 +88,17 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
     quiet_libraries()
     # 1. Validate everything cheap before anything heavy is imported. Interpolations are resolved
     #    once here: re-resolving them on every access cost more than the rest of the bookkeeping.
-    cfg = OmegaConf.create(to_plain(cfg))
+    plain = to_plain(cfg)  # the keys below hash this (resolving a config again costs milliseconds)
+    cfg = OmegaConf.create(plain)
     plan = validate(cfg)
     if cfg.get("paths") and cfg.paths.get("cache_dir"):
         os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())
     merged_dir = shards.merged_dir_for(cfg, _hydra()) if shards.sharded(cfg) else None
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    key = run_key(cfg, __version__, device, dtype)
+    key = run_key(cfg, __version__, device, dtype, plain)
     # Taken now: batch_size=auto is resolved in place later, and the directory's configuration is the one asked for.
-    cfg_key = config_key(cfg)
+    cfg_key = config_key(plain)
     with run_lock(run_dir):
         refuse_other_configuration(run_dir, cfg_key)
         if (done := finished_run(run_dir, key)) is not None:
@@ -154,6 +155,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     t_load = time.perf_counter()
     # 6. Generate (or reuse, or read) and score, streamed: each chunk is scored as soon as it exists.
     from evalrun.generate import ImageStream, ReadStream
+    from evalrun.outputs import writing_in_background
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
     if cfg.batch_size == "auto":
@@ -165,7 +167,9 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
         stream = ReadStream(jobs, run_dir / "images", task)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
-        for produced in stream.run(pipeline.get, task, params, progress=phase.advance):
+        # In a sweep (outputs.background_writes) the last PNGs are written while this run's files are.
+        deferred = writing_in_background() and not shards.sharded(cfg)
+        for produced in stream.run(pipeline.get, task, params, progress=phase.advance, wait=not deferred):
             scorer.add(produced)
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
             scorer.flush()

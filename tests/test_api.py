@@ -134,7 +134,7 @@ def test_background_writes_finish_every_run_and_raise_the_first_error(monkeypatc
         written.append(run_dir.name)
 
     monkeypatch.setattr(outputs, "_write_files", slow_write)
-    files = lambda name: (tmp_path / name, [], {}, {}, None, {})  # noqa: E731
+    files = lambda name: (tmp_path / name, lambda: None, [], {}, {}, None, {})  # noqa: E731
     with outputs.background_writes():
         for name in "abc":
             outputs._background.submit(files(name))
