@@ -80,6 +80,17 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
 _WRITER_POOL = None
 
 
+class _Inline:
+    """A writer "pool" that writes at once: when the CPU samples, PNG threads only compete with it."""
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+
 def _png_writers():
     """The PNG writer threads, one pool per process: starting four threads per run cost more than a
     short run's bookkeeping. Pending writes are waited for by each run (and at interpreter exit)."""
@@ -98,7 +109,8 @@ class ImageStream:
     pipeline only if some image has to be sampled (a finished or fully stored run loads nothing)."""
 
     def __init__(self, jobs: list[ImageJob], image_dir: Path, generation_key: str, store: ImageStore,
-                 batch_size: int, shape: tuple[int, ...] | None = None, sources: list[Path] | None = None) -> None:
+                 batch_size: int, shape: tuple[int, ...] | None = None, sources: list[Path] | None = None,
+                 threaded: bool = True) -> None:
         self.jobs, self.image_dir, self.generation_key = jobs, Path(image_dir), generation_key
         self.store, self.batch_size, self.shape = store, batch_size, shape
         self.image_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +121,7 @@ class ImageStream:
         self.sampled = self.reused = self.repaired = 0
         import threading
 
-        self._pool = _png_writers()
+        self._pool = _png_writers() if threaded else _Inline()
         self._writes: collections.deque = collections.deque()
         self._manifest_lock = threading.Lock()
 
@@ -146,7 +158,8 @@ class ImageStream:
 
     def _write(self, n: int, image: np.ndarray, had_nan: bool, cost: dict[str, Any]) -> Produced:
         """Hand a sampled image to the writer pool and return it for scoring at once: PNG encoding
-        (which releases the GIL) overlaps the next batch's sampling, so the accelerator stays busy.
+        (which releases the GIL) overlaps the next batch's sampling, so the accelerator stays busy
+        (``threaded=False``, for CPU sampling: written at once).
         The manifest line is appended only once the file is in place, so a kill never leaves a
         listed image that is not on disk."""
         job, key = self.jobs[n], self.keys[n]

@@ -5,8 +5,8 @@
 seed (``seed_columns``), so the summary and the report read what a column is instead of
 guessing from its name.
 
-Inside ``background_writes()`` (``evalrun.sweep`` uses it) the files are written by a background
-thread while the next run samples; the record is built, and returned, at once.
+Inside ``background_writes()`` (``evalrun.sweep`` uses it), when a GPU samples, the files are written
+by a background thread while the next run samples; the record is built, and returned, at once.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
         "config": to_plain(cfg),
     }
     files = (run_dir, stream.wait, rows, results, summary, scorer.grid, record)
-    if _background is None:
+    if _background is None or not overlap_writes(device):
         _write_files(*files)
     else:
         _background.submit(files)
@@ -144,10 +144,16 @@ def writing_in_background() -> bool:
     return _background is not None
 
 
+def overlap_writes(device: Any) -> bool:
+    """Whether file writing should overlap sampling: when an accelerator samples, the CPU is free for it;
+    when the CPU samples, writer threads only compete with it (measured: sampling 5-9% slower on 2 cores)."""
+    return getattr(device, "type", str(device)) == "cuda"
+
+
 @contextlib.contextmanager
 def background_writes() -> Iterator[None]:
-    """Inside: each run's result files are written by a background thread, overlapping the next run's
-    sampling; on leaving, every file is on disk (a write error is raised here). A run killed before its
+    """Inside: each GPU run's result files are written by a background thread, overlapping the next run's
+    sampling (``overlap_writes``); on leaving, every file is on disk (a write error is raised here). A run killed before its
     ``run.json`` is written is simply incomplete: a re-run reuses its images and scores them again."""
     global _background
     if _background is not None:  # nested: the outer block waits

@@ -155,20 +155,21 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     t_load = time.perf_counter()
     # 6. Generate (or reuse, or read) and score, streamed: each chunk is scored as soon as it exists.
     from evalrun.generate import ImageStream, ReadStream
-    from evalrun.outputs import writing_in_background
+    from evalrun.outputs import overlap_writes, writing_in_background
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
     if cfg.batch_size == "auto":
         cfg.batch_size = resolve_batch_size(cfg, task, pipeline, jobs, params, model, device, dtype)
     if task.generates:
         image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
-        stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources)
+        stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources,
+                             threaded=overlap_writes(device))
     else:
         stream = ReadStream(jobs, run_dir / "images", task)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
         # In a sweep (outputs.background_writes) the last PNGs are written while this run's files are.
-        deferred = writing_in_background() and not shards.sharded(cfg)
+        deferred = writing_in_background() and overlap_writes(device) and not shards.sharded(cfg)
         for produced in stream.run(pipeline.get, task, params, progress=phase.advance, wait=not deferred):
             scorer.add(produced)
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone

@@ -24,8 +24,24 @@ def test_evaluate_returns_the_run_and_its_tables(tmp_path):
     assert len(result.per_image) == 2
 
 
-def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path):
+def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path, monkeypatch):
+    """The API sweep, with the GPU path forced on (PNGs on writer threads, each run's files on the results
+    thread while the next run samples), equals the CLI sweep, which wrote everything in line."""
+    import threading
+
+    from evalrun import outputs
+
+    writers = set()
+    write_files = outputs._write_files
+
+    def recorded(*args):
+        writers.add(threading.current_thread().name.split("_")[0])
+        return write_files(*args)
+
+    monkeypatch.setattr(outputs, "overlap_writes", lambda device: True)
+    monkeypatch.setattr(outputs, "_write_files", recorded)
     api = evalrun.sweep(["experiment=smoke_sweep"], sweep_dir=tmp_path / "sweep")
+    assert writers == {"evalrun-results"}
     cli = evalrun.load_sweep(smoke_sweep)
     assert sorted(p.parent.name for p in api.sweep_dir.glob("*/run.json")) == \
         sorted(p.parent.name for p in smoke_sweep.glob("*/run.json"))  # the CLI's job dir names
@@ -33,6 +49,11 @@ def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path):
     pd.testing.assert_frame_equal(api.summary[cols].sort_values("scheduler").reset_index(drop=True),
                                   cli.summary[cols].sort_values("scheduler").reset_index(drop=True), check_exact=True)
     assert len(api.runs) == 4
+    for run_json in api.sweep_dir.glob("*/run.json"):  # every image on disk and listed, as the CLI's
+        twin = smoke_sweep / run_json.parent.name
+        for png in (twin / "images").glob("*.png"):
+            assert (run_json.parent / "images" / png.name).read_bytes() == png.read_bytes()
+        assert len((run_json.parent / "images" / "manifest.jsonl").read_text().splitlines()) == 3
 
 
 def test_expand_is_hydras_product():
