@@ -34,10 +34,11 @@ def _digest_cache_file(path: Path) -> Path:
     return cache_dir() / "hashes" / (hashlib.sha1(str(path).encode()).hexdigest() + ".json")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's content, remembered (in memory and in the cache) while its size and mtime hold."""
-    path = Path(path).expanduser().resolve()
-    st = path.stat()
+def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None) -> str:
+    """sha256 of a file's content, remembered (in memory and in the cache) while its size and mtime hold.
+    (``_resolved``: the stat of ``path``, already an absolute real path; tree_fingerprint passes it.)"""
+    path = Path(path) if _resolved is not None else Path(path).expanduser().resolve()
+    st = _resolved if _resolved is not None else path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key in _MEMO:
         return _MEMO[key]
@@ -67,13 +68,24 @@ def file_sha256(path: str | os.PathLike) -> str:
 def tree_fingerprint(root: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_SUFFIXES + (".json", ".txt", ".model")
                      ) -> dict[str, str]:
     """{relative path: sha256} of a local model folder's weights and configs (what loading reads)."""
-    root = Path(root).expanduser()
-    out = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in tuple(suffixes)):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue  # .complete markers, .cache folders: not part of the model
-        out[path.relative_to(root).as_posix()] = file_sha256(path)
-    return out
+    # One walk with scandir's stats (a sweep asks once per job): the root is resolved once, and only
+    # symlinked files (hub snapshots link into blobs/) are resolved one by one.
+    real_root = os.path.realpath(Path(root).expanduser())
+    suffixes = tuple(suffixes)
+    found = {}
+    for folder, dirs, files in os.walk(real_root, followlinks=True):  # as rglob did
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .cache folders: not part of the model
+        for name in files:
+            if name.startswith(".") or not name.lower().endswith(suffixes):
+                continue  # .complete markers
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, real_root).replace(os.sep, "/")
+            if os.path.islink(path):
+                if os.path.isfile(path):  # a broken link is not a file of the model
+                    found[rel] = file_sha256(path)
+            else:
+                found[rel] = file_sha256(path, _resolved=os.stat(path))
+    return dict(sorted(found.items()))
 
 
 def local_identity(path: str | os.PathLike | None) -> str | None:

@@ -130,6 +130,35 @@ def test_weights_changed_in_place_are_not_reused_nor_averaged(tmp_path):
     assert len(summary) == 2 and sorted(summary["clip_score_n"]) == [1, 2]
 
 
+def test_a_model_folders_fingerprint_is_the_sha256_of_each_file_it_loads(tmp_path):
+    """Checked against hashlib file by file: weights and configs, through a symlinked file (a hub
+    snapshot) and a symlinked folder; hidden files and folders and broken links are not the model."""
+    import hashlib
+
+    from evalrun.hashing import tree_fingerprint
+
+    model, blobs = tmp_path / "model", tmp_path / "blobs"
+    (model / "unet").mkdir(parents=True)
+    (blobs / "vae").mkdir(parents=True)
+    (model / "model_index.json").write_text('{"a": 1}')
+    (model / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights" * 100)
+    (blobs / "text.bin").write_bytes(b"encoder")
+    (model / "text.bin").symlink_to(blobs / "text.bin")
+    (blobs / "vae" / "config.json").write_text("{}")
+    (model / "vae").symlink_to(blobs / "vae")
+    (model / ".cache").mkdir()
+    (model / ".cache" / "x.json").write_text("{}")
+    (model / ".complete.json").write_text("{}")
+    (model / "gone.json").symlink_to(tmp_path / "missing.json")
+    (model / "notes.md").write_text("not loaded")
+    expected = {rel: hashlib.sha256((model / rel).read_bytes()).hexdigest()
+                for rel in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "text.bin", "vae/config.json")}
+    assert tree_fingerprint(model) == expected
+    (model / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"changed in place")
+    assert tree_fingerprint(model)["unet/diffusion_pytorch_model.safetensors"] == \
+        hashlib.sha256(b"changed in place").hexdigest()
+
+
 @pytest.mark.parametrize("damage", ["truncated", "zero_bytes", "bit_flip", "wrong_size", "other_content"])
 def test_damaged_images_are_regenerated_on_resume(tmp_path, damage, caplog):
     args = ["prompts.limit=2", "paths.image_store=none"]  # no store: only the run's own files can be reused
