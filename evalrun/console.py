@@ -21,7 +21,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TQDM_DISABLE", "1")
     for name in ("diffusers", "transformers", "huggingface_hub", "datasets", "urllib3", "PIL"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logger = logging.getLogger(name)
+        if logger.level != logging.ERROR:  # setLevel clears every logger's cache: once, not per job
+            logger.setLevel(logging.ERROR)
 
 
 class Phase:

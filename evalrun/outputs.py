@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalrun.plain import to_plain
-from evalrun.results import RUN_FILE, atomic_write_bytes, environment, library_versions, write_csv, write_json
+from evalrun.results import RUN_FILE, atomic_write_bytes, environment, library_versions, write_json, write_rows_csv
 
 log = logging.getLogger("evalrun")
 
@@ -96,22 +96,29 @@ def _write_files(run_dir: Path, images_written: Any, rows: list[dict], results: 
     once ``images_written()`` has returned: every image is on disk and in the manifest."""
     import io
 
-    import pandas as pd
-
     images_written()
-    images = pd.DataFrame(rows).drop(columns=["reused"], errors="ignore")
-    write_csv(images, run_dir / "images.csv")
-    per_image = images.copy()
+    images = [{k: v for k, v in row.items() if k != "reused"} for row in rows]
+    write_rows_csv(images, run_dir / "images.csv")
+    per_image = [dict(row) for row in images]
     for result in results.values():
         for col, values in result.per_image.items():
-            per_image[col] = values
-    write_csv(per_image, run_dir / "per_image.csv")
-    write_csv(pd.DataFrame([summary]), run_dir / "metrics.csv")
+            for row, value in zip(per_image, _aligned(values, len(per_image), col)):
+                row[col] = value
+    write_rows_csv(per_image, run_dir / "per_image.csv")
+    write_rows_csv([summary], run_dir / "metrics.csv")
     if grid is not None:  # a preview: fast compression (a third of the default's time)
         png = io.BytesIO()
         grid.render().save(png, format="PNG", compress_level=1)
         atomic_write_bytes(run_dir / "grid.png", png.getvalue())
     write_json(record, run_dir / RUN_FILE)
+
+
+def _aligned(values: Any, n: int, column: str) -> list:
+    """A metric's per-image values, one per image (as a DataFrame column assignment requires)."""
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"per-image column {column!r} has {len(values)} values for {n} images")
+    return values
 
 
 class _Writer:

@@ -3,6 +3,7 @@ gets one clear line. Each test reproduces a failure evalrun 0.1 had (issue "Trus
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -316,3 +317,32 @@ def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
     assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0"]) == 0
     assert not list((cache / "images").rglob("*.png"))
     assert len(list((tmp_path / "run" / "images").glob("*.png"))) == 2  # the run's hard links survive
+
+
+def test_run_csvs_are_what_pandas_would_have_written(tmp_path):
+    """images.csv, per_image.csv and metrics.csv are written without pandas: byte for byte what pandas'
+    own to_csv gives for the same rows, whatever the cell types (numpy float32 columns keep their
+    shortest repr; mixed with gaps or float64 they become float64), and read back the same."""
+    import numpy as np
+    import pandas as pd
+
+    from evalrun.results import write_rows_csv
+
+    f32 = np.float32
+    rows = [
+        {"image_id": "00000_00", "prompt": 'a "quoted", comma\nand newline', "prompt_index": 0, "seed": np.int64(3),
+         "clip_score": f32(0.1), "fid": 1e-05, "big": 1.2345678901234567e16, "ok": True, "flag": np.bool_(False),
+         "nfe": None, "inf": float("inf"), "nan": float("nan"), "kwargs": {"a": [1, 2]}, "x": 0.1 + 0.2,
+         "f32_gap": f32(0.1), "f32_mixed": f32(0.7), "text_f32": "a", "int_gap": 1, "bool_gap": True, "mixed_int": 1,
+         "f32_nan": f32("nan")},
+        {"image_id": "00001_00", "prompt": "", "prompt_index": None, "seed": np.int64(4), "clip_score": f32(-2.5),
+         "fid": np.float64(3.0), "big": -0.0, "ok": False, "flag": np.bool_(True), "nfe": 10.0, "inf": -float("inf"),
+         "extra": "only here", "f32_mixed": 0.2, "text_f32": f32(0.3), "int_gap": None, "bool_gap": None,
+         "mixed_int": np.int32(2), "f32_nan": f32(0.25)},
+    ]
+    for columns in (None, ["prompt"], ["nfe"], ["clip_score"]):  # single columns: csv quotes an empty cell
+        subset = rows if columns is None else [{c: r.get(c) for c in columns} for r in rows]
+        write_rows_csv(subset, tmp_path / "ours.csv")
+        expected = pd.DataFrame(subset).to_csv(index=False)
+        assert (tmp_path / "ours.csv").read_text() == expected, columns
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ours.csv"), pd.read_csv(io.StringIO(expected)))
