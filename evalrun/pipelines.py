@@ -202,15 +202,20 @@ def _stats(folder: Path, names: tuple[str, ...]) -> tuple | None:
         return None
 
 
-def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps: int) -> dict[str, Any]:
-    """The resolved config of ``scheduler`` built from the checkpoint's own, after ``check_scheduler``
-    passed; remembered per (pipeline class, checkpoint scheduler object, option, steps), since each job
-    of a sweep asks again and the answer depends on nothing else."""
+def _option_key(scheduler: Any) -> str:
+    """A scheduler option (class, kwargs, fits) as text: equal options, equal keys."""
     import json
 
     from evalrun.plain import to_plain
 
-    key = (pipeline_cls, id(checkpoint), json.dumps(to_plain(scheduler), sort_keys=True, default=str), steps)
+    return json.dumps(to_plain(scheduler), sort_keys=True, default=str)
+
+
+def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps: int) -> dict[str, Any]:
+    """The resolved config of ``scheduler`` built from the checkpoint's own, after ``check_scheduler``
+    passed; remembered per (pipeline class, checkpoint scheduler object, option, steps), since each job
+    of a sweep asks again and the answer depends on nothing else."""
+    key = (pipeline_cls, id(checkpoint), _option_key(scheduler), steps)
     found = _CHECKED.get(key)
     if found is None or found[0] is not checkpoint:
         built, resolved = build_scheduler(checkpoint, scheduler)
@@ -226,13 +231,9 @@ def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:
 
     The same option as the pipeline's last run keeps its scheduler object: a pipeline call starts
     with ``set_timesteps``, which resets a scheduler's state, as between the batches of one run."""
-    import json
-
-    from evalrun.plain import to_plain
-
     if not hasattr(pipe, "_evalrun_default_scheduler"):
         pipe._evalrun_default_scheduler = pipe.scheduler
-    wanted = json.dumps(to_plain(scheduler), sort_keys=True, default=str)
+    wanted = _option_key(scheduler)
     last = getattr(pipe, "_evalrun_scheduler", None)
     if last is not None and last[0] == wanted and pipe.scheduler is last[1]:
         return dict(last[2])

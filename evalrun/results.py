@@ -77,8 +77,9 @@ def write_rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or \
-        (type(value).__module__ == "numpy" and type(value).__name__.startswith("float") and value != value)
+    import numbers
+
+    return value is None or (isinstance(value, numbers.Real) and value != value)  # None or NaN (numpy's too)
 
 
 def _column_format(values: list[Any]):
