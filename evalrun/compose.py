@@ -248,7 +248,10 @@ def _capturing_defaults_lists() -> Iterator[list]:
     import hydra._internal.config_loader_impl as loader_impl
 
     captured: list = []
-    original = loader_impl.create_defaults_list
+    original = getattr(loader_impl, "create_defaults_list", None)
+    if original is None:  # another Hydra than 1.3: nothing captured, every set of choices composed by Hydra
+        yield captured
+        return
 
     def capture(*args: Any, **kwargs: Any):
         result = original(*args, **kwargs)

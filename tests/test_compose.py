@@ -80,3 +80,18 @@ def test_rebuilt_configs_are_independent_copies():
     first.prompts.negative_prompt = "changed"
     again = composer(["scheduler=dpm", "seed=0"])
     assert_same(again, ["scheduler=dpm", "seed=0"])
+
+
+def test_without_hydras_internals_every_job_is_composed_by_hydra(monkeypatch):
+    """If a Hydra release moves the internals the rebuilds read (no defaults list is seen), the composer
+    falls back to Hydra's own composition for each set of group choices: slower, still equal."""
+    import contextlib
+
+    import evalrun.compose
+
+    monkeypatch.setattr(evalrun.compose, "_capturing_defaults_lists", lambda: contextlib.nullcontext([]))
+    composer = JobComposer()
+    composer.sweep_config(["seed=0"])
+    for job in (["scheduler=dpm", "seed=0"], ["scheduler=ddim", "seed=1"]):
+        assert_same(composer(job), job)
+    assert composer.hydra_compositions == 3
