@@ -59,7 +59,7 @@ class StreamScorer:
             while end < len(chunk) and chunk[end].image.shape == chunk[start].image.shape:
                 end += 1
             part = chunk[start:end]
-            pixels = torch.from_numpy(np.stack([p.image for p in part])).permute(0, 3, 1, 2).contiguous()
+            pixels = torch.from_numpy(np.stack([p.image.transpose(2, 0, 1) for p in part]))  # NCHW in one copy
             records = [{**p.job.record, "seed": p.job.record.get("seed", self.seed), "image_index": p.job.image_index}
                        for p in part]
             batch = ImageBatch(pixels, records, hashes=[p.digest for p in part], start=self.n + start)

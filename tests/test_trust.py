@@ -346,3 +346,25 @@ def test_run_csvs_are_what_pandas_would_have_written(tmp_path):
         expected = pd.DataFrame(subset).to_csv(index=False)
         assert (tmp_path / "ours.csv").read_text() == expected, columns
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ours.csv"), pd.read_csv(io.StringIO(expected)))
+
+
+def test_quantisation_and_pixel_hash_equal_their_plain_numpy_definitions():
+    """to_uint8 (torch, in place) gives numpy's (clip(x) * 255).round() bytes, NaN and inf included, and
+    pixel_hash is blake2b of the pixels followed by the shape, as written out here."""
+    import hashlib
+
+    from evalrun.images import pixel_hash, to_uint8
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-0.1, 1.1, (5, 16, 24, 3)).astype(np.float32)
+    images[0, :4, 0, 0] = (np.arange(4, dtype=np.float32) + 0.5) / 255  # exact halves: rounding to even
+    images[1, 0, 0, 0], images[2, 0, 0, 1], images[3, 0, 1, 0] = np.nan, np.inf, -np.inf
+    before = images.copy()
+    pixels, nan = to_uint8(images)
+    expected = (np.nan_to_num(images, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(pixels, expected)
+    assert pixels.dtype == np.uint8 and list(nan) == [False, True, False, False, False]
+    np.testing.assert_array_equal(images, before)  # the caller's array is left alone
+    for image in pixels:
+        assert pixel_hash(image) == hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).hexdigest()
+    assert pixel_hash(pixels[0]) != pixel_hash(pixels[0].transpose(1, 0, 2).copy())  # the shape counts
