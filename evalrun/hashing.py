@@ -23,9 +23,12 @@ def stable_hash(data: Any, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
-def bytes_hash(data: bytes, length: int = 32) -> str:
-    """A fast content hash (blake2b) for pixels and feature chunks."""
-    return hashlib.blake2b(data, digest_size=length // 2).hexdigest()
+def bytes_hash(*parts: bytes | memoryview, length: int = 32) -> str:
+    """A fast content hash (blake2b) for pixels and feature chunks: of the parts joined, without joining them."""
+    digest = hashlib.blake2b(digest_size=length // 2)
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def _digest_cache_file(path: Path) -> Path:
@@ -68,8 +71,8 @@ def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None
 def tree_fingerprint(root: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_SUFFIXES + (".json", ".txt", ".model")
                      ) -> dict[str, str]:
     """{relative path: sha256} of a local model folder's weights and configs (what loading reads)."""
-    # One walk with scandir's stats (a sweep asks once per job): the root is resolved once, and only
-    # symlinked files (hub snapshots link into blobs/) are resolved one by one.
+    # One directory walk (a sweep asks once per job): the root is resolved once, and only symlinked
+    # files (hub snapshots link into blobs/) are resolved one by one.
     real_root = os.path.realpath(Path(root).expanduser())
     suffixes = tuple(suffixes)
     found = {}

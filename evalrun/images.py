@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from evalrun.hashing import bytes_hash
 from evalrun.results import shared_mode
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,8 @@ def degenerate_flag(image: np.ndarray, had_nan: bool) -> str:
 
 def pixel_hash(image: np.ndarray) -> str:
     """Hash of a uint8 HWC image's pixels and shape (what the feature cache is keyed by):
-    ``bytes_hash(pixels + shape)``, fed in two parts so the pixels are not copied twice."""
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(np.ascontiguousarray(image).data)
-    digest.update(str(image.shape).encode())
-    return digest.hexdigest()
+    the pixels then the shape, fed as two parts so the pixels are never copied."""
+    return bytes_hash(np.ascontiguousarray(image).data, str(image.shape).encode())
 
 
 def save_png(image: np.ndarray, path: Path, digest: str, flag: str, cost: dict[str, Any] | None = None) -> None:
