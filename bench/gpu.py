@@ -175,8 +175,10 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     real = torch.from_numpy(rng.integers(0, 256, (256, 3, args.fid_size, args.fid_size), dtype=np.uint8))
-    feats = build_extractor("inception", device, path="evalrun/tiny-inception").extract(real)["2048"]
-    save_npz(tmp / "ref.npz", GaussianStats.from_features(feats), {"note": "random images, benchmark only"})
+    extractor = build_extractor("inception", device, path="evalrun/tiny-inception")
+    feats = extractor.extract(real)["2048"]
+    save_npz(tmp / "ref.npz", GaussianStats.from_features(feats),
+             {"extractor": extractor.identity(), "layer": "2048", "note": "random images, benchmark only"})
     fid = fid_share(model, prompt_file, args.fid_images, args.fid_steps, args.fid_size, device, dtype_name,
                     tmp / "runs", tmp / "ref.npz")
     lines += ["", f"FID run: {fid['images']} images at {args.fid_size}x{args.fid_size}, {args.fid_steps} steps, batch 32, "

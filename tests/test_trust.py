@@ -302,6 +302,17 @@ def test_an_npz_without_provenance_warns_that_it_cannot_be_checked(tmp_path, cap
     assert "has only mu and sigma" in caplog.text
     assert "sample count and feature extractor cannot be checked" in record["provenance"]["metrics"]["fid"]["reference_warning"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["values"]["fid"] >= 0
+    # evalrun's own provenance that names no extractor: unchecked too, not "a different extractor"
+    from evalrun.metrics.functional.fid import GaussianStats
+    from evalrun.reference.npz import save_npz
+
+    save_npz(tmp_path / "noted.npz", GaussianStats.from_features(feats), {"note": "made by hand"})
+    with pytest.warns() as caught:
+        record = run_inprocess("model=tiny_ddpm", "num_images=3", "steps=2", "metrics=[fid]", "reference=npz",
+                               f"reference.path={tmp_path / 'noted.npz'}", run_dir=tmp_path / "run2")
+    fid_info = record["provenance"]["metrics"]["fid"]
+    assert "records no feature extractor" in fid_info["reference_warning"] and "fid_warning_reference" not in fid_info
+    assert not any("different feature extractor" in str(w.message) for w in caught)
 
 
 def test_the_cache_command_lists_and_prunes(tmp_path, capsys):

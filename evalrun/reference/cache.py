@@ -154,13 +154,17 @@ class Reference:
             stats, meta = load_npz(self.spec.path)
             info: dict[str, Any] = {"reference": self.spec.describe(), "reference_n": stats.n,
                                     "reference_npz_meta": meta or None}
-            if meta:
-                info["reference_extractor_matches"] = meta.get("extractor") == extractor.identity() and \
+            if meta.get("extractor") is not None:
+                info["reference_extractor_matches"] = meta["extractor"] == extractor.identity() and \
                     meta.get("layer", layer) == layer
-            else:
+            elif not meta:
                 info["reference_warning"] = (f"{self.spec.path} has only mu and sigma: its sample count and feature "
                                              f"extractor cannot be checked; make sure it holds {extractor.name} "
                                              f"{layer} statistics of enough images")
+                log.warning(info["reference_warning"])
+            else:  # evalrun's provenance, but naming no extractor (written by hand): nothing to compare with
+                info["reference_warning"] = (f"{self.spec.path} records no feature extractor: it cannot be checked; "
+                                             f"make sure it holds {extractor.name} {layer} statistics")
                 log.warning(info["reference_warning"])
             return stats, info
         if self.spec.kind == "adm":
