@@ -129,10 +129,6 @@ class JobComposer:
                 # The rebuilds read files from a repository of their own: composition re-parents the
                 # nodes it loads, so the one Hydra has just used is not a faithful copy of the files.
                 _, self._files = loader._parse_overrides_and_create_caching_repo("config", list(overrides))
-                if self._groups is None:  # the top-level config groups
-                    from hydra.core.object_type import ObjectType
-
-                    self._groups = set(self._files.get_group_options("", results_filter=ObjectType.GROUP))
             except Exception:  # noqa: BLE001 - no rebuilds from this composition; Hydra's result stands
                 captured.clear()
             return cfg, (captured[-1].defaults if len(captured) == 1 else None)
@@ -230,7 +226,12 @@ class JobComposer:
         return key not in self._top_groups()
 
     def _top_groups(self) -> set[str]:
-        if self._groups is None:  # the top-level config groups of the packaged conf/
+        """The top-level config groups: from the files of the last composition, else of the packaged conf/."""
+        if self._groups is None and self._files is not None:
+            from hydra.core.object_type import ObjectType
+
+            self._groups = set(self._files.get_group_options("", results_filter=ObjectType.GROUP))
+        elif self._groups is None:
             from hydra import initialize_config_dir
             from hydra.core.global_hydra import GlobalHydra
 

@@ -69,7 +69,8 @@ def run_key(cfg: Any, version: str, device: Any, dtype: Any, plain: dict | None 
     """``plain``: ``cfg`` already resolved to plain values, if the caller has it."""
     from evalrun.plain import to_plain
 
-    return stable_hash({"config": plain if plain is not None else to_plain(cfg), "evalrun": version, "device": str(device), "dtype": str(dtype),
+    config = plain if plain is not None else to_plain(cfg)
+    return stable_hash({"config": config, "evalrun": version, "device": str(device), "dtype": str(dtype),
                         "inputs": input_identities(cfg)})
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # One pipeline at a time: a sweep over checkpoints must not hold several models in GPU memory.
 _CACHE: dict[tuple, Any] = {}
 _SCHEDULERS: dict[tuple, Any] = {}  # the checkpoint's own scheduler, by folder and file stats
-_CHECKED: dict[tuple, tuple] = {}    # checked_scheduler's answers
+_CHECKED: dict[tuple, dict] = {}     # checked_scheduler's answers
 
 
 def pipeline_class(name: str) -> type:
@@ -179,7 +179,8 @@ def checkpoint_scheduler(model: Any):
 
     source = tiny.resolve(model.path)
     kwargs = {"revision": str(model.revision)} if model.revision is not None else {}
-    key = (str(source), kwargs.get("revision"), _stats(Path(source), ("model_index.json", "scheduler/scheduler_config.json")))
+    files = ("model_index.json", "scheduler/scheduler_config.json")
+    key = (str(source), kwargs.get("revision"), _stats(Path(source), files))
     if key[2] is not None and key in _SCHEDULERS:
         return _SCHEDULERS[key]
     try:
@@ -215,15 +216,14 @@ def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps
     """The resolved config of ``scheduler`` built from the checkpoint's own, after ``check_scheduler``
     passed; remembered per (pipeline class, checkpoint scheduler object, option, steps), since each job
     of a sweep asks again and the answer depends on nothing else."""
-    key = (pipeline_cls, id(checkpoint), _option_key(scheduler), steps)
-    found = _CHECKED.get(key)
-    if found is None or found[0] is not checkpoint:
+    key = (pipeline_cls, checkpoint, _option_key(scheduler), steps)  # schedulers hash by identity
+    if key not in _CHECKED:
         built, resolved = build_scheduler(checkpoint, scheduler)
         check_scheduler(pipeline_cls, built, steps)
         if len(_CHECKED) > 256:
             _CHECKED.clear()
-        found = _CHECKED[key] = (checkpoint, resolved)  # the checkpoint object is kept: its id stays its own
-    return dict(found[1])
+        _CHECKED[key] = resolved
+    return dict(_CHECKED[key])
 
 
 def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:

@@ -136,7 +136,8 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     pipeline_cls, scheduler_config, model = None, {"class": None}, {}
     if task.generates:
         pipeline_cls = validate_classes(cfg, task)
-        scheduler_config = checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
+        scheduler_config = checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler,
+                                             int(cfg.steps))
         model = model_identity(cfg.model)
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing
@@ -155,7 +156,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     t_load = time.perf_counter()
     # 6. Generate (or reuse, or read) and score, streamed: each chunk is scored as soon as it exists.
     from evalrun.generate import ImageStream, ReadStream
-    from evalrun.outputs import overlap_writes, writing_in_background
+    from evalrun.outputs import defer_writes, overlap_writes
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
     if cfg.batch_size == "auto":
@@ -169,7 +170,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))
     with Phase("generate and score", total=len(jobs)) as phase:
         # In a sweep (outputs.background_writes) the last PNGs are written while this run's files are.
-        deferred = writing_in_background() and overlap_writes(device) and not shards.sharded(cfg)
+        deferred = defer_writes(device) and not shards.sharded(cfg)
         for produced in stream.run(pipeline.get, task, params, progress=phase.advance, wait=not deferred):
             scorer.add(produced)
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
