@@ -1,5 +1,9 @@
 """Image jobs -> uint8 images, streamed in run order: reused where a verified copy exists, sampled otherwise.
 
+On a GPU (``outputs.overlaps_sampling``) the next batch samples on a thread while this one is
+hashed, handed to the PNG writers and scored, so the GPU does not wait for the CPU; on the CPU all
+of it runs in line. Either way images come out in run order, with the same pixels.
+
 Sampling uses one CPU ``torch.Generator`` per image (seeded in ``jobs.generator_seed``), so an
 image does not depend on the batch size, on which prompts share its batch, or on the device's
 RNG. Images are quantised to uint8 once, exactly as a PNG stores them, and every metric scores
@@ -20,9 +24,9 @@ from evalrun.errors import EvalrunError
 from evalrun.hashing import stable_hash
 from evalrun.images import ImageStore, Manifest, degenerate_flag, link_or_copy, pixel_hash, read_verified, save_png, to_uint8
 from evalrun.jobs import ImageJob
+from evalrun.threads import Ahead, Inline, png_writers
 
 log = logging.getLogger(__name__)
-WRITERS = 4  # PNG writer threads: encoding a 1024 px image takes ~60 ms, a batch of 32 ~2 s of CPU
 MAX_QUEUED = 256  # images handed to the writers and not yet on disk, at most
 
 
@@ -77,33 +81,6 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
     return out.images if hasattr(out, "images") else out[0]
 
 
-_WRITER_POOL = None
-
-
-class _Inline:
-    """A writer "pool" that writes at once: when the CPU samples, PNG threads only compete with it."""
-
-    def submit(self, fn, *args, **kwargs):
-        from concurrent.futures import Future
-
-        done: Future = Future()
-        done.set_result(fn(*args, **kwargs))
-        return done
-
-
-def _png_writers():
-    """The PNG writer threads, one pool per process: starting four threads per run cost more than a
-    short run's bookkeeping. Pending writes are waited for by each run (and at interpreter exit)."""
-    import os
-
-    global _WRITER_POOL
-    if _WRITER_POOL is None or _WRITER_POOL[0] != os.getpid():  # a forked child has none of the threads
-        from concurrent.futures import ThreadPoolExecutor
-
-        _WRITER_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="evalrun-png"))
-    return _WRITER_POOL[1]
-
-
 class ImageStream:
     """Yields every job's image in order; call :meth:`run` with a ``pipe_factory`` that loads the
     pipeline only if some image has to be sampled (a finished or fully stored run loads nothing)."""
@@ -121,7 +98,8 @@ class ImageStream:
         self.sampled = self.reused = self.repaired = 0
         import threading
 
-        self._pool = _png_writers() if threaded else _Inline()
+        self.threaded = threaded  # PNG writer threads, and sampling one batch ahead (see threads.Ahead)
+        self._pool = png_writers() if threaded else Inline()
         self._writes: collections.deque = collections.deque()
         self._manifest_lock = threading.Lock()
 
@@ -158,8 +136,8 @@ class ImageStream:
 
     def _write(self, n: int, image: np.ndarray, had_nan: bool, cost: dict[str, Any]) -> Produced:
         """Hand a sampled image to the writer pool and return it for scoring at once: PNG encoding
-        (which releases the GIL) overlaps the next batch's sampling, so the accelerator stays busy
-        (``threaded=False``, for CPU sampling: written at once).
+        (which releases the GIL) overlaps sampling, so the accelerator stays busy (``threaded=False``,
+        for CPU sampling: written at once).
         The manifest line is appended only once the file is in place, so a kill never leaves a
         listed image that is not on disk."""
         job, key = self.jobs[n], self.keys[n]
@@ -213,38 +191,59 @@ class ImageStream:
             for start in range(0, len(batch), self.batch_size):
                 yield from self._fitting(pipe, task, params, batch[start:start + self.batch_size])
 
+    def _sampled(self, pipe, task, params: dict[str, Any], batch: list[int]) -> list:
+        """One batch's (cost, (uint8 images, nan flags)) parts, on the sampling thread when sampling ahead.
+        Holds ``numerics.TORCH_SWITCHES`` for the call: feature extraction (on the caller's thread) never
+        flips TF32 in the middle of it."""
+        from evalrun.numerics import TORCH_SWITCHES
+
+        with TORCH_SWITCHES:
+            return list(self._fitting(pipe, task, params, batch))
+
     def _run(self, pipe_factory, task, params: dict[str, Any], progress=None) -> Iterator[Produced]:
         pending: list[int] = []
+        ahead = Ahead(self.threaded)
         pipe = None
 
-        def flush() -> Iterator[Produced]:
+        def submit() -> None:
             nonlocal pipe
-            if not pending:
-                return
-            if pipe is None:
-                pipe = pipe_factory()
-            for part in self._fitting(pipe, task, params, list(pending)):
-                cost, (images, nan) = part
-                for n, image, had_nan in zip(cost.pop("_jobs"), images, nan):
-                    self.sampled += 1
-                    yield self._write(n, image, bool(had_nan), cost)
-            if progress is not None:
-                progress(len(pending))
-            pending.clear()
+            if pending:
+                if pipe is None:
+                    pipe = pipe_factory()
+                ahead.submit(self._sampled, pipe, task, params, list(pending))
+                pending.clear()
 
-        for n in range(len(self.jobs)):
-            found = self._reuse(n)
-            if found is None:
-                pending.append(n)
-                if len(pending) == self.batch_size:
-                    yield from flush()
-                continue
-            yield from flush()  # keep run order: a reused image waits for the sampled ones before it
-            self.reused += 1
-            if progress is not None:
-                progress(1)
-            yield found
-        yield from flush()
+        def take(keep: int) -> Iterator[Produced]:
+            """Every submitted batch but the last ``keep``, hashed, handed to the writers and yielded."""
+            for parts in ahead.take(keep):
+                n_images = 0
+                for cost, (images, nan) in parts:
+                    for n, image, had_nan in zip(cost.pop("_jobs"), images, nan):
+                        self.sampled += 1
+                        n_images += 1
+                        yield self._write(n, image, bool(had_nan), cost)
+                if progress is not None:
+                    progress(n_images)
+
+        try:
+            for n in range(len(self.jobs)):
+                found = self._reuse(n)
+                if found is None:
+                    pending.append(n)
+                    if len(pending) >= self.batch_size:  # >=: an out-of-memory error may halve it meanwhile
+                        submit()
+                        yield from take(ahead.depth)  # the batch before samples on while this one is scored
+                    continue
+                submit()  # keep run order: a reused image waits for the sampled ones before it
+                yield from take(0)
+                self.reused += 1
+                if progress is not None:
+                    progress(1)
+                yield found
+            submit()
+            yield from take(0)
+        finally:
+            ahead.close()
 
 
 class ReadStream:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+
+# torch's TF32 switches are process-wide: while one thread samples (generate._Ahead), another must not
+# flip them for feature extraction, so both hold this for as long as their switches must stay put.
+TORCH_SWITCHES = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -16,10 +21,11 @@ def full_float32():
     if not torch.cuda.is_available():
         yield
         return
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+    with TORCH_SWITCHES:
+        matmul = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -147,21 +147,23 @@ class _Writer:
 _background: _Writer | None = None
 
 
-def overlap_writes(device: Any) -> bool:
-    """Whether file writing should overlap sampling: when an accelerator samples, the CPU is free for it;
-    when the CPU samples, writer threads only compete with it (measured: sampling 5-9% slower on 2 cores)."""
+def overlaps_sampling(device: Any) -> bool:
+    """Whether the CPU's work should overlap sampling on ``device``: the next batch sampling on a thread
+    while this one is hashed and scored, PNGs and run files written on threads. When an accelerator
+    samples, the CPU is free for that work; when the CPU samples, threads only compete with it
+    (measured: sampling 5-9% slower on 2 cores)."""
     return getattr(device, "type", str(device)) == "cuda"
 
 
 def defer_writes(device: Any) -> bool:
     """Whether a run on ``device`` hands its files (and its last PNG writes) to the background writer."""
-    return _background is not None and overlap_writes(device)
+    return _background is not None and overlaps_sampling(device)
 
 
 @contextlib.contextmanager
 def background_writes() -> Iterator[None]:
     """Inside: each GPU run's result files are written by a background thread, overlapping the next run's
-    sampling (``overlap_writes``); on leaving, every file is on disk (a write error is raised here). A run
+    sampling (``overlaps_sampling``); on leaving, every file is on disk (a write error is raised here). A run
     killed before its ``run.json`` is written is simply incomplete: a re-run reuses its images and scores
     them again."""
     global _background

@@ -156,7 +156,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     t_load = time.perf_counter()
     # 6. Generate (or reuse, or read) and score, streamed: each chunk is scored as soon as it exists.
     from evalrun.generate import ImageStream, ReadStream
-    from evalrun.outputs import defer_writes, overlap_writes
+    from evalrun.outputs import defer_writes, overlaps_sampling
 
     gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
     if cfg.batch_size == "auto":
@@ -164,7 +164,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     if task.generates:
         image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
         stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources,
-                             threaded=overlap_writes(device))
+                             threaded=overlaps_sampling(device))
     else:
         stream = ReadStream(jobs, run_dir / "images", task)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))

@@ -38,7 +38,7 @@ def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path, monkeypatch):
         writers.add(threading.current_thread().name.split("_")[0])
         return write_files(*args)
 
-    monkeypatch.setattr(outputs, "overlap_writes", lambda device: True)
+    monkeypatch.setattr(outputs, "overlaps_sampling", lambda device: True)
     monkeypatch.setattr(outputs, "_write_files", recorded)
     api = evalrun.sweep(["experiment=smoke_sweep"], sweep_dir=tmp_path / "sweep")
     assert writers == {"evalrun-results"}

@@ -93,3 +93,82 @@ def test_same_scheduler_option_keeps_its_object_and_its_images(tmp_path):
     config = folder / "scheduler" / "scheduler_config.json"
     config.write_text(config.read_text().replace('"steps_offset": 1', '"steps_offset": 10'))
     assert checkpoint_scheduler(model).config.steps_offset == 10
+
+
+def test_sampling_one_batch_ahead_gives_the_serial_runs_images_and_numbers(tmp_path, monkeypatch):
+    """On a GPU the next batch samples on a thread while this one is hashed, written and scored. Forced on
+    here: the batch after next really samples while an earlier image is scored (it waits for that), the
+    run keeps its order through reused images, and its pixels and numbers are the serial run's."""
+    import threading
+
+    import pandas as pd
+
+    import evalrun.cost as cost
+    import evalrun.generate as generate
+    import evalrun.outputs as outputs
+    import evalrun.scoring as scoring
+    from conftest import run_inprocess
+    from evalrun.images import ImageStore, Manifest
+
+    common = ("prompts.limit=6", "batch_size=2", f"paths.image_store={tmp_path / 'store'}")
+    serial = run_inprocess(*common, run_dir=tmp_path / "serial")
+    order = list(pd.read_csv(tmp_path / "serial" / "images.csv")["image_id"])
+    keys = {i: e["key"] for i, e in Manifest(tmp_path / "serial" / "images").entries.items()}
+    assert len(order) == 6
+    for image_id in order[1:5]:  # 0 and 5 are reused; 1-4 are sampled in two batches
+        ImageStore(tmp_path / "store").path(keys[image_id]).unlink()
+
+    scored_first, calls, real_sample, real_add = threading.Event(), [], generate.sample, scoring.StreamScorer.add
+
+    def sample(pipe, task, jobs, params, cost=None):
+        ids = [j.image_id for j in jobs]
+        waited = ids[0] == order[3] and scored_first.wait(timeout=30)  # serial sampling would wait in vain
+        calls.append((ids, threading.current_thread().name, waited))
+        return real_sample(pipe, task, jobs, params, cost)
+
+    def add(self, produced):
+        real_add(self, produced)
+        if produced.job.image_id == order[1]:
+            scored_first.set()
+
+    monkeypatch.setattr(outputs, "overlaps_sampling", lambda device: True)
+    monkeypatch.setattr(generate, "sample", sample)
+    monkeypatch.setattr(scoring.StreamScorer, "add", add)
+    ahead = run_inprocess(*common, run_dir=tmp_path / "ahead")
+    assert [c[0] for c in calls] == [order[1:3], order[3:5]]
+    assert {c[1].split("_")[0] for c in calls} == {"evalrun-sample"} and calls[1][2] is True
+    assert ahead["provenance"]["images"] == {"sampled": 4, "reused": 2, "repaired": 0}
+    timed = {o.column for o in cost.OUTPUTS}  # what sampling took differs; every number scored does not
+    assert {k: v for k, v in ahead["values"].items() if k not in timed} == \
+        {k: v for k, v in serial["values"].items() if k not in timed} != {}
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ahead" / "images.csv")[["image_id", "pixels"]],
+                                  pd.read_csv(tmp_path / "serial" / "images.csv")[["image_id", "pixels"]])
+    assert len(Manifest(tmp_path / "ahead" / "images").entries) == 6
+
+
+def test_an_error_while_sampling_ahead_stops_the_run_and_its_thread(tmp_path, monkeypatch):
+    import threading
+
+    import evalrun.generate as generate
+    import evalrun.outputs as outputs
+    from conftest import run_inprocess
+
+    real_sample, calls = generate.sample, []
+
+    def failing(pipe, task, jobs, params, cost=None):
+        calls.append(len(jobs))
+        if len(calls) == 2:
+            raise RuntimeError("sampler broke")
+        return real_sample(pipe, task, jobs, params, cost)
+
+    monkeypatch.setattr(outputs, "overlaps_sampling", lambda device: True)
+    monkeypatch.setattr(generate, "sample", failing)
+    try:
+        run_inprocess("prompts.limit=6", "batch_size=2", "paths.image_store=none", run_dir=tmp_path / "run")
+    except RuntimeError as exc:
+        assert str(exc) == "sampler broke"
+    else:
+        raise AssertionError("the sampling thread's error was lost")
+    assert calls == [2, 2]  # nothing sampled after the error
+    assert not [t for t in threading.enumerate() if t.name.startswith("evalrun-sample")]
+    assert not (tmp_path / "run" / "run.json").exists()

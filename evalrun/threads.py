@@ -1,0 +1,61 @@
+"""The threads that keep an accelerator sampling: PNG writers, and sampling one batch ahead.
+
+Only used when a GPU samples (``outputs.overlaps_sampling``); on the CPU, :class:`Inline` does the
+same work at once on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterator
+
+WRITERS = 4  # PNG writer threads: encoding a 1024 px image takes ~60 ms, a batch of 32 ~2 s of CPU
+
+_PNG_POOL = None
+
+
+class Inline:
+    """A "pool" that does submitted work at once, on the caller's thread: when the CPU samples, threads
+    only compete with it. An error is raised by ``submit`` itself."""
+
+    def submit(self, fn, *args, **kwargs):
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+
+def png_writers():
+    """The PNG writer threads, one pool per process: starting four threads per run cost more than a
+    short run's bookkeeping. Pending writes are waited for by each run (and at interpreter exit)."""
+    global _PNG_POOL
+    if _PNG_POOL is None or _PNG_POOL[0] != os.getpid():  # a forked child has none of the threads
+        _PNG_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="evalrun-png"))
+    return _PNG_POOL[1]
+
+
+class Ahead:
+    """Runs batches' sampling in submission order: on one thread, one batch ahead of the caller
+    (``threaded``: a GPU samples the next batch while the CPU hashes, writes and scores this one),
+    or at once on the caller's thread."""
+
+    def __init__(self, threaded: bool) -> None:
+        self.depth = 1 if threaded else 0  # batches left sampling while the caller works
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalrun-sample") if threaded else Inline()
+        self._futures: collections.deque = collections.deque()
+
+    def submit(self, fn, *args) -> None:
+        self._futures.append(self._pool.submit(fn, *args))
+
+    def take(self, keep: int) -> Iterator[Any]:
+        while len(self._futures) > keep:
+            yield self._futures.popleft().result()
+
+    def close(self) -> None:
+        """Nothing samples after the run ends: queued batches are dropped, a running one finishes."""
+        for future in self._futures:
+            future.cancel()
+        self._futures.clear()
+        if not isinstance(self._pool, Inline):
+            self._pool.shutdown(wait=True)
