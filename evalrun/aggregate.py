@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from evalrun.results import write_csv
-from evalrun.runs import collect, entry, frame
+from evalrun.runs import collect, entry, frame, without_attrs
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
@@ -48,7 +48,8 @@ def group_keys(runs) -> list[str]:
     Columns that vary come first: they are what the sweep compared."""
     seeds = set(runs.attrs.get("seed_columns", ["seed"]))
     config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in seeds]
-    varying = [c for c in config_cols if runs[c].astype(str).nunique(dropna=False) > 1]
+    data = without_attrs(runs)
+    varying = [c for c in config_cols if data[c].astype(str).nunique(dropna=False) > 1]
     return varying + [c for c in config_cols if c not in varying]
 
 
@@ -59,7 +60,7 @@ def summarise(runs):
     keys = group_keys(runs)
     metric_cols = [c for c in runs.attrs["metric_columns"] if c in runs.columns]
     out = []
-    for group_values, group in runs.groupby(keys, dropna=False, sort=True):
+    for group_values, group in without_attrs(runs).groupby(keys, dropna=False, sort=True):
         row = dict(zip(keys, group_values if isinstance(group_values, tuple) else (group_values,)))
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"].tolist())) if "seed" in group else ""
         row["n_runs"] = len(group)
@@ -113,13 +114,14 @@ def warn_mixed_provenance(runs) -> dict:
 
     keys = group_keys(runs)
     found = {}
-    for label, group in runs.groupby(keys, dropna=False, sort=True):
+    data = without_attrs(runs)
+    for label, group in data.groupby(keys, dropna=False, sort=True):
         if len(group) < 2:
             continue
         diff = differing_fields({d: read_provenance(d) for d in group["run_dir"]})
         if diff:
             name = ", ".join(f"{k}={v}" for k, v in zip(keys, label if isinstance(label, tuple) else (label,))
-                             if runs[k].map(str).nunique() > 1) or "all runs"
+                             if data[k].map(str).nunique() > 1) or "all runs"
             found[name] = diff
             log.warning("runs averaged together for %s differ in provenance: %s", name, "; ".join(describe(diff)))
     return found

@@ -4,17 +4,20 @@ The builder decides from the job list which images it will draw, keeps only thos
 stream past, and renders rows of tiles with their text beside them: the prompt for
 text-to-image, the instruction and both captions (plus the input image as the first tile)
 for edits, the class word for class-conditional runs. Unconditional samples have no text
-and fill plain rows. Tiles smaller than 128 px are enlarged (nearest) so text stays legible.
+and fill plain rows. Tiles are drawn at their own size, enlarged (nearest, by a whole factor) only
+when a row's text needs more height: a sweep writes one grid per run, and enlarging 32 px tiles to
+128 px made the grid a tiny model's largest per-run cost.
 """
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from typing import Any, Callable
 
 import numpy as np
 
-MIN_TILE = 128
+MAX_LINES = 8  # text lines beside a tile, at most
 TEXT_WIDTH = 360
 LINE = 15
 
@@ -55,29 +58,50 @@ class GridBuilder:
             self.images[job_index] = image
 
     def render(self):
-        from PIL import Image, ImageDraw, ImageFont
+        from PIL import Image
 
         if not self.images:
             return Image.new("RGB", (1, 1), "white")
         h, w = next(iter(self.images.values())).shape[:2]
-        scale = max(1, -(-MIN_TILE // min(h, w))) if self.labels else 1
-        th, tw = h * scale, w * scale
-        per_row = max(len(r) + (lead is not None) for r, lead in zip(self.rows, self.leads))
-        font = ImageFont.load_default(size=12)
+        font = _font()
         chars = max(16, int(TEXT_WIDTH / max(1.0, font.getlength("x"))))
-        texts = [[piece for line in lines for piece in textwrap.wrap(line, chars)][:max(1, th // LINE)]
+        texts = [[piece for line in lines for piece in textwrap.wrap(line, chars)][:MAX_LINES]
                  for lines in self.labels] if self.labels else None
+        needed = 6 + LINE * max((len(t) for t in texts), default=0) if texts else 0
+        scale = max(1, -(-needed // h))  # whole factors keep pixels square and sharp
+        th, tw = h * scale, w * scale
+        texts = [t[:max(1, th // LINE)] for t in texts] if texts else None
+        per_row = max(len(r) + (lead is not None) for r, lead in zip(self.rows, self.leads))
         text_w = TEXT_WIDTH if texts else 0
         grid = Image.new("RGB", (per_row * tw + text_w, len(self.rows) * th), "white")
-        draw = ImageDraw.Draw(grid)
         for r, (row, lead) in enumerate(zip(self.rows, self.leads)):
             tiles = ([lead] if lead is not None else []) + [self.images.get(n) for n in row]
             for c, tile in enumerate(tiles):
                 if tile is not None:
-                    grid.paste(Image.fromarray(tile).resize((tw, th), Image.NEAREST), (c * tw, r * th))
+                    image = Image.fromarray(tile)
+                    grid.paste(image if scale == 1 else image.resize((tw, th), Image.NEAREST), (c * tw, r * th))
             for k, line in enumerate(texts[r] if texts else []):
-                draw.text((per_row * tw + 6, r * th + 3 + LINE * k), line, fill="black", font=font)
+                grid.paste(_text(line), (per_row * tw + 6, r * th + 3 + LINE * k))
         return grid
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=12)
+
+
+@functools.lru_cache(maxsize=1024)  # a sweep's runs label their rows with the same prompts
+def _text(line: str):
+    """One line of black text on white, as ``ImageDraw.text`` draws it at the top left of a blank tile."""
+    from PIL import Image, ImageDraw
+
+    font = _font()
+    right, bottom = font.getbbox(line)[2:]
+    tile = Image.new("RGB", (max(1, int(right)), max(1, int(bottom))), "white")
+    ImageDraw.Draw(tile).text((0, 0), line, fill="black", font=font)
+    return tile
 
 
 def hwc(image: Any) -> np.ndarray:

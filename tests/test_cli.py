@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -24,8 +25,8 @@ def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
     for path in images["path"]:
         with Image.open(run_dir / path) as im:
             assert im.size == (32, 32) and im.mode == "RGB"
-    with Image.open(run_dir / "grid.png") as grid:  # one labelled row per prompt: 2 tiles (enlarged to 128) + text
-        assert grid.height == 6 * 128 and grid.width == 2 * 128 + 360
+    with Image.open(run_dir / "grid.png") as grid:  # one labelled row per prompt: 2 tiles + text
+        assert grid.height == 6 * 64 and grid.width == 2 * 64 + 360  # x2: the longest prompt wraps to 3 lines
     assert len(metrics) == 1
     row = metrics.iloc[0]
     assert row["model"] == "tiny" and row["scheduler"] == "default" and row["seed"] == 0
@@ -182,3 +183,33 @@ def test_summary_warns_when_averaged_runs_differ_in_provenance(tmp_path, caplog)
         write_summary(tmp_path / "s")
     assert "differ in provenance" in caplog.text and "versions.diffusers" in caplog.text
     shutil.rmtree(tmp_path / "s" / "seed1")
+
+
+def test_grid_tiles_keep_their_size_unless_the_text_needs_height():
+    """Tiles are enlarged by the smallest whole factor whose row holds its text (6 px + 15 per line),
+    and the text is drawn as ImageDraw draws it in place."""
+    from PIL import ImageDraw
+
+    from evalrun.grid import GridBuilder, _font
+
+    tile = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+    one_line = GridBuilder([[0], [1]], [["a red cube"], ["a blue ball"]])
+    three_lines = GridBuilder([[0]], [["an instruction", "the input's caption", "the output's caption"]])
+    unlabelled = GridBuilder([[0, 1]])
+    for grid in (one_line, three_lines, unlabelled):
+        grid.add(0, tile)
+        grid.add(1, tile)
+    plain = np.asarray(one_line.render())
+    assert plain.shape == (2 * 32, 32 + 360, 3)  # 6 + 15 = 21 px of text fit a 32 px row
+    np.testing.assert_array_equal(plain[:32, :32], tile)
+    enlarged = np.asarray(three_lines.render())
+    assert enlarged.shape == (64, 64 + 360, 3)  # 6 + 45 = 51 px: x2
+    np.testing.assert_array_equal(enlarged[::2, :64:2], tile)
+    assert np.asarray(unlabelled.render()).shape == (32, 64, 3)
+    expected = Image.new("RGB", (32 + 360, 64), "white")
+    expected.paste(Image.fromarray(tile), (0, 0))
+    expected.paste(Image.fromarray(tile), (0, 32))
+    draw = ImageDraw.Draw(expected)
+    for row, text in enumerate(["a red cube", "a blue ball"]):
+        draw.text((32 + 6, 32 * row + 3), text, fill="black", font=_font())
+    np.testing.assert_array_equal(plain, np.asarray(expected))

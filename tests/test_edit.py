@@ -115,14 +115,14 @@ def test_run_records_inputs_and_draws_input_edit_grid(photo_sweep):
     assert [Path(p).name for p in per_image["input_path"]] == [f for f, *_ in PHOTO_ROWS]
     assert "input_image" not in per_image  # tensors stay out of CSVs
     assert all(Image.open(run_dir / p).size == (32, 32) for p in per_image["path"])
-    with Image.open(run_dir / "grid.png") as grid:  # input | edited, tiles enlarged to 128 px, captions beside
-        assert grid.width == 2 * 128 + 360 and grid.height == 3 * 128
+    with Image.open(run_dir / "grid.png") as grid:  # input | edited, x2 for three lines of captions beside
+        assert grid.width == 2 * 64 + 360 and grid.height == 3 * 64
         pixels = np.asarray(grid.convert("RGB"))
-    edited = np.asarray(Image.open(run_dir / "images/00000_00.png").resize((128, 128), Image.NEAREST))
-    np.testing.assert_array_equal(pixels[:128, 128:256], edited)
+    edited = np.asarray(Image.open(run_dir / "images/00000_00.png").resize((64, 64), Image.NEAREST))
+    np.testing.assert_array_equal(pixels[:64, 64:128], edited)
     first_input = np.asarray(Image.open(PHOTOS / PHOTO_ROWS[0][0]).convert("RGB").resize((32, 32), Image.LANCZOS))
-    np.testing.assert_array_equal(pixels[:128, :128], np.asarray(Image.fromarray(first_input).resize((128, 128), Image.NEAREST)))
-    assert (pixels[:128, 256:] < 128).any()  # the text panel has writing in it
+    np.testing.assert_array_equal(pixels[:64, :64], np.asarray(Image.fromarray(first_input).resize((64, 64), Image.NEAREST)))
+    assert (pixels[:64, 128:] < 128).any()  # the text panel has writing in it
 
 
 def test_clip_metrics_equal_transformers_clipmodel_forward(photo_sweep):
@@ -164,7 +164,8 @@ def test_img2img_strength_sweep_prompts_with_output_caption(tmp_path):
     assert list(images["input_mode"][::2]) == ["RGB", "L", "RGBA", "P"]  # the bundled demo set's modes
     assert images["clip_directional"].notna().all() and images["clip_image_similarity"].lt(1).all()
     with Image.open(run_dir / "grid.png") as grid:
-        assert grid.width == 3 * 128 + 360  # input | two edits per row, then the captions
+        tile = grid.height // 4  # four inputs; 32 px tiles enlarged by a whole factor for the captions' lines
+        assert grid.width == 3 * tile + 360 and tile % 32 == 0  # input | two edits per row, then the captions
     a, b = (np.asarray(Image.open(next(sweep.glob(f"*strength={s}*/images/00000_00.png")))) for s in ("0.5", "1.0"))
     assert a.tobytes() != b.tobytes()
 
