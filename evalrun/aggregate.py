@@ -48,19 +48,27 @@ def group_keys(runs) -> list[str]:
     Columns that vary come first: they are what the sweep compared."""
     seeds = set(runs.attrs.get("seed_columns", ["seed"]))
     config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in seeds]
+    # Distinct values as text (what astype(str).nunique counts), without a pandas call per column.
     data = without_attrs(runs)
-    varying = [c for c in config_cols if data[c].astype(str).nunique(dropna=False) > 1]
+    varying = [c for c in config_cols if len({str(v) for v in data[c].tolist()}) > 1]
     return varying + [c for c in config_cols if c not in varying]
 
 
-def summarise(runs):
+def configurations(runs) -> tuple[list[str], list]:
+    """(group keys, [(key values, runs of that configuration)]): grouped once for the summary and the
+    provenance check."""
+    keys = group_keys(runs)
+    return keys, list(without_attrs(runs).groupby(keys, dropna=False, sort=True))
+
+
+def summarise(runs, grouped: tuple[list[str], list] | None = None):
     """Mean, sample std (ddof=1), n and 95% CI of each metric over seeds, per configuration."""
     import pandas as pd
 
-    keys = group_keys(runs)
+    keys, groups = grouped or configurations(runs)
     metric_cols = [c for c in runs.attrs["metric_columns"] if c in runs.columns]
     out = []
-    for group_values, group in without_attrs(runs).groupby(keys, dropna=False, sort=True):
+    for group_values, group in groups:
         row = dict(zip(keys, group_values if isinstance(group_values, tuple) else (group_values,)))
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"].tolist())) if "seed" in group else ""
         row["n_runs"] = len(group)
@@ -98,30 +106,30 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
     if runs.empty:
         raise FileNotFoundError(f"no finished runs (run.json + metrics.csv) under {sweep_dir}")
     path = sweep_dir / SUMMARY_FILE
-    summary = summarise(runs)
+    grouped = configurations(runs)
+    summary = summarise(runs, grouped)
     write_csv(summary, path)
     if not quiet:
-        warn_mixed_provenance(runs)
+        warn_mixed_provenance(runs, grouped)
     log.log(logging.DEBUG if quiet else logging.INFO, "wrote %s (%d runs, %d configurations)", path, len(runs),
             len(summary))
     return path
 
 
-def warn_mixed_provenance(runs) -> dict:
+def warn_mixed_provenance(runs, grouped: tuple[list[str], list] | None = None) -> dict:
     """Warn about configurations whose runs (seeds) ran with different library versions, devices,
     scheduler config fields or weights: their average mixes things the config columns do not show."""
     from evalrun.report.provenance import describe, differing_fields, read_provenance
 
-    keys = group_keys(runs)
+    keys, groups = grouped or configurations(runs)
     found = {}
-    data = without_attrs(runs)
-    for label, group in data.groupby(keys, dropna=False, sort=True):
+    for label, group in groups:
         if len(group) < 2:
             continue
         diff = differing_fields({d: read_provenance(d) for d in group["run_dir"]})
         if diff:
             name = ", ".join(f"{k}={v}" for k, v in zip(keys, label if isinstance(label, tuple) else (label,))
-                             if data[k].map(str).nunique() > 1) or "all runs"
+                             if len({str(v) for v in without_attrs(runs)[k].tolist()}) > 1) or "all runs"
             found[name] = diff
             log.warning("runs averaged together for %s differ in provenance: %s", name, "; ".join(describe(diff)))
     return found

@@ -14,17 +14,17 @@ unreadable, of another size or with another hash is regenerated, with a warning 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evalrun.hashing import bytes_hash
-from evalrun.results import shared_mode
+from evalrun.results import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
@@ -70,15 +70,9 @@ def save_png(image: np.ndarray, path: Path, digest: str, flag: str, cost: dict[s
     info.add_text("evalrun-pixels", digest)
     info.add_text("evalrun-flag", flag)
     info.add_text("evalrun-cost", json.dumps(cost or {}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
-        shared_mode(tmp)  # mkstemp makes 0600: a lab's shared results must stay readable
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    png = io.BytesIO()  # encoded in memory, then one atomic write (a temporary file opened once)
+    Image.fromarray(image).save(png, format="PNG", pnginfo=info)
+    atomic_write_bytes(path, png.getvalue())
 
 
 def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None = None

@@ -81,15 +81,18 @@ def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
 
 def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dict[str, Any]:
     """Run ``cfg`` into ``run_dir`` (a shard of it when ``num_shards`` > 1); ``image_sources``: other
-    run folders whose images may be reused (a merge reads its shards')."""
+    run folders whose images may be reused (a merge reads its shards'). ``cfg``'s interpolations are
+    resolved in place."""
     from omegaconf import OmegaConf
 
     run_dir = Path(run_dir)
     quiet_libraries()
     # 1. Validate everything cheap before anything heavy is imported. Interpolations are resolved
-    #    once here: re-resolving them on every access cost more than the rest of the bookkeeping.
-    plain = to_plain(cfg)  # the keys below hash this (resolving a config again costs milliseconds)
-    cfg = OmegaConf.create(plain)
+    #    once here, in place: re-resolving them on every access cost more than the rest of the
+    #    bookkeeping, and building a new config from the resolved values cost as much again.
+    OmegaConf.resolve(cfg)
+    OmegaConf.set_struct(cfg, False)
+    plain = to_plain(cfg)  # the keys below hash this
     plan = validate(cfg)
     if cfg.get("paths") and cfg.paths.get("cache_dir"):
         os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())

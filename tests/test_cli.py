@@ -147,6 +147,22 @@ def test_summary_groups_ignore_settings_declared_to_follow_the_seed(tmp_path):
     assert summary["kid_mean_mean"].iloc[0] == pytest.approx(0.15)
 
 
+def test_varying_config_columns_are_those_pandas_counts_as_varying():
+    """group_keys counts distinct values as text without pandas; the same columns vary as with
+    astype(str).nunique(dropna=False), over every type a run's CSV row can hold."""
+    from evalrun.aggregate import group_keys
+
+    runs = pd.DataFrame({"same_float": [1.0, 1.0, 1.0], "nan_and_float": [float("nan"), 1.0, 1.0],
+                         "two_nans": [float("nan"), float("nan"), float("nan")], "none_and_text": [None, "a", "a"],
+                         "int": [4, 4, 5], "bool": [True, True, True], "mixed": [1, 1.0, "1"],
+                         "close_floats": [0.1 + 0.2, 0.3, 0.3], "seed": [0, 1, 2]})
+    runs.attrs.update(config_columns=list(runs.columns), seed_columns=["seed"])
+    by_pandas = [c for c in runs.columns if c != "seed" and runs[c].astype(str).nunique(dropna=False) > 1]
+    keys = group_keys(runs)
+    assert keys[:len(by_pandas)] == by_pandas and set(keys[len(by_pandas):]) == {"same_float", "two_nans", "bool"}
+    assert by_pandas == ["nan_and_float", "none_and_text", "int", "mixed", "close_floats"]
+
+
 def test_one_bad_job_fails_alone_and_is_listed(tmp_path):
     proc = cli("seed=0,-1", "prompts.limit=1", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
     assert proc.returncode != 0  # the sweep still reports failure

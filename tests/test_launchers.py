@@ -118,9 +118,9 @@ def test_concurrent_summary_refreshes_keep_every_finished_run(sweeps, tmp_path, 
     summarise = aggregate.summarise
     worker_b: list[subprocess.Popen] = []
 
-    def summarise_while_b_finishes(runs):
+    def summarise_while_b_finishes(runs, grouped=None):
         if worker_b:  # A's second pass, after it saw the set of runs grow
-            return summarise(runs)
+            return summarise(runs, grouped)
         shutil.copytree(second, sweep / second.name)  # B's run completes...
         worker_b.append(subprocess.Popen([sys.executable, "-m", "evalrun.aggregate", str(sweep)],
                                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL))
@@ -128,7 +128,7 @@ def test_concurrent_summary_refreshes_keep_every_finished_run(sweeps, tmp_path, 
             worker_b[0].wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        return summarise(runs)
+        return summarise(runs, grouped)
 
     monkeypatch.setattr(aggregate, "summarise", summarise_while_b_finishes)
     aggregate.write_summary(sweep)  # A
