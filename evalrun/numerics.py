@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 
-# torch's TF32 switches are process-wide: while one thread samples (generate._Ahead), another must not
+from evalrun.threads import FairRLock
+
+# torch's TF32 switches are process-wide: while one thread samples (threads.Ahead), another must not
 # flip them for feature extraction, so both hold this for as long as their switches must stay put.
-TORCH_SWITCHES = threading.RLock()
+TORCH_SWITCHES = FairRLock()
 
 
 @contextlib.contextmanager

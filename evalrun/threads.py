@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterator
 
@@ -59,3 +60,44 @@ class Ahead:
         self._futures.clear()
         if not isinstance(self._pool, Inline):
             self._pool.shutdown(wait=True)
+
+
+class FairRLock:
+    """A reentrant lock taken in the order it was asked for. Python's locks are not: the sampling
+    thread, releasing the lock after a batch and taking it again for the next, could keep feature
+    extraction (which waits for it) waiting a whole batch more, and the GPU idle after that."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: collections.deque = collections.deque()
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            self._queue.append(me)
+            while self._owner is not None or self._queue[0] != me:
+                self._cond.wait()
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a FairRLock this thread does not hold")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def __enter__(self) -> "FairRLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

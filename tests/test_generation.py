@@ -172,3 +172,37 @@ def test_an_error_while_sampling_ahead_stops_the_run_and_its_thread(tmp_path, mo
     assert calls == [2, 2]  # nothing sampled after the error
     assert not [t for t in threading.enumerate() if t.name.startswith("evalrun-sample")]
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_the_switches_lock_goes_to_the_thread_that_asked_first():
+    """Sampling releases the lock after each batch and asks again for the next; feature extraction,
+    waiting meanwhile, gets it first (Python's own locks may hand it straight back to the sampler)."""
+    import threading
+    import time
+
+    from evalrun.threads import FairRLock
+
+    lock, order = FairRLock(), []
+
+    def extraction():
+        with lock:
+            order.append("extraction")
+
+    with lock:
+        with lock:  # reentrant
+            waiting = threading.Thread(target=extraction)
+            waiting.start()
+            deadline = time.monotonic() + 10
+            while not lock._queue and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert list(lock._queue) == [waiting.ident]
+    with lock:  # the sampler's next batch: only after the extraction that was waiting
+        order.append("next batch")
+    waiting.join(timeout=10)
+    assert order == ["extraction", "next batch"]
+    try:
+        lock.release()
+    except RuntimeError as exc:
+        assert "does not hold" in str(exc)
+    else:
+        raise AssertionError("releasing an unheld lock passed silently")
