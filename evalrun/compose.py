@@ -128,7 +128,10 @@ class JobComposer:
             try:
                 # The rebuilds read files from a repository of their own: composition re-parents the
                 # nodes it loads, so the one Hydra has just used is not a faithful copy of the files.
-                _, self._files = loader._parse_overrides_and_create_caching_repo("config", list(overrides))
+                # Named, the primary config is loaded once more only to read hydra.searchpath (10 ms
+                # of YAML): skipped when the composed config shows none was set.
+                primary = None if keep_hydra and not cfg.hydra.get("searchpath") else "config"
+                _, self._files = loader._parse_overrides_and_create_caching_repo(primary, list(overrides))
             except Exception:  # noqa: BLE001 - no rebuilds from this composition; Hydra's result stands
                 captured.clear()
             return cfg, (captured[-1].defaults if len(captured) == 1 else None)
