@@ -48,10 +48,15 @@ def group_keys(runs) -> list[str]:
     Columns that vary come first: they are what the sweep compared."""
     seeds = set(runs.attrs.get("seed_columns", ["seed"]))
     config_cols = [c for c in runs.attrs["config_columns"] if c in runs.columns and c not in seeds]
-    # Distinct values as text (what astype(str).nunique counts), without a pandas call per column.
     data = without_attrs(runs)
-    varying = [c for c in config_cols if len({str(v) for v in data[c].tolist()}) > 1]
+    varying = [c for c in config_cols if _varies(data[c])]
     return varying + [c for c in config_cols if c not in varying]
+
+
+def _varies(column) -> bool:
+    """Whether a column holds more than one value as text (what astype(str).nunique counts), without a
+    pandas call per column."""
+    return len({str(v) for v in column.tolist()}) > 1
 
 
 def configurations(runs) -> tuple[list[str], list]:
@@ -122,6 +127,8 @@ def warn_mixed_provenance(runs, grouped: tuple[list[str], list] | None = None) -
     from evalrun.report.provenance import describe, differing_fields, read_provenance
 
     keys, groups = grouped or configurations(runs)
+    data = without_attrs(runs)
+    shown = {k for k in keys if _varies(data[k])}  # a configuration is named by what the sweep varied
     found = {}
     for label, group in groups:
         if len(group) < 2:
@@ -129,7 +136,7 @@ def warn_mixed_provenance(runs, grouped: tuple[list[str], list] | None = None) -
         diff = differing_fields({d: read_provenance(d) for d in group["run_dir"]})
         if diff:
             name = ", ".join(f"{k}={v}" for k, v in zip(keys, label if isinstance(label, tuple) else (label,))
-                             if len({str(v) for v in without_attrs(runs)[k].tolist()}) > 1) or "all runs"
+                             if k in shown) or "all runs"
             found[name] = diff
             log.warning("runs averaged together for %s differ in provenance: %s", name, "; ".join(describe(diff)))
     return found

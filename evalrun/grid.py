@@ -70,7 +70,6 @@ class GridBuilder:
         needed = 6 + LINE * max((len(t) for t in texts), default=0) if texts else 0
         scale = max(1, -(-needed // h))  # whole factors keep pixels square and sharp
         th, tw = h * scale, w * scale
-        texts = [t[:max(1, th // LINE)] for t in texts] if texts else None
         per_row = max(len(r) + (lead is not None) for r, lead in zip(self.rows, self.leads))
         text_w = TEXT_WIDTH if texts else 0
         grid = Image.new("RGB", (per_row * tw + text_w, len(self.rows) * th), "white")

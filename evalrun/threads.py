@@ -80,8 +80,13 @@ class FairRLock:
                 self._depth += 1
                 return True
             self._queue.append(me)
-            while self._owner is not None or self._queue[0] != me:
-                self._cond.wait()
+            try:
+                while self._owner is not None or self._queue[0] != me:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: leave the queue, or no one behind gets the lock
+                self._queue.remove(me)
+                self._cond.notify_all()
+                raise
             self._queue.popleft()
             self._owner, self._depth = me, 1
             return True
