@@ -198,6 +198,7 @@ def test_summary_warns_when_averaged_runs_differ_in_provenance(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         write_summary(tmp_path / "s")
     assert "differ in provenance" in caplog.text and "versions.diffusers" in caplog.text
+    assert "runs averaged together for all runs differ" in caplog.text  # no config column varies: one configuration
     shutil.rmtree(tmp_path / "s" / "seed1")
 
 
