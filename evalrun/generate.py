@@ -186,10 +186,12 @@ class ImageStream:
             import torch
 
             torch.cuda.empty_cache()
-            self.batch_size = max(1, len(batch) // 2)
-            log.warning("out of GPU memory at batch %d: continuing at batch %d", len(batch), self.batch_size)
-            for start in range(0, len(batch), self.batch_size):
-                yield from self._fitting(pipe, task, params, batch[start:start + self.batch_size])
+            # The halves are cut with this size even if a half runs out of memory too and halves
+            # self.batch_size again (slicing with the new size here lost the batch's last images).
+            half = self.batch_size = max(1, len(batch) // 2)
+            log.warning("out of GPU memory at batch %d: continuing at batch %d", len(batch), half)
+            for start in range(0, len(batch), half):
+                yield from self._fitting(pipe, task, params, batch[start:start + half])
 
     def _sampled(self, pipe, task, params: dict[str, Any], batch: list[int]) -> list:
         """One batch's (cost, (uint8 images, nan flags)) parts, on the sampling thread when sampling ahead.

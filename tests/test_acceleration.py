@@ -46,8 +46,10 @@ def test_compile_wraps_the_denoiser_with_the_mode_asked_for(monkeypatch):
     assert pipe.unet == ("compiled", original) and calls == ["max-autotune-no-cudagraphs"] and pipe._evalrun_tf32
 
 
-def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-line", "sampling-ahead"])
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, caplog, ahead):
     import evalrun.generate as generate
+    import evalrun.outputs as outputs
 
     real = generate.sample
 
@@ -56,12 +58,16 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch,
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(pipe, task, jobs, params, cost)
 
-    reference = run_inprocess("prompts.limit=5", "batch_size=2", "paths.image_store=none", run_dir=tmp_path / "ref")
+    common = ("prompts.limit=5", "num_images_per_prompt=2", "paths.image_store=none")  # 10 images: 8, then 2
+    reference = run_inprocess(*common, "batch_size=2", run_dir=tmp_path / "ref")
     monkeypatch.setattr(generate, "sample", small_gpu)
+    monkeypatch.setattr(outputs, "overlaps_sampling", lambda device: ahead)  # on a GPU the halving happens on the sampling thread
     with caplog.at_level(logging.WARNING):
-        record = run_inprocess("prompts.limit=5", "batch_size=8", "paths.image_store=none", run_dir=tmp_path / "oom")
-    assert "out of GPU memory at batch 5: continuing at batch 2" in caplog.text
-    assert record["provenance"]["batch_size_used"] == 2 and record["provenance"]["images"]["sampled"] == 5
+        record = run_inprocess(*common, "batch_size=8", run_dir=tmp_path / "oom")
+    assert "out of GPU memory at batch 8: continuing at batch 4" in caplog.text
+    assert "out of GPU memory at batch 4: continuing at batch 2" in caplog.text
+    assert record["provenance"]["batch_size_used"] == 2, record["provenance"]
+    assert record["provenance"]["images"]["sampled"] == 10, record["provenance"]["images"]
     assert record["values"]["clip_score"] == reference["values"]["clip_score"]
 
 
