@@ -176,6 +176,8 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
         deferred = defer_writes(device) and not shards.sharded(cfg)
         for produced in stream.run(pipeline.get, task, params, progress=phase.advance, wait=not deferred):
             scorer.add(produced)
+        if len(scorer.rows) != len(jobs):  # a bug, never a user's mistake: a short run must not be written
+            raise RuntimeError(f"the image stream gave {len(scorer.rows)} images for {len(jobs)} jobs")
         if shards.sharded(cfg):  # a shard's features are cached for the merge; its set metrics mean nothing alone
             scorer.flush()
             return shards.write_record(run_dir, cfg, key, merged_dir, [j.image_id for j in jobs], stream,

@@ -206,3 +206,26 @@ def test_the_switches_lock_goes_to_the_thread_that_asked_first():
         assert "does not hold" in str(exc)
     else:
         raise AssertionError("releasing an unheld lock passed silently")
+
+
+def test_a_run_short_of_images_is_never_written(tmp_path, monkeypatch):
+    """A stream that loses an image (as the double out-of-memory halving once did) fails the run
+    instead of writing results over fewer images than the config asks for."""
+    import evalrun.generate as generate
+    from conftest import run_inprocess
+
+    real_run = generate.ImageStream.run
+
+    def losing_one(self, *args, **kwargs):
+        for produced in real_run(self, *args, **kwargs):
+            if produced.index != 1:
+                yield produced
+
+    monkeypatch.setattr(generate.ImageStream, "run", losing_one)
+    try:
+        run_inprocess("prompts.limit=3", "paths.image_store=none", run_dir=tmp_path / "run")
+    except RuntimeError as exc:
+        assert str(exc) == "the image stream gave 2 images for 3 jobs"
+    else:
+        raise AssertionError("a run short of an image was written")
+    assert not (tmp_path / "run" / "run.json").exists()
