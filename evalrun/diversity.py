@@ -105,7 +105,7 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
     import numpy as np
     import pandas as pd
 
-    from evalrun.aggregate import group_keys
+    from evalrun.aggregate import configurations
     from evalrun.metrics.common import DEFAULT_LAYERS
     from evalrun.metrics.diversity import check_q, extractor_options, group_diversity, summarise_groups
     from evalrun.metrics.features import build_extractor
@@ -125,9 +125,9 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
     if layer not in extractor.layers:
         raise EvalrunError(f"--layer {layer!r}: {feature_extractor} gives {', '.join(extractor.layers)}")
     store = FeatureStore(cache_dir() / "features")
-    keys = group_keys(runs)
+    keys, groups = configurations(runs)
     configs, prompts = [], []
-    for values, group in runs.groupby(keys, dropna=False, sort=True):
+    for values, group in groups:
         config = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         embeddings: dict[Any, list] = {}
         meta: dict[Any, dict[str, Any]] = {}
