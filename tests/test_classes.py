@@ -65,6 +65,23 @@ def test_batch_size_does_not_change_images(model, task, params):
     assert np.abs(one[0] - one[1]).max() > 1e-3
 
 
+def test_a_stochastic_scheduler_that_dit_calls_without_generators_still_repeats():
+    """DiT's loop calls scheduler.step without the generators, so DDPM's noise comes from torch's
+    global RNG: sample() seeds it from the batch's first image, whatever was drawn before."""
+    import diffusers
+
+    pipe = _dit()
+    pipe.scheduler = diffusers.DDPMScheduler.from_config(pipe.scheduler.config)
+    records = [{"prompt_id": 0, "prompt": "", "class_id": 207}]
+    task, params = get_task("class2img"), {"steps": 3, "guidance_scale": 4.0}
+    first = sample(pipe, task, image_jobs(records, 1, seed=3), params)
+    torch.rand(7)  # anything else drawing from the global RNG in between
+    again = sample(pipe, task, image_jobs(records, 1, seed=3), params)
+    other = sample(pipe, task, image_jobs(records, 1, seed=4), params)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
 def test_ddpm_sweep_through_the_cli(tmp_path):
     sweep = tmp_path / "sweep"
     cli("model=tiny_ddpm", "scheduler=ddim,ddpm", "num_images=6", "steps=2", f"hydra.sweep.dir={sweep}", "-m")
