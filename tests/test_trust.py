@@ -330,6 +330,26 @@ def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
     assert len(list((tmp_path / "run" / "images").glob("*.png"))) == 2  # the run's hard links survive
 
 
+def test_an_atomic_write_makes_its_folder_takes_a_free_name_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The temporary file is created exclusively (a name taken by another writer is skipped, never
+    truncated), its folder is made when missing, and a write that fails leaves neither file."""
+    from evalrun.results import atomic_write_bytes
+
+    target = tmp_path / "new" / "folder" / "a.png"
+    atomic_write_bytes(target, b"first")
+    assert target.read_bytes() == b"first"
+    names = iter([b"\x00" * 6, b"\x00" * 6, b"\x01" * 6])
+    monkeypatch.setattr(os, "urandom", lambda n: next(names))
+    (target.parent / f"a.png.{'00' * 6}.tmp").write_bytes(b"another writer's")
+    atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert (target.parent / f"a.png.{'00' * 6}.tmp").read_bytes() == b"another writer's"
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x02" * 6)
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"second" and not (target.parent / f"a.png.{'02' * 6}.tmp").exists()
+
+
 def test_run_csvs_are_what_pandas_would_have_written(tmp_path):
     """images.csv, per_image.csv and metrics.csv are written without pandas: byte for byte what pandas'
     own to_csv gives for the same rows, whatever the cell types (numpy float32 columns keep their
