@@ -83,13 +83,11 @@ class JobComposer:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
         if any(o.split("=", 1)[0].lstrip("+~").startswith("hydra") for o in job):
-            self.hydra_compositions += 1
-            return compose(job)  # may add config dirs and groups: Hydra's own path
+            return self._in_full(job)  # may add config dirs and groups: Hydra's own path
         values = [o for o in job if self._is_value(o)]
         part = tuple(o for o in job if o not in values)
         if {o.split("=", 1)[0] for o in values} & {o.split("=", 1)[0].lstrip("+~") for o in part}:
-            self.hydra_compositions += 1
-            return compose(job)  # the same key both ways: keep Hydra's own order
+            return self._in_full(job)  # the same key both ways: keep Hydra's own order
         base = self._composed.get(part)
         if base is None or not base.values <= set(values):
             base = self._rebuilt(part, set(values)) or self._full(part)
@@ -97,6 +95,11 @@ class JobComposer:
         cfg = copy.deepcopy(base.config)
         ConfigLoaderImpl._apply_overrides_to_config([self._parsed(v) for v in values], cfg)
         return cfg
+
+    def _in_full(self, job: Sequence[str]):
+        """A job the rebuilds do not cover, composed by Hydra."""
+        self.hydra_compositions += 1
+        return compose(job)
 
     def _parsed(self, override: str):
         """Hydra's parse of one value override (an ANTLR parse: remembered, jobs repeat most of them)."""
@@ -119,22 +122,28 @@ class JobComposer:
         import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
         from evalrun.paths import CONF_DIR
 
-        self.hydra_compositions += 1
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            loader = GlobalHydra.instance().hydra.config_loader
-            with _capturing_defaults_lists() as captured:
-                cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=keep_hydra)
-            try:
-                # The rebuilds read files from a repository of their own: composition re-parents the
-                # nodes it loads, so the one Hydra has just used is not a faithful copy of the files.
-                # Named, the primary config is loaded once more only to read hydra.searchpath (10 ms
-                # of YAML): skipped when the composed config shows none was set.
-                primary = None if keep_hydra and not cfg.hydra.get("searchpath") else "config"
-                _, self._files = loader._parse_overrides_and_create_caching_repo(primary, list(overrides))
-            except Exception:  # noqa: BLE001 - no rebuilds from this composition; Hydra's result stands
-                captured.clear()
-            return cfg, (captured[-1].defaults if len(captured) == 1 else None)
+            return self._composed_by(
+                GlobalHydra.instance().hydra.config_loader, "config", overrides, keep_hydra,
+                lambda: hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=keep_hydra))
+
+    def _composed_by(self, loader: Any, config_name: str, overrides: Sequence[str], keep_hydra: bool, composition):
+        """``composition()``'s config (made by ``loader``), the defaults list it was built from (None if not
+        seen), and the file repository the rebuilds read."""
+        self.hydra_compositions += 1
+        with _capturing_defaults_lists() as captured:
+            cfg = composition()
+        try:
+            # The rebuilds read files from a repository of their own: composition re-parents the
+            # nodes it loads, so the one Hydra has just used is not a faithful copy of the files.
+            # Named, the primary config is loaded once more only to read hydra.searchpath (10 ms
+            # of YAML): skipped when the composed config shows none was set.
+            primary = None if keep_hydra and not cfg.hydra.get("searchpath") else config_name
+            _, self._files = loader._parse_overrides_and_create_caching_repo(primary, list(overrides))
+        except Exception:  # noqa: BLE001 - no rebuilds from this composition; Hydra's result stands
+            captured.clear()
+        return cfg, (captured[-1].defaults if len(captured) == 1 else None)
 
     # -- rebuilding leaf groups -----------------------------------------------------------------
     def _rebuilt(self, part: tuple[str, ...], values: set[str]) -> _Composed | None:
@@ -188,6 +197,8 @@ class JobComposer:
                 return None
             with open_dict(config):  # merge copies: the repository's nodes are never re-parented
                 config[group] = OmegaConf.merge(*pieces)
+            if "hydra" in config:  # a config that keeps Hydra's section: its record of the choices
+                config.hydra.runtime.choices[group] = changed[group]
         return config, defaults
 
     def _is_leaf(self, path: str) -> bool:

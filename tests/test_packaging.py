@@ -28,6 +28,7 @@ def test_the_wheel_holds_the_config_and_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "evalrun/conf/config.yaml" in names and "evalrun/conf/model/sd15.yaml" in names
     assert "evalrun/conf/hydra/launcher/evalrun_joblib.yaml" in names
+    assert "hydra_plugins/evalrun_sweeper/evalrun_sweeper.py" in names  # the default sweeper: Hydra finds it there
     assert "evalrun/data/edit_demo/edits.csv" in names and "evalrun/data/parti_sample.tsv" in names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
@@ -51,8 +52,10 @@ def test_the_installed_wheel_runs_from_another_directory(wheel, tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert where.stdout.strip().startswith(site), where.stdout + where.stderr  # the installed copy, not the checkout
     for command in (["-m", "evalrun", "--help"],
-                    ["-m", "evalrun", "experiment=edit_demo", "prompts.limit=1", "steps=2", "hydra.run.dir=run"]):
+                    ["-m", "evalrun", "experiment=edit_demo", "prompts.limit=1", "steps=2", "hydra.run.dir=run"],
+                    ["-m", "evalrun", "prompts.limit=1", "steps=2", "seed=0,1", "metrics=[]", "hydra.sweep.dir=sweep", "-m"]):
         done = subprocess.run([str(python), *command], cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert (work / "run" / "run.json").exists()  # the bundled edit set was found inside the package
+    assert len(list((work / "sweep").glob("*/run.json"))) == 2  # the installed sweeper plugin ran the sweep
     assert (venv / "bin" / "evalrun").exists()
