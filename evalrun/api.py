@@ -95,6 +95,15 @@ def expand(overrides: Sequence[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*choices)]
 
 
+def sweep_jobs(params: Any, overrides: Sequence[str]) -> list[list[str]]:
+    """The jobs of a sweep, as Hydra's basic sweeper makes them: an experiment's ``hydra.sweeper.params``,
+    then the command line's overrides (which win), each ``key=a,b`` list expanded."""
+    combined: dict[str, str] = {str(k): f"{k}={v}" for k, v in params.items()}
+    for item in overrides:
+        combined[item.split("=", 1)[0]] = item
+    return expand(list(combined.values()))
+
+
 def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> SweepResult:
     """Every combination of the overrides' comma lists (and of an experiment file's
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
@@ -109,11 +118,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
     configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/compose.py)
-    params = configs.sweep_config(fixed).hydra.sweeper.get("params") or {}
-    combined: dict[str, str] = {str(k): f"{k}={v}" for k, v in params.items()}
-    for item in overrides:  # the command line wins over the config's sweep params
-        combined[item.split("=", 1)[0]] = item
-    jobs = expand(list(combined.values()))
+    jobs = sweep_jobs(configs.sweep_config(fixed).hydra.sweeper.get("params") or {}, overrides)
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", configs(jobs[0]))
     with background_writes():  # a run's files are written while the next run samples

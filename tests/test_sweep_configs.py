@@ -9,7 +9,7 @@ import pickle
 import pytest
 from omegaconf import OmegaConf
 
-from evalrun.api import expand
+from evalrun.api import sweep_jobs
 from evalrun.paths import CONF_DIR
 
 
@@ -33,13 +33,9 @@ def master_config(loader, overrides):
     return loader.load_configuration(config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN)
 
 
-def sweep_jobs(master, overrides):
-    """The jobs the basic sweeper makes: hydra.sweeper.params, then the command line's lists."""
-    combined = {str(k): f"{k}={v}" for k, v in (master.hydra.sweeper.params or {}).items()}
-    for item in overrides:
-        if not item.startswith("hydra"):
-            combined[item.split("=", 1)[0]] = item
-    return expand(list(combined.values()))
+def jobs_of(master, overrides):
+    """The jobs the basic sweeper makes of the command line's task overrides (hydra.* ones set up the sweep)."""
+    return sweep_jobs(master.hydra.sweeper.params or {}, [o for o in overrides if not o.startswith("hydra")])
 
 
 def assert_same_as_hydras(loader, overrides, extra_jobs=()):
@@ -47,7 +43,7 @@ def assert_same_as_hydras(loader, overrides, extra_jobs=()):
 
     master = master_config(loader, overrides)
     mine = SweepConfigLoader(loader)
-    jobs = [*sweep_jobs(master, overrides), *extra_jobs]
+    jobs = [*jobs_of(master, overrides), *extra_jobs]
     for job in jobs:
         ours, hydras = mine.load_sweep_config(master, list(job)), loader.load_sweep_config(master, list(job))
         assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras), job
