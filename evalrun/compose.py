@@ -18,7 +18,8 @@ composer therefore:
 
 Anything else (a group with a defaults list of its own, ``+``/``~`` overrides, ``hydra.*``
 overrides, a structured-config schema, a list of options) is composed in full by Hydra.
-``tests/test_compose.py`` checks the result against Hydra's full composition, job by job.
+``tests/test_compose.py`` checks the result against Hydra's full composition, job by job. The CLI's
+sweeps use the same rebuilds through Hydra's own loader (``evalrun/sweep_configs.py``).
 """
 
 from __future__ import annotations
