@@ -45,9 +45,22 @@ class Ahead:
         self.depth = 1 if threaded else 0  # batches left sampling while the caller works
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalrun-sample") if threaded else Inline()
         self._futures: collections.deque = collections.deque()
+        self._failed = False
 
     def submit(self, fn, *args) -> None:
-        self._futures.append(self._pool.submit(fn, *args))
+        self._futures.append(self._pool.submit(self._unless_failed, fn, *args))
+
+    def _unless_failed(self, fn, *args):
+        """Nothing samples after a batch failed: a batch queued behind it (submitted before the caller
+        took the error) is skipped by the thread itself, which runs them in order; the caller's
+        ``take`` raises the first error before it reaches the skipped ones."""
+        if self._failed:
+            raise RuntimeError("not sampled: an earlier batch failed")
+        try:
+            return fn(*args)
+        except BaseException:
+            self._failed = True
+            raise
 
     def take(self, keep: int) -> Iterator[Any]:
         while len(self._futures) > keep:

@@ -174,6 +174,37 @@ def test_an_error_while_sampling_ahead_stops_the_run_and_its_thread(tmp_path, mo
     assert not (tmp_path / "run" / "run.json").exists()
 
 
+def test_a_batch_queued_behind_a_failed_one_never_samples():
+    """The caller may queue the next batch before it takes the error of the one before (it is still
+    scoring an earlier batch): the sampling thread skips it, even when it is idle and free to run it."""
+    import time
+
+    import pytest
+
+    from evalrun.threads import Ahead
+
+    ran = []
+
+    def batch(name):
+        ran.append(name)
+        if name == "second":
+            raise RuntimeError("sampler broke")
+        return name
+
+    ahead = Ahead(threaded=True)
+    ahead.submit(batch, "first")
+    ahead.submit(batch, "second")
+    while len(ran) < 2 or not ahead._futures[-1].done():  # the second has failed; the thread is idle
+        time.sleep(0.01)
+    ahead.submit(batch, "third")
+    time.sleep(0.2)  # time enough for an idle thread to start it
+    assert list(ahead.take(2)) == ["first"]
+    with pytest.raises(RuntimeError, match="sampler broke"):
+        list(ahead.take(0))
+    ahead.close()
+    assert ran == ["first", "second"]
+
+
 def test_the_switches_lock_goes_to_the_thread_that_asked_first():
     """Sampling releases the lock after each batch and asks again for the next; feature extraction,
     waiting meanwhile, gets it first (Python's own locks may hand it straight back to the sampler)."""
