@@ -2,12 +2,15 @@
 
 Only a caller: the work lives in ``evalrun.aggregate`` (and ``evalrun.report``), which
 can be re-run by hand. Hydra turns a callback's exception into a warning, so failures
-here are logged as errors that say which command to run.
+here are logged as errors that say which command to run. When a job failed (evalrun's
+sweeper runs the others, then comes here), the sweep exits non-zero once the summary and
+report are written, as ``python -m evalrun.aggregate`` does.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +37,25 @@ class SummaryCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import evalrun.aggregate as aggregate
-        from evalrun.report.build import build_report
-        from evalrun.results import atomic_write_text
-        from evalrun.runs import fingerprint
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             aggregate.write_summary(sweep_dir)
         except Exception as exc:  # noqa: BLE001 - Hydra would reduce it to a warning
             log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
-            return
+        else:
+            self._report(sweep_dir)
+        if (sweep_dir / aggregate.FAILED_RUNS_FILE).exists():
+            # SystemExit, not an exception: Hydra would turn that into a warning and exit 0.
+            print(f"evalrun: error: some jobs failed; see {sweep_dir / aggregate.FAILED_RUNS_FILE}", file=sys.stderr)
+            sys.exit(1)
+
+    @staticmethod
+    def _report(sweep_dir: Path) -> None:
+        from evalrun.report.build import build_report
+        from evalrun.results import atomic_write_text
+        from evalrun.runs import fingerprint
+
         # A re-run of a finished sweep changes no run: its report is already what it would build.
         stamp = sweep_dir / "report" / ".inputs"
         current = fingerprint(sweep_dir)

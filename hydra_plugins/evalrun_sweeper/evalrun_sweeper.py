@@ -1,5 +1,6 @@
 """``hydra/sweeper=evalrun`` (the default, conf/hydra/sweeper/evalrun.yaml): Hydra's basic sweeper,
-whose jobs' configs come from :class:`evalrun.sweep_configs.SweepConfigLoader`.
+whose jobs' configs come from :class:`evalrun.sweep_configs.SweepConfigLoader`, and which runs every
+job of a sweep when one fails.
 
 Kept thin: Hydra imports every module under ``hydra_plugins`` when it scans for plugins, so this
 one imports evalrun only once a sweep starts.
@@ -7,8 +8,18 @@ one imports evalrun only once a sweep starts.
 
 from __future__ import annotations
 
+import logging
+import time
+from pathlib import Path
+from typing import Any, List
+
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from hydra.types import HydraContext
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 class EvalrunSweeper(BasicSweeper):
@@ -21,3 +32,34 @@ class EvalrunSweeper(BasicSweeper):
         loader = SweepConfigLoader(hydra_context.config_loader)
         super().setup(hydra_context=HydraContext(config_loader=loader, callbacks=hydra_context.callbacks),
                       task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        """Hydra 1.3's ``BasicSweeper.sweep``, except that a failed job does not end the sweep: the basic
+        sweeper raises the first failure it reads, which skips the batches after it and the end of the
+        sweep (summary and report), and prints a traceback for a job that already said what was wrong in
+        one line. Here every batch runs; a failure that is not a user's mistake still gets its traceback
+        in the log; the summary callback then exits non-zero (``evalrun.callbacks``)."""
+        from evalrun.errors import EvalrunError
+
+        params = self._parse_config()
+        params.extend(arguments)
+        overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(params)
+        self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns, first_job = [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            tic = time.perf_counter()
+            self.validate_batch_is_legal(batch)  # composition errors before any job starts, as Hydra does
+            log.debug("validated configs of %d jobs in %.2f s", len(batch), time.perf_counter() - tic)
+            results = self.launcher.launch(batch, initial_job_idx=first_job)
+            for result in results:
+                if result.status == JobStatus.FAILED and not isinstance(result._return_value, EvalrunError):
+                    error = result._return_value
+                    log.error("job %s failed", " ".join(result.overrides),
+                              exc_info=(type(error), error, error.__traceback__))
+            first_job += len(batch)
+            returns.append(results)
+        return returns
