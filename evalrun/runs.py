@@ -22,10 +22,13 @@ MARKERS = (RUN_FILE, FAILED_FILE, ".hydra", "shard.json")
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
     """Job dirs: those with Hydra's ``.hydra/`` (started), ``run.json`` (finished), ``failed.json`` or
-    ``shard.json``, anywhere under ``sweep_dir`` (several sweeps can share a parent)."""
+    ``shard.json``, anywhere under ``sweep_dir`` (several sweeps can share a parent). A finished or
+    failed run's own dir (a single run, a scored image folder) is that one run."""
     import os
 
     sweep_dir = Path(sweep_dir)
+    if any((sweep_dir / name).is_file() for name in (RUN_FILE, FAILED_FILE)):
+        return [sweep_dir]
     found = []
     for root, dirs, files in os.walk(sweep_dir):
         here = Path(root)

@@ -164,9 +164,13 @@ def test_varying_config_columns_are_those_pandas_counts_as_varying():
 
 
 def test_one_bad_job_fails_alone_and_is_listed(tmp_path):
-    proc = cli("seed=0,-1", "prompts.limit=1", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
-    assert proc.returncode != 0  # the sweep still reports failure
+    # One job a batch, the bad one first: the batch after a failure still runs.
+    proc = cli("seed=-1,0", "prompts.limit=1", "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={tmp_path}", "-m",
+               check=False)
+    assert proc.returncode == 1  # the sweep still reports failure
     assert "evalrun: error: seed must be a non-negative integer, got -1" in proc.stderr
+    assert "Traceback" not in proc.stderr  # a user's mistake is its one line, in a sweep too
+    assert (tmp_path / "report" / "report.md").exists()  # the end of the sweep still ran
     summary = pd.read_csv(tmp_path / "summary.csv")  # refreshed after each job, not only at the end
     assert len(summary) == 1 and summary["clip_score_n"].iloc[0] == 1 and str(summary["seeds"].iloc[0]) == "0"
     failed = pd.read_csv(tmp_path / "failed_runs.csv")
@@ -243,3 +247,40 @@ def test_grid_png_encoder_round_trips_through_pillow(shape):
     with Image.open(io.BytesIO(encode_png(rgb))) as decoded:
         assert decoded.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(decoded), rgb)
+
+
+def test_a_job_that_crashes_keeps_its_traceback_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """Not a user's mistake: its traceback is logged (one job's bug must stay debuggable), the other jobs
+    still run and the sweep exits non-zero."""
+    import evalrun.run
+
+    real_run = evalrun.run.run
+
+    def crash_on_seed_1(cfg, run_dir, *args, **kwargs):
+        if cfg.seed == 1:
+            raise RuntimeError("a bug, not a config mistake")
+        return real_run(cfg, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(evalrun.run, "run", crash_on_seed_1)
+    proc = cli("seed=1,0", "prompts.limit=1", "metrics=[]", f"hydra.sweep.dir={tmp_path}", "-m", check=False)
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert "Traceback" in output and "RuntimeError: a bug, not a config mistake" in output
+    assert "crash_on_seed_1" in output  # the frame that raised
+    assert pd.read_csv(tmp_path / "summary.csv")["seeds"].astype(str).tolist() == ["0"]
+    assert "RuntimeError" in pd.read_csv(tmp_path / "failed_runs.csv")["error"].iloc[0]
+
+
+def test_summary_and_report_take_one_run_dir(tmp_path):
+    """A single run's (or a scored folder's) own directory is a sweep of that one run, as the README says."""
+    from evalrun.aggregate import main as aggregate_main
+    from evalrun.report.__main__ import main as report_main
+
+    run_dir = tmp_path / "run"
+    run_inprocess("prompts.limit=2", run_dir=run_dir)
+    assert aggregate_main([str(run_dir)]) == 0
+    summary = pd.read_csv(run_dir / "summary.csv")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert len(summary) == 1 and summary["clip_score_mean"].iloc[0] == pytest.approx(metrics["clip_score"].iloc[0])
+    assert report_main([str(run_dir), "--out", str(tmp_path / "report")]) == 0
+    assert "clip_score" in (tmp_path / "report" / "report.md").read_text().lower()
