@@ -81,6 +81,19 @@ def prune(root: Path, sections: list[str], older_than_days: float, dry_run: bool
     return count, freed
 
 
+def days(text: str) -> float:
+    """``--older-than``: a number of days, 0 or more (a negative or NaN cutoff would select everything)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 or more; 0 prunes every entry)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from evalrun.paths import cache_dir
 
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="entries and size per section")
     cut = sub.add_parser("prune", help="remove entries not used for a while")
     cut.add_argument("--section", action="append", choices=SECTIONS, help="repeatable (default: all)")
-    cut.add_argument("--older-than", type=float, required=True, metavar="DAYS", help="unused for this many days (0: all)")
+    cut.add_argument("--older-than", type=days, required=True, metavar="DAYS", help="unused for this many days (0: all)")
     cut.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     args = parser.parse_args(argv)
     root = cache_dir(args.cache_dir)

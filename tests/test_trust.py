@@ -328,6 +328,11 @@ def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
     assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0"]) == 0
     assert not list((cache / "images").rglob("*.png"))
     assert len(list((tmp_path / "run" / "images").glob("*.png"))) == 2  # the run's hard links survive
+    for bad in ("-5", "nan", "inf", "week"):  # a cutoff in the future (or none) would prune the whole cache
+        with pytest.raises(SystemExit) as refused:
+            main(["--cache-dir", str(cache), "prune", "--older-than", bad])
+        assert refused.value.code == 2 and f"{bad!r} is not a number of days" in capsys.readouterr().err
+    assert (cache / "evalrun--tiny-sd").is_dir() and (cache / "features").is_dir()
 
 
 def test_an_atomic_write_makes_its_folder_takes_a_free_name_and_leaves_nothing_behind(tmp_path, monkeypatch):
