@@ -86,6 +86,13 @@ def test_metric_objects_score_in_memory_images_like_a_run(tmp_path):
     named.update([Image.fromarray(images[2].permute(1, 2, 0).numpy())], prompts=prompts[2:])  # PIL images too
     np.testing.assert_allclose(named.compute().per_image["clip_score"], per_image["clip_score"], rtol=1e-6)
 
+    # Arrays and tensors in either layout: the channel axis is the one of size 3.
+    layouts = CLIPScore(clip_model="evalrun/tiny-clip")
+    layouts.update(images[:1].numpy(), prompts=prompts[:1])                     # array, (N, 3, H, W)
+    layouts.update(images[1:2].permute(0, 2, 3, 1).numpy(), prompts=prompts[1:2])  # array, (N, H, W, 3)
+    layouts.update(images[2:].permute(0, 2, 3, 1), prompts=prompts[2:])          # tensor, (N, H, W, 3)
+    np.testing.assert_allclose(layouts.compute().per_image["clip_score"], per_image["clip_score"], rtol=1e-6)
+
 
 def test_folder_against_folder_fid_equals_torch_fidelity(tmp_path):
     torch_fidelity = pytest.importorskip("torch_fidelity")

@@ -167,15 +167,20 @@ class Metric(abc.ABC):
         return {}
 
     def add(self, images: Any, prompts: list[str] | None = None, **fields: list[Any]) -> None:
-        """``update`` for images in memory: a uint8 (N, 3, H, W) tensor, an (N, H, W, 3) array, or a list of
-        PIL images; ``prompts`` and other per-image fields (``input_image``, captions...) become records."""
+        """``update`` for images in memory: uint8 tensors or arrays, (N, 3, H, W) or (N, H, W, 3), or a list of
+        PIL images; ``prompts`` and other per-image fields (``input_image``, captions...) become records.
+        The channel axis is the one of size 3; where both are (3-pixel-wide images), a tensor is read as
+        (N, 3, H, W) and an array as (N, H, W, 3), as torch and PIL/NumPy lay images out."""
         import numpy as np
         import torch
 
         if isinstance(images, (list, tuple)):
             images = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in images])
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        channels_last = isinstance(images, np.ndarray)
+        if channels_last:
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        if getattr(images, "ndim", 0) == 4 and images.shape[-1] == 3 and (channels_last or images.shape[1] != 3):
+            images = images.permute(0, 3, 1, 2)
         n = len(images)
         columns = {"prompt": prompts, **fields} if prompts is not None else dict(fields)
         records = [{"prompt_id": i, "image_index": 0, **{k: v[i] for k, v in columns.items()}} for i in range(n)]
