@@ -47,6 +47,9 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     try:
+        from evalrun.config import check_added_keys
+
+        check_added_keys(hydra_cfg.overrides.task, cfg)
         # First, before anything touches torch.cuda: a parallel launcher's worker takes a GPU of its own.
         claim_for_job(cfg.device, hydra_cfg)
         from evalrun.merge import try_merge

@@ -74,9 +74,11 @@ def _stamp(kind: str, cfg: Any) -> Path:
 
 def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str | Path | None = None) -> RunResult:
     """One run, as ``evalrun OVERRIDES``: returns its results and where it wrote them."""
+    from evalrun.config import check_added_keys
     from evalrun.run import run
 
     cfg = config if config is not None else compose(overrides)
+    check_added_keys(overrides, cfg)
     target = Path(run_dir) if run_dir is not None else _stamp("runs", cfg)
     return RunResult(target, run(cfg, target))
 
@@ -109,6 +111,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
     from evalrun.aggregate import write_summary
     from evalrun.compose import JobComposer
+    from evalrun.config import check_added_keys
     from evalrun.jobdirs import job_dirname
     from evalrun.outputs import background_writes
     from evalrun.run import run
@@ -123,7 +126,9 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", configs(jobs[0]))
     with background_writes():  # a run's files are written while the next run samples
         for job in jobs:  # the job dirs the CLI would make for the same sweep
-            run(configs(job), target / job_dirname(",".join(sorted(job)), varying=varying))
+            cfg = configs(job)
+            check_added_keys(job, cfg)
+            run(cfg, target / job_dirname(",".join(sorted(job)), varying=varying))
     write_summary(target)
     return SweepResult(target)
 

@@ -119,6 +119,10 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
     (["scheduler=nosuch"], "Could not find 'scheduler/nosuch'"),
     (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
     (["seed=-1"], "evalrun: error: seed must be a non-negative integer"),
+    # Hydra's hint for a misspelt key is to add it with +: refused where nothing would read it.
+    (["+stpes=10"], "evalrun: error: +stpes=10 adds a top-level key evalrun never reads; did you mean steps=10?"),
+    (["+model.pathh=x"], "+model.pathh=x adds model.pathh, which no model config has; did you mean model.path=x?"),
+    (["+scheduler.kwagrs.eta=1"], "did you mean +scheduler.kwargs.eta=1?"),
 ])
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path, overrides, expected):
     proc = cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)
@@ -284,3 +288,20 @@ def test_summary_and_report_take_one_run_dir(tmp_path):
     assert len(summary) == 1 and summary["clip_score_mean"].iloc[0] == pytest.approx(metrics["clip_score"].iloc[0])
     assert report_main([str(run_dir), "--out", str(tmp_path / "report")]) == 0
     assert "clip_score" in (tmp_path / "report" / "report.md").read_text().lower()
+
+
+def test_added_keys_that_something_reads_are_let_through():
+    """Keys a user may add on purpose: open mappings (scheduler kwargs, pipeline call kwargs), keys config.yaml
+    reads with oc.select, metric settings (the registry checks those), ++ and config groups."""
+    from conftest import compose
+
+    from evalrun.config import check_added_keys
+    from evalrun.errors import ConfigError
+
+    fine = ["+scheduler.kwargs.stochastic_sampling=true", "+model.call_kwargs.clean_caption=true",
+            "+model.default_strength=0.5", "+metrics.clip_score.batch=8", "++steps=3", "+prompts.my_note=x"]
+    check_added_keys(fine, compose(*fine))
+    with pytest.raises(ConfigError, match=r"did you mean prompts\.limit=2\?"):
+        check_added_keys(["+prompts.limt=2"], compose("+prompts.limt=2"))
+    with pytest.raises(ConfigError, match=r"evalrun never reads; the top-level keys are .*guidance_scale"):
+        check_added_keys(["+foo=1"], compose("+foo=1"))
