@@ -152,10 +152,10 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
         parts = key.split(".")
         if parts[0] == "hydra" or "/" in key or "@" in key:
             continue
+        if len(parts) == 1 and (CONF_DIR / key).is_dir():
+            continue  # +group=option: a config group Hydra has just added
         top = _yaml_mapping(CONF_DIR / "config.yaml")
         if len(parts) == 1:
-            if (CONF_DIR / key).is_dir():
-                continue  # +group=option: a config group Hydra has just added
             known = sorted((set(top) | {p.name for p in CONF_DIR.iterdir() if p.is_dir()}) - {"defaults", "hydra"})
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}={value}?" if close else f"the top-level keys are {', '.join(known)}"

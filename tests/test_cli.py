@@ -180,6 +180,10 @@ def test_one_bad_job_fails_alone_and_is_listed(tmp_path):
     failed = pd.read_csv(tmp_path / "failed_runs.csv")
     assert len(failed) == 1 and "seed=-1" in failed["run_dir"].iloc[0]
     assert "seed must be a non-negative integer" in failed["error"].iloc[0]
+    # Without the summary callback (the one that exits 1 after the report), the sweep fails as Hydra's does.
+    bare = cli("seed=-1,0", "prompts.limit=1", "~hydra.callbacks.summary", f"hydra.sweep.dir={tmp_path / 'bare'}", "-m",
+               check=False)
+    assert bare.returncode == 1 and not (tmp_path / "bare" / "summary.csv").exists()
 
 
 def test_changed_prompt_file_is_not_mistaken_for_a_finished_run(tmp_path):

@@ -62,4 +62,13 @@ class EvalrunSweeper(BasicSweeper):
                               exc_info=(type(error), error, error.__traceback__))
             first_job += len(batch)
             returns.append(results)
+        if not self._summary_exits_on_failure():
+            for results in returns:  # nothing after this sweep would exit non-zero: fail as Hydra's sweeper does
+                for result in results:
+                    _ = result.return_value
         return returns
+
+    def _summary_exits_on_failure(self) -> bool:
+        """Whether evalrun's summary callback runs after the sweep (it exits 1 when a job failed)."""
+        callbacks = self.config.hydra.get("callbacks") or {}
+        return any(str(c.get("_target_", "")) == "evalrun.callbacks.SummaryCallback" for c in callbacks.values())
