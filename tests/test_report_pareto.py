@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from evalrun.report import build_report, load_sweep
-from evalrun.report.pareto import cost_quality, mark_front
+from evalrun.report.pareto import cost_quality, cost_quality_frames, mark_front
 from evalrun.report.tables import summary_table
 from report_synthetic import clip_value, default_costs, make_sweep, read_metrics
 
@@ -51,6 +51,9 @@ def test_cost_columns_fronts_and_plots_in_the_report(tmp_path: Path) -> None:
     np.testing.assert_allclose(points["cost_mean"], expected.loc[points.index, "nfe"], rtol=1e-12)
     assert points["pareto"].to_dict() == {("ddim", 2): False, ("ddim", 4): False, ("dpm", 2): True, ("dpm", 4): True}
     # FID (lower is better) against seconds: the front follows the declared directions
+    asked = cost_quality_frames(sweep, ["clip_score", "nfe"], sweep.costs)  # a cost named as a metric
+    assert sorted((f["quality"].iloc[0], f["cost"].iloc[0]) for f in asked) == [
+        ("clip_score", "nfe"), ("clip_score", "sample_seconds_per_image")]
     fid = cost_quality(sweep, "fid", "sample_seconds_per_image")
     assert fid["pareto"].tolist() == mark_front(fid, quality_higher=False)["pareto"].tolist()
 

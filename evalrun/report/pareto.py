@@ -55,11 +55,12 @@ def cost_quality(sweep: Sweep, quality: str, cost: str) -> pd.DataFrame:
 
 
 def cost_quality_frames(sweep: Sweep, qualities: Sequence[str], costs: Sequence[str]) -> list[pd.DataFrame]:
-    """:func:`cost_quality` for every score with a direction against every cost; empty ones left out."""
+    """:func:`cost_quality` for every score with a direction against every cost; empty ones left out, and
+    costs asked for as metrics (``--metric clip_score nfe``) are no quality axis."""
     frames = []
     for cost in costs:
         for quality in qualities:
-            if sweep.direction(quality) is None:
+            if sweep.direction(quality) is None or quality in costs:
                 continue
             frame = cost_quality(sweep, quality, cost)
             if not frame.empty:
