@@ -8,7 +8,6 @@ lists it.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     try:
-        from evalrun.config import check_added_keys
+        from evalrun.override_keys import check_added_keys
 
         check_added_keys(hydra_cfg.overrides.task, cfg)
         # First, before anything touches torch.cuda: a parallel launcher's worker takes a GPU of its own.
@@ -78,22 +77,11 @@ def main(cfg: DictConfig) -> None:
         raise
 
 
-def check_metric_names(argv: list[str]) -> str | None:
-    """Hydra reports an unknown option in a list group as "Could not load" without listing the
-    valid ones; name them here (the metrics group is the one users pass lists to)."""
-    valid = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
-    for arg in argv:
-        match = re.fullmatch(r"\+?metrics=\[?([^\]]*)\]?", arg)
-        if match:
-            unknown = [n.strip() for n in match.group(1).split(",") if n.strip() and n.strip() not in valid]
-            if unknown:
-                return f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
-    return None
-
-
 def cli() -> None:
     """Console-script and ``python -m evalrun`` entry."""
-    problem = check_metric_names(sys.argv[1:])
+    from evalrun.override_keys import check_command_line
+
+    problem = check_command_line(sys.argv[1:])  # before Hydra: one line naming the fix
     if problem:
         print(f"evalrun: error: {problem}", file=sys.stderr)
         sys.exit(2)

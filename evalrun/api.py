@@ -74,7 +74,7 @@ def _stamp(kind: str, cfg: Any) -> Path:
 
 def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str | Path | None = None) -> RunResult:
     """One run, as ``evalrun OVERRIDES``: returns its results and where it wrote them."""
-    from evalrun.config import check_added_keys
+    from evalrun.override_keys import check_added_keys
     from evalrun.run import run
 
     cfg = config if config is not None else compose(overrides)
@@ -111,7 +111,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
     from evalrun.aggregate import write_summary
     from evalrun.compose import JobComposer
-    from evalrun.config import check_added_keys
+    from evalrun.override_keys import check_added_keys
     from evalrun.jobdirs import job_dirname
     from evalrun.outputs import background_writes
     from evalrun.run import run

@@ -10,8 +10,8 @@ Two phases, both before any model loads:
   that every knob that is set reaches the pipeline's ``__call__``.
 
 Hydra already rejects unknown config-group options (``scheduler=foo`` lists the valid ones) and
-unknown keys; its message suggests ``+key=value`` to add one, which :func:`check_added_keys` refuses
-where nothing would read the key (a misspelt ``+stpes=10`` would otherwise run with the old steps).
+unknown keys; ``evalrun.override_keys`` answers a misspelt key in one line, and refuses the
+``+key=value`` Hydra suggests where nothing would read the key.
 """
 
 from __future__ import annotations
@@ -130,57 +130,6 @@ def build_metrics(cfg: Any, task: Any) -> dict[str, Any]:
             raise ConfigError(f"metric {name!r} needs {' and '.join(NEEDS.get(m, m) for m in missing)}, which model "
                               f"{cfg.model.name!r} (task {task.name}) does not give; drop it from metrics=[...]")
     return {name: build_metric(name, to_plain(metric_cfgs[name]), context) for name in metric_cfgs}
-
-
-# Groups whose keys are a fixed set: an added key close to one of them is a typo. Deeper keys are
-# open mappings (scheduler.kwargs, model.call_kwargs), and metric settings are checked by the registry.
-_CLOSED_GROUPS = ("model", "prompts", "paths", "reference", "protocol", "scheduler")
-
-
-def check_added_keys(overrides: Any, cfg: Any) -> None:
-    """Refuse a ``+key=value`` override that adds a key nothing reads: any new top-level key, and a new key
-    of a closed group (``+model.pathh``) that is a near-spelling of a key that group's configs have."""
-    import difflib
-
-    from evalrun.paths import CONF_DIR
-
-    for override in overrides or ():
-        override = str(override)
-        if not override.startswith("+") or override.startswith("++") or "=" not in override:
-            continue
-        key, value = override[1:].split("=", 1)
-        parts = key.split(".")
-        if parts[0] == "hydra" or "/" in key or "@" in key:
-            continue
-        if len(parts) == 1 and (CONF_DIR / key).is_dir():
-            continue  # +group=option: a config group Hydra has just added
-        top = _yaml_mapping(CONF_DIR / "config.yaml")
-        if len(parts) == 1:
-            known = sorted((set(top) | {p.name for p in CONF_DIR.iterdir() if p.is_dir()}) - {"defaults", "hydra"})
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}={value}?" if close else f"the top-level keys are {', '.join(known)}"
-            raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
-        if parts[0] in _CLOSED_GROUPS:
-            group, name = parts[:2]
-            # What the group's configs define, and what config.yaml reads or sets under it.
-            defined = set().union(*(_yaml_mapping(f) for f in (CONF_DIR / group).glob("*.yaml")))
-            defined |= set(re.findall(rf"oc\.select:{group}\.(\w+)", (CONF_DIR / "config.yaml").read_text()))
-            defined |= set(top.get(group) or {})
-            if name in defined:
-                continue
-            nearby = defined | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name})
-            close = difflib.get_close_matches(name, sorted(nearby), n=1, cutoff=0.75)
-            if close:
-                fix = ("+" if len(parts) > 2 else "") + ".".join([group, close[0], *parts[2:]])
-                raise ConfigError(f"{override} adds {group}.{name}, which no {group} config has; did you mean "
-                                  f"{fix}={value}?")
-
-
-def _yaml_mapping(path: Path) -> dict:
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def validate(cfg: Any) -> Plan:

@@ -120,6 +120,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
     (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
     (["seed=-1"], "evalrun: error: seed must be a non-negative integer"),
     # Hydra's hint for a misspelt key is to add it with +: refused where nothing would read it.
+    (["stpes=10"], "evalrun: error: stpes is not a key of the config; did you mean steps=10?"),
     (["+stpes=10"], "evalrun: error: +stpes=10 adds a top-level key evalrun never reads; did you mean steps=10?"),
     (["+model.pathh=x"], "+model.pathh=x adds model.pathh, which no model config has; did you mean model.path=x?"),
     (["+scheduler.kwagrs.eta=1"], "did you mean +scheduler.kwargs.eta=1?"),
@@ -299,7 +300,7 @@ def test_added_keys_that_something_reads_are_let_through():
     reads with oc.select, metric settings (the registry checks those), ++ and config groups."""
     from conftest import compose
 
-    from evalrun.config import check_added_keys
+    from evalrun.override_keys import check_added_keys
     from evalrun.errors import ConfigError
 
     fine = ["+scheduler.kwargs.stochastic_sampling=true", "+model.call_kwargs.clean_caption=true",
@@ -309,3 +310,26 @@ def test_added_keys_that_something_reads_are_let_through():
         check_added_keys(["+prompts.limt=2"], compose("+prompts.limt=2"))
     with pytest.raises(ConfigError, match=r"evalrun never reads; the top-level keys are .*guidance_scale"):
         check_added_keys(["+foo=1"], compose("+foo=1"))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["stpes=10"], "stpes is not a key of the config; did you mean steps=10?"),
+    (["model.pathh=/x"], "model.pathh is not a key of the config; did you mean model.path=/x?"),
+    (["prompts.limt=2"], "did you mean prompts.limit=2?"),
+    (["metrics=[kid]", "metrics.kid.subsetsize=8"], "did you mean metrics.kid.subset_size=8?"),
+    (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
+])
+def test_a_misspelt_key_is_answered_before_hydra_in_one_line(argv, expected):
+    from evalrun.override_keys import check_command_line
+
+    assert expected in check_command_line(argv)
+
+
+def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
+    from evalrun.override_keys import check_command_line
+
+    fine = ["seed=1", "steps=10", "model=sd15", "model.path=/x", "prompts.limit=2", "scheduler.kwargs.shift=3",
+            "metrics.kid.subset_size=8", "model.call_kwargs.clean_caption=true", "paths.output_dir=/o",
+            "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "my_own_knob=1", "reference.path=/r",
+            "inception_weights=x"]
+    assert check_command_line(fine) is None
