@@ -101,7 +101,12 @@ def apply_memory_options(pipe, memory: dict[str, Any], device) -> None:
 
 
 def _cache_key(model: Any, device, dtype, memory: dict[str, Any], speed: dict[str, Any]) -> tuple:
-    return (model.pipeline, str(model.path), model.revision, model.variant, str(device), str(dtype),
+    from evalrun.hashing import stable_hash
+
+    # The weights' hashes too: a folder re-saved in place between two runs of one process must be loaded
+    # again, or the second run would sample the old weights and store them under the new ones' key.
+    weights = stable_hash(model_identity(model)["weights_sha256"], length=16)
+    return (model.pipeline, str(model.path), model.revision, model.variant, weights, str(device), str(dtype),
             tuple(sorted(memory.items())), tuple(sorted((k, str(v)) for k, v in speed.items())))
 
 

@@ -260,3 +260,23 @@ def test_a_run_short_of_images_is_never_written(tmp_path, monkeypatch):
     else:
         raise AssertionError("a run short of an image was written")
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_a_checkpoint_resaved_in_place_is_loaded_again(tmp_path):
+    """The process keeps its pipeline across runs; weights re-saved into the same folder must not be
+    served from that cache (the run would sample the old weights under the new weights' key)."""
+    import shutil
+
+    from evalrun import tiny
+
+    local = tmp_path / "sd"
+    shutil.copytree(tiny.resolve("evalrun/tiny-sd"), local)
+    model = compose(f"model.path={local}").model
+    first = load_pipeline(model, torch.device("cpu"), torch.float32)
+    assert load_pipeline(model, torch.device("cpu"), torch.float32) is first
+    with torch.no_grad():
+        first.unet.conv_out.bias.add_(1.0)
+    first.unet.save_pretrained(local / "unet")  # in place, as a fine-tuning script would
+    again = load_pipeline(model, torch.device("cpu"), torch.float32)
+    assert again is not first
+    torch.testing.assert_close(again.unet.conv_out.bias, first.unet.conv_out.bias)
