@@ -160,4 +160,5 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
         near = _nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)
         if near:
             fix = ("+" if len(parts) > 2 else "") + ".".join([group, near, *parts[2:]])
-            raise ConfigError(f"{override} adds {group}.{name}, which no {group} config has; did you mean {fix}={value}?")
+            raise ConfigError(f"{override} adds {group}.{name}, which no {group} config has; "
+                              f"did you mean {fix}={value}?")

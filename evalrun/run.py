@@ -111,6 +111,7 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
         if shard is not None and shard.get("run_key") == key:
             log.info("shard in %s is already complete; reusing it", run_dir)
             return shard
+        claim_directory(run_dir, cfg_key)
         return _compute(cfg, plan, run_dir, key, cfg_key, device, dtype, image_sources or [], merged_dir)
 
 
@@ -225,22 +226,26 @@ def config_key(cfg: Any) -> str:
     return stable_hash({k: v for k, v in to_plain(cfg).items() if k != "paths"})
 
 
+CLAIM_FILE = ".config_key"  # the configuration computing (or last computed) in a directory
+
+
 def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
-    """A directory that holds another configuration's results is never overwritten (a same configuration
-    whose inputs changed, e.g. a prompt file edited in place, is recomputed there)."""
+    """A directory that holds another configuration's results, finished or not, is never written into (a
+    same configuration whose inputs changed, e.g. a prompt file edited in place, is recomputed there)."""
     import json
 
     from evalrun.errors import EvalrunError
 
-    for name in ("run.json", shards.SHARD_FILE):
+    for name in ("run.json", shards.SHARD_FILE, CLAIM_FILE):
         path = run_dir / name
         if not path.exists():
             continue
         try:
-            recorded = json.loads(path.read_text(encoding="utf-8")).get("config_key")
+            text = path.read_text(encoding="utf-8")
+            recorded = text.strip() if name == CLAIM_FILE else json.loads(text).get("config_key")
         except ValueError:
             return
-        if recorded is not None and recorded != cfg_key:
+        if recorded and recorded != cfg_key:
             raise EvalrunError(f"{run_dir} holds the results of another configuration ({name}); run into another "
                                f"directory (hydra.run.dir=... or hydra.sweep.dir=...) or delete it to recompute there")
 
@@ -253,6 +258,17 @@ def _hydra():
         return HydraConfig.get() if HydraConfig.initialized() else None
     except ImportError:
         return None
+
+
+def claim_directory(run_dir: Path, cfg_key: str) -> None:
+    """Before computing: mark the directory as this configuration's (a killed run's images are never
+    mixed with another configuration's), and withdraw a stale completion record, so that a run killed
+    while recomputing changed inputs in place never reads as complete with the old inputs' record."""
+    from evalrun.results import atomic_write_text
+
+    atomic_write_text(run_dir / CLAIM_FILE, cfg_key + "\n")
+    for name in ("run.json", shards.SHARD_FILE):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _configured(cfg: Any, key: str, default: Path) -> Path | None:

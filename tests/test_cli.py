@@ -333,3 +333,35 @@ def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
             "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "my_own_knob=1", "reference.path=/r",
             "inception_weights=x"]
     assert check_command_line(fine) is None
+
+
+def test_a_recompute_killed_in_place_never_reads_as_the_old_run_and_a_killed_dir_stays_its_configs(tmp_path,
+                                                                                                     monkeypatch):
+    """Inputs changed in place (same configuration) are recomputed in the same directory: the old run.json is
+    withdrawn first, so a kill part-way leaves an unfinished run, never the old record over new files. A
+    directory whose run was killed belongs to its configuration: another one is refused there."""
+    import evalrun.generate
+    from evalrun.errors import EvalrunError
+    from evalrun.runs import read_run
+
+    prompts, run_dir = tmp_path / "p.txt", tmp_path / "run"
+    common = ("prompts=file", f"prompts.path={prompts}", "metrics=[]", "paths.image_store=none")
+    prompts.write_text("a red cube\n")
+    run_inprocess(*common, run_dir=run_dir)
+    prompts.write_text("a blue sphere\n")  # the store is off: the changed prompt has to be sampled
+    real_sample = evalrun.generate.sample
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill while sampling the changed prompt
+
+    monkeypatch.setattr(evalrun.generate, "sample", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_inprocess(*common, run_dir=run_dir)
+    assert read_run(run_dir) is None and not (run_dir / "run.json").exists()
+    with pytest.raises(EvalrunError, match=r"holds the results of another configuration \(\.config_key\)"):
+        run_inprocess(*common, "steps=2", run_dir=run_dir)
+    monkeypatch.setattr(evalrun.generate, "sample", real_sample)
+    prompts.write_text("a red cube\n")  # back to the first inputs: computed again, not served from the old files
+    record = run_inprocess(*common, run_dir=run_dir)
+    assert pd.read_csv(run_dir / "per_image.csv")["prompt"].tolist() == ["a red cube"]
+    assert record["provenance"]["images"]["sampled"] + record["provenance"]["images"]["reused"] == 1
