@@ -128,7 +128,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
         for job in jobs:  # the job dirs the CLI would make for the same sweep
             cfg = configs(job)
             check_added_keys(job, cfg)
-            run(cfg, target / job_dirname(",".join(sorted(job)), varying=varying))
+            run(cfg, target / job_dirname(",".join(sorted(job)), str(target), varying=varying))
     write_summary(target)
     return SweepResult(target)
 

@@ -1,8 +1,8 @@
 """Sweep job directory names: readable, stable across re-runs, and unique per configuration.
 
 A job dir is named by its overrides (so re-running a sweep into the same directory finds its
-finished jobs), made safe for file systems, and always ends in a short hash of the exact
-override string: two configurations whose overrides differ only in characters that had to be
+finished jobs, also when it sweeps fewer or other keys: a job dir is found by its hash), made safe for
+file systems, and always ends in a short hash of the exact override string: two configurations whose overrides differ only in characters that had to be
 replaced (``prompts.path=/p/a.txt`` vs ``prompts.path=/p_a.txt``) never share a directory.
 Long names keep the keys the sweep varies readable and shorten the constant ones.
 """
@@ -70,6 +70,12 @@ def job_dirname(overrides: str, sweep_dir: str | None = None, varying: set[str] 
     """The job dir name for ``hydra.job.override_dirname`` (see module docstring); ``varying``: the swept
     keys, when known (else read from the sweep's multirun.yaml)."""
     digest = hashlib.sha256(overrides.encode()).hexdigest()[:8]
+    if sweep_dir and Path(sweep_dir).is_dir():
+        # The same job from an earlier sweep into this directory, whose name put other keys first (it
+        # varied others): its finished run is this one's, so the job goes back there.
+        earlier = sorted(p.name for p in Path(sweep_dir).glob(f"*-{digest}") if p.is_dir())
+        if earlier:
+            return earlier[0]
     pairs = split_overrides(overrides)
     varying = swept_keys(sweep_dir) if varying is None else varying
     ordered = [p for p in pairs if p.split("=", 1)[0].lstrip("+~") in varying] + \

@@ -92,6 +92,20 @@ def test_overrides_that_differ_only_in_replaced_characters_get_their_own_dirs():
     assert long.startswith("scheduler=ddim") and len(long) <= 130  # the varying key stays readable
 
 
+def test_part_of_a_sweep_run_again_goes_back_to_its_job_dirs(tmp_path):
+    """A second sweep into the same directory that varies fewer keys names its jobs in another key order;
+    each job still finds its earlier directory (by its hash), so nothing is computed or counted twice."""
+    import evalrun
+
+    common = ["device=cpu", "prompts.limit=1", "metrics=[]", "paths.image_store=none"]  # device sorts first
+    evalrun.sweep(["guidance_scale=3,5", *common], sweep_dir=tmp_path)
+    first = sorted(p.parent.name for p in tmp_path.glob("*/run.json"))
+    again = evalrun.sweep(["guidance_scale=5", *common], sweep_dir=tmp_path)
+    assert sorted(p.parent.name for p in tmp_path.glob("*/run.json")) == first and len(first) == 2
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # no third job dir
+    assert again.summary["nfe_n"].tolist() == [1, 1]
+
+
 def test_a_directory_of_another_configuration_is_never_overwritten(tmp_path):
     run_inprocess("prompts.limit=1", run_dir=tmp_path / "run")
     message = error_of("prompts.limit=2", run_dir=tmp_path / "run")
