@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import evalrun.devices  # noqa: F401  (registers ${evalrun_n_devices:N}, which sizes the launcher presets)
-from evalrun.errors import EvalrunError
+from evalrun.errors import DirectoryTaken, EvalrunError
 from evalrun.jobdirs import job_dirname
 from evalrun.paths import CONF_DIR
 
@@ -59,7 +59,8 @@ def main(cfg: DictConfig) -> None:
         if sharded(cfg):
             try_merge(run_dir)  # the last shard of a configuration to finish merges it
     except EvalrunError as exc:
-        _record_failure(run_dir, exc)
+        if not isinstance(exc, DirectoryTaken):  # that directory is another configuration's
+            _record_failure(run_dir, exc)
         # One clear line on stderr, not a traceback: these are mistakes the user can fix.
         # The job's log file gets it too (the console handler would print it twice).
         record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)

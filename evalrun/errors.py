@@ -14,6 +14,10 @@ class ConfigError(EvalrunError):
     """An invalid config value, raised before any model loads."""
 
 
+class DirectoryTaken(EvalrunError):
+    """The run directory holds another configuration's run: nothing is written there, not even the failure."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."

@@ -234,7 +234,7 @@ def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
     same configuration whose inputs changed, e.g. a prompt file edited in place, is recomputed there)."""
     import json
 
-    from evalrun.errors import EvalrunError
+    from evalrun.errors import DirectoryTaken
 
     for name in ("run.json", shards.SHARD_FILE, CLAIM_FILE):
         path = run_dir / name
@@ -246,7 +246,7 @@ def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
         except ValueError:
             return
         if recorded and recorded != cfg_key:
-            raise EvalrunError(f"{run_dir} holds the results of another configuration ({name}); run into another "
+            raise DirectoryTaken(f"{run_dir} holds the results of another configuration ({name}); run into another "
                                f"directory (hydra.run.dir=... or hydra.sweep.dir=...) or delete it to recompute there")
 
 

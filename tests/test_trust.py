@@ -22,7 +22,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 
 import inception_weights as iw  # noqa: E402
-from conftest import REPO, error_of, run_inprocess  # noqa: E402
+from conftest import REPO, cli, error_of, run_inprocess  # noqa: E402
 
 
 class Payload:
@@ -111,6 +111,9 @@ def test_a_directory_of_another_configuration_is_never_overwritten(tmp_path):
     message = error_of("prompts.limit=2", run_dir=tmp_path / "run")
     assert "holds the results of another configuration" in message
     assert pd.read_csv(tmp_path / "run" / "images.csv").shape[0] == 1  # untouched
+    refused = cli("prompts.limit=2", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert refused.returncode == 2 and "holds the results of another configuration" in refused.stderr
+    assert not (tmp_path / "run" / "failed.json").exists()  # not even its failure is written there
 
 
 def test_weights_changed_in_place_are_not_reused_nor_averaged(tmp_path):
