@@ -60,9 +60,14 @@ def listing(root: Path) -> list[tuple[str, int, int, float | None]]:
     """(section, entries, bytes, oldest last use) for each section."""
     rows = []
     for section in SECTIONS:
-        items = list(section_items(root, section))
-        rows.append((section, len(items), sum(size_of(p) for p in items),
-                     min((last_used(p) for p in items), default=None)))
+        measured = []
+        for item in section_items(root, section):
+            try:
+                measured.append((size_of(item), last_used(item)))
+            except FileNotFoundError:  # gone since it was listed
+                continue
+        rows.append((section, len(measured), sum(size for size, _ in measured),
+                     min((used for _, used in measured), default=None)))
     return rows
 
 
@@ -72,9 +77,12 @@ def prune(root: Path, sections: list[str], older_than_days: float, dry_run: bool
     count = freed = 0
     for section in sections:
         for item in list(section_items(root, section)):
-            if last_used(item) >= cutoff:
+            try:
+                if last_used(item) >= cutoff:
+                    continue
+                size = size_of(item)
+            except FileNotFoundError:  # gone since it was listed (a run's temporary file renamed into place)
                 continue
-            size = size_of(item)
             if not dry_run:
                 shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
             count, freed = count + 1, freed + size

@@ -421,3 +421,20 @@ def test_quantisation_and_pixel_hash_equal_their_plain_numpy_definitions():
     for image in pixels:
         assert pixel_hash(image) == hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).hexdigest()
     assert pixel_hash(pixels[0]) != pixel_hash(pixels[0].transpose(1, 0, 2).copy())  # the shape counts
+
+
+def test_prune_skips_an_entry_that_vanishes_while_it_runs(tmp_path, monkeypatch):
+    """A run renames its temporary files into place while prune walks the store: a listed file that is
+    gone by the time it is looked at is skipped, not a crash."""
+    import evalrun.cache as cache
+
+    store = tmp_path / "images" / "ab"
+    store.mkdir(parents=True)
+    for name in ("kept.png", "x.png.123.tmp"):
+        (store / name).write_bytes(b"png")
+    listed = list(cache.section_items(tmp_path, "images"))
+    (store / "x.png.123.tmp").unlink()  # renamed away by its writer after the listing
+    monkeypatch.setattr(cache, "section_items", lambda root, section: iter(listed if section == "images" else []))
+    assert [row[:3] for row in cache.listing(tmp_path) if row[0] == "images"] == [("images", 1, 3)]
+    assert cache.prune(tmp_path, ["images"], 0) == (1, 3)
+    assert not (store / "kept.png").exists()
