@@ -1,9 +1,10 @@
 """Sweep job directory names: readable, stable across re-runs, and unique per configuration.
 
 A job dir is named by its overrides (so re-running a sweep into the same directory finds its
-finished jobs, also when it sweeps fewer or other keys: a job dir is found by its hash), made safe for
-file systems, and always ends in a short hash of the exact override string: two configurations whose overrides differ only in characters that had to be
-replaced (``prompts.path=/p/a.txt`` vs ``prompts.path=/p_a.txt``) never share a directory.
+finished jobs; also when it sweeps fewer or other keys, since a job dir is found by its hash), made
+safe for file systems, and always ends in a short hash of the exact override string: two
+configurations whose overrides differ only in characters that had to be replaced
+(``prompts.path=/p/a.txt`` vs ``prompts.path=/p_a.txt``) never share a directory.
 Long names keep the keys the sweep varies readable and shorten the constant ones.
 """
 
