@@ -85,6 +85,7 @@ def _nearest(name: str, known: set[str], cutoff: float) -> str | None:
 def check_command_line(argv: Sequence[str]) -> str | None:
     """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
+    chosen = _choices(argv)
     for arg in argv:
         match = _METRIC_LIST.fullmatch(arg)
         if match:  # Hydra says "Could not load" for an unknown option in a list, without the valid ones
@@ -98,7 +99,7 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         parts = key.split(".")
         if parts[0] == "hydra" or not all(re.fullmatch(r"\w+", p) for p in parts):
             continue
-        fix = _misspelt(parts, _choices(argv))
+        fix = _misspelt(parts, chosen)
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"
     return None
