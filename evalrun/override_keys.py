@@ -52,22 +52,24 @@ def groups() -> set[str]:
     return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} - {"hydra"}
 
 
-def top_level_keys(everywhere: bool = True) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def top_level_keys(everywhere: bool = True) -> frozenset[str]:
     top, _ = _config_yaml()
     keys = set(top) | groups()
     if everywhere:
         keys |= {k for found in _global_files() for k in found}
-    return keys - {"defaults", "hydra"}
+    return frozenset(keys - {"defaults", "hydra"})
 
 
-def group_keys(group: str, everywhere: bool = True) -> set[str]:
+@functools.lru_cache(maxsize=None)  # asked twice per unknown key: is it known, then which is nearest
+def group_keys(group: str, everywhere: bool = True) -> frozenset[str]:
     """Keys the packaged configs define under ``group`` (``everywhere=False``: only what config.yaml reads or sets)."""
     top, text = _config_yaml()
     keys = set(re.findall(rf"oc\.select:{re.escape(group)}\.(\w+)", text)) | set(top.get(group) or {})
     if everywhere:
         keys |= set().union(*(_mapping(f) for f in (CONF_DIR / group).glob("*.yaml")))
         keys |= {k for found in _global_files() for k in (found.get(group) or {})}
-    return keys
+    return frozenset(keys)
 
 
 def metric_keys(metric: str) -> set[str] | None:
@@ -75,7 +77,7 @@ def metric_keys(metric: str) -> set[str] | None:
     return set(_mapping(path).get(metric) or {}) if path.is_file() else None
 
 
-def _nearest(name: str, known: set[str], cutoff: float) -> str | None:
+def _nearest(name: str, known: frozenset[str] | set[str], cutoff: float) -> str | None:
     import difflib  # only once a key is unknown
 
     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
