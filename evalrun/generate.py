@@ -58,17 +58,17 @@ def image_key(generation_key: str, job: ImageJob) -> str:
                        length=40)
 
 
-def _seed_global_rng(pipe, seed: int) -> None:
-    """``torch.manual_seed``, without its CUDA part where CUDA is not in use: with CUDA never
-    initialised, torch queues that seed with a formatted stack trace (80 us a batch on the CPU),
-    and a pipeline sampling on CUDA has initialised it before its first batch."""
+def _seed_global_rng(seed: int) -> None:
+    """``torch.manual_seed``, without its CUDA part while CUDA is not initialised: torch then queues
+    that seed with a formatted stack trace (80 us a batch on the CPU), and a pipeline sampling on CUDA
+    has initialised it before its first batch. Asking the pipeline for its device instead walked its
+    modules (1 ms a batch)."""
     import torch
 
-    device = getattr(pipe, "device", None)
-    if getattr(device, "type", None) == "cpu" and not torch.cuda.is_initialized():
-        torch.default_generator.manual_seed(seed)
-    else:
+    if torch.cuda.is_initialized() or torch.backends.mps.is_available():
         torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[str, Any] | None = None) -> np.ndarray:
@@ -82,7 +82,7 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
     generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
     # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
     # fall back to the global RNG there: seed it too, so such runs still repeat.
-    _seed_global_rng(pipe, jobs[0].generator_seed)
+    _seed_global_rng(jobs[0].generator_seed)
     kwargs = task.pipeline_kwargs(pipe, jobs, params)
     try:
         with measure(pipe, len(jobs)) as measured, sampling(pipe):
