@@ -100,27 +100,29 @@ def apply_memory_options(pipe, memory: dict[str, Any], device) -> None:
             getattr(vae, method)()
 
 
-def _cache_key(model: Any, device, dtype, memory: dict[str, Any], speed: dict[str, Any]) -> tuple:
+def _cache_key(model: Any, device, dtype, memory: dict[str, Any], speed: dict[str, Any],
+               identity: dict[str, Any]) -> tuple:
     from evalrun.hashing import stable_hash
 
     # The weights' hashes too: a folder re-saved in place between two runs of one process must be loaded
     # again, or the second run would sample the old weights and store them under the new ones' key.
-    weights = stable_hash(model_identity(model)["weights_sha256"], length=16)
+    weights = stable_hash(identity["weights_sha256"], length=16)
     return (model.pipeline, str(model.path), model.revision, model.variant, weights, str(device), str(dtype),
             tuple(sorted(memory.items())), tuple(sorted((k, str(v)) for k, v in speed.items())))
 
 
-def load_pipeline(model: Any, device, dtype, cfg: Any = None):
+def load_pipeline(model: Any, device, dtype, cfg: Any = None, identity: dict[str, Any] | None = None):
     """Load ``model.pipeline`` from ``model.path`` (hub id or local dir) with ``from_pretrained``.
     ``cfg`` (the run's config) carries offload/vae_tiling/vae_slicing and the speed options
-    (``evalrun.acceleration``), applied once loaded; both are part of the cache key."""
+    (``evalrun.acceleration``), applied once loaded; both are part of the cache key, as are the
+    weights (``identity``: the run's :func:`model_identity`, read again when not given)."""
     import torch
 
     from evalrun.acceleration import options as speed_options
 
     memory = memory_options(cfg)
     speed = speed_options(cfg) if cfg is not None else {}
-    key = _cache_key(model, device, dtype, memory, speed)
+    key = _cache_key(model, device, dtype, memory, speed, identity or model_identity(model))
     if key in _CACHE:
         log.info("reusing loaded pipeline %s", model.path)
         return _CACHE[key]

@@ -26,15 +26,16 @@ log = logging.getLogger(__name__)
 class LazyPipeline:
     """The run's pipeline, loaded (and given the run's scheduler) on first use only."""
 
-    def __init__(self, cfg: Any, pipeline_cls: type, device, dtype) -> None:
+    def __init__(self, cfg: Any, pipeline_cls: type, device, dtype, identity: dict[str, Any] | None = None) -> None:
         self.cfg, self.cls, self.device, self.dtype, self.pipe = cfg, pipeline_cls, device, dtype, None
+        self.identity = identity or None  # the weights the run's image keys name: the loaded pipeline's too
 
     def get(self):
         if self.pipe is None:
             from evalrun.pipelines import load_pipeline, set_scheduler
 
             with Phase("load pipeline"):  # the config carries offload, VAE tiling and the speed options
-                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, self.cfg)
+                self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, self.cfg, self.identity)
             self.scheduler_config = set_scheduler(self.pipe, self.cfg.scheduler)
         return self.pipe
 
@@ -152,7 +153,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
             metric.context.device, metric.context.store, metric.context.run_dir = device, store, run_dir
             metric.load()
     # 5. Records finished with the pipeline (class words -> label ids), then one job per image.
-    pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype)
+    pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype, model)
     records = task.prepare(pipeline, records, cfg)
     jobs = image_jobs(records, per_record, int(cfg.seed))
     if shards.sharded(cfg):  # this job makes whole chunks of the run's images, in run order
