@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from evalrun.plain import to_plain
 from evalrun.results import RUN_FILE, atomic_write_bytes, environment, library_versions, write_json, write_rows_csv
+from evalrun.runs import DERIVED_COLUMNS
 
 log = logging.getLogger("evalrun")
 
@@ -59,6 +60,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
         "status": "complete", "run_key": run_key, "config_key": config_key, "generation_key": generation_key,
         "config_columns": list(columns), "metric_columns": list(values), "columns": declared,
         "seed_columns": seed_columns,
+        "derived_columns": {c: key for c, key in DERIVED_COLUMNS.items() if c in columns},
         "higher_is_better": {c: d["direction"] == "higher" for c, d in declared.items() if d["direction"]},
         "values": values,
         "provenance": {

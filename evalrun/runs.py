@@ -13,6 +13,13 @@ from typing import Any, Iterable
 
 RUN_FILE = "run.json"
 FAILED_FILE = "failed.json"
+# Config columns that only describe another key (the class ``scheduler=ddim`` names, the folder of
+# ``model=sd15``): a report labels configurations by the key, not by both. Runs declare them in
+# run.json (``derived_columns``); this is also what runs written before the declaration meant.
+DERIVED_COLUMNS = {"model_path": "model", "pipeline": "model", "model_weights_sha256": "model", "guidance": "model",
+                   "scheduler_class": "scheduler", "scheduler_kwargs": "scheduler", "prompts_source": "prompts",
+                   "prompts_filter": "prompts", "comparable_to_published": "protocol",
+                   "protocol_departures": "protocol"}
 
 
 # Folders that hold a run's contents, never another run: not walked (a run's images/ can hold 50,000 files).
@@ -75,6 +82,8 @@ def entry(run_dir: Path) -> dict[str, Any]:
         return {"run_dir": str(run_dir.resolve()), "status": "complete", "row": record["row"],
                 "config_columns": record["config_columns"], "metric_columns": record["metric_columns"],
                 "columns": record.get("columns", {}), "seed_columns": record.get("seed_columns", []),
+                "derived_columns": record.get("derived_columns", {c: k for c, k in DERIVED_COLUMNS.items()
+                                                                   if c in record["config_columns"]}),
                 "smoke": bool(record.get("provenance", {}).get("smoke_model_random_weights"))}
     if (run_dir / "shard.json").exists():
         return {"run_dir": str(run_dir), "status": "shard"}  # a shard is not a run: its merge is
@@ -99,7 +108,7 @@ def frame(entries: Iterable[dict[str, Any]]):
     """
     import pandas as pd
 
-    rows, config_cols, metric_cols, declared, seed_cols = [], [], [], {}, ["seed"]
+    rows, config_cols, metric_cols, declared, seed_cols, derived = [], [], [], {}, ["seed"], {}
     missing, failed, smoke, shards = [], {}, [], []
     for e in entries:
         if e["status"] == "shard":
@@ -114,11 +123,12 @@ def frame(entries: Iterable[dict[str, Any]]):
             metric_cols += [c for c in e["metric_columns"] if c not in metric_cols]
             declared.update(e["columns"])
             seed_cols += [c for c in e["seed_columns"] if c not in seed_cols]
+            derived.update(e.get("derived_columns", {}))
             if e["smoke"]:
                 smoke.append(e["run_dir"])
     result = pd.DataFrame(rows)
     result.attrs.update(config_columns=config_cols, metric_columns=metric_cols, columns=declared, seed_columns=seed_cols,
-                        smoke=smoke, missing=missing, failed=failed, shards=shards)
+                        derived_columns=derived, smoke=smoke, missing=missing, failed=failed, shards=shards)
     return result
 
 

@@ -96,8 +96,36 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     if gallery:
         written["gallery"] = write_gallery(sweep, out / "index.html", built[0], formats, provenance)
     written["index"] = [_write_index(sweep, out, built, results, fronts, provenance, written, names)]
+    _remove_stale(out, [p for paths in written.values() for p in paths])
     log.info("report: %d files under %s", sum(len(v) for v in written.values()), out)
     return written
+
+
+def _remove_stale(out: Path, written: list[Path]) -> None:
+    """Delete what the previous build of this report wrote and this one did not (a comparison of runs
+    since deleted, plots after ``--no-plots``, the gallery after ``--no-gallery``), so no file in the
+    folder shows numbers the report no longer stands behind. Only files listed in the folder's
+    ``.report_files`` (written by evalrun) are ever deleted: ``--out`` may hold a user's own files."""
+    import json
+
+    from evalrun.results import atomic_write_text
+
+    listing, root = out / ".report_files", out.resolve()
+    now = sorted({p.resolve().relative_to(root).as_posix() for p in written if root in p.resolve().parents})
+    try:
+        before = json.loads(listing.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = []
+    for rel in set(before if isinstance(before, list) else []) - set(now):
+        stale = (out / str(rel)).resolve()
+        if root in stale.parents and stale.is_file():
+            stale.unlink()
+            log.info("removed %s: the previous report's, not written this time", stale)
+            for folder in stale.parents:  # a folder emptied by it (plots/, tables/) goes too
+                if folder == root or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+    atomic_write_text(listing, json.dumps(now, indent=0) + "\n")
 
 
 def warnings_markdown(sweep: Sweep, provenance: Mapping, labels: Labels) -> list[str]:
@@ -131,6 +159,9 @@ def _write_index(sweep: Sweep, out: Path, built: list, results: list, fronts: li
     from evalrun.results import atomic_write_text
 
     varying = ", ".join(f"{labels(k)} (`{k}`)" for k in sweep.keys) or "none (seeds only)"
+    if sweep.moves_with:  # confounded with a key: the tables' rows are labelled by the key alone
+        varying += "; varying with them (one value per value of the key): " + ", ".join(
+            f"{labels(c)} (`{c}`, with `{k}`)" for c, k in sweep.moves_with.items())
     lines = ["# Sweep report", *warnings_markdown(sweep, provenance, labels), "",
              f"Sweeps: {', '.join(str(d) for d in sweep.sweep_dirs)}  ",
              f"Runs: {len(sweep.runs)} complete; keys that vary: {varying}"]

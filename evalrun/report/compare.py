@@ -3,7 +3,9 @@
 A and B are selectors over config keys (``"model=sd14"``, ``"scheduler=ddim,steps=20"``). Runs are
 paired on every other config key that varies within a side (so ``model=sd14`` vs ``model=sd15``
 in a sweep over schedulers pairs ddim with ddim) plus the seed; per-image metrics are further
-paired by (``prompt_id``, ``image_index``). The difference is B − A; its 95% interval is a
+paired by the prompt (its id and its text: ids are positions in a prompt set, and two sets' first
+prompts are different prompts) and ``image_index``. A metric without pairs is
+left out of its comparison (and named in it); the others are still compared. The difference is B − A; its 95% interval is a
 percentile bootstrap of the mean paired difference with ``numpy.random.default_rng(seed)`` (so the
 report is reproducible) when there are at least ``MIN_BOOTSTRAP_PAIRS`` (10) pairs, and a
 Student-t interval of the mean difference with fewer (see :mod:`evalrun.report.significance`:
@@ -21,13 +23,13 @@ import pandas as pd
 
 from evalrun.errors import EvalrunError
 from evalrun.report.significance import MIN_BOOTSTRAP_PAIRS, bootstrap_ci, paired_interval
-from evalrun.report.sweep import value_text
+from evalrun.report.sweep import PROMPT_UNIT, value_text
 
 if TYPE_CHECKING:
     from evalrun.report.labels import Labels
     from evalrun.report.sweep import Sweep
 
-IMAGE_KEYS = ["prompt_id", "image_index"]
+IMAGE_KEYS = [PROMPT_UNIT, "image_index"]
 __all__ = ["Comparison", "bootstrap_ci", "compare", "default_comparisons", "parse_selector", "select", "to_markdown",
            "write_comparisons"]
 
@@ -83,6 +85,7 @@ class Comparison:
     paired_on: list[str]
     differs: dict[str, str]    # side attributes: key -> "A value vs B value"
     results: pd.DataFrame      # one row per metric
+    skipped: dict[str, str] | None = None  # metric -> why it has no pairs
 
 
 def _side_split(sweep: Sweep, a_runs: pd.DataFrame, b_runs: pd.DataFrame, selected: set[str]):
@@ -126,7 +129,7 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
             raise EvalrunError(f"{side!r} has several runs with the same {', '.join(run_keys)}; "
                                "add a key to the selector")
     per_image = set(sweep.per_image_metrics())
-    rows = []
+    rows, skipped = [], {}
     for metric in metrics or sweep.scores:
         if metric in per_image:
             kind, keys = "per-image", [*run_keys, *IMAGE_KEYS]
@@ -142,9 +145,9 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
         ok = np.isfinite(va) & np.isfinite(vb)
         if not ok.any():
             unit = "(prompt, seed) pairs" if kind == "per-image" else "seeds"
-            raise EvalrunError(
-                f"{name_a!r} and {name_b!r} share no {unit} with a {metric} value (paired on {', '.join(keys)}); "
-                f"seeds: {sorted(a_runs['seed'].tolist())} vs {sorted(b_runs['seed'].tolist())}")
+            skipped[metric] = (f"the sides share no {unit} with a {metric} value (paired on {', '.join(keys)}); "
+                               f"seeds: {_seeds(a_runs)} vs {_seeds(b_runs)}")
+            continue
         diffs = vb[ok] - va[ok]
         low, high, method = paired_interval(diffs, seed=seed, resamples=resamples)
         higher = sweep.direction(metric)
@@ -156,7 +159,14 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
                      "ci95_low": low, "ci95_high": high, "excludes_zero": testable and not (low <= 0 <= high),
                      "method": method, "higher_is_better": higher, "verdict": verdict,
                      "paired_on": " ".join(keys), "bootstrap_seed": seed, "resamples": resamples})
-    return Comparison(a=name_a, b=name_b, paired_on=run_keys, differs=differs, results=pd.DataFrame(rows))
+    if not rows:
+        raise EvalrunError(f"{name_a!r} vs {name_b!r}: " + "; ".join(skipped.values()))
+    return Comparison(a=name_a, b=name_b, paired_on=run_keys, differs=differs, results=pd.DataFrame(rows),
+                      skipped=skipped)
+
+
+def _seeds(runs: pd.DataFrame) -> str:
+    return "[" + ", ".join(value_text(s) for s in sorted(set(runs["seed"].tolist()))) + "]"
 
 
 def default_comparisons(sweep: Sweep, max_levels: int = 6) -> list[tuple[dict[str, str], dict[str, str]]]:
@@ -175,18 +185,23 @@ def _fmt(value: float) -> str:
 
 
 def to_markdown(comparisons: Sequence[Comparison], labels: Labels | None = None) -> str:
+    from evalrun.report.writers import md_escape
+
     lines = []
     for c in comparisons:
         lines += [f"### B = `{c.b}` vs A = `{c.a}`", "",
-                  f"Paired on {', '.join(c.paired_on)} (per-image metrics also on prompt and image index)."
+                  f"Paired on {', '.join(c.paired_on)} (per-image metrics also on the prompt and image index)."
                   + (f" Sides also differ in: {', '.join(f'{k} ({v})' for k, v in c.differs.items())}." if c.differs else ""),
                   "", "| metric | kind | pairs | A mean | B mean | B − A | 95% CI | test | excludes 0 | verdict |",
                   "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
         for r in c.results.itertuples(index=False):
-            name = labels(r.metric) if labels is not None else r.metric
+            name = md_escape(labels(r.metric) if labels is not None else r.metric)
             lines.append(f"| {name} | {r.kind} | {r.pairs} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
                          f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {r.method} "
-                         f"| {'yes' if r.excludes_zero else 'no'} | {r.verdict} |")
+                         f"| {'yes' if r.excludes_zero else 'no'} | {md_escape(r.verdict)} |")
+        if c.skipped:
+            lines += ["", "Not compared: " + "; ".join(
+                f"{md_escape(labels(m) if labels is not None else m)} ({md_escape(why)})" for m, why in c.skipped.items())]
         lines.append("")
     done = [c for c in comparisons if not c.results.empty]
     if done:

@@ -11,6 +11,7 @@ the first column, left of the edited images.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import html
 import io
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from evalrun.report.labels import Labels
-from evalrun.report.sweep import value_text
+from evalrun.report.sweep import PROMPT_UNIT, value_text
 from evalrun.report.tables import DASH, Table, metric_format
 
 if TYPE_CHECKING:
@@ -196,23 +197,27 @@ def prompts_html(sweep: Sweep, page_dir: Path, formats: dict[str, str] | None = 
     metrics = sweep.per_image_metrics()
     edit = "input_path" in frame and frame["input_path"].notna().any()
     fmts = {m: metric_format(m, pd.to_numeric(frame[m], errors="coerce"), formats, sweep.columns) for m in metrics}
-    index = {(r["run_dir"], str(r["prompt_id"]), int(r["image_index"])): r for _, r in frame.iterrows()}
-    order = frame.groupby("prompt_id", sort=False)["prompt_index"].min().sort_values(kind="stable")
+    # Grouped by prompt (id and text): two prompt sets' prompt 0 are two sections, never one.
+    index = {(r["run_dir"], r[PROMPT_UNIT], int(r["image_index"])): r for _, r in frame.iterrows()}
+    order = frame.groupby(PROMPT_UNIT, sort=False)["prompt_index"].min().sort_values(kind="stable")
     image_size = {c: int(sweep.runs[c].iloc[0]) for c in ("width", "height")
                   if c in sweep.runs and pd.to_numeric(sweep.runs[c], errors="coerce").nunique() == 1}
     dims = "".join(f' {k}="{v}"' for k, v in image_size.items())
-    by_prompt = dict(tuple(frame.groupby("prompt_id", sort=False)))
+    by_prompt = dict(tuple(frame.groupby(PROMPT_UNIT, sort=False)))
     seed_runs = [{int(r.seed): r.run_dir for r in runs.itertuples(index=False)} for _, runs in groups]
     header = ("<tr><th>seed</th>" + ("<th>input</th>" if edit else "")
               + "".join(f"<th>{_group_header(keys, label, labels)}</th>" for label, _ in groups) + "</tr>")
-    sections = []
-    for prompt_id in order.index:
-        rows_p = by_prompt[prompt_id]
+    sections, anchors = [], collections.Counter()
+    for unit in order.index:
+        rows_p = by_prompt[unit]
         first = rows_p.iloc[0]
+        prompt_id = first["prompt_id"]
+        anchors[str(prompt_id)] += 1
+        anchor = str(prompt_id) if anchors[str(prompt_id)] == 1 else f"{prompt_id}-{anchors[str(prompt_id)]}"
         lines = sorted({(int(s), int(i)) for s, i in zip(rows_p["seed"], rows_p["image_index"])})
         body = []
         for number, (seed, image_index) in enumerate(lines):
-            found = [index.get((seeds[seed], str(prompt_id), image_index)) if seed in seeds else None
+            found = [index.get((seeds[seed], unit, image_index)) if seed in seeds else None
                      for seeds in seed_runs]
             top = {}
             for m in metrics:
@@ -238,7 +243,7 @@ def prompts_html(sweep: Sweep, page_dir: Path, formats: dict[str, str] | None = 
         text = " ".join(value_text(first.get(f)) for f in ("prompt", "category", "challenge", "input_caption",
                                                             "output_caption") if f in first).lower()
         sections.append(
-            f'<section class="prompt" id="prompt-{esc(prompt_id)}" data-text="{esc(text)}">'
+            f'<section class="prompt" id="prompt-{esc(anchor)}" data-text="{esc(text)}">'
             f'<div class="meta">#{esc(first.get("prompt_index"))} · prompt_id {esc(prompt_id)} {tags}</div>'
             f"{_captions_html(first, edit)}<table>{header}{''.join(body)}</table></section>")
     return "".join(sections), len(sections)
@@ -257,7 +262,8 @@ def write_gallery(sweep: Sweep, path: Path, summary: Table, formats: dict[str, s
     consts = sweep.constants()
     const_html = ", ".join(f"<code>{esc(k)}={esc(v)}</code>" for k, v in consts.items())
     sweeps = ", ".join(f'<a href="{esc(rel_url(d, page_dir))}/">{esc(d)}</a>' for d in sweep.sweep_dirs)
-    varying = ", ".join(labels(k) for k in sweep.keys) or "seed only"
+    varying = ", ".join([*(labels(k) for k in sweep.keys),
+                         *(f"{labels(c)} (with {labels(k)})" for c, k in sweep.moves_with.items())]) or "seed only"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>evalrun sweep gallery</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>

@@ -13,8 +13,12 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from evalrun.errors import EvalrunError
+from evalrun.report.added_metrics import merge_added_metrics, per_image_columns
 
 log = logging.getLogger(__name__)
+# A prompt as images are paired and grouped by: its id (a position in its prompt set) and its text, as
+# one value. Ids alone would pair two prompt sets' first prompts, which are different prompts.
+PROMPT_UNIT = "prompt_unit"
 
 
 def same_partition(a: pd.Series, b: pd.Series) -> bool:
@@ -23,16 +27,23 @@ def same_partition(a: pd.Series, b: pd.Series) -> bool:
     return bool(a.groupby(b).nunique().max() == 1 and b.groupby(a).nunique().max() == 1)
 
 
-def varying_keys(runs: pd.DataFrame, config_columns: Sequence[str], seed_columns: Sequence[str]) -> list[str]:
-    """Config columns that vary across runs, leaving out the seed, the settings declared to follow it,
-    and columns that only rename an earlier key (``scheduler_class`` beside ``scheduler``)."""
+def varying_keys(runs: pd.DataFrame, config_columns: Sequence[str], seed_columns: Sequence[str]
+                 ) -> tuple[list[str], dict[str, str]]:
+    """Config columns that vary across runs, leaving out the seed and the settings declared to follow
+    it, as (keys, moving): a column that groups the runs exactly as an earlier key does is not a key
+    of its own but moves with it (``moving``: column -> key), e.g. ``scheduler_class`` with
+    ``scheduler``, or ``steps`` in a sweep that ran ddim at 2 steps and euler at 3."""
     keys: list[str] = []
+    moving: dict[str, str] = {}
     for col in config_columns:
         if col in seed_columns or col not in runs or runs[col].map(str).nunique() < 2:
             continue
-        if not any(same_partition(runs[col], runs[k]) for k in keys):
+        partner = next((k for k in keys if same_partition(runs[col], runs[k])), None)
+        if partner is None:
             keys.append(col)
-    return keys
+        else:
+            moving[col] = partner
+    return keys, moving
 
 
 def value_text(value: Any) -> str:
@@ -55,6 +66,10 @@ class Sweep:
     seed_columns: list[str]
     keys: list[str]
     sweep_dirs: list[Path]
+    # Varying columns that move with a key (see varying_keys), less those declared to describe it:
+    # a reader must see them (the summary table shows them beside their key, report.md names them).
+    moves_with: dict[str, str] = field(default_factory=dict)
+    merged: dict[str, list[str]] = field(default_factory=dict)  # run dir -> runs read as one with it (added_metrics)
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     smoke: list[str] = field(default_factory=list)
@@ -106,6 +121,14 @@ class Sweep:
             return list(self.keys)
         return [next((c for c in ("model", "scheduler") if c in self.runs), self.config_columns[0])]
 
+    @property
+    def label_keys(self) -> list[str]:
+        """``row_keys`` and, beside each, the columns that move with it: the summary table's row labels."""
+        out = []
+        for key in self.row_keys:
+            out += [key, *(c for c, k in self.moves_with.items() if k == key)]
+        return out
+
     def constants(self) -> dict[str, str]:
         """Config columns with one value across all runs (model, CLIP model, resolution...)."""
         return {c: value_text(self.runs[c].iloc[0]) for c in self.config_columns
@@ -122,14 +145,18 @@ class Sweep:
         if self._per_image is None:
             frames = []
             for run_dir in self.runs["run_dir"]:
-                path = Path(run_dir) / "per_image.csv"
-                if path.exists():
-                    frame = pd.read_csv(path, dtype={"prompt_id": str, "prompt": str, "category": str, "challenge": str})
+                frame = _read_per_image(run_dir)
+                if frame is not None:
+                    others = [f for d in self.merged.get(run_dir, []) if (f := _read_per_image(d)) is not None]
+                    frame = per_image_columns(frame, others)
                     frames.append(frame.drop(columns=[k for k in self.keys if k in frame]).assign(run_dir=run_dir))
             if not frames:
                 self._per_image = pd.DataFrame(columns=["run_dir"])
             else:
                 merged = pd.concat(frames, ignore_index=True)
+                if "prompt_id" in merged:
+                    text = merged["prompt"].fillna("") if "prompt" in merged else ""
+                    merged[PROMPT_UNIT] = merged["prompt_id"].astype(str) + "\x1f" + text
                 self._per_image = merged.merge(self.runs[["run_dir", *self.keys]], on="run_dir", how="left")
         return self._per_image
 
@@ -157,8 +184,16 @@ class Sweep:
         return [m for m in self.scores if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
 
 
+def _read_per_image(run_dir: str) -> pd.DataFrame | None:
+    path = Path(run_dir) / "per_image.csv"
+    if not path.exists():
+        return None
+    return pd.read_csv(path, dtype={"prompt_id": str, "prompt": str, "category": str, "challenge": str})
+
+
 def load_sweep(sweep_dirs: Sequence[Path | str]) -> Sweep:
-    """Complete runs under ``sweep_dirs`` (merged); a run found twice counts once."""
+    """Complete runs under ``sweep_dirs`` (merged); a run found twice counts once, and so do runs that
+    made the same images with other metrics (see :mod:`evalrun.report.added_metrics`)."""
     from evalrun.runs import load_runs
 
     dirs = [Path(d) for d in sweep_dirs]
@@ -177,11 +212,15 @@ def load_sweep(sweep_dirs: Sequence[Path | str]) -> Sweep:
         log.warning("%d run(s) repeat the config and seed of an earlier one and are counted once: %s",
                     int(same.sum()), ", ".join(runs.loc[same, "run_dir"]))
         runs = runs[~same].reset_index(drop=True)
+    metric_columns = [m for m in attrs["metric_columns"] if m in runs]
+    runs, merged = merge_added_metrics(runs, config_columns, metric_columns, attrs["columns"])
     if attrs.get("missing"):
         log.warning("%d job dir(s) have no complete run and are left out: %s",
                     len(attrs["missing"]), ", ".join(attrs["missing"]))
     seeds = [c for c in attrs["seed_columns"] if c in runs]
-    return Sweep(runs=runs, config_columns=config_columns, metric_columns=[m for m in attrs["metric_columns"] if m in runs],
-                 columns=dict(attrs["columns"]), seed_columns=seeds, keys=varying_keys(runs, config_columns, seeds),
-                 sweep_dirs=dirs, missing=list(attrs["missing"]), failed=dict(attrs["failed"]),
+    keys, moving = varying_keys(runs, config_columns, seeds)
+    derived = attrs.get("derived_columns", {})
+    return Sweep(runs=runs, config_columns=config_columns, metric_columns=metric_columns, merged=merged,
+                 columns=dict(attrs["columns"]), seed_columns=seeds, keys=keys,
+                 moves_with={c: k for c, k in moving.items() if derived.get(c) != k}, sweep_dirs=dirs, missing=list(attrs["missing"]), failed=dict(attrs["failed"]),
                  smoke=list(attrs["smoke"]))

@@ -19,7 +19,7 @@ import pandas as pd
 from evalrun.errors import EvalrunError
 from evalrun.report.labels import Labels
 from evalrun.report.significance import RULE, best_vs_runner_up
-from evalrun.report.sweep import value_text
+from evalrun.report.sweep import PROMPT_UNIT, value_text
 
 if TYPE_CHECKING:
     from evalrun.report.sweep import Sweep
@@ -32,7 +32,7 @@ DEFAULT_FORMATS = {"fid": ".2f", "kid_mean": ".4f", "clip_score": ".2f", "is_mea
                    "peak_memory_gib": ".2f"}
 DASH = "–"
 STATS = ["mean", "std", "n", "top", "best", "test", "cell"]
-UNIT_IMAGE = ["seed", "prompt_id", "image_index"]
+UNIT_IMAGE = ["seed", PROMPT_UNIT, "image_index"]
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Table:
         return ", ".join(self.labels(k) for k in self.col_keys)
 
     def uniform_n(self) -> bool:
-        return self.stats["n"].nunique() <= 1
+        return len(_cell_ns(self.stats)) <= 1
 
 
 
@@ -110,11 +110,11 @@ def _key(values) -> tuple[str, ...]:
 
 def cell_samples(sweep: Sweep, keys: list[str], metric: str, facet: str | None = None) -> dict[tuple, pd.Series]:
     """Each cell's values of ``metric`` indexed by the pairing unit: the seed for run-level metrics,
-    (seed, prompt_id, image_index) for per-image ones. Cells are groups of ``keys`` (as text)."""
+    (seed, prompt, image_index) for per-image ones. Cells are groups of ``keys`` (as text)."""
     config = [k for k in keys if k != facet]
     if metric in sweep.per_image_metrics():
         frame = sweep.per_image()
-        cols = ["run_dir", "prompt_id", "image_index", metric, *([facet] if facet else [])]
+        cols = ["run_dir", PROMPT_UNIT, "image_index", metric, *([facet] if facet else [])]
         data = frame[cols].merge(sweep.runs[list(dict.fromkeys(["run_dir", "seed", *config]))], on="run_dir")
         units = UNIT_IMAGE
     else:
@@ -147,7 +147,7 @@ def _finish(stats: pd.DataFrame, directions: dict[str, bool | None], fmts: dict[
         if best is not None:
             stats.loc[best, "best"] = verdict.significant
             stats.loc[best, "test"] = verdict.text()
-    uniform_n = stats["n"].nunique() <= 1
+    uniform_n = len(_cell_ns(stats)) <= 1
     stats["cell"] = [format_cell(r.mean, r.std, r.n, fmts[r.column], show_n=not uniform_n)
                      for r in stats.itertuples(index=False)]
     return stats
@@ -160,8 +160,13 @@ def format_cell(mean: float, std: float, n: int, fmt: str, show_n: bool = False)
     return f"{text} (n={int(n)})" if show_n else text
 
 
+def _cell_ns(stats: pd.DataFrame) -> list[int]:
+    """The value counts of the cells that show a value (an empty cell, n=0, does not make n differ)."""
+    return sorted({int(n) for n in stats["n"] if n > 0})
+
+
 def _n_note(stats: pd.DataFrame, unit: str = "seeds") -> str:
-    ns = sorted({int(n) for n in stats["n"]})
+    ns = _cell_ns(stats)
     if not ns:
         return "no metric values"
     if len(ns) == 1:
@@ -184,8 +189,9 @@ def _labels(sweep: Sweep, labels: Labels | None) -> Labels:
 def summary_table(sweep: Sweep, metrics: Sequence[str], formats: dict[str, str] | None = None, *,
                   costs: Sequence[str] = (), labels: Labels | None = None, seed: int = 0,
                   resamples: int = 10_000) -> Table:
-    """Configurations (rows) x metrics, then costs (columns); costs are shown, never marked."""
-    rows, labels = sweep.row_keys, _labels(sweep, labels)
+    """Configurations (rows, labelled by the keys and what moves with them) x metrics, then costs
+    (columns); costs are shown, never marked."""
+    rows, labels = sweep.label_keys, _labels(sweep, labels)
     columns = list(dict.fromkeys([*metrics, *costs]))
     pieces = [cell_stats(sweep.runs, rows, m).assign(metric=m, column=m) for m in columns]
     stats = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from evalrun.report.tables import Table
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     return str(text).replace("|", r"\|")
 
 
@@ -32,10 +32,10 @@ def to_markdown(table: Table) -> str:
         cells = []
         for column in table.columns:
             hit = table.cell(row, column)
-            text = DASH if hit is None else _md_escape(hit["cell"])
+            text = DASH if hit is None else md_escape(hit["cell"])
             cells.append(f"**{text}**" if hit is not None and hit["best"] else text)
-        body.append([*(_md_escape(table.labels.value(k, v)) for k, v in zip(table.row_keys, row)), *cells])
-    head = [_md_escape(h) for h in head]
+        body.append([*(md_escape(table.labels.value(k, v)) for k, v in zip(table.row_keys, row)), *cells])
+    head = [md_escape(h) for h in head]
     widths = [max(3, len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
 
     def line(cells: list[str]) -> str:
@@ -61,8 +61,8 @@ def write_table(table: Table, directory: Path) -> list[Path]:
     from evalrun.report.latex import to_latex
     from evalrun.results import atomic_write_text, write_csv
 
-    stem = Path(directory) / table.name
-    md, tex, csv = stem.with_suffix(".md"), stem.with_suffix(".tex"), stem.with_suffix(".csv")
+    # Appended, not with_suffix: a name holding a dotted key (pick_score.model) has no extension to replace.
+    md, tex, csv = (Path(directory) / f"{table.name}{suffix}" for suffix in (".md", ".tex", ".csv"))
     atomic_write_text(md, to_markdown(table) + "\n")
     atomic_write_text(tex, to_latex(table))
     write_csv(to_csv_frame(table), csv)
