@@ -28,6 +28,35 @@ from evalrun.results import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
+# Files read as images, wherever images are read (images to score, reference folders): one list, so a
+# folder scored against itself reads the same files on both sides.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# How to_rgb converts, as reference cache keys record it.
+RGB_CONVERSION = "evalrun.images.to_rgb: EXIF rotation, alpha on white, 16-bit and float scaled to 8 bits"
+
+
+def to_rgb(image):
+    """Any PIL mode -> RGB, the one conversion for every image evalrun reads (scored, reference, edit
+    input, in memory): EXIF rotation applied, transparency composited on white (plain
+    ``convert("RGB")`` would show whatever colour hides under transparent pixels), 16-bit grayscale
+    scaled to 8 bits rather than clipped, float images in [0, 1] scaled by 255."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+            top = 1.0  # a float image in [0, 1]
+        else:  # 32-bit modes carry no bit depth: 8-bit values if they fit, else 16-bit
+            top = 65535.0 if image.mode.startswith("I;16") or (arr.size and np.nanmax(arr) > 255) else 255.0
+        image = Image.fromarray((np.nan_to_num(arr).clip(0, top) / top * 255).round().astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def to_uint8(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -174,3 +174,44 @@ def test_background_writes_finish_every_run_and_raise_the_first_error(monkeypatc
             outputs._background.submit(files("bad"))
             outputs._background.submit(files("d"))
     assert written[-1] == "d" and outputs._background is None
+
+
+def _unusual_images(folder: Path) -> Path:
+    """Four plain PNGs and one of each kind that a plain ``convert("RGB")`` reads wrong or a suffix list
+    may miss: transparency over coloured pixels, 16-bit grayscale, an EXIF-rotated JPEG, a GIF."""
+    iw.save_pngs(iw.random_images(4, 32, seed=3), folder)
+    rng = np.random.default_rng(4)
+    rgba = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[:16, :, 3] = 0  # transparent, with red under it
+    rgba[:16, :, 0] = 255
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    Image.fromarray(rng.integers(0, 65536, (32, 32)).astype(np.uint16)).save(folder / "deep.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to show
+    Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(folder / "turned.jpg", exif=exif)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "anim.gif")
+    return folder
+
+
+def test_a_folder_scored_against_itself_reads_every_file_alike_on_both_sides(tmp_path):
+    from evalrun.reference.images import iter_images
+    from evalrun.reference.spec import ReferenceSpec
+    from evalrun.score import main
+    from evalrun.tasks.images import read_rgb
+
+    folder = _unusual_images(tmp_path / "mixed")
+    spec = ReferenceSpec.from_config({"kind": "folder", "path": str(folder)}, "test")
+    reference = [image.permute(1, 2, 0).numpy() for image in iter_images(spec, [])]
+    scored = [read_rgb(p) for p in sorted(folder.iterdir())]
+    assert len(reference) == len(scored) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(reference, scored))
+    by_name = {p.name: image for p, image in zip(sorted(folder.iterdir()), scored)}
+    assert by_name["alpha.png"][0, 0].tolist() == [255, 255, 255]  # white under transparency, not red
+    assert by_name["deep.png"].max() > 200 and by_name["deep.png"].mean() < 200  # scaled from 16 bits, not clipped
+    assert by_name["turned.jpg"].shape == (40, 24, 3)  # EXIF rotation applied
+    weights = str(iw.weights_path())
+    assert main([str(folder), "--reference", str(folder), "--metrics", "fid", "--out", str(tmp_path / "run"),
+                 f"metrics.fid.feature_extractor_weights_path={weights}",
+                 "metrics.fid.feature_extractor_weights_sha256=any"]) == 0
+    row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
+    assert row["n_images"] == 8 and abs(row["fid"]) < 1e-6

@@ -175,7 +175,9 @@ class Metric(abc.ABC):
         import torch
 
         if isinstance(images, (list, tuple)):
-            images = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in images])
+            from evalrun.images import to_rgb
+
+            images = np.stack([np.asarray(to_rgb(im) if hasattr(im, "convert") else im) for im in images])
         channels_last = isinstance(images, np.ndarray)
         if channels_last:
             images = torch.from_numpy(np.ascontiguousarray(images))

@@ -73,6 +73,7 @@ def _adm_batch(args) -> int:
     import pandas as pd
     from PIL import Image
 
+    from evalrun.images import to_rgb
     from evalrun.metrics.functional.adm_batches import write_adm_batch
 
     run_dir = Path(args.run_dir)
@@ -83,7 +84,7 @@ def _adm_batch(args) -> int:
 
     def batches(size: int = 256):
         for lo in range(0, len(rows), size):
-            yield np.stack([np.asarray(Image.open(run_dir / p).convert("RGB"), dtype=np.uint8)
+            yield np.stack([np.asarray(to_rgb(Image.open(run_dir / p)), dtype=np.uint8)
                             for p in rows["path"].iloc[lo:lo + size]])
 
     out = Path(args.out or run_dir / "adm_batch.npz")

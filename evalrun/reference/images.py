@@ -1,6 +1,6 @@
 """Reading reference images: folder or ``datasets`` split -> uint8 (3, H, W) tensors, cropped and resized.
 
-Images are converted to RGB with PIL, optionally centre-cropped and resized (PIL bicubic, which
+Images are converted to RGB as images to score are (``evalrun.images.to_rgb``), optionally centre-cropped and resized (PIL bicubic, which
 antialiases), and handed to a feature extractor as uint8. A file that cannot be decoded (a
 truncated download, a stray non-image) is skipped with a warning naming it and counted in the
 results, or refused with ``reference.strict=true``.
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from evalrun.errors import ConfigError, EvalrunError
+from evalrun.images import IMAGE_SUFFIXES, to_rgb
 from evalrun.reference.spec import ReferenceSpec
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def prepare(img, spec: ReferenceSpec):
@@ -27,7 +27,7 @@ def prepare(img, spec: ReferenceSpec):
     import torch
     from PIL import Image
 
-    img = img.convert("RGB")
+    img = to_rgb(img)  # as images to score are read: a folder against itself has an FID of 0
     if spec.center_crop:
         w, h = img.size
         size = min(w, h) if spec.center_crop is True else int(spec.center_crop)

@@ -75,7 +75,9 @@ class ReferenceSpec:
     def preprocessing(self) -> dict[str, Any]:
         import PIL  # its version decides JPEG decoding and the bicubic kernel, so it is part of the key
 
-        return {"convert": "PIL Image.convert('RGB') (alpha dropped)", "center_crop": self.center_crop,
+        from evalrun.images import RGB_CONVERSION
+
+        return {"convert": RGB_CONVERSION, "center_crop": self.center_crop,
                 "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
                 "resize_filter": "PIL bicubic (antialiased), uint8" if self.resize else None, "pillow": PIL.__version__}
 

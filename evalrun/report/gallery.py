@@ -136,7 +136,7 @@ def copy_input(source: Any, run_dir: Path, dest: Path) -> Path | None:
     source file's hash; None when ``source`` is not a readable file (e.g. a hub dataset row)."""
     from PIL import Image, UnidentifiedImageError
 
-    from evalrun.tasks.edit_data import to_rgb
+    from evalrun.images import to_rgb
 
     if value_text(source) == DASH:
         return None

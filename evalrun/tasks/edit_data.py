@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from evalrun.prompts import is_missing, load_hub_dataset, read_table
 from evalrun.errors import ConfigError, EvalrunError
+from evalrun.images import to_rgb
 from evalrun.paths import resolve_data_path
 
 log = logging.getLogger(__name__)
@@ -119,24 +120,6 @@ def load_edit_records(cfg: Any) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- input images
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB: EXIF rotation applied, transparency composited on white (plain
-    ``convert("RGB")`` would show whatever colour hides under transparent pixels), 16/32-bit
-    grayscale scaled to 8 bits rather than clipped."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        image = Image.fromarray((arr.clip(0, top) / top * 255).round().astype(np.uint8), "L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def fit_image(image: Image.Image, height: int, width: int, mode: str) -> Image.Image:
     """``stretch``: resize to width x height like the pipeline's own image processor
     (Lanczos, aspect not kept); ``crop``: keep the aspect ratio, centre-crop the excess."""

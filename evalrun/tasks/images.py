@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
+from evalrun.images import IMAGE_SUFFIXES
 from evalrun.tasks.base import Task
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 OPTIONAL = ("prompt", "category", "challenge", "seed", "input_caption", "output_caption")
 
 
@@ -60,7 +60,7 @@ def read_rgb(path: str | Path):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from evalrun.tasks.edit_data import to_rgb
+    from evalrun.images import to_rgb
 
     try:
         with Image.open(path) as im:
@@ -111,7 +111,8 @@ class ExistingImages(Task):
         """Edit pairs: load each input image (at its edited image's size) for the edit metrics."""
         import torch
 
-        from evalrun.tasks.edit_data import fit_image, to_rgb
+        from evalrun.images import to_rgb
+        from evalrun.tasks.edit_data import fit_image
 
         out = []
         for record in records:
