@@ -67,6 +67,16 @@ class SweepResult:
         return build_report([self.sweep_dir], **options)
 
 
+def _check_overrides(overrides: Sequence[str]) -> None:
+    """The command line's spelling checks (evalrun.override_keys), raised as the CLI prints them."""
+    from evalrun.errors import ConfigError
+    from evalrun.override_keys import check_command_line
+
+    problem = check_command_line(list(overrides))
+    if problem:
+        raise ConfigError(problem)
+
+
 def _stamp(kind: str, cfg: Any) -> Path:
     now = datetime.datetime.now()
     return Path(str(cfg.paths.output_dir)) / kind / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
@@ -77,6 +87,8 @@ def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str 
     from evalrun.override_keys import check_added_keys
     from evalrun.run import run
 
+    if config is None:
+        _check_overrides(overrides)
     cfg = config if config is not None else compose(overrides)
     check_added_keys(overrides, cfg)
     target = Path(run_dir) if run_dir is not None else _stamp("runs", cfg)
@@ -118,6 +130,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    _check_overrides(overrides)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
     configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/compose.py)

@@ -25,6 +25,11 @@ from evalrun.paths import CONF_DIR
 # Groups whose keys are a fixed set. Deeper keys are open mappings (scheduler.kwargs, model.call_kwargs)
 # and metric settings are checked by the registry.
 CLOSED_GROUPS = ("model", "prompts", "paths", "reference", "protocol", "scheduler")
+# Groups config.yaml lists as optional: Hydra skips a missing option of these without a word, so
+# experiment=scheduler_comparision would run the default config.
+OPTIONAL_GROUPS = ("experiment", "debug")
+_MORE_CONFIG = ("hydra.searchpath", "+hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp", "--config-name",
+                "-cn")
 _METRIC_LIST = re.compile(r"\+?metrics=\[?([^\]]*)\]?")
 
 
@@ -88,6 +93,10 @@ def check_command_line(argv: Sequence[str]) -> str | None:
     """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
     chosen = _choices(argv)
+    if not any(a.startswith(_MORE_CONFIG) for a in argv):  # else: config dirs of your own (checked once composed)
+        for group in OPTIONAL_GROUPS:
+            if chosen.get(group) not in (None, "None", "null") and not _option_in(CONF_DIR, group, chosen[group]):
+                return _no_such_option(group, chosen[group])
     for arg in argv:
         match = _METRIC_LIST.fullmatch(arg)
         if match:  # Hydra says "Could not load" for an unknown option in a list, without the valid ones
@@ -105,6 +114,39 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"
     return None
+
+
+def _option_in(root: Path | Any, group: str, option: str) -> bool:
+    return (root / group / f"{option}.yaml").is_file()
+
+
+def _no_such_option(group: str, option: str) -> str:
+    valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return (f"{group}={option}: no such {group}; valid: {', '.join(valid)} (or {group}/{option}.yaml in a config "
+            "dir of your own on hydra.searchpath)")
+
+
+def check_optional_choices(hydra_cfg: Any) -> None:
+    """Refuse an ``experiment=``/``debug=`` option that no config dir of the composition has (Hydra
+    composed without it): from the composed config's own record of its choices and config sources."""
+    from importlib import resources
+
+    choices, sources = hydra_cfg.runtime.choices, hydra_cfg.runtime.config_sources
+    for group in OPTIONAL_GROUPS:
+        option = choices.get(group)
+        if option in (None, "None", "null"):
+            continue
+        roots = []
+        for source in sources:
+            try:
+                if source.schema == "file":
+                    roots.append(Path(source.path))
+                elif source.schema == "pkg":
+                    roots.append(resources.files(source.path.replace("/", ".")))
+            except (ModuleNotFoundError, TypeError, ValueError):
+                return  # a source that cannot be listed: leave it to Hydra
+        if not any(_option_in(root, group, str(option)) for root in roots):
+            raise ConfigError(_no_such_option(group, str(option)))
 
 
 def _choices(argv: Sequence[str]) -> dict[str, str]:

@@ -318,6 +318,10 @@ def test_added_keys_that_something_reads_are_let_through():
     (["prompts.limt=2"], "did you mean prompts.limit=2?"),
     (["metrics=[kid]", "metrics.kid.subsetsize=8"], "did you mean metrics.kid.subset_size=8?"),
     (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
+    # Optional groups: Hydra would run the default config without the misspelt experiment.
+    (["experiment=scheduler_comparision", "-m"], "experiment=scheduler_comparision: no such experiment; valid: "
+                                                 "edit_demo, scheduler_comparison, smoke_sweep"),
+    (["model=sd15", "debug=smoek"], "debug=smoek: no such debug; valid: smoke"),
 ])
 def test_a_misspelt_key_is_answered_before_hydra_in_one_line(argv, expected):
     from evalrun.override_keys import check_command_line
@@ -333,6 +337,25 @@ def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
             "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "my_own_knob=1", "reference.path=/r",
             "inception_weights=x"]
     assert check_command_line(fine) is None
+
+
+def test_an_experiment_of_your_own_is_found_on_the_searchpath_and_a_missing_one_refused(tmp_path):
+    import evalrun
+    from evalrun.compose import compose
+    from evalrun.errors import ConfigError
+    from evalrun.override_keys import check_command_line, check_optional_choices
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nsteps: 3\n")
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    assert check_command_line([search, "experiment=mine"]) is None  # left to the check on the composition
+    found = compose([search, "experiment=mine"], hydra=True)
+    check_optional_choices(found.hydra)
+    assert found.steps == 3
+    with pytest.raises(ConfigError, match="experiment=bogus: no such experiment; valid: edit_demo"):
+        check_optional_choices(compose([search, "experiment=bogus"], hydra=True).hydra)
+    with pytest.raises(ConfigError, match="debug=smoek: no such debug"):  # the API checks as the CLI does
+        evalrun.evaluate(["debug=smoek"], run_dir=tmp_path / "run")
 
 
 def test_a_recompute_killed_in_place_never_reads_as_the_old_run_and_a_killed_dir_stays_its_configs(tmp_path,
