@@ -104,6 +104,15 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     (["model=tiny_dit"], "model 'tiny_dit' (task class2img) reads ImageNet classes (prompts=classes)"),
     (["strength=0.5"], "strength=0.5 has no effect on model 'tiny'"),
+    # Knobs a task does not use would be recorded nowhere, and averaged over as if they were seeds.
+    (["model=tiny_ddpm", "height=64"], "height=64 has no effect on model 'tiny_ddpm' (task unconditional"),
+    (["model=tiny_ddpm", "guidance_scale=5"], "guidance_scale=5 has no effect on model 'tiny_ddpm'"),
+    (["model=tiny_ddpm", "num_images_per_prompt=3"], "num_images_per_prompt=3 has no effect on model 'tiny_ddpm'"),
+    (["model=tiny_dit", "prompts=classes", "width=64"], "width=64 has no effect on model 'tiny_dit' (task class2img"),
+    (["guidance_scale=nan"], "guidance_scale must be a finite number >= 0, got nan"),
+    (["guidance_scale=inf"], "guidance_scale must be a finite number >= 0, got inf"),
+    (["model=tiny_flux", "true_cfg_scale=nan", "prompts.negative_prompt=blurry"],
+     "true_cfg_scale must be a finite number >= 0, got nan"),
     # Offline, a hub checkpoint or CLIP model that is not cached names the key for a local copy.
     (["model=sd15", "metrics=[]", "prompts.limit=1"], "and set model.path=DIR"),
     (["metrics.clip_score.clip_model=openai/clip-vit-base-patch16"], "and set metrics.clip_score.clip_model=DIR"),

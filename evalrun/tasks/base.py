@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from typing import Any, ClassVar
 
 from evalrun.errors import ConfigError
@@ -64,8 +65,9 @@ def positive_int(cfg: Any, key: str) -> int:
 
 def non_negative_number(cfg: Any, key: str, who: str = "") -> float:
     value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{key} must be a number >= 0{who}, got {value!r} (set {key}=... or model.default_{key})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{key} must be a finite number >= 0{who}, got {value!r} (set {key}=... or "
+                          f"model.default_{key})")
     return value
 
 
@@ -134,6 +136,18 @@ class Task:
             if cfg.get(key) is not None and key not in self.knobs:
                 raise ConfigError(f"{key}={cfg.get(key)!r} has no effect on model {cfg.model.name!r} (task {self.name}; "
                                   f"{key} is for {meaning}); remove it")
+        # Set by default only where the task uses them: set by hand on a task that does not, they would be
+        # recorded nowhere, and the summary would average runs that differ in them as seeds.
+        for key, why in (("height", "it samples at the size of its weights"), ("width", "it samples at the size of "
+                         "its weights"), ("guidance_scale", "its pipeline takes no guidance")):
+            if cfg.get(key) is not None and key not in self.knobs:
+                raise ConfigError(f"{key}={cfg.get(key)!r} has no effect on model {cfg.model.name!r} (task "
+                                  f"{self.name}: {why}); remove it")
+        if "num_images" in self.knobs and cfg.get("num_images_per_prompt") not in (None, 1):
+            raise ConfigError(f"num_images_per_prompt={cfg.get('num_images_per_prompt')!r} has no effect on model "
+                              f"{cfg.model.name!r} (task {self.name} draws num_images samples); set num_images instead")
+        if cfg.get("true_cfg_scale") is not None:
+            non_negative_number(cfg, "true_cfg_scale")
         if self.prompt_sources:
             source = cfg.prompts.get("source") if cfg.get("prompts") is not None else None
             if source not in self.prompt_sources:

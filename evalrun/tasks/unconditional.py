@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from evalrun.errors import ConfigError
 from evalrun.tasks.base import Task, positive_int
 
 
@@ -19,8 +20,6 @@ class Unconditional(Task):
     def validate(self, cfg: Any) -> None:
         super().validate(cfg)
         if cfg.get("num_images") is None:
-            from evalrun.errors import ConfigError
-
             raise ConfigError(f"num_images must be set for unconditional models such as {cfg.model.name!r} "
                               f"(num_images=N or model.default_num_images)")
         positive_int(cfg, "num_images")
