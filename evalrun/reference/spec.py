@@ -15,6 +15,12 @@ HINT = ("set reference=folder reference.path=DIR (or reference=dataset reference
         "or reference=npz reference.path=stats.npz)")
 
 
+def _positive(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"reference.{key} must be a positive integer, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ReferenceSpec:
     kind: str
@@ -49,15 +55,18 @@ class ReferenceSpec:
             raise ConfigError(f"reference.path is not set: {HINT}")
         resize = cfg.get("resize")
         if isinstance(resize, (list, tuple)):
-            resize = tuple(int(v) for v in resize)
             if len(resize) != 2:
                 raise ConfigError(f"reference.resize must be an int or [height, width], got {list(resize)}")
+            resize = tuple(_positive("resize", v) for v in resize)
         elif resize is not None:
-            resize = int(resize)
+            resize = _positive("resize", resize)
         for key in ("limit", "center_crop"):
             value = cfg.get(key)
-            if value is not None and not isinstance(value, bool) and int(value) < 1:
-                raise ConfigError(f"reference.{key} must be >= 1, got {value}")
+            if value is not None and not isinstance(value, bool):
+                _positive(key, value)
+        for key in ("strict",):  # a string such as "no" would read as true
+            if cfg.get(key) is not None and not isinstance(cfg.get(key), bool):
+                raise ConfigError(f"reference.{key} must be true or false, got {cfg.get(key)!r}")
         path = Path(str(cfg["path"])).expanduser()
         if cfg["kind"] == "folder" and not path.is_dir():
             raise ConfigError(f"reference.path={cfg['path']}: not a directory of images")
