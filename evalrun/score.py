@@ -18,12 +18,17 @@ from pathlib import Path
 from evalrun.errors import EvalrunError
 
 
+def quoted(path: Path) -> str:
+    """A path as a Hydra override value: quoted, so commas, brackets, quotes and = in it stay part of it."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def overrides(args: argparse.Namespace) -> list[str]:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    out = ["model=images", f"model.path={Path(args.images).resolve()}", f"metrics=[{','.join(metrics)}]"]
+    out = ["model=images", f"model.path={quoted(Path(args.images).resolve())}", f"metrics=[{','.join(metrics)}]"]
     if args.reference:
         kind = "npz" if str(args.reference).endswith(".npz") else "folder"
-        out += [f"reference={kind}", f"reference.path={Path(args.reference).resolve()}"]
+        out += [f"reference={kind}", f"reference.path={quoted(Path(args.reference).resolve())}"]
     if args.device:
         out.append(f"device={args.device}")
     return out + list(args.overrides)
@@ -50,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(overrides(args), run_dir=args.out)
     except EvalrunError as exc:
         print(f"evalrun.score: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Hydra's own refusals of an override (an unknown key or option): one line too
+        if not type(exc).__module__.startswith(("hydra", "omegaconf")):
+            raise
+        print(f"evalrun.score: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     for name, value in result.values.items():
         print(f"{name}\t{value:.6g}" if isinstance(value, float) else f"{name}\t{value}")

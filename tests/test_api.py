@@ -215,3 +215,19 @@ def test_a_folder_scored_against_itself_reads_every_file_alike_on_both_sides(tmp
                  "metrics.fid.feature_extractor_weights_sha256=any"]) == 0
     row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
     assert row["n_images"] == 8 and abs(row["fid"]) < 1e-6
+
+
+def test_score_takes_any_folder_name_and_answers_mistakes_in_one_line(tmp_path, capsys):
+    from evalrun.score import main
+
+    folder = tmp_path / "imgs,v2 [it's] x=y"
+    iw.save_pngs(iw.random_images(3, 16, seed=5), folder)
+    assert main([str(folder), "metrics.clip_score.clip_model=evalrun/tiny-clip", "--out", str(tmp_path / "run")]) == 0
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv")["model_path"][0] == str(folder)
+    for argv, expected in ((["--metrics", "fidd"], "unknown metric(s) fidd; valid: "),
+                           (["stpes=3"], "did you mean steps=3?"),
+                           (["foo.bar.baz=1"], "Could not override 'foo.bar.baz'")):
+        capsys.readouterr()
+        assert main([str(folder), *argv, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("evalrun.score: error: ") and expected in err and err.count("\n") == 1, err
