@@ -151,13 +151,18 @@ def validate(cfg: Any) -> Plan:
     return Plan(task=task, metrics=build_metrics(cfg, task))
 
 
-def check_image_count(metrics: dict[str, Any], n_images: int) -> None:
-    """Set metrics that cannot score this few images fail now, before any model loads."""
+def check_image_count(metrics: dict[str, Any], n_images: int, task: Any = None) -> None:
+    """Set metrics that cannot score this few images fail now, before any model loads; the fix named is
+    the one for the run's task (``Task.more_images``) and the metric's settings."""
+    more = getattr(task, "more_images", "raise num_images / num_images_per_prompt / prompts.limit")
     for name, metric in metrics.items():
         need = metric.required_images()
         if n_images < need:
-            raise ConfigError(f"metric {name!r} needs at least {need} images but this run makes {n_images}; "
-                              f"raise num_images / num_images_per_prompt / prompts.limit, or drop {name}")
+            settings = {"splits": "lower its splits", "k": "lower its k", "min_n": "lower its min_n"}
+            fewer = [f"{hint} (metrics.{name}.{key})" for key, hint in settings.items() if hasattr(metric, key)]
+            makes = "this run makes" if getattr(task, "generates", True) else "this run has"
+            raise ConfigError(f"metric {name!r} needs at least {need} images but {makes} {n_images}; "
+                              f"{', '.join([more, *fewer])}, or drop {name}")
 
 
 def validate_classes(cfg: Any, task: Any) -> type:

@@ -136,7 +136,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     # 2. Records (a bad prompt file fails here, before any model loads) and the image count.
     records = task.load_records(cfg)
     per_record = task.images_per_record(cfg)
-    check_image_count(metrics, len(records) * per_record)
+    check_image_count(metrics, len(records) * per_record, task)
     # 3. Pipeline class, knobs and scheduler, checked from the checkpoint's files (no weights load).
     pipeline_cls, scheduler_config, model = None, {"class": None}, {}
     if task.generates:

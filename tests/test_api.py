@@ -231,3 +231,29 @@ def test_score_takes_any_folder_name_and_answers_mistakes_in_one_line(tmp_path, 
         assert main([str(folder), *argv, "--out", str(tmp_path / "bad")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("evalrun.score: error: ") and expected in err and err.count("\n") == 1, err
+
+
+def test_too_few_reference_images_and_broken_statistics_are_one_line(tmp_path, capsys):
+    from evalrun.metrics.functional.fid import GaussianStats
+    from evalrun.reference.npz import save_npz
+    from evalrun.score import main
+
+    scored = iw.save_pngs(iw.random_images(3, 16, seed=6), tmp_path / "scored")
+    one = iw.save_pngs(iw.random_images(1, 16, seed=7), tmp_path / "one")
+    (one / "broken.png").write_bytes(b"not a png")  # skipped as unreadable: one image left
+    weights = [f"metrics.fid.feature_extractor_weights_path={iw.weights_path()}",
+               "metrics.fid.feature_extractor_weights_sha256=any"]
+    nan = tmp_path / "nan.npz"
+    save_npz(nan, GaussianStats(np.full(2048, np.nan), np.eye(2048), 10), {})
+    cases = (([str(scored), "--reference", str(one), "--metrics", "fid", *weights],
+              "has 1 readable image(s); fid needs at least 2: add images to reference.path"),
+             ([str(scored), "--reference", str(nan), "--metrics", "fid", *weights],
+              "mu or sigma holds NaN or infinite values"),
+             ([str(scored), "--metrics", "inception_score", *[w.replace("fid", "inception_score") for w in weights]],
+              "needs at least 10 images but this run has 3; add images to model.path, lower its splits "
+              "(metrics.inception_score.splits)"))
+    for n, (argv, expected) in enumerate(cases):
+        capsys.readouterr()
+        assert main([*argv, "--out", str(tmp_path / f"run{n}")]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1 and "Traceback" not in err, err

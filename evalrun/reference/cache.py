@@ -181,6 +181,10 @@ class Reference:
         path = entry / f"stats_{layer}.npz"
         if path.exists():
             return load_npz(path)[0], info
-        stats = GaussianStats.from_features(np.load(entry / f"features_{layer}.npy"))
+        features = np.load(entry / f"features_{layer}.npy")
+        if len(features) < 2:  # a covariance needs two images (unreadable files are skipped)
+            raise EvalrunError(f"reference {self.spec.describe()} has {len(features)} readable image(s); {metric} "
+                               f"needs at least 2: add images to reference.path")
+        stats = GaussianStats.from_features(features)
         save_npz(path, stats, {**json.loads((entry / "meta.json").read_text()), "layer": layer})
         return stats, info

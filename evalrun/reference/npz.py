@@ -49,6 +49,8 @@ def load_npz(path: str | os.PathLike) -> tuple[Any, dict]:
         raise EvalrunError(f"{path}: not an .npz with 'mu' and 'sigma' ({exc})") from None
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise EvalrunError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):  # an FID from it would be NaN
+        raise EvalrunError(f"{path}: mu or sigma holds NaN or infinite values; recompute the statistics")
     if factor is not None and factor.shape[1:] != mu.shape:
         raise EvalrunError(f"{path}: factor {factor.shape} does not fit mu {mu.shape}")
     return GaussianStats(mu, sigma, n, factor), meta

@@ -125,6 +125,8 @@ class Task:
     prompt_hint: ClassVar[str] = ""
     #: False for tasks that read existing images (``read_image``) instead of calling a pipeline
     generates: ClassVar[bool] = True
+    #: How to give a set metric more images (the error when a run has too few for it).
+    more_images: ClassVar[str] = "raise num_images_per_prompt or prompts.limit"
     #: What each record carries for metrics (``Metric.needs``): ``text``, ``input_image``.
     provides: ClassVar[tuple[str, ...]] = ("text",)
 

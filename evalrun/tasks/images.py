@@ -73,6 +73,7 @@ def read_rgb(path: str | Path):
 class ExistingImages(Task):
     name = "images"
     knobs: dict = {}
+    more_images = "add images to model.path"
     generates = False
     provides = ("text", "input_image")  # when the table has them; a metric finding none says so
 

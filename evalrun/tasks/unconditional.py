@@ -15,6 +15,7 @@ from evalrun.tasks.base import Task, positive_int
 class Unconditional(Task):
     name = "unconditional"
     knobs = {"steps": "num_inference_steps", "num_images": None}
+    more_images = "raise num_images"
     provides = ()  # no prompt, no input image
 
     def validate(self, cfg: Any) -> None:
