@@ -257,3 +257,25 @@ def test_too_few_reference_images_and_broken_statistics_are_one_line(tmp_path, c
         assert main([*argv, "--out", str(tmp_path / f"run{n}")]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_in_memory_images_with_prompts_that_do_not_fit_are_refused_and_mixed_sizes_scored():
+    from evalrun.metrics import CLIPScore
+
+    rng = np.random.default_rng(8)
+    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((16, 16, 3), (24, 16, 3), (16, 16, 3))]
+    prompts = ["a red cube", "a blue ball", "a green hat"]
+    metric = CLIPScore(clip_model="evalrun/tiny-clip")
+    stacked = np.stack([arrays[0], arrays[2]])
+    for call, expected in ((lambda: metric.update(stacked, prompts="a red cube"), "prompt must be a list"),
+                           (lambda: metric.update(stacked, prompts=prompts), "prompt has 3 values for 2 images"),
+                           (lambda: metric.update(stacked, prompts=prompts[:1]), "prompt has 1 values for 2 images"),
+                           (lambda: metric.update(arrays[0], prompts=prompts[:1]), "add a batch axis")):
+        with pytest.raises(ValueError, match=expected):
+            call()
+    metric.update([Image.fromarray(a) for a in arrays], prompts=prompts)  # three images, two sizes
+    one_by_one = CLIPScore(clip_model="evalrun/tiny-clip")
+    for a, p in zip(arrays, prompts):
+        one_by_one.update(a[None], prompts=[p])
+    np.testing.assert_allclose(metric.compute().per_image["clip_score"],
+                               one_by_one.compute().per_image["clip_score"], rtol=1e-6)

@@ -174,18 +174,48 @@ class Metric(abc.ABC):
         import numpy as np
         import torch
 
+        columns = {"prompt": prompts, **fields} if prompts is not None else dict(fields)
+        for key, values in columns.items():  # a str would be scored a character per image
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+                raise ValueError(f"{key} must be a list with one value per image, got {type(values).__name__}")
         if isinstance(images, (list, tuple)):
             from evalrun.images import to_rgb
 
-            images = np.stack([np.asarray(to_rgb(im) if hasattr(im, "convert") else im) for im in images])
+            arrays = [np.asarray(to_rgb(im) if hasattr(im, "convert") else im) for im in images]
+            if len({a.shape for a in arrays}) > 1:  # images of several sizes: one update per run of one size
+                self._check_counts(columns, len(arrays))
+                start = 0
+                for stop in range(1, len(arrays) + 1):
+                    if stop == len(arrays) or arrays[stop].shape != arrays[start].shape:
+                        self._add(np.stack(arrays[start:stop]), {k: list(v[start:stop]) for k, v in columns.items()},
+                                  start)
+                        start = stop
+                return
+            images = np.stack(arrays) if arrays else np.zeros((0, 0, 0, 3), np.uint8)
+        self._add(images, columns, 0)
+
+    @staticmethod
+    def _check_counts(columns: dict[str, Any], n: int) -> None:
+        for key, values in columns.items():
+            if len(values) != n:
+                raise ValueError(f"{key} has {len(values)} values for {n} images; give one per image")
+
+    def _add(self, images: Any, columns: dict[str, Any], first_id: int) -> None:
+        import numpy as np
+        import torch
+
         channels_last = isinstance(images, np.ndarray)
         if channels_last:
             images = torch.from_numpy(np.ascontiguousarray(images))
-        if getattr(images, "ndim", 0) == 4 and images.shape[-1] == 3 and (channels_last or images.shape[1] != 3):
+        if getattr(images, "ndim", 0) != 4:
+            raise ValueError(f"images must be a batch, (N, 3, H, W) or (N, H, W, 3); got shape "
+                             f"{tuple(getattr(images, 'shape', ()))}: add a batch axis (images[None])")
+        if images.shape[-1] == 3 and (channels_last or images.shape[1] != 3):
             images = images.permute(0, 3, 1, 2)
         n = len(images)
-        columns = {"prompt": prompts, **fields} if prompts is not None else dict(fields)
-        records = [{"prompt_id": i, "image_index": 0, **{k: v[i] for k, v in columns.items()}} for i in range(n)]
+        self._check_counts(columns, n)
+        records = [{"prompt_id": first_id + i, "image_index": 0, **{k: v[i] for k, v in columns.items()}}
+                   for i in range(n)]
         self.update(ImageBatch(images.contiguous(), records))
 
     @classmethod
