@@ -279,3 +279,50 @@ def test_in_memory_images_with_prompts_that_do_not_fit_are_refused_and_mixed_siz
         one_by_one.update(a[None], prompts=[p])
     np.testing.assert_allclose(metric.compute().per_image["clip_score"],
                                one_by_one.compute().per_image["clip_score"], rtol=1e-6)
+
+
+def test_existing_edit_pairs_are_scored_as_the_guide_does_each_image_at_its_own_size(tmp_path, capsys):
+    """CLIP's processor takes the input as it is: an input of another aspect ratio than its edit is not
+    stretched first. Checked against transformers' CLIP on the same files."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from evalrun import tiny
+    from evalrun.score import main
+
+    rng = np.random.default_rng(9)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "input.png")
+    Image.fromarray(rng.integers(0, 256, (80, 40, 3), dtype=np.uint8)).save(tmp_path / "edited.png")
+    pd.DataFrame({"image": ["edited.png"], "prompt": ["make it a dog"], "input_image": ["input.png"],
+                  "input_caption": ["a photo of a cat"], "output_caption": ["a photo of a dog"]}).to_csv(
+        tmp_path / "pairs.csv", index=False)
+    clip = ["metrics.clip_directional.clip_model=evalrun/tiny-clip"]
+    assert main([str(tmp_path / "pairs.csv"), "--metrics", "clip_directional", *clip, "--out", str(tmp_path / "run")]) == 0
+    found = pd.read_csv(tmp_path / "run" / "per_image.csv")["clip_directional"][0]
+
+    folder = tiny.resolve("evalrun/tiny-clip")
+    model, processor = CLIPModel.from_pretrained(folder).eval(), CLIPProcessor.from_pretrained(folder)
+
+    def image_embedding(name: str):
+        pixels = processor.image_processor(images=[np.asarray(Image.open(tmp_path / name))], return_tensors="pt")
+        found = model.visual_projection(model.vision_model(pixel_values=pixels["pixel_values"]).pooler_output)
+        return found.double()[0] / found.double()[0].norm()
+
+    def text_embedding(text: str):
+        tokens = processor.tokenizer([text], return_tensors="pt")
+        found = model.text_projection(model.text_model(**tokens).pooler_output)
+        return found.double()[0] / found.double()[0].norm()
+
+    with torch.no_grad():
+        image = [image_embedding(name) for name in ("input.png", "edited.png")]
+        text = [text_embedding(t) for t in ("a photo of a cat", "a photo of a dog")]
+    expected = torch.nn.functional.cosine_similarity(image[1] - image[0], text[1] - text[0], dim=0).item()
+    assert found == pytest.approx(expected, abs=1e-5)
+
+    # A table's mistakes: a missing input image and a seed that is not an integer, one line each.
+    for column, value, message in (("input_image", "nope.png", "input image file"), ("seed", 1.7, "seed=1.7 is not")):
+        bad = pd.read_csv(tmp_path / "pairs.csv").assign(**{column: [value]})
+        bad.to_csv(tmp_path / "bad.csv", index=False)
+        capsys.readouterr()
+        assert main([str(tmp_path / "bad.csv"), "--metrics", "clip_directional", *clip,
+                     "--out", str(tmp_path / f"bad_{column}")]) == 2
+        assert message in capsys.readouterr().err

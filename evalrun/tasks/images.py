@@ -26,6 +26,17 @@ def _files(folder: Path) -> list[Path]:
     return files
 
 
+def _seed(value: Any, table: Path, row: int, column: str) -> int:
+    """A table's seed cell as an int; 1.7 or "abc" is refused, not cut to 1 or a traceback."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer() or number < 0:
+        raise ConfigError(f"model.path={str(table)!r} row {row}: {column}={value!r} is not a non-negative integer seed")
+    return int(number)
+
+
 def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
     from evalrun.prompts import is_missing, read_table
 
@@ -46,11 +57,15 @@ def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
         for key in OPTIONAL:
             name = str(model.get(f"{key}_column") or key)
             if name in columns and not is_missing(row.get(name)):
-                record[key] = int(row[name]) if key == "seed" else str(row[name])
+                record[key] = _seed(row[name], table, i, name) if key == "seed" else str(row[name])
         input_name = str(model.get("input_image_column") or "input_image")
         if input_name in columns and not is_missing(row.get(input_name)):
             source = Path(str(row[input_name])).expanduser()
-            record["input_path"] = str((source if source.is_absolute() else table.parent / source).resolve())
+            source = source if source.is_absolute() else table.parent / source
+            if not source.is_file():
+                raise ConfigError(f"model.path={str(table)!r} row {i}: input image file {str(source)!r} not found "
+                                  f"({input_name!r}, model.input_image_column)")
+            record["input_path"] = str(source.resolve())
         records.append(record)
     return records
 
@@ -109,24 +124,16 @@ class ExistingImages(Task):
         return 1
 
     def prepare(self, pipeline: Any, records: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
-        """Edit pairs: load each input image (at its edited image's size) for the edit metrics."""
+        """Edit pairs: load each input image for the edit metrics, at its own size: CLIP's processor takes
+        each image as it is (as the guide scores pairs); stretched to the edited image's size, an input of
+        another aspect ratio would be seen distorted."""
         import torch
-
-        from evalrun.images import to_rgb
-        from evalrun.tasks.edit_data import fit_image
 
         out = []
         for record in records:
             if "input_path" in record:
-                from PIL import Image
-
-                height, width = read_rgb(record["image_path"]).shape[:2]
-                with Image.open(record["input_path"]) as im:
-                    im.load()
-                    rgb = fit_image(to_rgb(im), height, width, "stretch")
-                import numpy as np
-
-                record = {**record, "input_image": torch.from_numpy(np.asarray(rgb, np.uint8).copy()).permute(2, 0, 1)}
+                rgb = read_rgb(record["input_path"])
+                record = {**record, "input_image": torch.from_numpy(rgb.copy()).permute(2, 0, 1)}
             out.append(record)
         return out
 
