@@ -126,6 +126,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     from evalrun.override_keys import check_added_keys
     from evalrun.jobdirs import job_dirname
     from evalrun.outputs import background_writes
+    from evalrun.preflight import check_jobs
     from evalrun.run import run
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -136,11 +137,13 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/compose.py)
     jobs = sweep_jobs(configs.sweep_config(fixed).hydra.sweeper.get("params") or {}, overrides)
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
-    target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", configs(jobs[0]))
+    composed = [configs(job) for job in jobs]
+    for job, cfg in zip(jobs, composed):
+        check_added_keys(job, cfg)
+    check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
+    target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", composed[0])
     with background_writes():  # a run's files are written while the next run samples
-        for job in jobs:  # the job dirs the CLI would make for the same sweep
-            cfg = configs(job)
-            check_added_keys(job, cfg)
+        for job, cfg in zip(jobs, composed):  # the job dirs the CLI would make for the same sweep
             run(cfg, target / job_dirname(",".join(sorted(job)), str(target), varying=varying))
     write_summary(target)
     return SweepResult(target)

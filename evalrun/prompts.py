@@ -212,6 +212,9 @@ def load_prompts(cfg: Any) -> list[dict[str, Any]]:
     validate_prompts(cfg)
     module, func = SOURCES[cfg.source].split(":")
     records = getattr(importlib.import_module(module), func)(cfg)
+    if not records:
+        where = f" ({cfg.get('path')})" if cfg.get("path") else ""
+        raise ConfigError(f"prompt set {cfg.get('name')!r}{where} is empty: it holds no prompts")
     records = _filter(records, "category", _as_list(cfg.get("category")))
     records = _filter(records, "challenge", _as_list(cfg.get("challenge")))
     if cfg.get("shuffle"):
@@ -220,6 +223,8 @@ def load_prompts(cfg: Any) -> list[dict[str, Any]]:
     if cfg.get("limit") is not None:
         records = records[:cfg.limit]
     if not records:
-        raise ConfigError(f"prompt set {cfg.get('name')!r} is empty after filtering")
+        filters = {k: cfg.get(k) for k in ("category", "challenge") if cfg.get(k) is not None}
+        raise ConfigError(f"prompt set {cfg.get('name')!r} is empty after filtering "
+                          f"({', '.join(f'prompts.{k}={v}' for k, v in filters.items())}); check the filter's values")
     log.info("prompt set %s: %d prompts", cfg.get("name"), len(records))
     return records

@@ -326,3 +326,19 @@ def test_existing_edit_pairs_are_scored_as_the_guide_does_each_image_at_its_own_
         assert main([str(tmp_path / "bad.csv"), "--metrics", "clip_directional", *clip,
                      "--out", str(tmp_path / f"bad_{column}")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_sweep_with_a_bad_job_is_refused_before_any_job_runs(tmp_path):
+    from conftest import cli
+    from evalrun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"job scheduler=flow_euler .*no job of the sweep was started"):
+        evalrun.sweep(["scheduler=ddim,flow_euler", "steps=2", "prompts.limit=1"], sweep_dir=tmp_path / "api")
+    with pytest.raises(ConfigError, match=r"job .*steps=0.*steps must be a positive integer"):
+        evalrun.sweep(["steps=2,0", "prompts.limit=1"], sweep_dir=tmp_path / "api")
+    assert not (tmp_path / "api").exists()
+    proc = cli("scheduler=ddim,flow_euler", "steps=2", "prompts.limit=1", f"hydra.sweep.dir={tmp_path / 'cli'}", "-m",
+               check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().startswith("evalrun: error: job ") and proc.stderr.strip().count("\n") == 0
+    assert not list(tmp_path.glob("cli/*/images"))  # the ddim job did not sample first

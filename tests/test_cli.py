@@ -186,21 +186,24 @@ def test_varying_config_columns_are_those_pandas_counts_as_varying():
 
 
 def test_one_bad_job_fails_alone_and_is_listed(tmp_path):
-    # One job a batch, the bad one first: the batch after a failure still runs.
-    proc = cli("seed=-1,0", "prompts.limit=1", "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={tmp_path}", "-m",
-               check=False)
+    # A job that fails only once it runs (its prompt file is empty: config checks pass), one job a batch, the
+    # bad one first: the batch after a failure still runs.
+    empty, good = tmp_path / "empty.txt", tmp_path / "good.txt"
+    empty.write_text("")
+    good.write_text("a red cube\n")
+    sweep = ("prompts=file", f"prompts.path={empty},{good}")
+    proc = cli(*sweep, "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={tmp_path / 's'}", "-m", check=False)
     assert proc.returncode == 1  # the sweep still reports failure
-    assert "evalrun: error: seed must be a non-negative integer, got -1" in proc.stderr
+    assert f"evalrun: error: prompt set 'file' ({empty}) is empty: it holds no prompts" in proc.stderr
     assert "Traceback" not in proc.stderr  # a user's mistake is its one line, in a sweep too
-    assert (tmp_path / "report" / "report.md").exists()  # the end of the sweep still ran
-    summary = pd.read_csv(tmp_path / "summary.csv")  # refreshed after each job, not only at the end
+    assert (tmp_path / "s" / "report" / "report.md").exists()  # the end of the sweep still ran
+    summary = pd.read_csv(tmp_path / "s" / "summary.csv")  # refreshed after each job, not only at the end
     assert len(summary) == 1 and summary["clip_score_n"].iloc[0] == 1 and str(summary["seeds"].iloc[0]) == "0"
-    failed = pd.read_csv(tmp_path / "failed_runs.csv")
-    assert len(failed) == 1 and "seed=-1" in failed["run_dir"].iloc[0]
-    assert "seed must be a non-negative integer" in failed["error"].iloc[0]
+    failed = pd.read_csv(tmp_path / "s" / "failed_runs.csv")
+    assert len(failed) == 1 and "empty.txt" in failed["run_dir"].iloc[0]
+    assert "is empty" in failed["error"].iloc[0]
     # Without the summary callback (the one that exits 1 after the report), the sweep fails as Hydra's does.
-    bare = cli("seed=-1,0", "prompts.limit=1", "~hydra.callbacks.summary", f"hydra.sweep.dir={tmp_path / 'bare'}", "-m",
-               check=False)
+    bare = cli(*sweep, "~hydra.callbacks.summary", f"hydra.sweep.dir={tmp_path / 'bare'}", "-m", check=False)
     assert bare.returncode == 1 and not (tmp_path / "bare" / "summary.csv").exists()
 
 

@@ -9,6 +9,7 @@ one imports evalrun only once a sweep starts.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any, List
@@ -45,15 +46,13 @@ class EvalrunSweeper(BasicSweeper):
         params.extend(arguments)
         overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(params)
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        self._check_every_job()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns, first_job = [], 0
         while not self.is_done():
             batch = self.get_job_batch()
-            tic = time.perf_counter()
-            self.validate_batch_is_legal(batch)  # composition errors before any job starts, as Hydra does
-            log.debug("validated configs of %d jobs in %.2f s", len(batch), time.perf_counter() - tic)
             results = self.launcher.launch(batch, initial_job_idx=first_job)
             for result in results:
                 if result.status == JobStatus.FAILED and not isinstance(result._return_value, EvalrunError):
@@ -67,6 +66,23 @@ class EvalrunSweeper(BasicSweeper):
                 for result in results:
                     _ = result.return_value
         return returns
+
+    def _check_every_job(self) -> None:
+        """Every job's config composed (Hydra's errors, as its per-batch check raises them) and given the
+        checks a run makes before loading weights (``evalrun.preflight``), before the first job starts:
+        a bad job is refused in one line instead of failing after the jobs before it have sampled."""
+        from evalrun.errors import EvalrunError
+        from evalrun.preflight import check_jobs
+
+        tic = time.perf_counter()
+        loader = self.hydra_context.config_loader
+        jobs = ((list(o), loader.load_sweep_config(self.config, list(o))) for batch in self.overrides for o in batch)
+        try:
+            n = check_jobs(jobs)
+        except EvalrunError as exc:
+            print(f"evalrun: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        log.debug("checked the configs of %d jobs in %.2f s", n, time.perf_counter() - tic)
 
     def _summary_exits_on_failure(self) -> bool:
         """Whether evalrun's summary callback runs after the sweep (it exits 1 when a job failed)."""

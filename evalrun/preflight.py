@@ -1,0 +1,54 @@
+"""A sweep's jobs checked before the first one starts.
+
+A job's own run checks its config before anything heavy, but in a sweep the first jobs sample for
+minutes or hours before a later job's mistake (``scheduler=ddim,flow_euler`` on an epsilon model,
+``steps=2,0``) is read. Here every job's config gets the checks that need no weights: the static
+validation (``evalrun.config.validate``), the pipeline and scheduler classes, and the scheduler
+against the checkpoint's own (from its config files). A sweep with a bad job is refused as a whole,
+naming the job, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable, Sequence
+
+from evalrun.errors import ConfigError, EvalrunError
+
+
+def check_job(cfg: Any, in_place: bool = False) -> None:
+    """The checks a run makes before loading weights; on a copy of ``cfg``, or (``in_place``, for a config
+    that is run next) on ``cfg`` itself, resolved and opened as :func:`evalrun.run.run` leaves it."""
+    import os
+    from pathlib import Path
+
+    from omegaconf import OmegaConf, open_dict
+
+    from evalrun.config import validate, validate_classes
+
+    job = cfg if in_place else copy.deepcopy(cfg)
+    if "hydra" in job:  # Hydra's own section resolves only inside a running job
+        with open_dict(job):
+            del job["hydra"]
+    OmegaConf.resolve(job)
+    OmegaConf.set_struct(job, False)
+    plan = validate(job)
+    if job.get("paths") and job.paths.get("cache_dir"):  # as the run will: tiny twins are built there
+        os.environ["EVALRUN_CACHE"] = str(Path(str(job.paths.cache_dir)).expanduser())
+    if plan.task.generates:
+        from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
+
+        cls = validate_classes(job, plan.task)
+        checked_scheduler(cls, checkpoint_scheduler(job.model), job.scheduler, int(job.steps))
+
+
+def check_jobs(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> int:
+    """Check each (overrides, config) job; raise one ConfigError naming the first bad job. Returns the count."""
+    n = 0
+    for overrides, cfg in jobs:
+        n += 1
+        try:
+            check_job(cfg, in_place)
+        except EvalrunError as exc:
+            raise ConfigError(f"job {' '.join(overrides)}: {exc} (no job of the sweep was started)") from None
+    return n
