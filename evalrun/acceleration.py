@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 ATTENTION = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "_native_math", "flash", "_flash_3",
              "flex", "sage")
 AUTO_START, AUTO_MAX = 8, 256
+COMPILE_MODES = ("default", "lite", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")  # torch 2.14's
 
 
 def options(cfg: Any) -> dict[str, Any]:
@@ -46,8 +47,9 @@ def options(cfg: Any) -> dict[str, Any]:
 
 def validate(cfg: Any) -> None:
     compile_ = cfg.get("compile")
-    if compile_ not in (None, False, True) and not isinstance(compile_, str):
-        raise ConfigError(f"compile must be false, true or a torch.compile mode, got {compile_!r}")
+    if compile_ not in (None, False, True) and compile_ not in COMPILE_MODES:
+        raise ConfigError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
+                          f"got {compile_!r}")
     for key in ("channels_last", "tf32"):
         if cfg.get(key) not in (None, False, True):
             raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")

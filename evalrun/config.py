@@ -184,6 +184,11 @@ def resolve_device(device: str):
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device!r} but MPS (Apple GPUs) is not available here; use device=cpu or device=auto")
     return dev
 
 
