@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import evalrun.tiny as tiny
-from evalrun.errors import ConfigError, load_error
+from evalrun.errors import ConfigError, EvalrunError, load_error
 from evalrun.schedulers import _diffusers_class, build_scheduler, check_scheduler, scheduler_class  # noqa: F401
 
 # Re-exported: run.py and config.py import the scheduler helpers from here.
@@ -192,6 +192,9 @@ def checkpoint_scheduler(model: Any):
         return _SCHEDULERS[key]
     try:
         index = diffusers.DiffusionPipeline.load_config(source, **kwargs)
+        if not isinstance(index.get("scheduler"), (list, tuple)) or len(index["scheduler"]) != 2:
+            raise EvalrunError(f"model.path={model.path}: model_index.json names no scheduler component (such as "
+                               f"\"scheduler\": [\"diffusers\", \"DDIMScheduler\"]); is it a diffusers pipeline folder?")
         cls = getattr(diffusers, index["scheduler"][1])
         found = cls.from_pretrained(source, subfolder="scheduler", **kwargs)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -202,8 +202,10 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
     except Exception as exc:  # noqa: BLE001 - whatever set_timesteps raises would stop the run mid-way
         if pipe not in _TIMESTEPS and sched.config.get("use_dynamic_shifting"):
             return None  # an unlisted pipeline may pass the mu that the plain call lacks: let it decide
+        detail = first_line(exc, 160)
+        detail = type(exc).__name__ if detail in ("", type(exc).__name__) else f"{type(exc).__name__}: {detail}"
         return (f"{pipe} cannot set {steps} timesteps with {name} (as it calls set_timesteps), so the run would fail "
-                f"after the model loads ({type(exc).__name__}: {first_line(exc, 160)})")
+                f"after the model loads ({detail})")
     sigma = float(getattr(sched, "init_noise_sigma", 1.0))
     if "init_noise_sigma" not in _pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
         return (f"{pipe} does not scale its starting noise by the scheduler's init_noise_sigma ({sigma:.3g} for "

@@ -411,3 +411,18 @@ def test_a_recompute_killed_in_place_never_reads_as_the_old_run_and_a_killed_dir
     record = run_inprocess(*common, run_dir=run_dir)
     assert pd.read_csv(run_dir / "per_image.csv")["prompt"].tolist() == ["a red cube"]
     assert record["provenance"]["images"]["sampled"] + record["provenance"]["images"]["reused"] == 1
+
+
+def test_messages_name_what_is_wrong_with_a_file(tmp_path):
+    text = tmp_path / "stats.npz"
+    text.write_text("not numpy")
+    assert "stats.npz: not an .npz file" in error_of("metrics=[fid]", "reference=npz", f"reference.path={text}",
+                                                     "metrics.fid.feature_extractor_weights_path=evalrun/tiny-inception",
+                                                     run_dir=tmp_path / "a")
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    assert "model_index.json names no scheduler component" in error_of(
+        "model=custom", f"model.path={folder}", "model.pipeline=StableDiffusionPipeline", run_dir=tmp_path / "b")
+    assert "set reference.path=FILE.npz, the ADM evaluator's reference batch" in error_of(
+        "protocol=adm", "model=tiny_dit", "prompts=classes", run_dir=tmp_path / "c")

@@ -39,6 +39,10 @@ def load_npz(path: str | os.PathLike) -> tuple[Any, dict]:
     """(GaussianStats, evalrun's meta or {}) from a statistics file."""
     from evalrun.metrics.functional.fid import GaussianStats
 
+    import zipfile
+
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
+        raise EvalrunError(f"{path}: not an .npz file (numpy's zip of arrays, with 'mu' and 'sigma')")
     try:
         with np.load(path, allow_pickle=False) as f:
             mu, sigma = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64)

@@ -52,6 +52,9 @@ class ReferenceSpec:
         if cfg["kind"] not in KINDS:
             raise ConfigError(f"reference.kind={cfg['kind']!r}; valid: {', '.join(KINDS)}")
         if not cfg.get("path") or cfg.get("path") == "???":
+            if cfg["kind"] == "adm":  # the ADM protocol reads only its reference batch
+                raise ConfigError("reference.path is not set: set reference.path=FILE.npz, the ADM evaluator's "
+                                  "reference batch (e.g. VIRTUAL_imagenet256_labeled.npz)")
             raise ConfigError(f"reference.path is not set: {HINT}")
         resize = cfg.get("resize")
         if isinstance(resize, (list, tuple)):
