@@ -31,6 +31,10 @@ from evalrun.errors import ConfigError, EvalrunError
 log = logging.getLogger(__name__)
 ATTENTION = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "_native_math", "flash", "_flash_3",
              "flex", "sage")
+# Backends that need a package of their own: (module, how to install it).
+ATTENTION_PACKAGES = {"flash": ("flash_attn", "pip install flash-attn"),
+                      "_flash_3": ("flash_attn_interface", "FlashAttention-3, built from flash-attention's hopper/"),
+                      "sage": ("sageattention", "pip install sageattention")}
 AUTO_START, AUTO_MAX = 8, 256
 COMPILE_MODES = ("default", "lite", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")  # torch 2.14's
 
@@ -56,6 +60,13 @@ def validate(cfg: Any) -> None:
     attention = cfg.get("attention")
     if attention not in (None, "none") and attention not in ATTENTION:
         raise ConfigError(f"attention={attention!r} is not a backend evalrun offers; use one of {', '.join(ATTENTION)}")
+    package = ATTENTION_PACKAGES.get(attention)
+    if package is not None:  # else diffusers says so only once the pipeline has loaded
+        import importlib.util
+
+        if importlib.util.find_spec(package[0]) is None:
+            raise ConfigError(f"attention={attention} needs the {package[0]} module, which is not installed "
+                              f"({package[1]}); or use attention=native")
     batch = cfg.get("batch_size")
     if batch != "auto" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch_size must be a positive integer or auto, got {batch!r}")

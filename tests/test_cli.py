@@ -111,6 +111,7 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["model=tiny_dit", "prompts=classes", "width=64"], "width=64 has no effect on model 'tiny_dit' (task class2img"),
     (["guidance_scale=nan"], "guidance_scale must be a finite number >= 0, got nan"),
     (["compile=maybe"], "compile must be false, true or a torch.compile mode (default, lite,"),
+    (["attention=sage"], "attention=sage needs the sageattention module, which is not installed"),
     pytest.param(["device=mps"], "device='mps' but MPS (Apple GPUs) is not available here",
                  marks=pytest.mark.skipif("sys.platform == 'darwin'", reason="MPS may be there")),
     # Strings that Python reads as true ("off", "no") and values that failed deep inside PIL or int().

@@ -63,7 +63,7 @@ class ClassToImage(Task):
                     rec["prompt_id"] = rec["class_id"]
                 except ValueError:
                     close = [w for w in labels if rec["prompt"].lower() in w.lower()][:10]
-                    raise EvalrunError(f"{rec['prompt']!r} is not a class word of this model"
+                    raise EvalrunError(f"prompts.words: {rec['prompt']!r} is not a class word of this model"
                                        f"{'; did you mean: ' + ', '.join(close) if close else ''} "
                                        f"(the words are those of the checkpoint's id2label)") from None
             if rec.get("prompt") is None:
