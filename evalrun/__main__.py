@@ -50,6 +50,10 @@ def main(cfg: DictConfig) -> None:
 
         check_optional_choices(hydra_cfg)
         check_added_keys(hydra_cfg.overrides.task, cfg)
+        params = hydra_cfg.sweeper.get("params") if hydra_cfg.get("sweeper") else None
+        if hydra_cfg.mode != RunMode.MULTIRUN and params:  # an experiment's sweep, run as a single job
+            log.warning("this config sweeps %s (hydra.sweeper.params); without -m only one run is made, with its "
+                        "defaults: add -m to run the sweep", ", ".join(f"{k}={v}" for k, v in params.items()))
         # First, before anything touches torch.cuda: a parallel launcher's worker takes a GPU of its own.
         claim_for_job(cfg.device, hydra_cfg)
         from evalrun.merge import try_merge

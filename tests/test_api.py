@@ -342,3 +342,14 @@ def test_a_sweep_with_a_bad_job_is_refused_before_any_job_runs(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().startswith("evalrun: error: job ") and proc.stderr.strip().count("\n") == 0
     assert not list(tmp_path.glob("cli/*/images"))  # the ddim job did not sample first
+
+
+def test_scoring_a_runs_images_folder_reads_its_prompts(tmp_path):
+    from evalrun.score import main
+
+    run = evalrun.evaluate(["prompts.limit=2"], run_dir=tmp_path / "run")
+    assert main([str(tmp_path / "run" / "images"), "metrics.clip_score.clip_model=evalrun/tiny-clip",
+                 "--out", str(tmp_path / "scored")]) == 0
+    scored = pd.read_csv(tmp_path / "scored" / "per_image.csv")
+    assert scored["prompt"].tolist() == run.per_image["prompt"].tolist()  # not the file names "00000 00"
+    assert scored["clip_score"].to_numpy() == pytest.approx(run.per_image["clip_score"].to_numpy(), rel=1e-6)

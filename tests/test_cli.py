@@ -427,3 +427,10 @@ def test_messages_name_what_is_wrong_with_a_file(tmp_path):
         "model=custom", f"model.path={folder}", "model.pipeline=StableDiffusionPipeline", run_dir=tmp_path / "b")
     assert "set reference.path=FILE.npz, the ADM evaluator's reference batch" in error_of(
         "protocol=adm", "model=tiny_dit", "prompts=classes", run_dir=tmp_path / "c")
+
+
+def test_an_experiments_sweep_run_without_multirun_says_so(tmp_path):
+    proc = cli("experiment=smoke_sweep", "prompts.limit=1", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 0
+    log_text = (tmp_path / "evalrun.log").read_text()
+    assert "this config sweeps scheduler=ddim,dpm, seed=0,1 (hydra.sweeper.params); without -m only one run" in log_text

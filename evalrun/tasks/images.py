@@ -26,6 +26,23 @@ def _files(folder: Path) -> list[Path]:
     return files
 
 
+def _run_prompts(folder: Path) -> dict[str, str]:
+    """A finished evalrun run's ``images/`` folder: each file's prompt from the run's ``images.csv`` (its file
+    names are image ids, not captions). Any other folder: nothing (file names become prompts)."""
+    table = folder.parent / "images.csv"
+    if folder.name != "images" or not table.is_file():
+        return {}
+    import pandas as pd
+
+    try:
+        rows = pd.read_csv(table, dtype={"prompt": str}, keep_default_na=False)
+    except (OSError, ValueError):
+        return {}
+    if not {"path", "prompt"} <= set(rows.columns):
+        return {}
+    return {Path(p).name: str(t) for p, t in zip(rows["path"], rows["prompt"])}
+
+
 def _seed(value: Any, table: Path, row: int, column: str) -> int:
     """A table's seed cell as an int; 1.7 or "abc" is refused, not cut to 1 or a traceback."""
     try:
@@ -116,8 +133,9 @@ class ExistingImages(Task):
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
         path = Path(str(cfg.model.path)).expanduser()
         if path.is_dir():
-            return [{"prompt_id": i, "image_path": str(p.resolve()), "prompt": p.stem.replace("_", " ")}
-                    for i, p in enumerate(_files(path))]
+            prompts = _run_prompts(path)
+            return [{"prompt_id": i, "image_path": str(p.resolve()),
+                     "prompt": prompts.get(p.name, p.stem.replace("_", " "))} for i, p in enumerate(_files(path))]
         return _table_records(path, cfg.model)
 
     def images_per_record(self, cfg: Any) -> int:
