@@ -28,6 +28,11 @@ CLOSED_GROUPS = ("model", "prompts", "paths", "reference", "protocol", "schedule
 # Groups config.yaml lists as optional: Hydra skips a missing option of these without a word, so
 # experiment=scheduler_comparision would run the default config.
 OPTIONAL_GROUPS = ("experiment", "debug")
+# evalrun's launcher presets: the plugin module each needs, and the extra that installs it.
+LAUNCHERS = {"evalrun_joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
+             "evalrun_submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+             "evalrun_submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+             "evalrun_ray": ("hydra_plugins.hydra_ray_launcher", "ray")}
 _MORE_CONFIG = ("hydra.searchpath", "+hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp", "--config-name",
                 "-cn")
 _METRIC_LIST = re.compile(r"\+?metrics=\[?([^\]]*)\]?")
@@ -93,6 +98,9 @@ def check_command_line(argv: Sequence[str]) -> str | None:
     """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
     chosen = _choices(argv)
+    problem = _launcher_problem(argv)
+    if problem:
+        return problem
     if not any(a.startswith(_MORE_CONFIG) for a in argv):  # else: config dirs of your own (checked once composed)
         for group in OPTIONAL_GROUPS:
             if chosen.get(group) not in (None, "None", "null") and not _option_in(CONF_DIR, group, chosen[group]):
@@ -113,6 +121,31 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         fix = _misspelt(parts, chosen)
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"
+    return None
+
+
+def _launcher_problem(argv: Sequence[str]) -> str | None:
+    """A launcher preset whose Hydra plugin is not installed (Hydra says only "Could not load"), or the
+    SLURM one on a machine without SLURM (submitit fails with a traceback at the first job)."""
+    import importlib.util
+    import shutil
+
+    for arg in argv:
+        if not arg.startswith("hydra/launcher="):
+            continue
+        name = arg.split("=", 1)[1]
+        if name not in LAUNCHERS:
+            return None
+        module, extra = LAUNCHERS[name]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return f"hydra/launcher={name} needs its Hydra plugin: pip install -e \".[{extra}]\" (or evalrun[{extra}])"
+        if name == "evalrun_submitit_slurm" and shutil.which("sbatch") is None:
+            return (f"hydra/launcher={name}: this machine has no SLURM (sbatch not found); submit from the cluster's "
+                    f"login node, or use hydra/launcher=evalrun_submitit_local or evalrun_joblib here")
     return None
 
 

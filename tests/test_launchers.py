@@ -177,3 +177,16 @@ def test_ray_preset_composes():
     launcher = _hydra_cfg("hydra/launcher=evalrun_ray", "hydra.launcher.ray.init.address=auto").launcher
     assert launcher._target_.endswith("RayLauncher") and launcher.ray.init.address == "auto"
     assert launcher.ray.remote.num_gpus == 1
+
+
+def test_a_launcher_that_cannot_run_here_is_answered_before_hydra():
+    import shutil
+
+    from evalrun.override_keys import check_command_line
+
+    if not HAVE["ray"]:  # Hydra alone would say "Could not load 'hydra/launcher/ray'"
+        assert 'needs its Hydra plugin: pip install -e ".[ray]"' in check_command_line(["hydra/launcher=evalrun_ray"])
+    if shutil.which("sbatch") is None:  # submitit would fail with a traceback at the first job
+        assert "this machine has no SLURM (sbatch not found)" in check_command_line(
+            ["hydra/launcher=evalrun_submitit_slurm", "seed=0,1", "-m"])
+    assert check_command_line(["hydra/launcher=evalrun_joblib", "seed=0,1", "-m"]) is None
