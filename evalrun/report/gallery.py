@@ -25,7 +25,8 @@ import pandas as pd
 
 from evalrun.report.labels import Labels
 from evalrun.report.sweep import PROMPT_UNIT, value_text
-from evalrun.report.tables import DASH, Table, metric_format
+from evalrun.report.formats import DASH, metric_format
+from evalrun.report.tables import Table
 
 if TYPE_CHECKING:
     from evalrun.report.sweep import Sweep

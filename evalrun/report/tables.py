@@ -9,14 +9,13 @@ undeclared columns are never marked. The marking rule is :mod:`evalrun.report.si
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from evalrun.errors import EvalrunError
+from evalrun.report.formats import format_cell, metric_format
 from evalrun.report.labels import Labels
 from evalrun.report.significance import RULE, best_vs_runner_up
 from evalrun.report.sweep import PROMPT_UNIT, value_text
@@ -26,11 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Decimals that suit each metric's usual scale, when neither the user nor run.json gives a format.
-DEFAULT_FORMATS = {"fid": ".2f", "kid_mean": ".4f", "clip_score": ".2f", "is_mean": ".2f", "cmmd": ".3f",
-                   "clip_directional": ".4f", "fd_dinov2": ".2f", "pick_score": ".3f", "nfe": ".0f",
-                   "peak_memory_gib": ".2f"}
-DASH = "–"
 STATS = ["mean", "std", "n", "top", "best", "test", "cell"]
 UNIT_IMAGE = ["seed", PROMPT_UNIT, "image_index"]
 
@@ -79,22 +73,6 @@ class Table:
     def uniform_n(self) -> bool:
         return len(_cell_ns(self.stats)) <= 1
 
-
-
-def auto_format(values: Sequence[float]) -> str:
-    """Fixed decimals showing about four significant digits of the largest value."""
-    finite = np.abs(np.asarray(values, dtype=float))
-    finite = finite[np.isfinite(finite) & (finite > 0)]
-    if finite.size == 0:
-        return ".3f"
-    return f".{int(np.clip(3 - math.floor(math.log10(finite.max())), 0, 6))}f"
-
-
-def metric_format(metric: str, values: Sequence[float], formats: dict[str, str] | None = None,
-                  declared: dict | None = None) -> str:
-    """The user's format, else the one run.json declares, else a default for the metric, else automatic."""
-    return ((formats or {}).get(metric) or (declared or {}).get(metric, {}).get("fmt")
-            or DEFAULT_FORMATS.get(metric) or auto_format(values))
 
 
 def cell_stats(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
@@ -151,13 +129,6 @@ def _finish(stats: pd.DataFrame, directions: dict[str, bool | None], fmts: dict[
     stats["cell"] = [format_cell(r.mean, r.std, r.n, fmts[r.column], show_n=not uniform_n)
                      for r in stats.itertuples(index=False)]
     return stats
-
-
-def format_cell(mean: float, std: float, n: int, fmt: str, show_n: bool = False) -> str:
-    if not np.isfinite(mean):
-        return DASH
-    text = f"{mean:{fmt}} ± {std:{fmt}}" if np.isfinite(std) else f"{mean:{fmt}} ± {DASH}"
-    return f"{text} (n={int(n)})" if show_n else text
 
 
 def _cell_ns(stats: pd.DataFrame) -> list[int]:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from evalrun.report.tables import DASH, STATS
+from evalrun.report.formats import DASH
+from evalrun.report.tables import STATS
 
 if TYPE_CHECKING:
     from evalrun.report.tables import Table

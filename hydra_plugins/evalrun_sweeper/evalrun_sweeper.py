@@ -70,18 +70,19 @@ class EvalrunSweeper(BasicSweeper):
     def _check_every_job(self) -> None:
         """Every job's config composed (Hydra's errors, as its per-batch check raises them) and given the
         checks a run makes before loading weights (``evalrun.preflight``), before the first job starts:
-        a bad job is refused in one line instead of failing after the jobs before it have sampled."""
-        from evalrun.errors import EvalrunError
-        from evalrun.preflight import check_jobs
+        each job that will fail them is named now, not after the jobs before it have sampled. They still
+        run (and fail alone, in a second): a sweep over models x samplers runs the pairs that fit."""
+        from evalrun.preflight import problems
 
         tic = time.perf_counter()
         loader = self.hydra_context.config_loader
         jobs = ((list(o), loader.load_sweep_config(self.config, list(o))) for batch in self.overrides for o in batch)
-        try:
-            n = check_jobs(jobs)
-        except EvalrunError as exc:
-            print(f"evalrun: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+        n, found = problems(jobs)
+        for job, problem in found[:10]:
+            print(f"evalrun: warning: job {job} will fail: {problem}", file=sys.stderr)
+        if found:
+            print(f"evalrun: warning: {len(found)} of {n} jobs will fail (listed in failed_runs.csv at the end)"
+                  + (f"; {len(found) - 10} more not shown" if len(found) > 10 else ""), file=sys.stderr)
         log.debug("checked the configs of %d jobs in %.2f s", n, time.perf_counter() - tic)
 
     def _summary_exits_on_failure(self) -> bool:
