@@ -248,7 +248,8 @@ def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
             return
         if recorded and recorded != cfg_key:
             raise DirectoryTaken(f"{run_dir} holds the results of another configuration ({name}); run into another "
-                               f"directory (hydra.run.dir=... or hydra.sweep.dir=...) or delete it to recompute there")
+                               f"directory (hydra.run.dir= or hydra.sweep.dir=; evalrun.score --out; the API's "
+                               f"run_dir=) or delete it to recompute there")
 
 
 def _hydra():
