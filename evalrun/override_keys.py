@@ -203,6 +203,8 @@ def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
             return None
         return _nearest(parts[0], top_level_keys(), 0.6)
     group, name = parts[:2]
+    if group == "scheduler" and name == "kwargs" and len(parts) == 3:  # an open mapping: near-spellings only
+        return _near_scheduler_kwarg(parts[2])
     if group == "metrics" and len(parts) >= 3:
         known = metric_keys(name)
         if known is None or parts[2] in known:
@@ -214,6 +216,21 @@ def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
         return None
     near = _nearest(name, group_keys(group), 0.75)
     return ".".join([group, near, *parts[2:]]) if near else None
+
+
+@functools.lru_cache(maxsize=None)
+def scheduler_kwargs() -> frozenset[str]:
+    """The scheduler config keys the packaged scheduler options set (shift, use_karras_sigmas, ...)."""
+    return frozenset(k for f in (CONF_DIR / "scheduler").glob("*.yaml") for k in (_mapping(f).get("kwargs") or {}))
+
+
+def _near_scheduler_kwarg(name: str) -> str | None:
+    """``scheduler.kwargs.<near>`` when ``name`` misspells a key the packaged options use; else None (a
+    scheduler config key of its own: diffusers' from_config takes it)."""
+    if name in scheduler_kwargs():
+        return None
+    near = _nearest(name, scheduler_kwargs(), 0.75)
+    return f"scheduler.kwargs.{near}" if near else None
 
 
 def check_added_keys(overrides: Any, cfg: Any) -> None:
@@ -233,6 +250,9 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
             hint = f"did you mean {near}={value}?" if near else f"the top-level keys are {', '.join(sorted(known))}"
             raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
         group, name = parts[:2]
+        if group == "scheduler" and name == "kwargs" and len(parts) == 3 and _near_scheduler_kwarg(parts[2]):
+            raise ConfigError(f"{override} adds scheduler.kwargs.{parts[2]}, which no scheduler option uses; "
+                              f"did you mean {_near_scheduler_kwarg(parts[2])}={value}?")
         if group not in CLOSED_GROUPS or name in group_keys(group):
             continue
         near = _nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)

@@ -332,6 +332,8 @@ def test_added_keys_that_something_reads_are_let_through():
     check_added_keys(fine, compose(*fine))
     with pytest.raises(ConfigError, match=r"did you mean prompts\.limit=2\?"):
         check_added_keys(["+prompts.limt=2"], compose("+prompts.limt=2"))
+    with pytest.raises(ConfigError, match=r"which no scheduler option uses; did you mean scheduler\.kwargs\.shift=3\?"):
+        check_added_keys(["+scheduler.kwargs.shfit=3"], compose("+scheduler.kwargs.shfit=3"))
     with pytest.raises(ConfigError, match=r"evalrun never reads; the top-level keys are .*guidance_scale"):
         check_added_keys(["+foo=1"], compose("+foo=1"))
 
@@ -341,6 +343,7 @@ def test_added_keys_that_something_reads_are_let_through():
     (["model.pathh=/x"], "model.pathh is not a key of the config; did you mean model.path=/x?"),
     (["prompts.limt=2"], "did you mean prompts.limit=2?"),
     (["metrics=[kid]", "metrics.kid.subsetsize=8"], "did you mean metrics.kid.subset_size=8?"),
+    (["scheduler=flow_euler", "scheduler.kwargs.shfit=3"], "did you mean scheduler.kwargs.shift=3?"),
     (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
     # Optional groups: Hydra would run the default config without the misspelt experiment.
     (["experiment=scheduler_comparision", "-m"], "experiment=scheduler_comparision: no such experiment; valid: "
