@@ -111,6 +111,7 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["model=tiny_dit", "prompts=classes", "width=64"], "width=64 has no effect on model 'tiny_dit' (task class2img"),
     (["guidance_scale=nan"], "guidance_scale must be a finite number >= 0, got nan"),
     (["compile=maybe"], "compile must be false, true or a torch.compile mode (default, lite,"),
+    (["model=tiny_img2img", "prompts=edit_demo", "strength=1.5"], "strength must be in (0, 1], got 1.5"),
     (["attention=sage"], "attention=sage needs the sageattention module, which is not installed"),
     pytest.param(["device=mps"], "device='mps' but MPS (Apple GPUs) is not available here",
                  marks=pytest.mark.skipif("sys.platform == 'darwin'", reason="MPS may be there")),
@@ -418,6 +419,10 @@ def test_a_recompute_killed_in_place_never_reads_as_the_old_run_and_a_killed_dir
 
 
 def test_messages_name_what_is_wrong_with_a_file(tmp_path):
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "no_images" / "notes.txt").write_text("x")
+    assert "has no images (.bmp, .gif" in error_of("metrics=[kid]", "reference=folder",
+                                                   f"reference.path={tmp_path / 'no_images'}", run_dir=tmp_path / "e")
     text = tmp_path / "stats.npz"
     text.write_text("not numpy")
     assert "stats.npz: not an .npz file" in error_of("metrics=[fid]", "reference=npz", f"reference.path={text}",

@@ -73,6 +73,11 @@ class ReferenceSpec:
         path = Path(str(cfg["path"])).expanduser()
         if cfg["kind"] == "folder" and not path.is_dir():
             raise ConfigError(f"reference.path={cfg['path']}: not a directory of images")
+        if cfg["kind"] == "folder":  # the first image found is enough: answered before torch is imported
+            from evalrun.images import IMAGE_SUFFIXES
+
+            if next((f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()), None) is None:
+                raise ConfigError(f"reference.path={cfg['path']} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         if cfg["kind"] in ("npz", "adm") and not path.is_file():
             raise ConfigError(f"reference.path={cfg['path']}: no such .npz file")
         if cfg["kind"] == "adm" and (cfg.get("center_crop") or resize is not None or cfg.get("limit") is not None):

@@ -61,6 +61,13 @@ class Edit(Task):
         mode = cfg.prompts.get("resize") or "stretch"
         if mode not in RESIZE_MODES:
             raise ConfigError(f"prompts.resize={mode!r} is not valid; use one of {', '.join(RESIZE_MODES)}")
+        # Ranges that need no pipeline class: answered before torch is imported (which knob the pipeline
+        # uses is checked with its class, in check_pipeline).
+        for key in ("strength", "image_guidance_scale"):
+            if cfg.get(key) is not None:
+                value = non_negative_number(cfg, key)
+                if key == "strength" and not 0 < value <= 1:
+                    raise ConfigError(f"strength must be in (0, 1], got {value!r}")
 
     def check_pipeline(self, pipeline_cls: type, cfg: Any) -> None:
         """The knob the pipeline uses must be set; one it ignores must not be, or its result column would lie."""
