@@ -41,6 +41,26 @@ def test_rbf_mmd_matches_numpy_float64():
         assert ours == pytest.approx(ref, rel=1e-9, abs=1e-12), spread
         assert rbf_mmd2(x, y, sigma=2.0, scale=1.0) == pytest.approx(numpy_cmmd(x, y, 2.0, 1.0), rel=1e-9, abs=1e-12)
     assert abs(rbf_mmd2(x, x)) < 1e-12
+    # Blocked (3 and 7 rows at a time, blocks that do not divide N): the same number as all pairs at once.
+    for rows in (3, 7):
+        assert rbf_mmd2(x, y, rows=rows) == pytest.approx(numpy_cmmd(x, y), rel=1e-12, abs=1e-14)
+
+
+def test_rbf_mmd_memory_grows_with_n_not_n_squared(monkeypatch):
+    """No kernel matrix larger than ROWS x M is ever built (all pairs at once of a 30k reference: 21 GiB)."""
+    import evalrun.metrics.functional.mmd as mmd
+
+    largest, exp = [0], torch.exp
+
+    def watched(t, *args, **kwargs):
+        largest[0] = max(largest[0], t.numel())
+        return exp(t, *args, **kwargs)
+
+    monkeypatch.setattr(mmd.torch, "exp", watched)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(2500, 4)), rng.normal(size=(2000, 4))
+    mmd.rbf_mmd2(x, y)
+    assert largest[0] == mmd.ROWS * 2500  # the widest block: ROWS rows of x against all of x
 
 
 def _perturbed(images: torch.Tensor, strength: float, seed: int = 0) -> torch.Tensor:

@@ -75,5 +75,11 @@ def _check_early(metric: str, name: str, path: str | None, target: str | None) -
 
 
 def describe(name: str, options: dict[str, Any]) -> str:
-    """The backbone as a result column value (``python:pkg.mod.Class`` for a class)."""
-    return f"python:{options.get('target')}" if name == "python" else name
+    """The backbone as a result column value (``python:pkg.mod.Class`` for a class), with its constructor
+    arguments and resize when set: a sweep over them is never averaged as seeds of one configuration."""
+    import json
+
+    text = f"python:{options.get('target')}" if name == "python" else name
+    extras = ([json.dumps(options["kwargs"], sort_keys=True, default=str)] if options.get("kwargs") else []) + \
+        ([f"resize={options['resize']}"] if options.get("resize") is not None else [])
+    return f"{text} [{'; '.join(extras)}]" if extras else text

@@ -172,7 +172,6 @@ class Metric(abc.ABC):
         The channel axis is the one of size 3; where both are (3-pixel-wide images), a tensor is read as
         (N, 3, H, W) and an array as (N, H, W, 3), as torch and PIL/NumPy lay images out."""
         import numpy as np
-        import torch
 
         columns = {"prompt": prompts, **fields} if prompts is not None else dict(fields)
         for key, values in columns.items():  # a str would be scored a character per image

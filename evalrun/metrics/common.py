@@ -30,10 +30,12 @@ class ExtractorMetric(Metric):
         self.extractor_name = str(feature_extractor)
         self.extractor_options = {k: v for k, v in options.items() if v is not None}
         check_options(self.extractor_name, self.extractor_options, f"metrics.{self.name}")
-        self.layer = layer or DEFAULT_LAYERS.get(self.extractor_name) \
+        # str(): Hydra reads feature_layer=2048 (Inception's pool layer, named "2048") as an int.
+        self.layer = (str(layer) if layer is not None else None) or DEFAULT_LAYERS.get(self.extractor_name) \
             or extractor_class(self.extractor_name).default_layer
         if self.layer is None:
-            raise ConfigError(f"metrics.{self.name}.layer: say which feature layer of {self.extractor_name} to use")
+            raise ConfigError(f"metrics.{self.name}.feature_layer: say which feature layer of {self.extractor_name} "
+                              f"to use")
         self.extractor = None
         self.reference = None
         if self.needs_reference:
@@ -46,7 +48,7 @@ class ExtractorMetric(Metric):
 
         self.extractor = build_extractor(self.extractor_name, self.context.device, **self.extractor_options)
         if self.layer not in self.extractor.layers:
-            raise ConfigError(f"metrics.{self.name}.layer={self.layer!r}: {self.extractor_name} gives "
+            raise ConfigError(f"metrics.{self.name}.feature_layer={self.layer!r}: {self.extractor_name} gives "
                               f"{', '.join(self.extractor.layers)}")
         if self.needs_reference:
             from evalrun.reference.cache import Reference

@@ -80,5 +80,7 @@ class KID(ExtractorMetric):
     def settings(self) -> dict[str, Any]:
         # The subset size applied (clamped to N) is the column; the requested one goes beside it.
         applied = self._applied_size if self._applied_size is not None else self.subset_size
+        # The kernel too: a sweep over degree or gamma must never be averaged as seeds of one configuration.
         return {**self.reference_settings(), **self.extractor_settings(), "subsets": self.subsets,
-                "subset_size": applied, "subset_size_requested": self.subset_size, "seed": self.seed}
+                "subset_size": applied, "subset_size_requested": self.subset_size, "seed": self.seed,
+                "degree": self.degree, "gamma": self.gamma, "coef": self.coef}

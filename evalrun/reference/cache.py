@@ -155,8 +155,11 @@ class Reference:
             info: dict[str, Any] = {"reference": self.spec.describe(), "reference_n": stats.n,
                                     "reference_npz_meta": meta or None}
             if meta.get("extractor") is not None:
-                info["reference_extractor_matches"] = meta["extractor"] == extractor.identity() and \
+                info["reference_extractor_matches"] = _same_network(meta["extractor"], extractor.identity()) and \
                     meta.get("layer", layer) == layer
+                versions = (meta["extractor"].get("versions"), extractor.identity().get("versions"))
+                if info["reference_extractor_matches"] and versions[0] != versions[1]:
+                    info["reference_extractor_versions"] = {"npz": versions[0], "run": versions[1]}
             elif not meta:
                 info["reference_warning"] = (f"{self.spec.path} has only mu and sigma: its sample count and feature "
                                              f"extractor cannot be checked; make sure it holds {extractor.name} "
@@ -188,3 +191,16 @@ class Reference:
         stats = GaussianStats.from_features(features)
         save_npz(path, stats, {**json.loads((entry / "meta.json").read_text()), "layer": layer})
         return stats, info
+
+
+def _same_network(written: dict[str, Any], running: dict[str, Any]) -> bool:
+    """Whether an .npz's extractor identity names the network this run extracts with: the same weights
+    (by content), preprocessing, layers and dtype. Library versions are recorded beside (they move the
+    last float32 digits, not what is measured) and so is whether the weights are a smoke twin (a fact
+    about their content, read from their path, which a copy elsewhere does not share)."""
+    def network(identity: dict[str, Any]) -> dict[str, Any]:
+        weights = {k: v for k, v in (identity.get("weights") or {}).items() if k != "random_weights"}
+        return {**{k: v for k, v in identity.items() if k != "versions"}, "weights": weights}
+
+    return network(written) == network(running)
+

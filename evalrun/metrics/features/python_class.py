@@ -8,8 +8,10 @@ The class is imported (``my_pkg.nets.Encoder`` or ``my_pkg.nets:Encoder``) and b
 keyword arguments, then used as the TorchScript extractor is (torchscript.py: float32 images in
 [0, 1], optional ``resize``, (N, D) out). Importing runs the package's code: name only code
 you trust. Identity (results and cache keys): the class path, the keyword arguments, the
-resize setting and the sha256 of the built module's ``state_dict`` tensors, so a change of
-weights is a new key (a module initialised at random without a seed gets a new key every time).
+resize setting, the sha256 of the built module's ``state_dict`` tensors, so a change of weights is a
+new key (a module initialised at random without a seed gets a new key every time), and the sha256 of
+the source file that defines the class, so an edit of its code is a new key too (a parameter-free
+pooling layer changed from average to max kept its key otherwise).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class PythonModel(ModuleExtractor):
         if not isinstance(module, torch.nn.Module):
             raise ConfigError(f"{key}={target!r} built a {type(module).__name__}, not a torch.nn.Module")
         self._state: str | None = None
+        self._source = _source_sha256(cls)
         self._finish_load(module)
 
     def weights_identity(self) -> dict[str, Any]:
@@ -65,4 +68,22 @@ class PythonModel(ModuleExtractor):
             from evalrun.hashing import tensors_sha256
 
             self._state = tensors_sha256({"module": self.module})
-        return {"class": self.target, "kwargs": self.kwargs, "tensors_sha256": self._state}
+        return {"class": self.target, "kwargs": self.kwargs, "tensors_sha256": self._state, "source_sha256": self._source}
+
+
+def _source_sha256(cls: Any) -> str | None:
+    """The sha256 of the file defining ``cls`` (None for a class without one, e.g. built in C)."""
+    import hashlib
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        return None
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
