@@ -64,7 +64,9 @@ def main(cfg: DictConfig) -> None:
         if sharded(cfg):
             try_merge(run_dir)  # the last shard of a configuration to finish merges it
     except EvalrunError as exc:
-        if not isinstance(exc, DirectoryTaken):  # that directory is another configuration's
+        # A taken directory is another configuration's: nothing is written there. The job's own directory
+        # records the failure when it was another one that was taken (a shard's merged run dir).
+        if not isinstance(exc, DirectoryTaken) or Path(str(exc.directory)) != run_dir:
             _record_failure(run_dir, exc)
         # One clear line on stderr, not a traceback: these are mistakes the user can fix.
         # The job's log file gets it too (the console handler would print it twice).

@@ -108,6 +108,11 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
     if missing and not quiet:
         log.warning("%d job dir(s) have no finished run and are left out of the summary: %s",
                     len(missing), ", ".join(missing))
+    unmerged = _unmerged(runs.attrs["shards"])
+    if unmerged and not quiet:
+        log.warning("%d configuration(s) have finished shards but no merged run, left out of the summary: %s (the last "
+                    "shard merges; if all have finished, python -m evalrun.merge %s merges them)", len(unmerged),
+                    ", ".join(unmerged), sweep_dir)
     if runs.empty:
         raise FileNotFoundError(f"no finished runs (run.json + metrics.csv) under {sweep_dir}")
     path = sweep_dir / SUMMARY_FILE
@@ -119,6 +124,15 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
     log.log(logging.DEBUG if quiet else logging.INFO, "wrote %s (%d runs, %d configurations)", path, len(runs),
             len(summary))
     return path
+
+
+def _unmerged(shard_dirs: list[str]) -> list[str]:
+    """The merged run dirs (by name) that shards point to and that hold no complete run."""
+    from evalrun.runs import read_run
+    from evalrun.shards import read_record
+
+    merged = {record["merged_dir"] for d in shard_dirs if (record := read_record(Path(d))) is not None}
+    return sorted(Path(m).name for m in merged if read_run(Path(m)) is None)
 
 
 def warn_mixed_provenance(runs, grouped: tuple[list[str], list] | None = None) -> dict:

@@ -42,7 +42,12 @@ class SummaryCallback(Callback):
         try:
             aggregate.write_summary(sweep_dir)
         except Exception as exc:  # noqa: BLE001 - Hydra would reduce it to a warning
-            log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
+            from evalrun.runs import SHARD_FILE_NAME
+
+            if isinstance(exc, FileNotFoundError) and any(sweep_dir.glob(f"*/{SHARD_FILE_NAME}")):
+                log.info("no merged run yet (shards of it are still to finish): the summary is written when one is")
+            else:
+                log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
         else:
             self._report(sweep_dir)
         if (sweep_dir / aggregate.FAILED_RUNS_FILE).exists():

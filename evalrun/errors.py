@@ -17,6 +17,10 @@ class ConfigError(EvalrunError):
 class DirectoryTaken(EvalrunError):
     """The run directory holds another configuration's run: nothing is written there, not even the failure."""
 
+    def __init__(self, message: str, directory: object = None) -> None:
+        super().__init__(message)
+        self.directory = directory
+
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -26,7 +26,7 @@ def try_merge(shard_dir: Path) -> Path | None:
     if record is None:
         return None
     merged_dir = Path(record["merged_dir"])
-    done = siblings(Path(shard_dir).parent, merged_dir)
+    done = siblings(Path(shard_dir).parent, merged_dir, record.get("config"))
     missing = sorted(set(range(record["num_shards"])) - set(done))
     if missing:
         log.info("shards %s of %d not finished yet: the merge into %s waits for them (or run "
@@ -46,14 +46,17 @@ def plan(sweep_dir: Path) -> dict[Path, dict]:
     from evalrun.shards import read_record, siblings
 
     groups: dict[Path, dict] = {}
+    seen: list[tuple[Path, dict]] = []
     for child in sorted(Path(sweep_dir).iterdir()):
         record = read_record(child) if child.is_dir() else None
-        if record is None or Path(record["merged_dir"]) in groups:
+        if record is None or (Path(record["merged_dir"]), record.get("config")) in seen:
             continue
         merged = Path(record["merged_dir"])
-        done = siblings(sweep_dir, merged)
-        groups[merged] = {"shards": done, "num_shards": record["num_shards"], "first": child,
-                          "missing": sorted(set(range(record["num_shards"])) - set(done))}
+        seen.append((merged, record.get("config")))
+        done = siblings(sweep_dir, merged, record.get("config"))
+        group = {"shards": done, "num_shards": record["num_shards"], "first": child,
+                 "missing": sorted(set(range(record["num_shards"])) - set(done))}
+        groups[merged if merged not in groups else child] = group  # one merge dir, two configurations: both listed
     return groups
 
 
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 try_merge(group["first"])
-            except EvalrunError as exc:
+            except (EvalrunError, OSError) as exc:  # a merge dir that cannot be written: one line too
                 print(f"{merged.name}: merge failed: {exc}", file=sys.stderr)
                 status = 1
                 continue

@@ -249,7 +249,7 @@ def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
         if recorded and recorded != cfg_key:
             raise DirectoryTaken(f"{run_dir} holds the results of another configuration ({name}); run into another "
                                f"directory (hydra.run.dir= or hydra.sweep.dir=; evalrun.score --out; the API's "
-                               f"run_dir=) or delete it to recompute there")
+                               f"run_dir=) or delete it to recompute there", directory=Path(run_dir))
 
 
 def _hydra():

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 RUN_FILE = "run.json"
 FAILED_FILE = "failed.json"
+SHARD_FILE_NAME = "shard.json"  # evalrun.shards.SHARD_FILE (that module imports more than a reader needs)
 # Config columns that only describe another key (the class ``scheduler=ddim`` names, the folder of
 # ``model=sd15``): a report labels configurations by the key, not by both. Runs declare them in
 # run.json (``derived_columns``); this is also what runs written before the declaration meant.
@@ -85,11 +86,11 @@ def entry(run_dir: Path) -> dict[str, Any]:
                 "derived_columns": record.get("derived_columns", {c: k for c, k in DERIVED_COLUMNS.items()
                                                                    if c in record["config_columns"]}),
                 "smoke": bool(record.get("provenance", {}).get("smoke_model_random_weights"))}
-    if (run_dir / "shard.json").exists():
-        return {"run_dir": str(run_dir), "status": "shard"}  # a shard is not a run: its merge is
-    error = read_failure(run_dir)
+    error = read_failure(run_dir)  # first: a shard whose merge failed is a failed job (a re-run clears it)
     if error is not None:
         return {"run_dir": str(run_dir), "status": "failed", "error": error}
+    if (run_dir / "shard.json").exists():
+        return {"run_dir": str(run_dir), "status": "shard"}  # a shard is not a run: its merge is
     return {"run_dir": str(run_dir), "status": "missing"}
 
 

@@ -55,8 +55,11 @@ def select(n_jobs: int, num_shards: int, shard: int, mode: str, chunk: int | Non
     if mode == "strided":
         mine = chunks[shard::num_shards]
     else:
-        per = -(-len(chunks) // num_shards)  # ceil: the first shards take one chunk more
-        mine = chunks[shard * per:(shard + 1) * per]
+        # Balanced: shard sizes differ by one chunk at most. (Blocks of ceil(chunks / shards) left the last
+        # shards empty: 600 images over 8 shards gave 128 x 4, 88 and three idle GPUs.)
+        per, extra = divmod(len(chunks), num_shards)  # the first `extra` shards take one chunk more
+        start = shard * per + min(shard, extra)
+        mine = chunks[start:start + per + (shard < extra)]
     return [j for c in mine for j in c]
 
 
@@ -96,12 +99,15 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return record if record.get("status") == "complete" else None
 
 
-def siblings(sweep_dir: Path, merged_dir: Path) -> dict[int, Path]:
-    """Complete shard dirs under ``sweep_dir`` that merge into ``merged_dir``, by shard index."""
+def siblings(sweep_dir: Path, merged_dir: Path, config: dict | None = None) -> dict[int, Path]:
+    """Complete shard dirs under ``sweep_dir`` that merge into ``merged_dir``, by shard index; with ``config``
+    (a shard record's unsplit config), only the shards of that configuration: one ``shard_merge_dir`` shared
+    by a sweep over seeds must not complete seed 1's shards with seed 0's."""
     found = {}
     for child in Path(sweep_dir).iterdir():
         record = read_record(child) if child.is_dir() else None
-        if record is not None and Path(record["merged_dir"]) == Path(merged_dir):
+        if record is not None and Path(record["merged_dir"]) == Path(merged_dir) \
+                and (config is None or record.get("config") == config):
             found[int(record["shard"])] = child
     return found
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from conftest import cli, compose, run_inprocess
 from evalrun.errors import ConfigError, EvalrunError
@@ -104,6 +105,8 @@ def test_unconditional_count_is_checked_before_anything_loads(tmp_path):
     from conftest import error_of
 
     assert "num_images must be a positive integer" in error_of("model=tiny_ddpm", "num_images=0", run_dir=tmp_path)
+    (tmp_path / "ref").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ref" / "real.png")
     message = error_of("model=tiny_ddpm", "num_images=1", "metrics=[fid]", "reference=folder",
-                       f"reference.path={tmp_path}", run_dir=tmp_path / "r")
+                       f"reference.path={tmp_path / 'ref'}", run_dir=tmp_path / "r")
     assert "metric 'fid' needs at least 2 images but this run makes 1" in message

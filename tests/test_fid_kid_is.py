@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import inception_weights as iw  # noqa: E402
 from evalrun.errors import ConfigError, EvalrunError  # noqa: E402
@@ -269,6 +270,7 @@ def test_kid_refuses_npz_reference(tmp_path):
 
 
 def test_missing_or_undownloadable_weights_say_what_to_do(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "real.png")  # a reference folder with an image
     with pytest.raises(ConfigError, match="metrics.kid.feature_extractor_weights_path=.*no such file"):
         build_metric("kid", {"feature_extractor_weights_path": str(tmp_path / "nope.pth")},
                      MetricContext(reference={"kind": "folder", "path": str(tmp_path)})).load()

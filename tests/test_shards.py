@@ -56,6 +56,9 @@ def test_select_gives_whole_chunks_in_run_order():
             assert len(part) == sum(min(64, 300 - s) for s in starts)
     assert shards.select(300, 3, 1, "strided", chunk=64) == list(range(64, 128)) + list(range(256, 300))
     assert shards.select(300, 3, 0, "contiguous", chunk=64) == list(range(0, 128))
+    # Balanced: no shard is left idle (ceil-sized blocks gave 600 images over 8 shards 128 x 4, 88, 0, 0, 0).
+    assert [len(shards.select(600, 8, i, "contiguous", chunk=64)) for i in range(8)] == [128, 128, 64, 64, 64, 64, 64, 24]
+    assert [len(shards.select(200, 3, i, "contiguous", chunk=64)) for i in range(3)] == [128, 64, 8]
 
 
 def test_shards_in_reverse_order_merge_to_the_unsharded_run(tmp_path, reference, caplog):
@@ -110,3 +113,30 @@ def test_a_sharded_sweep_through_the_cli_merges_and_summarises_once(tmp_path):
     assert len(merged) == 1 and "shard=" not in merged[0].name
     assert len(pd.read_csv(merged[0] / "images.csv")) == N
     assert len(list(tmp_path.glob("*/shard.json"))) == 3 and not (tmp_path / "failed_runs.csv").exists()
+
+
+def test_a_shared_merge_dir_never_mixes_configurations_and_a_failed_merge_is_a_failed_job(tmp_path, caplog):
+    """One shard_merge_dir across a sweep over seeds: seed 1's shards are never completed with seed 0's;
+    seed 1's merge, refused there (seed 0 merged first), is a failed job, listed, and the sweep exits 1."""
+    merged = tmp_path / "merged"
+    proc = cli("model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "seed=0,1", "num_shards=2", "shard=0,1",
+               f"shard_merge_dir={merged}", "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={tmp_path / 's'}", "-m",
+               check=False)
+    assert proc.returncode == 1
+    record = json.loads((merged / "run.json").read_text())
+    assert record["config"]["seed"] == 0  # the first configuration whose shards all finished
+    failed = pd.read_csv(tmp_path / "s" / "failed_runs.csv")
+    assert len(failed) == 1 and "seed=1" in failed["run_dir"][0] and "another configuration" in failed["error"][0]
+    # Shards whose merged run is gone (a merge killed part-way) are named, not silently left out.
+    from evalrun.aggregate import main as aggregate
+
+    (merged / "run.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        aggregate([str(tmp_path / "s")])
+    assert "finished shards but no merged run" in caplog.text and "python -m evalrun.merge" in caplog.text
+    # A merge that cannot be written is a failed job too (it was counted as a shard, and the sweep exited 0).
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    proc = cli("model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "num_shards=2", "shard=0,1",
+               f"shard_merge_dir={blocked / 'merged'}", f"hydra.sweep.dir={tmp_path / 'b'}", "-m", check=False)
+    assert proc.returncode == 1 and len(pd.read_csv(tmp_path / "b" / "failed_runs.csv")) == 1

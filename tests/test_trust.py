@@ -289,7 +289,8 @@ def test_too_few_images_for_a_set_metric_is_answered_before_anything_loads(tmp_p
     import evalrun.pipelines as pipelines
 
     monkeypatch.setattr(pipelines, "load_pipeline", lambda *a, **k: pytest.fail("the pipeline was loaded"))
-    message = error_of("prompts.limit=1", "metrics=[fid]", "reference=folder", f"reference.path={tmp_path}",
+    ref = iw.save_pngs(iw.random_images(2, 16, seed=1), tmp_path / "ref")
+    message = error_of("prompts.limit=1", "metrics=[fid]", "reference=folder", f"reference.path={ref}",
                        run_dir=tmp_path / "run")
     assert "metric 'fid' needs at least 2 images but this run makes 1" in message
 
