@@ -42,9 +42,9 @@ class SummaryCallback(Callback):
         try:
             aggregate.write_summary(sweep_dir)
         except Exception as exc:  # noqa: BLE001 - Hydra would reduce it to a warning
-            from evalrun.runs import SHARD_FILE_NAME
+            from evalrun.shards import SHARD_FILE
 
-            if isinstance(exc, FileNotFoundError) and any(sweep_dir.glob(f"*/{SHARD_FILE_NAME}")):
+            if isinstance(exc, FileNotFoundError) and any(sweep_dir.glob(f"*/{SHARD_FILE}")):
                 log.info("no merged run yet (shards of it are still to finish): the summary is written when one is")
             else:
                 log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)

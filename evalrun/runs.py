@@ -13,7 +13,6 @@ from typing import Any, Iterable
 
 RUN_FILE = "run.json"
 FAILED_FILE = "failed.json"
-SHARD_FILE_NAME = "shard.json"  # evalrun.shards.SHARD_FILE (that module imports more than a reader needs)
 # Config columns that only describe another key (the class ``scheduler=ddim`` names, the folder of
 # ``model=sd15``): a report labels configurations by the key, not by both. Runs declare them in
 # run.json (``derived_columns``); this is also what runs written before the declaration meant.

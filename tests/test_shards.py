@@ -140,3 +140,11 @@ def test_a_shared_merge_dir_never_mixes_configurations_and_a_failed_merge_is_a_f
     proc = cli("model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "num_shards=2", "shard=0,1",
                f"shard_merge_dir={blocked / 'merged'}", f"hydra.sweep.dir={tmp_path / 'b'}", "-m", check=False)
     assert proc.returncode == 1 and len(pd.read_csv(tmp_path / "b" / "failed_runs.csv")) == 1
+
+
+def test_a_sweep_of_some_shards_only_waits_without_calling_the_summary_failed(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        proc = cli("model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "num_shards=2", "shard=1",
+                   f"hydra.sweep.dir={tmp_path}", "-m", check=False)
+    text = caplog.text + proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "summary failed" not in text and "no merged run yet" in text
