@@ -191,8 +191,16 @@ def refresh(sweep_dir: Path, run_dir: Path) -> Path | None:
     import json
 
     sweep_dir = Path(sweep_dir)
+    entries = [entry(run_dir)]
+    if entries[0]["status"] == "shard":  # the shard that merged its configuration: the merged run joins too
+        from evalrun.runs import read_run
+        from evalrun.shards import read_record
+
+        merged = Path((read_record(Path(run_dir)) or {}).get("merged_dir") or run_dir)
+        if merged != Path(run_dir) and read_run(merged) is not None:
+            entries.append(entry(merged))
     with open(sweep_dir / INDEX_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry(run_dir), default=str) + "\n")
+        fh.write("".join(json.dumps(e, default=str) + "\n" for e in entries))
     path = None
     for _ in range(10):
         entries = read_index(sweep_dir)

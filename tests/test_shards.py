@@ -148,3 +148,16 @@ def test_a_sweep_of_some_shards_only_waits_without_calling_the_summary_failed(tm
                    f"hydra.sweep.dir={tmp_path}", "-m", check=False)
     text = caplog.text + proc.stdout + proc.stderr
     assert proc.returncode == 0 and "summary failed" not in text and "no merged run yet" in text
+
+
+def test_the_summary_after_each_job_takes_in_the_run_a_shard_merged(tmp_path):
+    """The incremental summary (what is left when the end of a sweep never runs) counts merged runs too."""
+    from evalrun.aggregate import INDEX_FILE, SUMMARY_FILE, refresh
+
+    cli("model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "num_shards=2", "shard=0,1",
+        f"hydra.sweep.dir={tmp_path}", "-m")
+    (tmp_path / SUMMARY_FILE).unlink()
+    (tmp_path / INDEX_FILE).unlink()
+    last = max(tmp_path.glob("*/shard.json"), key=lambda p: p.stat().st_mtime_ns).parent  # the one that merged
+    refresh(tmp_path, last)
+    assert len(pd.read_csv(tmp_path / SUMMARY_FILE)) == 1
