@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError
+from evalrun.hashing import stable_hash
 from evalrun.metrics.features import store as feature_store
 
 log = logging.getLogger(__name__)
 SHARD_FILE = "shard.json"
+REGISTRY = ".shards"  # in the merged run dir: a pointer to each finished shard
 MODES = ("contiguous", "strided")
 SHARD_KEYS = ("shard", "num_shards", "shard_mode", "shard_merge_dir")
 
@@ -84,6 +86,9 @@ def write_record(run_dir: Path, cfg: Any, run_key: str, merged_dir: Path, image_
               "images": {"sampled": stream.sampled, "reused": stream.reused},
               "config": OmegaConf.to_container(unsplit(cfg), resolve=True)}
     write_json(record, run_dir / SHARD_FILE)
+    # Where the merge looks, too: shards run outside a sweep (shard_merge_dir=) may sit in folders of their own.
+    write_json({"run_dir": str(Path(run_dir).resolve())},
+               Path(merged_dir) / REGISTRY / f"{record['shard']}-{stable_hash(record['config'], length=16)}.json")
     log.info("shard %d/%d complete: %d images in %s", record["shard"] + 1, record["num_shards"], len(image_ids), run_dir)
     return record
 
@@ -104,11 +109,22 @@ def siblings(sweep_dir: Path, merged_dir: Path, config: dict | None = None) -> d
     (a shard record's unsplit config), only the shards of that configuration: one ``shard_merge_dir`` shared
     by a sweep over seeds must not complete seed 1's shards with seed 0's."""
     found = {}
-    for child in Path(sweep_dir).iterdir():
+    for child in [*Path(sweep_dir).iterdir(), *_registered(Path(merged_dir))]:
         record = read_record(child) if child.is_dir() else None
         if record is not None and Path(record["merged_dir"]) == Path(merged_dir) \
                 and (config is None or record.get("config") == config):
-            found[int(record["shard"])] = child
+            found.setdefault(int(record["shard"]), child)
+    return found
+
+
+def _registered(merged_dir: Path) -> list[Path]:
+    """The shard dirs that recorded themselves in ``merged_dir`` (wherever they ran)."""
+    found = []
+    for pointer in sorted((merged_dir / REGISTRY).glob("*.json")):
+        try:
+            found.append(Path(json.loads(pointer.read_text(encoding="utf-8"))["run_dir"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
     return found
 
 

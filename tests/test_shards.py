@@ -69,7 +69,7 @@ def test_shards_in_reverse_order_merge_to_the_unsharded_run(tmp_path, reference,
         for shard in (2, 1):
             record = run_inprocess(*args, f"shard={shard}", run_dir=tmp_path / f"shard{shard}")
             assert record["shard"] == shard and try_merge(tmp_path / f"shard{shard}") is None
-    assert "shards [0] of 3 not finished yet" in caplog.text and not merged_dir.exists()
+    assert "shards [0] of 3 not finished yet" in caplog.text and not (merged_dir / "run.json").exists()
     from evalrun.merge import main as merge_main
 
     assert merge_main([str(tmp_path)]) == 1  # by hand: says what it waits for
@@ -139,7 +139,8 @@ def test_a_shared_merge_dir_never_mixes_configurations_and_a_failed_merge_is_a_f
     blocked.write_text("not a directory")
     proc = cli("model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "num_shards=2", "shard=0,1",
                f"shard_merge_dir={blocked / 'merged'}", f"hydra.sweep.dir={tmp_path / 'b'}", "-m", check=False)
-    assert proc.returncode == 1 and len(pd.read_csv(tmp_path / "b" / "failed_runs.csv")) == 1
+    failed = pd.read_csv(tmp_path / "b" / "failed_runs.csv")  # each shard, recording itself where the merge looks
+    assert proc.returncode == 1 and len(failed) == 2 and failed["error"].str.contains("NotADirectoryError").all()
 
 
 def test_a_sweep_of_some_shards_only_waits_without_calling_the_summary_failed(tmp_path, caplog):
@@ -161,3 +162,15 @@ def test_the_summary_after_each_job_takes_in_the_run_a_shard_merged(tmp_path):
     last = max(tmp_path.glob("*/shard.json"), key=lambda p: p.stat().st_mtime_ns).parent  # the one that merged
     refresh(tmp_path, last)
     assert len(pd.read_csv(tmp_path / SUMMARY_FILE)) == 1
+
+
+def test_shards_run_apart_with_a_merge_dir_find_each_other(tmp_path):
+    """Outside a sweep (shard_merge_dir=, the route for separate machines) shards in folders of their own merge."""
+    from conftest import run_inprocess as run
+
+    merged = tmp_path / "merged"
+    common = ["model=tiny_ddpm", "num_images=4", "steps=2", "metrics=[]", "num_shards=2", f"shard_merge_dir={merged}"]
+    for shard in (0, 1):
+        run(*common, f"shard={shard}", run_dir=tmp_path / f"node{shard}" / "run")
+        assert try_merge(tmp_path / f"node{shard}" / "run") == (merged if shard == 1 else None)
+    assert len(pd.read_csv(merged / "images.csv")) == 4 and (merged / "run.json").exists()
