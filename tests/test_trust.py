@@ -268,6 +268,7 @@ def test_an_unreadable_reference_image_is_skipped_and_counted_or_refused(tmp_pat
     record = run_inprocess(*args, run_dir=tmp_path / "run")
     info = record["provenance"]["metrics"]["fid"]
     assert info["reference_skipped"] == 1 and info["reference_n"] == 5 and info["reference_skipped_files"][0].endswith("0001.png")
+    assert info["reference_feature_batch_size"] == 50  # the cache entry's own, beside the run's feature batch size
     message = error_of(*args, "reference.strict=true", "paths.cache_dir=" + str(tmp_path / "fresh-cache"),
                        run_dir=tmp_path / "strict")
     assert "0001.png cannot be read" in message and "reference.strict=false" in message

@@ -112,7 +112,9 @@ class Reference:
         meta = json.loads((entry / "meta.json").read_text())
         info = {"reference": spec.describe(), "reference_n": meta["n"], "reference_cache_key": key[:32],
                 "reference_cache": status, "reference_preprocessing": spec.preprocessing(),
-                "reference_skipped": len(meta.get("skipped", [])), "reference_skipped_files": meta.get("skipped", [])}
+                "reference_skipped": len(meta.get("skipped", [])), "reference_skipped_files": meta.get("skipped", []),
+                # The entry is shared across feature batch sizes (float32 round-off only): the one it was made at.
+                "reference_feature_batch_size": meta.get("batch_size")}
         self._entries[extractor.key] = (entry, info)
         return entry, info
 
