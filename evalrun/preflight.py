@@ -18,29 +18,20 @@ from evalrun.errors import ConfigError, EvalrunError
 
 
 def check_job(cfg: Any, in_place: bool = False) -> None:
-    """The checks a run makes before loading weights; on a copy of ``cfg``, or (``in_place``, for a config
-    that is run next) on ``cfg`` itself, resolved and opened as :func:`evalrun.run.run` leaves it."""
-    import os
-    from pathlib import Path
+    """The checks a run makes before loading weights (its own helpers: the same checks, by construction); on a
+    copy of ``cfg``, or (``in_place``, for a config that is run next) on ``cfg`` itself, left resolved and
+    opened as :func:`evalrun.run.run` leaves it."""
+    from omegaconf import open_dict
 
-    from omegaconf import OmegaConf, open_dict
-
-    from evalrun.config import validate, validate_classes
+    from evalrun.run import checked_classes, checked_config
 
     job = cfg if in_place else copy.deepcopy(cfg)
     if "hydra" in job:  # Hydra's own section resolves only inside a running job
         with open_dict(job):
             del job["hydra"]
-    OmegaConf.resolve(job)
-    OmegaConf.set_struct(job, False)
-    plan = validate(job)
-    if job.get("paths") and job.paths.get("cache_dir"):  # as the run will: tiny twins are built there
-        os.environ["EVALRUN_CACHE"] = str(Path(str(job.paths.cache_dir)).expanduser())
+    plan = checked_config(job)
     if plan.task.generates:
-        from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
-
-        cls = validate_classes(job, plan.task)
-        checked_scheduler(cls, checkpoint_scheduler(job.model), job.scheduler, int(job.steps))
+        checked_classes(job, plan.task)
 
 
 def problems(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> tuple[int, list[tuple[str, str]]]:

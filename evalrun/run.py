@@ -80,23 +80,39 @@ def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
     return {"model_weights_sha256": stable_hash(weights, length=16) if weights else None}
 
 
+def checked_config(cfg: Any) -> Plan:
+    """A run's first step (and a sweep's pre-check of each job, evalrun.preflight): ``cfg`` resolved in place
+    and opened, validated, and the cache pointed where it says. Interpolations are resolved once, in place:
+    re-resolving them on every access cost more than the rest of the bookkeeping, and building a new config
+    from the resolved values cost as much again."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.resolve(cfg)
+    OmegaConf.set_struct(cfg, False)
+    plan = validate(cfg)
+    if cfg.get("paths") and cfg.paths.get("cache_dir"):
+        os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())
+    return plan
+
+
+def checked_classes(cfg: Any, task: Any) -> tuple[type, dict[str, Any]]:
+    """The pipeline class and the resolved scheduler config, checked from the checkpoint's files (no weights
+    load): a run's step 3, and a sweep's pre-check of each job."""
+    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
+
+    pipeline_cls = validate_classes(cfg, task)
+    return pipeline_cls, checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
+
+
 def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dict[str, Any]:
     """Run ``cfg`` into ``run_dir`` (a shard of it when ``num_shards`` > 1); ``image_sources``: other
     run folders whose images may be reused (a merge reads its shards'). ``cfg``'s interpolations are
     resolved in place."""
-    from omegaconf import OmegaConf
-
     run_dir = Path(run_dir)
     quiet_libraries()
-    # 1. Validate everything cheap before anything heavy is imported. Interpolations are resolved
-    #    once here, in place: re-resolving them on every access cost more than the rest of the
-    #    bookkeeping, and building a new config from the resolved values cost as much again.
-    OmegaConf.resolve(cfg)
-    OmegaConf.set_struct(cfg, False)
+    # 1. Validate everything cheap before anything heavy is imported.
+    plan = checked_config(cfg)
     plain = to_plain(cfg)  # the keys below hash this
-    plan = validate(cfg)
-    if cfg.get("paths") and cfg.paths.get("cache_dir"):
-        os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())
     merged_dir = shards.merged_dir_for(cfg, _hydra()) if shards.sharded(cfg) else None
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -122,7 +138,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     from evalrun.jobs import image_jobs
     from evalrun.metrics.features.store import FeatureStore
     from evalrun.paths import cache_dir
-    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler, model_identity
+    from evalrun.pipelines import model_identity
     from evalrun.scoring import StreamScorer
 
     t0 = time.perf_counter()
@@ -140,9 +156,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     # 3. Pipeline class, knobs and scheduler, checked from the checkpoint's files (no weights load).
     pipeline_cls, scheduler_config, model = None, {"class": None}, {}
     if task.generates:
-        pipeline_cls = validate_classes(cfg, task)
-        scheduler_config = checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler,
-                                             int(cfg.steps))
+        pipeline_cls, scheduler_config = checked_classes(cfg, task)
         model = model_identity(cfg.model)
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing

@@ -73,10 +73,8 @@ class Edit(Task):
         """The knob the pipeline uses must be set; one it ignores must not be, or its result column would lie."""
         style = edit_style(pipeline_cls)
         used = {"pix2pix": "image_guidance_scale", "img2img": "strength", "instruction": None}[style]
-        if used is not None:
-            value = non_negative_number(cfg, used, f" for {pipeline_cls.__name__}")
-            if used == "strength" and not 0 < value <= 1:
-                raise ConfigError(f"strength must be in (0, 1], got {value!r}")
+        if used is not None:  # its range was checked with the config (validate); here: that it is set
+            non_negative_number(cfg, used, f" for {pipeline_cls.__name__}")
         for unused in {"image_guidance_scale", "strength"} - {used}:
             if cfg.get(unused) is not None:
                 raise ConfigError(f"{unused}={cfg.get(unused)!r} has no effect on {pipeline_cls.__name__}; remove it")
