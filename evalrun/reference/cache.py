@@ -157,11 +157,11 @@ class Reference:
             info: dict[str, Any] = {"reference": self.spec.describe(), "reference_n": stats.n,
                                     "reference_npz_meta": meta or None}
             if meta.get("extractor") is not None:
-                info["reference_extractor_matches"] = _same_network(meta["extractor"], extractor.identity()) and \
+                written, running = meta["extractor"], extractor.identity()
+                info["reference_extractor_matches"] = _same_network(written, running) and \
                     meta.get("layer", layer) == layer
-                versions = (meta["extractor"].get("versions"), extractor.identity().get("versions"))
-                if info["reference_extractor_matches"] and versions[0] != versions[1]:
-                    info["reference_extractor_versions"] = {"npz": versions[0], "run": versions[1]}
+                if info["reference_extractor_matches"] and written.get("versions") != running.get("versions"):
+                    info["reference_extractor_versions"] = {"npz": written.get("versions"), "run": running.get("versions")}
             elif not meta:
                 info["reference_warning"] = (f"{self.spec.path} has only mu and sigma: its sample count and feature "
                                              f"extractor cannot be checked; make sure it holds {extractor.name} "
@@ -205,4 +205,3 @@ def _same_network(written: dict[str, Any], running: dict[str, Any]) -> bool:
         return {**{k: v for k, v in identity.items() if k != "versions"}, "weights": weights}
 
     return network(written) == network(running)
-

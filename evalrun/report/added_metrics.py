@@ -69,9 +69,7 @@ def _fill_constant_settings(rows: pd.DataFrame, settings: list[str]) -> None:
     for c in settings:
         present = rows[c].dropna()
         if len(present) and present.map(str).nunique() == 1 and rows[c].isna().any():
-            if rows[c].dtype != object and isinstance(present.iloc[0], str):
-                rows[c] = rows[c].astype(object)
-            rows.loc[rows[c].isna(), c] = present.iloc[0]
+            _assign(rows, rows[c].isna(), c, present.iloc[0])
 
 
 def _compatible(a: pd.Series, b: pd.Series, settings: list[str]) -> bool:
@@ -86,9 +84,14 @@ def _fill(rows: pd.DataFrame, target: int, source: int, fields: list[str]) -> No
     """The target run's missing values of ``fields``, taken from ``source``."""
     for c in fields:
         if c in rows and pd.isna(rows.at[target, c]) and not pd.isna(rows.at[source, c]):
-            if rows[c].dtype != object and isinstance(rows.at[source, c], str):
-                rows[c] = rows[c].astype(object)
-            rows.at[target, c] = rows.at[source, c]
+            _assign(rows, target, c, rows.at[source, c])
+
+
+def _assign(rows: pd.DataFrame, where: Any, column: str, value: Any) -> None:
+    """``rows.loc[where, column] = value``; a column read as numbers (all empty) takes text as objects."""
+    if rows[column].dtype != object and isinstance(value, str):
+        rows[column] = rows[column].astype(object)
+    rows.loc[where, column] = value
 
 
 def per_image_columns(frame: pd.DataFrame, others: list[pd.DataFrame]) -> pd.DataFrame:

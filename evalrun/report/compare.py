@@ -4,12 +4,12 @@ A and B are selectors over config keys (``"model=sd14"``, ``"scheduler=ddim,step
 paired on every other config key that varies within a side (so ``model=sd14`` vs ``model=sd15``
 in a sweep over schedulers pairs ddim with ddim) plus the seed; per-image metrics are further
 paired by the prompt (its id and its text: ids are positions in a prompt set, and two sets' first
-prompts are different prompts) and ``image_index``. A metric without pairs is
-left out of its comparison (and named in it); the others are still compared. The difference is B − A; its 95% interval is a
-percentile bootstrap of the mean paired difference with ``numpy.random.default_rng(seed)`` (so the
-report is reproducible) when there are at least ``MIN_BOOTSTRAP_PAIRS`` (10) pairs, and a
-Student-t interval of the mean difference with fewer (see :mod:`evalrun.report.significance`:
-the same rule decides which table cells are bold).
+prompts are different prompts) and ``image_index``. A metric without pairs is left out of its
+comparison (and named in it); the others are still compared. The difference is B − A; its 95%
+interval is a percentile bootstrap of the mean paired difference with
+``numpy.random.default_rng(seed)`` (so the report is reproducible) when there are at least
+``MIN_BOOTSTRAP_PAIRS`` (10) pairs, and a Student-t interval of the mean difference with fewer (see
+:mod:`evalrun.report.significance`: the same rule decides which table cells are bold).
 """
 
 from __future__ import annotations
