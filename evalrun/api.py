@@ -140,11 +140,11 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     composed = [configs(job) for job in jobs]
     for job, cfg in zip(jobs, composed):
         check_added_keys(job, cfg)
-    check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
+    checked = check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", composed[0])
     with background_writes():  # a run's files are written while the next run samples
-        for job, cfg in zip(jobs, composed):  # the job dirs the CLI would make for the same sweep
-            run(cfg, target / job_dirname(",".join(sorted(job)), str(target), varying=varying))
+        for job, cfg, found in zip(jobs, composed, checked):  # the job dirs the CLI would make for the same sweep
+            run(cfg, target / job_dirname(",".join(sorted(job)), str(target), varying=varying), checked=found)
     write_summary(target)
     return SweepResult(target)
 

@@ -14,42 +14,39 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable, Sequence
 
+from evalrun.checked import Checked, check
 from evalrun.errors import ConfigError, EvalrunError
 
 
-def check_job(cfg: Any, in_place: bool = False) -> None:
-    """The checks a run makes before loading weights (its own helpers: the same checks, by construction); on a
-    copy of ``cfg``, or (``in_place``, for a config that is run next) on ``cfg`` itself, left resolved and
-    opened as :func:`evalrun.run.run` leaves it."""
+def check_job(cfg: Any, in_place: bool = False) -> Checked:
+    """The checks a run makes before loading weights (evalrun.checked: the same checks, by construction), on
+    a copy of ``cfg`` or (``in_place``, for a config that is run next) on ``cfg`` itself, left resolved and
+    opened as :func:`evalrun.run.run` leaves it; what they found is handed to that run."""
     from omegaconf import open_dict
-
-    from evalrun.run import checked_classes, checked_config
 
     job = cfg if in_place else copy.deepcopy(cfg)
     if "hydra" in job:  # Hydra's own section resolves only inside a running job
         with open_dict(job):
             del job["hydra"]
-    plan = checked_config(job)
-    if plan.task.generates:
-        checked_classes(job, plan.task)
+    return check(job)
 
 
-def problems(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> tuple[int, list[tuple[str, str]]]:
-    """(how many jobs, [(job, its one-line problem)]) for (overrides, config) jobs."""
-    n, found = 0, []
+def problems(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> tuple[list, list[tuple[str, str]]]:
+    """([each job's Checked, None where it failed], [(job, its one-line problem)]) for (overrides, config) jobs."""
+    checked, found = [], []
     for overrides, cfg in jobs:
-        n += 1
         try:
-            check_job(cfg, in_place)
+            checked.append(check_job(cfg, in_place))
         except EvalrunError as exc:
+            checked.append(None)
             found.append((" ".join(overrides), str(exc)))
-    return n, found
+    return checked, found
 
 
-def check_jobs(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> int:
-    """Raise one ConfigError naming the first bad job (and how many there are); returns the job count."""
-    n, found = problems(jobs, in_place)
+def check_jobs(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> list[Checked]:
+    """Every job's Checked; else one ConfigError naming the first bad job (and how many there are)."""
+    checked, found = problems(jobs, in_place)
     if found:
-        more = f" ({len(found)} of {n} jobs fail these checks)" if len(found) > 1 else ""
+        more = f" ({len(found)} of {len(checked)} jobs fail these checks)" if len(found) > 1 else ""
         raise ConfigError(f"job {found[0][0]}: {found[0][1]}{more}; no job of the sweep was started")
-    return n
+    return checked

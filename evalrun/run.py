@@ -7,13 +7,13 @@ Each step calls small helpers; the pipeline is loaded only if some image has to 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import evalrun.shards as shards
-from evalrun.config import Plan, check_image_count, resolve_device, resolve_dtype, validate, validate_classes
+from evalrun.checked import Checked, checked_classes, checked_config, point_cache
+from evalrun.config import check_image_count, resolve_device, resolve_dtype
 from evalrun.plain import to_plain
 from evalrun.console import Phase, quiet_libraries
 from evalrun.keys import generation_key, run_key
@@ -80,38 +80,18 @@ def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
     return {"model_weights_sha256": stable_hash(weights, length=16) if weights else None}
 
 
-def checked_config(cfg: Any) -> Plan:
-    """A run's first step (and a sweep's pre-check of each job, evalrun.preflight): ``cfg`` resolved in place
-    and opened, validated, and the cache pointed where it says. Interpolations are resolved once, in place:
-    re-resolving them on every access cost more than the rest of the bookkeeping, and building a new config
-    from the resolved values cost as much again."""
-    from omegaconf import OmegaConf
-
-    OmegaConf.resolve(cfg)
-    OmegaConf.set_struct(cfg, False)
-    plan = validate(cfg)
-    if cfg.get("paths") and cfg.paths.get("cache_dir"):
-        os.environ["EVALRUN_CACHE"] = str(Path(str(cfg.paths.cache_dir)).expanduser())
-    return plan
-
-
-def checked_classes(cfg: Any, task: Any) -> tuple[type, dict[str, Any]]:
-    """The pipeline class and the resolved scheduler config, checked from the checkpoint's files (no weights
-    load): a run's step 3, and a sweep's pre-check of each job."""
-    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
-
-    pipeline_cls = validate_classes(cfg, task)
-    return pipeline_cls, checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
-
-
-def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dict[str, Any]:
+def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None, checked: Checked | None = None) -> dict[str, Any]:
     """Run ``cfg`` into ``run_dir`` (a shard of it when ``num_shards`` > 1); ``image_sources``: other
     run folders whose images may be reused (a merge reads its shards'). ``cfg``'s interpolations are
-    resolved in place."""
+    resolved in place. ``checked``: what :func:`evalrun.checked.check` found for this very ``cfg`` (a
+    sweep's pre-check), not checked again."""
     run_dir = Path(run_dir)
     quiet_libraries()
     # 1. Validate everything cheap before anything heavy is imported.
-    plan = checked_config(cfg)
+    if checked is None:
+        checked = Checked(checked_config(cfg))
+    else:
+        point_cache(cfg)
     plain = to_plain(cfg)  # the keys below hash this
     merged_dir = shards.merged_dir_for(cfg, _hydra()) if shards.sharded(cfg) else None
     device = resolve_device(cfg.device)
@@ -129,10 +109,10 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None) -> dic
             log.info("shard in %s is already complete; reusing it", run_dir)
             return shard
         claim_directory(run_dir, cfg_key)
-        return _compute(cfg, plan, run_dir, key, cfg_key, device, dtype, image_sources or [], merged_dir)
+        return _compute(cfg, checked, run_dir, key, cfg_key, device, dtype, image_sources or [], merged_dir)
 
 
-def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device, dtype, image_sources: list[Path],
+def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, device, dtype, image_sources: list[Path],
              merged_dir: Path | None) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
     from evalrun.jobs import image_jobs
@@ -142,6 +122,7 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     from evalrun.scoring import StreamScorer
 
     t0 = time.perf_counter()
+    plan = checked.plan
     task, metrics = plan.task, plan.metrics
     clean_partial_files(run_dir)
     clean_partial_files(run_dir / "images")
@@ -156,7 +137,8 @@ def _compute(cfg: Any, plan: Plan, run_dir: Path, key: str, cfg_key: str, device
     # 3. Pipeline class, knobs and scheduler, checked from the checkpoint's files (no weights load).
     pipeline_cls, scheduler_config, model = None, {"class": None}, {}
     if task.generates:
-        pipeline_cls, scheduler_config = checked_classes(cfg, task)
+        pipeline_cls, scheduler_config = ((checked.pipeline_cls, checked.scheduler_config) if checked.pipeline_cls
+                                          else checked_classes(cfg, task))
         model = model_identity(cfg.model)
     params = task.params(cfg)
     # 4. Metrics: their models and reference features load before the pipeline, so a missing

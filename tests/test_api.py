@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -38,10 +39,16 @@ def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path, monkeypatch):
         writers.add(threading.current_thread().name.split("_")[0])
         return write_files(*args)
 
+    from evalrun import checked
+
+    validated = []  # each job's config is checked once: by the sweep's pre-check, which hands its findings to the run
+    validate = checked.validate
+    monkeypatch.setattr(checked, "validate", lambda cfg: validated.append(cfg.seed) or validate(cfg))
     monkeypatch.setattr(outputs, "overlaps_sampling", lambda device: True)
     monkeypatch.setattr(outputs, "_write_files", recorded)
     api = evalrun.sweep(["experiment=smoke_sweep"], sweep_dir=tmp_path / "sweep")
     assert writers == {"evalrun-results"}
+    assert len(validated) == 4
     cli = evalrun.load_sweep(smoke_sweep)
     assert sorted(p.parent.name for p in api.sweep_dir.glob("*/run.json")) == \
         sorted(p.parent.name for p in smoke_sweep.glob("*/run.json"))  # the CLI's job dir names
@@ -55,6 +62,24 @@ def test_sweep_equals_the_cli_sweep(smoke_sweep, tmp_path, monkeypatch):
             np.testing.assert_array_equal(np.asarray(Image.open(run_json.parent / "images" / png.name)),
                                           np.asarray(Image.open(png)))
         assert len((run_json.parent / "images" / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+def test_each_job_of_an_api_sweep_runs_with_its_own_cache(tmp_path, monkeypatch):
+    """The pre-check of every job points the cache at each job's in turn; each run points it at its own again."""
+    from evalrun import run as run_module
+
+    seen = []
+
+    def stop(cfg, *args):
+        seen.append((os.environ["EVALRUN_CACHE"], str(cfg.paths.cache_dir)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_compute", stop)
+    monkeypatch.setenv("EVALRUN_CACHE", os.environ.get("EVALRUN_CACHE", ""))
+    with pytest.raises(KeyboardInterrupt):
+        evalrun.sweep([f"paths.cache_dir={tmp_path / 'a'},{tmp_path / 'b'}", "steps=2", "prompts.limit=1"],
+                      sweep_dir=tmp_path / "sweep")
+    assert seen == [(str(tmp_path / "a"), str(tmp_path / "a"))]
 
 
 def test_expand_is_hydras_product():

@@ -77,7 +77,8 @@ class EvalrunSweeper(BasicSweeper):
         tic = time.perf_counter()
         loader = self.hydra_context.config_loader
         jobs = ((list(o), loader.load_sweep_config(self.config, list(o))) for batch in self.overrides for o in batch)
-        n, found = problems(jobs)
+        checked, found = problems(jobs)
+        n = len(checked)
         for job, problem in found[:10]:
             print(f"evalrun: warning: job {job} will fail: {problem}", file=sys.stderr)
         if found:
