@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -87,6 +88,51 @@ def write_rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
     for row in rows:
         writer.writerow([formats[c](row.get(c)) for c in columns])
     atomic_write_text(path, out.getvalue())
+
+
+# pandas.read_csv's defaults, for the cells read_row_csv types itself (anything else goes to pandas).
+_NA_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+_BOOL_CELLS = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
+
+
+def read_row_csv(path: Path) -> dict[str, Any]:
+    """The first row of a CSV as ``pd.read_csv(path).iloc[0]`` gives it, as plain Python values (a summary
+    reads one such row per run, after every job: pandas' parser cost more than the rest of that read). A
+    one-row file of plain cells (the runs' own metrics.csv) is typed here as pandas types it: NA spellings
+    as NaN, integers, floats, pandas' bool spellings, text; any other file, or a cell whose typing is not
+    plain, is read by pandas itself."""
+    import csv
+
+    text = Path(path).read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines(keepends=True)))
+    plain = len(rows) == 2 and len(rows[0]) == len(rows[1]) == len(set(rows[0])) and all(rows[0])
+    row = {name: _typed_cell(cell) for name, cell in zip(*rows)} if plain else {}
+    if not plain or any(value is _UNSURE for value in row.values()):
+        import pandas as pd
+
+        found = pd.read_csv(path).iloc[0].to_dict()
+        return {k: v.item() if hasattr(v, "item") else v for k, v in found.items()}
+    return row
+
+
+_UNSURE = object()
+_INT = r"[+-]?[0-9]+"
+_FLOAT = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|Inf|INF|infinity|Infinity)"
+
+
+def _typed_cell(cell: str) -> Any:
+    if cell in _NA_CELLS:
+        return float("nan")
+    if cell in _BOOL_CELLS:
+        return _BOOL_CELLS[cell]
+    if re.fullmatch(_INT, cell):  # beyond int64 pandas reads uint64 or text
+        return int(cell) if len(cell.lstrip("+-")) <= 18 else _UNSURE
+    if re.fullmatch(_FLOAT, cell):
+        return float(cell)
+    if cell != cell.strip() or cell[:1].isdigit() or cell[:1] in "+-.":  # spaced or number-like: pandas decides
+        return _UNSURE
+    return cell
 
 
 def _is_missing(value: Any) -> bool:

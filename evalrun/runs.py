@@ -47,7 +47,7 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:
     """``run.json`` of a complete run, plus its ``metrics.csv`` row under ``"row"``; None if unfinished."""
-    import pandas as pd
+    from evalrun.results import read_row_csv
 
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists() or not (run_dir / "metrics.csv").exists():
@@ -58,9 +58,8 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
         return None
     if record.get("status") != "complete":
         return None
-    row = pd.read_csv(run_dir / "metrics.csv").iloc[0].to_dict()
     # Plain Python values (not numpy scalars), so an entry survives a JSON round trip unchanged.
-    record["row"] = {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+    record["row"] = read_row_csv(run_dir / "metrics.csv")
     return record
 
 

@@ -403,6 +403,43 @@ def test_run_csvs_are_what_pandas_would_have_written(tmp_path):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ours.csv"), pd.read_csv(io.StringIO(expected)))
 
 
+def test_a_runs_metrics_row_is_read_as_pandas_reads_it(tmp_path, monkeypatch):
+    """read_row_csv (the summary's reader of each run's metrics.csv) gives pd.read_csv(path).iloc[0] as plain
+    values, type for type: typed by itself for plain cells, by pandas for anything else."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from evalrun.results import read_row_csv, write_rows_csv
+
+    def by_pandas(path):
+        return {k: v.item() if hasattr(v, "item") else v for k, v in pd.read_csv(path).iloc[0].to_dict().items()}
+
+    def same(a, b):
+        return list(a) == list(b) and all(type(a[k]) is type(b[k]) and (a[k] == b[k] or (
+            isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k]))) for k in a)
+
+    rng = np.random.default_rng(0)
+    plain = {"model": "tiny", "revision": None, "steps": 4, "seed": np.int64(-3), "guidance": 7.5, "fid": 1e-05,
+             "clip": np.float32(0.1), "ok": True, "flag": np.bool_(False), "inf": -float("inf"), "nan": float("nan"),
+             "kwargs": '{"a": 1}', "text": 'a "quoted", comma\nand newline', "filter": "na", "tiny": 5e-324,
+             **{f"r{i}": float(v) for i, v in enumerate(rng.normal(size=50) * 10.0 ** rng.integers(-8, 8, 50))}}
+    write_rows_csv([plain], tmp_path / "plain.csv")
+    expected = by_pandas(tmp_path / "plain.csv")
+    with monkeypatch.context() as patched:  # the runs' own files never need pandas
+        patched.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("read by pandas"))
+        assert same(read_row_csv(tmp_path / "plain.csv"), expected)
+    odd = ["1_000", " 5", "007", "+3", "0x10", "-", "1.5abc", "1e5", "Infinity", "-inf", "NA", "None", "TRUE",
+           "12345678901234567890", ".5", "5.", "1,5", "nan ", "True "]
+    for i, cell in enumerate(odd):
+        (tmp_path / f"odd{i}.csv").write_text(f'a,b\n"{cell}",x\n')
+        assert same(read_row_csv(tmp_path / f"odd{i}.csv"), by_pandas(tmp_path / f"odd{i}.csv")), cell
+    for i, text in enumerate(("a,a\n1,2\n", "a,\n1,2\n", "a\n1\n2\n")):  # pandas renames, names, types over rows
+        (tmp_path / f"shape{i}.csv").write_text(text)
+        assert same(read_row_csv(tmp_path / f"shape{i}.csv"), by_pandas(tmp_path / f"shape{i}.csv")), text
+
+
 def test_quantisation_and_pixel_hash_equal_their_plain_numpy_definitions():
     """to_uint8 (torch, in place) gives numpy's (clip(x) * 255).round() bytes, NaN and inf included, and
     pixel_hash is blake2b of the pixels followed by the shape, as written out here."""
