@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import run_inprocess
 from evalrun import tiny
-from evalrun.errors import EvalrunError
+from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics.base import ImageBatch, MetricContext
 from evalrun.metrics.features.base import FeatureExtractor
 
@@ -106,8 +106,39 @@ def test_group_by_a_field_or_all_and_missing_fields(onehot):
     assert np.isnan(result.values["diversity_vendi"]) and result.values["diversity_groups"] == 0
     assert "python -m evalrun.diversity" in result.info["diversity_warning"]
     missing = Diversity(MetricContext(), feature_extractor="onehot", layer="embedding", group_by="class_id")
-    with pytest.raises(EvalrunError, match="group_by='class_id'.*use prompt_id, category, challenge or all"):
+    with pytest.raises(EvalrunError, match=r"group_by='class_id': image 0 has no class_id .*\(prompt_id, prompt, "
+                                           r"category, all\)"):
         missing.update(batch([1], [0]))
+    with pytest.raises(ConfigError, match="group_by='promptid' is not a field.*valid: prompt_id, prompt"):
+        Diversity(MetricContext(), feature_extractor="onehot", layer="embedding", group_by="promptid")
+
+
+def test_images_added_in_memory_are_grouped_by_their_prompt(onehot):
+    """Metric.add numbers images as a run does: one prompt id per distinct prompt over every call, or the ids
+    given; without prompts each image is its own."""
+    from evalrun.metrics.diversity import Diversity
+
+    def images(codes):
+        x = np.zeros((len(codes), 4, 4, 3), np.uint8)
+        x[:, 0, 0, 0] = codes
+        return x
+
+    prompts = ["a red cube"] * 4 + ["a blue ball"] * 4
+    codes = [1, 1, 2, 2, 3, 4, 5, 6]  # cube: two pairs (Vendi 2); ball: four orthogonal (Vendi 4)
+    for calls in ([slice(0, 8)], [slice(0, 4), slice(4, 8)], [slice(0, 3), slice(3, 5), slice(5, 8)]):
+        metric = Diversity(MetricContext(), feature_extractor="onehot", layer="embedding")
+        for part in calls:
+            metric.add(images(codes[part]), prompts=prompts[part])
+        result = metric.compute()
+        assert result.values["diversity_vendi"] == pytest.approx(3.0, abs=1e-12), calls
+        assert {g["prompt"]: g["n_images"] for g in result.info["per_group"]} == {"a red cube": 4, "a blue ball": 4}
+    given = Diversity(MetricContext(), feature_extractor="onehot", layer="embedding")
+    given.add(images(codes), prompt_id=[0] * 4 + [1] * 4)
+    assert given.compute().values["diversity_vendi"] == pytest.approx(3.0, abs=1e-12)
+    alone = Diversity(MetricContext(), feature_extractor="onehot", layer="embedding")
+    alone.add(images(codes[:4]))
+    alone.add(images(codes[4:]))
+    assert alone.compute().values["diversity_groups"] == 0  # not image i of each call pooled
 
 
 # ----------------------------------------------------------------------------- real runs
@@ -146,11 +177,29 @@ def test_in_run_diversity_equals_numpy_on_clip_embeddings_of_the_pngs(sweep):
     values = record["values"]
     assert values["diversity_vendi"] == pytest.approx(np.mean([g["vendi"] for g in groups.values()]), rel=1e-12)
     assert values["diversity_groups"] == 2
-    assert record["columns"]["diversity_vendi"]["direction"] == "higher"
+    assert record["columns"]["diversity_vendi"]["direction"] is None  # more diverse is not better in every study
+    assert "diversity_vendi" not in record["higher_is_better"]
     assert not record["columns"]["diversity_vendi"]["per_image"]
     # clip_score and diversity share the CLIP extractor: each image embedded once
     features = record["provenance"]["features"]
     assert features["extracted"] + features["reused"] == len(per_image) == 4
+
+
+def test_reports_say_higher_or_lower_for_diversity_never_better(sweep, tmp_path):
+    """Diversity has no direction: no arrow or best cell in its tables, no cost-quality front, and its
+    comparison says which is higher, where clip_score's says which is better."""
+    from evalrun.report import build_report
+
+    build_report([sweep], tmp_path / "report", plots=False, gallery=False, compare=[["guidance_scale=7.5",
+                                                                                      "guidance_scale=1.0"]])
+    report = (tmp_path / "report" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| Guidance |"))
+    assert "CLIP score ↑" in header and "| Vendi score per prompt |" in header  # no arrow
+    vendi_rows = [line for line in report.splitlines() if line.startswith("| Vendi score per prompt |")]
+    assert len(vendi_rows) == 1 and "better" not in vendi_rows[0]
+    assert "### CLIP score vs NFE" in report and "### Vendi" not in report
+    pareto = pd.read_csv(tmp_path / "report" / "pareto.csv")
+    assert set(pareto["quality"]) == {"clip_score"}
 
 
 def test_across_seeds_pools_images_per_configuration(sweep):

@@ -25,9 +25,11 @@ KINDS = ("score", "cost", "spread", "bound", "count", "diagnostic")
 class Output:
     """One result column a metric writes.
 
-    ``direction``: "higher" or "lower" is better for scores and costs (a cost is what a number took:
-    denoiser evaluations, seconds, memory); None for spreads, bounds, counts and diagnostics (how a
-    score was obtained: the R^2 and slope of FID-infinity's fit).
+    ``direction``: "higher" or "lower" is better for costs (what a number took: denoiser evaluations,
+    seconds, memory) and for scores, except a score where neither side is better (diversity: a model
+    that ignores its prompt is diverse too), which has None: reports then say higher/lower, never
+    better, and mark no best. None for spreads, bounds, counts and diagnostics (how a score was
+    obtained: the R^2 and slope of FID-infinity's fit).
     ``of``: for spreads, bounds, counts and diagnostics, the score column they describe (``kid_std`` of ``kid_mean``).
     ``per_image``: the column also has one value per image in ``per_image.csv``.
     """
@@ -44,8 +46,9 @@ class Output:
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS or self.kind not in KINDS:
             raise ValueError(f"output {self.column}: direction {self.direction!r} / kind {self.kind!r} not valid")
-        if (self.kind in ("score", "cost")) != (self.direction is not None):
-            raise ValueError(f"output {self.column}: scores and costs have a direction, other kinds none")
+        if (self.kind == "cost" and self.direction is None) or (self.kind not in ("score", "cost") and self.direction):
+            raise ValueError(f"output {self.column}: costs have a direction, spreads, bounds, counts and "
+                             f"diagnostics none")
 
     def describe(self, metric: str, depends_on: list[str]) -> dict[str, Any]:
         """The column's entry in ``run.json`` (``columns``)."""
@@ -186,12 +189,11 @@ class Metric(abc.ABC):
                 start = 0
                 for stop in range(1, len(arrays) + 1):
                     if stop == len(arrays) or arrays[stop].shape != arrays[start].shape:
-                        self._add(np.stack(arrays[start:stop]), {k: list(v[start:stop]) for k, v in columns.items()},
-                                  start)
+                        self._add(np.stack(arrays[start:stop]), {k: list(v[start:stop]) for k, v in columns.items()})
                         start = stop
                 return
             images = np.stack(arrays) if arrays else np.zeros((0, 0, 0, 3), np.uint8)
-        self._add(images, columns, 0)
+        self._add(images, columns)
 
     @staticmethod
     def _check_counts(columns: dict[str, Any], n: int) -> None:
@@ -199,7 +201,7 @@ class Metric(abc.ABC):
             if len(values) != n:
                 raise ValueError(f"{key} has {len(values)} values for {n} images; give one per image")
 
-    def _add(self, images: Any, columns: dict[str, Any], first_id: int) -> None:
+    def _add(self, images: Any, columns: dict[str, Any]) -> None:
         import numpy as np
         import torch
 
@@ -213,9 +215,22 @@ class Metric(abc.ABC):
             images = images.permute(0, 3, 1, 2)
         n = len(images)
         self._check_counts(columns, n)
-        records = [{"prompt_id": first_id + i, "image_index": 0, **{k: v[i] for k, v in columns.items()}}
-                   for i in range(n)]
-        self.update(ImageBatch(images.contiguous(), records))
+        records = [{k: v[i] for k, v in columns.items()} for i in range(n)]
+        self.update(ImageBatch(images.contiguous(), [self._numbered(record) for record in records]))
+
+    def _numbered(self, record: dict[str, Any]) -> dict[str, Any]:
+        """An added image's ``prompt_id`` and ``image_index``, as a run numbers its images, over every ``add``:
+        one id per distinct prompt (or the ``prompt_id`` given), its images counted from 0; without prompts,
+        each image its own. Diversity groups by them and a run's reports pair by them."""
+        seen = self.__dict__.setdefault("_added", {"ids": {}, "counts": {}, "n": 0})
+        seen["n"] += 1
+        if "prompt_id" in record:
+            prompt_id = record["prompt_id"]
+        else:
+            key = ("prompt", record["prompt"]) if "prompt" in record else ("image", seen["n"])
+            prompt_id = seen["ids"].setdefault(key, len(seen["ids"]))
+        image_index = seen["counts"][prompt_id] = seen["counts"].get(prompt_id, -1) + 1
+        return {**record, "prompt_id": prompt_id, "image_index": image_index}
 
     @classmethod
     def output(cls, column: str) -> Output:

@@ -27,6 +27,8 @@ from evalrun.metrics.common import ExtractorMetric
 
 log = logging.getLogger(__name__)
 GROUP_FIELDS = ("prompt", "category", "challenge")  # kept beside each prompt's numbers
+# What images can be grouped by: the fields every task's records may have, and "all" (one group).
+GROUP_BY = ("prompt_id", "prompt", "category", "challenge", "class_id", "seed", "all")
 
 
 def extractor_options(name: str, clip_model: str, batch_size: int, options: dict[str, Any] | None,
@@ -72,8 +74,9 @@ class Diversity(ExtractorMetric):
 
     name = "diversity"
     outputs = (
-        Output("diversity_vendi", "higher", fmt=".3f", label="Vendi score per prompt"),
-        Output("diversity_pairwise_cosine", "higher", fmt=".4f", label="mean pairwise cosine distance per prompt"),
+        # No direction: more diverse is not better in every study (reports say higher/lower, mark no best)
+        Output("diversity_vendi", fmt=".3f", label="Vendi score per prompt"),
+        Output("diversity_pairwise_cosine", fmt=".4f", label="mean pairwise cosine distance per prompt"),
         Output("diversity_groups", kind="count", of="diversity_vendi", label="groups averaged"),
     )
 
@@ -82,9 +85,9 @@ class Diversity(ExtractorMetric):
                  layer: str | None = None, batch_size: int = 64, q: float = 1.0, group_by: str = "prompt_id") -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"metrics.diversity.batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(group_by, str) or not group_by:
-            raise ConfigError(f"metrics.diversity.group_by must be a record field (prompt_id, category, ...) or "
-                              f"'all', got {group_by!r}")
+        if group_by not in GROUP_BY:
+            raise ConfigError(f"metrics.diversity.group_by={group_by!r} is not a field of the images' records; "
+                              f"valid: {', '.join(GROUP_BY)}")
         from evalrun.metrics.features import EXTRACTORS, is_known
 
         if not is_known(str(feature_extractor)):
@@ -106,8 +109,8 @@ class Diversity(ExtractorMetric):
                 group = "all"
             elif record.get(self.group_by) is None:
                 raise EvalrunError(f"metrics.diversity.group_by={self.group_by!r}: image {batch.start + i} has no "
-                                   f"such field (its record has {', '.join(sorted(record))}); use prompt_id, "
-                                   f"category, challenge or all")
+                                   f"{self.group_by} (this prompt set or task gives none); group by a field it has "
+                                   f"({', '.join(f for f in GROUP_BY if record.get(f) is not None or f == 'all')})")
             else:
                 group = record[self.group_by]
             self._groups.setdefault(group, []).append(feats[i:i + 1])
