@@ -115,7 +115,6 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None, checke
 def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, device, dtype, image_sources: list[Path],
              merged_dir: Path | None) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
-    from evalrun.jobs import image_jobs
     from evalrun.metrics.features.store import FeatureStore
     from evalrun.paths import cache_dir
     from evalrun.pipelines import model_identity
@@ -151,7 +150,7 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
     # 5. Records finished with the pipeline (class words -> label ids), then one job per image.
     pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype, model)
     records = task.prepare(pipeline, records, cfg)
-    jobs = image_jobs(records, per_record, int(cfg.seed))
+    jobs = task.jobs(records, per_record, int(cfg.seed))
     if shards.sharded(cfg):  # this job makes whole chunks of the run's images, in run order
         jobs = [jobs[i] for i in shards.select(len(jobs), int(cfg.num_shards), int(cfg.shard), cfg.shard_mode)]
     t_load = time.perf_counter()

@@ -377,9 +377,27 @@ def test_a_sweep_with_a_bad_job_is_refused_or_named_before_any_job_runs(tmp_path
 def test_scoring_a_runs_images_folder_reads_its_prompts(tmp_path):
     from evalrun.score import main
 
-    run = evalrun.evaluate(["prompts.limit=2"], run_dir=tmp_path / "run")
-    assert main([str(tmp_path / "run" / "images"), "metrics.clip_score.clip_model=evalrun/tiny-clip",
+    clip = ["metrics.clip_score.clip_model=evalrun/tiny-clip", "metrics.diversity.clip_model=evalrun/tiny-clip"]
+    run = evalrun.evaluate(["prompts.limit=2", "num_images_per_prompt=2", "metrics=[clip_score,diversity]", *clip],
+                           run_dir=tmp_path / "run")
+    assert main([str(tmp_path / "run" / "images"), "--metrics", "clip_score,diversity", *clip,
                  "--out", str(tmp_path / "scored")]) == 0
     scored = pd.read_csv(tmp_path / "scored" / "per_image.csv")
     assert scored["prompt"].tolist() == run.per_image["prompt"].tolist()  # not the file names "00000 00"
     assert scored["clip_score"].to_numpy() == pytest.approx(run.per_image["clip_score"].to_numpy(), rel=1e-6)
+    for column in ("prompt_id", "image_index"):  # the run's numbering: diversity groups the images of a prompt
+        assert scored[column].tolist() == run.per_image[column].tolist()
+    values = pd.read_csv(tmp_path / "scored" / "metrics.csv").iloc[0]
+    assert values["diversity_groups"] == 2
+    assert values["diversity_vendi"] == pytest.approx(run.values["diversity_vendi"], rel=1e-6)
+
+    # A table whose rows repeat prompts: the rows of one prompt are its images, as in a run
+    rows = run.per_image.assign(image=[str(tmp_path / "run" / p) for p in run.per_image["path"]])
+    rows[["image", "prompt"]].iloc[::-1].to_json(tmp_path / "table.jsonl", orient="records", lines=True)
+    assert main([str(tmp_path / "table.jsonl"), "--metrics", "diversity", *clip[1:], "--out",
+                 str(tmp_path / "table")]) == 0
+    values = pd.read_csv(tmp_path / "table" / "metrics.csv").iloc[0]
+    assert values["diversity_groups"] == 2
+    assert values["diversity_vendi"] == pytest.approx(run.values["diversity_vendi"], rel=1e-6)
+    table = pd.read_csv(tmp_path / "table" / "per_image.csv")
+    assert table["prompt_id"].tolist() == [0, 0, 1, 1] and table["image_index"].tolist() == [0, 1, 0, 1]

@@ -198,6 +198,12 @@ class Task:
     def images_per_record(self, cfg: Any) -> int:
         return int(cfg.num_images_per_prompt)
 
+    def jobs(self, records: list[dict[str, Any]], per_record: int, seed: int) -> list:
+        """One job per image: ``per_record`` images of each record, each with its own generator seed."""
+        from evalrun.jobs import image_jobs
+
+        return image_jobs(records, per_record, seed)
+
     def prepare(self, pipeline: Any, records: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
         """Finish records before generation (default: nothing to do); ``pipeline.get()`` loads the pipeline."""
         return records

@@ -26,9 +26,10 @@ def _files(folder: Path) -> list[Path]:
     return files
 
 
-def _run_prompts(folder: Path) -> dict[str, str]:
-    """A finished evalrun run's ``images/`` folder: each file's prompt from the run's ``images.csv`` (its file
-    names are image ids, not captions). Any other folder: nothing (file names become prompts)."""
+def _run_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """A finished evalrun run's ``images/`` folder: each file's prompt, prompt id and image index from the
+    run's ``images.csv`` (its file names are image ids, not captions), so the images of one prompt are
+    grouped as in the run. Any other folder: nothing (file names become prompts)."""
     table = folder.parent / "images.csv"
     if folder.name != "images" or not table.is_file():
         return {}
@@ -40,7 +41,30 @@ def _run_prompts(folder: Path) -> dict[str, str]:
         return {}
     if not {"path", "prompt"} <= set(rows.columns):
         return {}
-    return {Path(p).name: str(t) for p, t in zip(rows["path"], rows["prompt"])}
+    ids = [c for c in ("prompt_id", "image_index") if c in rows.columns
+           and pd.api.types.is_integer_dtype(rows[c])]
+    return {Path(p).name: {"prompt": str(t), **{c: int(rows[c].iloc[i]) for c in ids}}
+            for i, (p, t) in enumerate(zip(rows["path"], rows["prompt"]))}
+
+
+def grouped_by_prompt(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record's ``prompt_id`` and ``image_index`` as a generated run has them: one id per distinct prompt
+    (and input image, for edits; in order of first appearance; a record without a prompt is a prompt of its
+    own) and the images of a
+    prompt counted from 0, so the images of one prompt are grouped (diversity) and paired (reports) as a
+    run's ``num_images_per_prompt`` images are. Records that carry both (a run's images) keep them."""
+    if all("prompt_id" in r and "image_index" in r for r in records):
+        return records
+    ids: dict[Any, int] = {}
+    counts: dict[int, int] = {}
+    out = []
+    for n, record in enumerate(records):
+        text = record.get("prompt")  # an edit's instruction is one prompt per input image
+        prompt_id = ids.setdefault(("text", text, record.get("input_path")) if text is not None else ("row", n),
+                                   len(ids))
+        counts[prompt_id] = counts.get(prompt_id, -1) + 1
+        out.append({**record, "prompt_id": prompt_id, "image_index": counts[prompt_id]})
+    return out
 
 
 def _seed(value: Any, table: Path, row: int, column: str) -> int:
@@ -70,7 +94,7 @@ def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
         path = path if path.is_absolute() else table.parent / path  # relative to the table, like edit sets
         if not path.is_file():
             raise ConfigError(f"model.path={str(table)!r} row {i}: image file {str(path)!r} not found")
-        record = {"prompt_id": i, "image_path": str(path.resolve())}
+        record = {"image_path": str(path.resolve())}
         for key in OPTIONAL:
             name = str(model.get(f"{key}_column") or key)
             if name in columns and not is_missing(row.get(name)):
@@ -133,10 +157,20 @@ class ExistingImages(Task):
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
         path = Path(str(cfg.model.path)).expanduser()
         if path.is_dir():
-            prompts = _run_prompts(path)
-            return [{"prompt_id": i, "image_path": str(p.resolve()),
-                     "prompt": prompts.get(p.name, p.stem.replace("_", " "))} for i, p in enumerate(_files(path))]
-        return _table_records(path, cfg.model)
+            known = _run_records(path)
+            records = [{"image_path": str(p.resolve()), "prompt": p.stem.replace("_", " "), **known.get(p.name, {})}
+                       for p in _files(path)]
+        else:
+            records = _table_records(path, cfg.model)
+        return grouped_by_prompt(records)
+
+    def jobs(self, records: list[dict[str, Any]], per_record: int, seed: int) -> list:
+        """One job per listed image, with the image index its prompt gave it (``grouped_by_prompt``)."""
+        from evalrun.jobs import ImageJob, generator_seed
+
+        return [ImageJob(n, record, int(record["image_index"]),
+                         generator_seed(seed, record["prompt_id"], int(record["image_index"])))
+                for n, record in enumerate(records)]
 
     def images_per_record(self, cfg: Any) -> int:
         return 1
