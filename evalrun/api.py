@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalrun.compose import compose  # noqa: F401  (evalrun.compose: the Python API's compose)
+from evalrun.composition import compose  # noqa: F401  (evalrun.composition: the Python API's compose)
 
 
 @dataclass
@@ -69,10 +69,11 @@ class SweepResult:
 
 def _check_overrides(overrides: Sequence[str]) -> None:
     """The command line's spelling checks (evalrun.override_keys), raised as the CLI prints them."""
+    from evalrun.composition import override_list
     from evalrun.errors import ConfigError
     from evalrun.override_keys import check_command_line
 
-    problem = check_command_line(list(overrides))
+    problem = check_command_line(override_list(overrides))
     if problem:
         raise ConfigError(problem)
 
@@ -122,7 +123,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     """Every combination of the overrides' comma lists (and of an experiment file's
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
     from evalrun.aggregate import write_summary
-    from evalrun.compose import JobComposer
+    from evalrun.composition import JobComposer
     from evalrun.override_keys import check_added_keys
     from evalrun.jobdirs import job_dirname
     from evalrun.outputs import background_writes
@@ -134,7 +135,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     _check_overrides(overrides)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
-    configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/compose.py)
+    configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/composition.py)
     jobs = sweep_jobs(configs.sweep_config(fixed).hydra.sweeper.get("params") or {}, overrides)
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
     composed = [configs(job) for job in jobs]
@@ -151,4 +152,14 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
 
 def load_sweep(sweep_dir: str | Path) -> SweepResult:
     """A finished sweep directory (written by the CLI or by :func:`sweep`)."""
-    return SweepResult(Path(sweep_dir))
+    from evalrun.errors import ConfigError
+    from evalrun.runs import find_run_dirs
+
+    path = Path(sweep_dir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"sweep dir {str(path)!r} " + ("is a file, not a folder" if path.exists() else
+                                                        "does not exist") + "; give the folder a sweep wrote")
+    if not find_run_dirs(path):
+        raise ConfigError(f"sweep dir {str(path)!r} holds no runs (no job folder below it); give the folder "
+                          f"a sweep wrote")
+    return SweepResult(path)

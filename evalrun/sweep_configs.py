@@ -1,5 +1,5 @@
 """Where a CLI sweep's job configs are made: :class:`SweepConfigLoader`, Hydra's config loader with
-``load_sweep_config`` answered by :class:`evalrun.compose.JobComposer`'s rebuilds.
+``load_sweep_config`` answered by :class:`evalrun.composition.JobComposer`'s rebuilds.
 
 Hydra's multirun composes every job in full twice: the sweeper checks each batch by composing its
 jobs, then the launcher composes each again (~75 ms each here, for a job that may sample in 200 ms).
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from evalrun.compose import JobComposer
+from evalrun.composition import JobComposer
 
 log = logging.getLogger(__name__)
 

@@ -82,6 +82,23 @@ def test_each_job_of_an_api_sweep_runs_with_its_own_cache(tmp_path, monkeypatch)
     assert seen == [(str(tmp_path / "a"), str(tmp_path / "a"))]
 
 
+def test_api_mistakes_are_one_line(tmp_path):
+    """A string where a list of overrides goes (Hydra read it a character at a time), and a sweep dir that is
+    not one (an empty .runs, then a FileNotFoundError from .summary)."""
+    from evalrun.errors import ConfigError
+
+    for call in (lambda: evalrun.evaluate("debug=smoke"), lambda: evalrun.sweep("seed=0,1"),
+                 lambda: evalrun.compose(["seed=1", 2])):
+        with pytest.raises(ConfigError, match=r"overrides must be a list of strings.*got ('debug=smoke'|'seed=0,1'|"
+                                              r"\['seed=1', 2\])"):
+            call()
+    (tmp_path / "file").write_text("")
+    for path, problem in ((tmp_path / "nope", "does not exist"), (tmp_path / "file", "is a file"),
+                          (tmp_path, "holds no runs")):
+        with pytest.raises(ConfigError, match=problem):
+            evalrun.load_sweep(path)
+
+
 def test_expand_is_hydras_product():
     from evalrun.api import expand
 

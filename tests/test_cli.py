@@ -369,7 +369,7 @@ def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
 
 def test_an_experiment_of_your_own_is_found_on_the_searchpath_and_a_missing_one_refused(tmp_path):
     import evalrun
-    from evalrun.compose import compose
+    from evalrun.composition import compose
     from evalrun.errors import ConfigError
     from evalrun.override_keys import check_command_line, check_optional_choices
 

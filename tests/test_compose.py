@@ -1,4 +1,4 @@
-"""evalrun.compose.JobComposer: a sweep's job configs, rebuilt from one Hydra composition, equal
+"""evalrun.composition.JobComposer: a sweep's job configs, rebuilt from one Hydra composition, equal
 Hydra's full composition of each job (values, interpolations, struct flags), whatever the groups."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from evalrun.api import expand
-from evalrun.compose import JobComposer, compose
+from evalrun.composition import JobComposer, compose
 
 CONF = Path(__file__).resolve().parent.parent / "evalrun" / "conf"
 
@@ -87,9 +87,9 @@ def test_without_hydras_internals_every_job_is_composed_by_hydra(monkeypatch):
     falls back to Hydra's own composition for each set of group choices: slower, still equal."""
     import contextlib
 
-    import evalrun.compose
+    import evalrun.composition
 
-    monkeypatch.setattr(evalrun.compose, "_capturing_defaults_lists", lambda: contextlib.nullcontext([]))
+    monkeypatch.setattr(evalrun.composition, "_capturing_defaults_lists", lambda: contextlib.nullcontext([]))
     composer = JobComposer()
     composer.sweep_config(["seed=0"])
     for job in (["scheduler=dpm", "seed=0"], ["scheduler=ddim", "seed=1"]):

@@ -103,7 +103,7 @@ def test_config_groups_from_the_sweeps_search_path(hydra_loader, tmp_path):
 
 
 def test_the_cli_sweeps_with_evalruns_sweeper_by_default():
-    from evalrun.compose import compose
+    from evalrun.composition import compose
 
     assert compose(hydra=True).hydra.sweeper._target_.endswith("evalrun_sweeper.EvalrunSweeper")
     assert compose(["hydra/sweeper=basic"], hydra=True).hydra.sweeper._target_.endswith("BasicSweeper")
