@@ -22,6 +22,11 @@ class DirectoryTaken(EvalrunError):
         self.directory = directory
 
 
+def looks_local(name: str) -> bool:
+    """A path rather than a hub id (``org/name``): absolute, relative to here or home, or nested deeper."""
+    return name.startswith(("/", "./", "../", "~")) or "\\" in name or name.count("/") >= 2
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."
@@ -49,6 +54,9 @@ def load_error(what: str, name: str, exc: BaseException, key: str, local_dir: st
             return EvalrunError(f"{key}={name}: the folder has no {marker}, so it is not a saved {what}; point "
                                 f"{key} at the folder that save_pretrained wrote (the one holding {marker})")
         return EvalrunError(f"could not load {what} from {key}={name}: {text}")
+    if looks_local(str(name)) and not folder.exists():  # a hub id is "org/name"; this is a path
+        return EvalrunError(f"{key}={name}: no such folder; point {key} at the folder that save_pretrained wrote "
+                            f"(the one holding {marker}), or give a hub id")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or any(
         s in text.lower() for s in ("offline", "not fully cached", "connection", "resolve", "couldn't reach"))
     reason = "it is not in the local Hugging Face cache and the hub cannot be reached" if offline else text

@@ -507,7 +507,7 @@ def test_missing_checkpoints_offline_name_the_file_and_the_key(tmp_path, monkeyp
     cases = [
         (lambda: ps_mod.load_pickscore("yuvalkirstain/PickScore_v1", processor=str(tmp_path)),
          "yuvalkirstain/PickScore_v1", "metrics.pickscore.model=DIR"),
-        (lambda: ps_mod.load_pickscore(str(tmp_path / "nowhere")), "nowhere", "metrics.pickscore.model=DIR"),
+        (lambda: ps_mod.load_pickscore(str(tmp_path / "nowhere")), "nowhere", "no such folder"),  # a path: no hub
         (lambda: ir_mod.load_image_reward("THUDM/ImageReward"), "ImageReward.pt med_config.json",
          "metrics.image_reward.checkpoint=DIR"),
         (lambda: ir_mod.load_image_reward(str(tmp_path / "ImageReward.pt")), "ImageReward.pt",
@@ -558,9 +558,17 @@ def test_pickles_with_code_are_refused_without_running(twins, tmp_path):
     assert not marker.exists()
     # a whole pickled module (how MPS ships its checkpoint) is refused the same way
     torch.save({"state_dict": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")
+    from evalrun.metrics.preference._common import load_weights
+
     with pytest.raises(EvalrunError, match="refusing"):
-        from evalrun.metrics.preference._common import load_weights
         load_weights(tmp_path / "module.pt", "a checkpoint")
+    # the legacy format (a bare pickle) too; a text file given by mistake is no checkpoint, not a pickle
+    torch.save({"state_dict": torch.nn.Linear(2, 2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(EvalrunError, match="refusing"):
+        load_weights(tmp_path / "legacy.pt", "a checkpoint")
+    (tmp_path / "README.md").write_text("# notes\n")
+    with pytest.raises(EvalrunError, match=r"README.md' is not a checkpoint file \(neither"):
+        load_weights(tmp_path / "README.md", "a checkpoint")
     if _has_open_clip():
         hps_state = torch.load(twins["hps"] / hps_mod.FILENAME, weights_only=True)
         folder = tmp_path / "hps"

@@ -173,6 +173,13 @@ def test_missing_weights_offline_fail_before_generation(tmp_path, override, name
     assert not (tmp_path / "run" / "images").exists() or not any((tmp_path / "run" / "images").iterdir())
 
 
+def test_a_mistyped_local_folder_is_no_such_folder_not_a_hub_id(tmp_path):
+    message = error_of("metrics=[pick_score]", f"metrics.pick_score.model={tmp_path / 'nope' / 'ps'}",
+                       "prompts.limit=1", run_dir=tmp_path / "run")
+    assert message.startswith(f"metrics.pick_score.model={tmp_path / 'nope' / 'ps'}: no such folder"), message
+    assert "hf download" not in message
+
+
 def test_bad_settings_are_answered_before_torch_is_imported():
     assert_refused_before_import(
         [(bad,) for bad in ("metrics.pick_score.batch_size=0", "metrics.hps.dtype=float8", "metrics.image_reward.checkpoint=",

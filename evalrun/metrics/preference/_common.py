@@ -144,6 +144,9 @@ def load_weights(path: str | os.PathLike, what: str) -> dict[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
+        if not _is_checkpoint(path):
+            raise EvalrunError(f"{what} {str(path)!r} is not a checkpoint file (neither torch.save's zip nor a "
+                               f"pickle, nor .safetensors); point the setting at the checkpoint itself") from None
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "Weights only load failed" in str(exc):
             raise EvalrunError(f"refusing to load {what} {str(path)!r}: it is a pickle that needs more than tensors "
                                f"(torch.load(weights_only=True) refused it: {one_line(exc, 160)}); evalrun never "
@@ -153,6 +156,19 @@ def load_weights(path: str | os.PathLike, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise EvalrunError(f"{what} {str(path)!r} holds a {type(obj).__name__}, not a dict of tensors")
     return obj
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """What torch.save writes: a zip archive, or (the legacy format) a pickle, which starts with its protocol
+    byte 0x80 (a text file passed by mistake starts otherwise)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            first = fh.read(1)
+        return first == b"\x80" or zipfile.is_zipfile(path)
+    except OSError:
+        return True  # unreadable: torch's own error says why
 
 
 def tensors_only(state: dict[str, Any], what: str, path: str | os.PathLike) -> dict[str, torch.Tensor]:
