@@ -14,7 +14,7 @@ from typing import Any
 
 import evalrun.tiny as tiny
 from evalrun.errors import ConfigError, EvalrunError, load_error
-from evalrun.schedulers import _diffusers_class, build_scheduler, check_scheduler, scheduler_class  # noqa: F401
+from evalrun.schedulers import _diffusers_class, build_scheduler, check_scheduler, scheduler_class, shift_problem  # noqa: F401
 
 # Re-exported: run.py and config.py import the scheduler helpers from here.
 __all__ = ["build_scheduler", "check_scheduler", "checked_scheduler", "checkpoint_scheduler", "load_pipeline",
@@ -230,6 +230,9 @@ def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps
     if key not in _CHECKED:
         built, resolved = build_scheduler(checkpoint, scheduler)
         check_scheduler(pipeline_cls, built, steps)
+        problem = shift_problem(pipeline_cls, checkpoint, scheduler, built, steps)
+        if problem:
+            raise EvalrunError(problem)
         if len(_CHECKED) > 256:
             _CHECKED.clear()
         _CHECKED[key] = resolved

@@ -45,6 +45,7 @@ _TIMESTEPS: dict[str, tuple[str | None, str | None]] = {
     "Lumina2Pipeline": ("linspace", "always"), "QwenImagePipeline": ("linspace", "always"),
     "QwenImageEditPipeline": ("linspace", "always"), "ZImagePipeline": ("list", "always"),
     "CogView4Pipeline": ("cogview", "always"),
+    "SanaPipeline": (None, None), "SanaSprintPipeline": (None, None),  # never mu: dynamic shifting would raise
 }
 
 
@@ -95,6 +96,8 @@ def _carry_shift(default, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(kwargs)
     if "shift" in kwargs and "shift" not in params and "flow_shift" in params:
         kwargs["flow_shift"] = kwargs.pop("shift")
+    elif "flow_shift" in kwargs and "flow_shift" not in params and "shift" in params:
+        kwargs["shift"] = kwargs.pop("flow_shift")
     if "shift" in kwargs or "flow_shift" in kwargs or family(default) != "flow":
         return kwargs
     to_flow_sigmas = kwargs.get("use_flow_sigmas", source.get("use_flow_sigmas"))
@@ -131,12 +134,14 @@ def build_scheduler(default, scheduler: Any):
             built = cls.from_config(default.config, **kwargs)
         except (TypeError, ValueError) as exc:
             raise EvalrunError(f"scheduler {scheduler.name!r} ({cls.__name__}) rejected kwargs {kwargs}: {exc}") from None
-        unused = sorted(set(kwargs) - set(built.config))
+        # The class's own parameters: from_config keeps the checkpoint's other keys in the config, unread
+        unused = sorted(set(kwargs) - _init_params(cls))
         if unused:
             raise EvalrunError(f"scheduler.kwargs {unused} are not options of {cls.__name__}; "
-                               f"valid: {', '.join(sorted(k for k in built.config if not k.startswith('_')))}")
+                               f"valid: {', '.join(sorted(_init_params(cls)))}")
     built._evalrun_checkpoint = default  # check_scheduler lists the options that work from it
-    resolved = {k: v for k, v in dict(built.config).items() if not k.startswith("_")}
+    # What ran: the class's parameters (a FlowMatch scheduler built from DPM's config does not read its solver_order)
+    resolved = {k: v for k, v in dict(built.config).items() if not k.startswith("_") and k in _init_params(type(built))}
     return built, {"class": type(built).__name__, **resolved}
 
 
@@ -210,9 +215,51 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
     if "init_noise_sigma" not in _pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
         return (f"{pipe} does not scale its starting noise by the scheduler's init_noise_sigma ({sigma:.3g} for "
                 f"{name} at {steps} steps), so it would sample wrongly")
+    step = inspect.signature(type(sched).step).parameters
+    if any("generator=" in call for call in _step_calls(pipeline_cls)) and "generator" not in step \
+            and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in step.values()):
+        return (f"{pipe} passes generator= to scheduler.step, which {name}.step does not take, so the run would "
+                f"fail at its first step")
     if is_stochastic(sched) and not _passes_generator(pipeline_cls, sched):
         return (f"{pipe} calls scheduler.step without the per-image generators, so the stochastic {name} would "
                 f"draw from the global RNG and make images depend on their batch")
+    return None
+
+
+_SHIFT_KEYS = ("shift", "flow_shift", "use_dynamic_shifting")
+
+
+def _schedule(pipeline_cls: type, sched, steps: int):
+    """The timesteps and sigmas ``pipeline_cls`` would sample ``sched`` at (``_replay_timesteps``)."""
+    import numpy as np
+
+    fresh = type(sched).from_config(sched.config)
+    _replay_timesteps(pipeline_cls, fresh, steps)
+    as_array = (lambda x: np.asarray(x.tolist() if hasattr(x, "tolist") else x, dtype=np.float64))
+    return np.concatenate([as_array(fresh.timesteps), as_array(getattr(fresh, "sigmas", []))])
+
+
+def shift_problem(pipeline_cls: type, checkpoint, scheduler: Any, built, steps: int) -> str | None:
+    """Why a shift the option sets would not move one timestep in ``pipeline_cls``, or None: a scheduler with
+    dynamic shifting ignores ``shift`` (the pipeline's ``mu`` decides), so a sweep over it would make the
+    same images under several names. Found by sampling the schedule again at another value."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    kwargs = {k: v for k, v in dict(scheduler.get("kwargs") or {}).items() if k in _SHIFT_KEYS and v is not None}
+    for key, value in kwargs.items():
+        other = (not value) if isinstance(value, bool) else float(value) * 2 + 1
+        try:
+            alternative, _ = build_scheduler(checkpoint, OmegaConf.merge(scheduler, {"kwargs": {key: other}}))
+            same = np.array_equal(_schedule(pipeline_cls, built, steps), _schedule(pipeline_cls, alternative, steps))
+        except Exception:  # noqa: BLE001 - a value the class refuses: nothing to compare
+            continue
+        if same:
+            fix = ("add scheduler.kwargs.use_dynamic_shifting=false to sample with a fixed shift"
+                   if built.config.get("use_dynamic_shifting") and key != "use_dynamic_shifting" else "remove it")
+            return (f"scheduler.kwargs.{key}={value} has no effect: {pipeline_cls.__name__} samples the same timesteps "
+                    f"with {type(built).__name__} at any {key} (a sweep over it would make the same images under "
+                    f"several names); {fix}")
     return None
 
 

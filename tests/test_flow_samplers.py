@@ -66,6 +66,20 @@ SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]
     (["model=tiny_sana", "height=48"], "height=48 must be a multiple of 32 for SanaPipeline"),
     (["model=tiny_sd3", "offload=sequential", "device=cpu"], "offload=sequential needs a GPU"),
     (["model=custom"], "model.path is empty"),
+    # Scheduler settings that would not take effect, or fail at the first step.
+    (["model=flux_dev", *SMOKE, "scheduler=flow_euler", "scheduler.kwargs.shift=3.0"],
+     "scheduler.kwargs.shift=3.0 has no effect: FluxPipeline samples the same timesteps with "
+     "FlowMatchEulerDiscreteScheduler at any shift (a sweep over it would make the same images under several names); "
+     "add scheduler.kwargs.use_dynamic_shifting=false"),
+    (["model=tiny_sana", "scheduler=flow_dpm", "scheduler.kwargs.use_dynamic_shifting=true"],
+     "use_dynamic_shifting=True has no effect: SanaPipeline samples the same timesteps"),
+    (["model=tiny_sana", "scheduler=flow_euler", "scheduler.kwargs.use_dynamic_shifting=true"],
+     "SanaPipeline cannot set 4 timesteps with FlowMatchEulerDiscreteScheduler"),
+    (["model=tiny_sd3", "scheduler=flow_heun", "+scheduler.kwargs.use_karras_sigmas=true"],
+     "scheduler.kwargs ['use_karras_sigmas'] are not options of FlowMatchHeunDiscreteScheduler; valid: "
+     "num_train_timesteps, shift"),
+    (["model=tiny_ddpm", "num_images=2", "scheduler=unipc"],
+     "DDPMPipeline passes generator= to scheduler.step, which UniPCMultistepScheduler.step does not take"),
 ])
 def test_refused_in_one_line_before_the_weights_load(tmp_path, overrides, expected):
     from evalrun.pipelines import _CACHE
@@ -108,6 +122,10 @@ def test_checkpoint_shift_crosses_between_flowmatch_and_flow_sigmas():
         assert build_scheduler(sana, compose(f"scheduler={option}").scheduler)[1][key] == 3.0
     assert build_scheduler(sana, compose("scheduler=flow_heun").scheduler)[1]["shift"] == 3.0
     assert build_scheduler(sana, compose("scheduler=flow_euler", "scheduler.kwargs.shift=5").scheduler)[1]["shift"] == 5
+    # Either spelling goes to the key the class reads; what is recorded is what the class reads
+    resolved = build_scheduler(sana, compose("scheduler=flow_euler", "+scheduler.kwargs.flow_shift=6").scheduler)[1]
+    assert resolved["shift"] == 6 and "flow_shift" not in resolved and "solver_order" not in resolved
+    assert build_scheduler(sd3, compose("scheduler=flow_dpm", "scheduler.kwargs.shift=2").scheduler)[1]["flow_shift"] == 2
 
 
 def test_negative_prompt_is_part_of_each_image_and_a_result_column(tmp_path):
