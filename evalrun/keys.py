@@ -26,6 +26,29 @@ def _folder_listing(path: Path) -> str:
     return stable_hash(entries, length=32)
 
 
+def _files_outside(table: Path, encoding: str = "utf-8") -> str | None:
+    """Files a table names outside its own folder (absolute or ../ paths), by name, size and mtime: the folder
+    listing covers those inside it, and an input image replaced in place must never be served stale."""
+    from evalrun.prompts import read_table
+
+    try:
+        frame = read_table(table, encoding)
+    except Exception:  # noqa: BLE001 - the run's own read of the table reports what is wrong with it
+        return None
+    folder, entries = table.parent.resolve(), set()
+    for value in frame.to_numpy().ravel():
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+            continue
+        path = Path(value).expanduser()
+        try:
+            path = (path if path.is_absolute() else table.parent / path).resolve()
+            if path.is_file() and folder not in path.parents:
+                entries.add((str(path), path.stat().st_size, path.stat().st_mtime_ns))
+        except (OSError, ValueError):
+            continue
+    return stable_hash(sorted(entries), length=32) if entries else None
+
+
 def _path_identity(value: Any) -> Any:
     if not isinstance(value, str) or value in ("", "???") or value.startswith("evalrun/tiny-"):
         return None
@@ -46,6 +69,7 @@ def input_identities(cfg: Any) -> dict[str, Any]:
     model_path = Path(str(cfg.model.path)).expanduser()
     if cfg.model.get("task") == "images" and model_path.is_file():
         out["model_images"] = _folder_listing(model_path.parent)  # a table's images live beside it
+        out["model_images_outside"] = _files_outside(model_path, cfg.model.get("encoding") or "utf-8")
     prompts = cfg.get("prompts") or {}
     path = prompts.get("path") if prompts else None
     if path not in (None, "", "???"):
@@ -55,6 +79,8 @@ def input_identities(cfg: Any) -> dict[str, Any]:
         out["prompts"] = _path_identity(str(table))
         if prompts.get("source") == "edit_dataset" and table.parent.is_dir():
             out["prompt_images"] = _folder_listing(table.parent)  # input images live beside the table
+            if table.is_file():
+                out["prompt_images_outside"] = _files_outside(table, prompts.get("encoding") or "utf-8")
     reference = to_plain(cfg.get("reference")) or {}
     if reference.get("path"):
         out["reference"] = _path_identity(str(reference["path"]))

@@ -340,6 +340,28 @@ def test_local_csv_and_jsonl_with_custom_columns_and_any_image_mode(tmp_path):
     assert r > 200 and g < 60 and b < 60  # a red CMYK JPEG stays red
 
 
+def test_inputs_named_outside_the_tables_folder_are_part_of_the_run_key(tmp_path):
+    """An edit table (or a table of images to score) naming an image in another folder: replacing that image in
+    place changes the run key, as replacing one beside the table does, so a finished run is never reused stale."""
+    from evalrun.keys import input_identities
+
+    (tmp_path / "table").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    image = tmp_path / "elsewhere" / "in.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(image)
+    pd.DataFrame([{"input_image": str(image), "edit_prompt": "make it red", "input_caption": "a", "output_caption": "b",
+                   "image": "../elsewhere/in.png", "prompt": "a"}]).to_csv(tmp_path / "table" / "edits.csv", index=False)
+    configs = [compose("model=tiny_pix2pix", "prompts=edit_demo", f"prompts.path={tmp_path / 'table' / 'edits.csv'}"),
+               compose("model=images", f"model.path={tmp_path / 'table' / 'edits.csv'}")]
+    before = [input_identities(cfg) for cfg in configs]
+    Image.new("RGB", (8, 8), (200, 20, 30)).save(image)  # same size and name, other pixels
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 1_000_000))
+    after = [input_identities(cfg) for cfg in configs]
+    for old, new in zip(before, after):
+        assert old != new and {k for k in old if old[k] != new.get(k)} <= {"prompt_images_outside",
+                                                                          "model_images_outside"}
+
+
 def test_crop_keeps_aspect_ratio_and_stretch_does_not(tmp_path):
     wide = np.zeros((32, 96, 3), np.uint8)
     wide[:, 32:64] = 255  # white middle third
