@@ -362,6 +362,34 @@ def test_inputs_named_outside_the_tables_folder_are_part_of_the_run_key(tmp_path
                                                                           "model_images_outside"}
 
 
+def test_edit_settings_that_change_the_images_are_columns_and_guidance_that_cannot_apply_is_refused(caplog):
+    """prompts.resize and the text the pipeline gets are result columns (a sweep over them is not seeds of one
+    configuration); InstructPix2Pix's own rule decides whether its two guidance scales can take effect."""
+    import diffusers
+
+    pix2pix = diffusers.StableDiffusionInstructPix2PixPipeline
+    task = get_task("edit")
+    cfg = compose("model=tiny_pix2pix", "prompts=edit_demo", "image_guidance_scale=0.5")
+    task.validate(cfg)
+    with pytest.raises(ConfigError, match="image_guidance_scale=0.5 below 1 turns classifier-free guidance off in "
+                                          "StableDiffusionInstructPix2PixPipeline"):
+        task.check_pipeline(pix2pix, cfg)
+    with caplog.at_level(logging.WARNING, logger="evalrun.tasks.edit"):
+        task.check_pipeline(pix2pix, compose("model=tiny_pix2pix", "prompts=edit_demo", "guidance_scale=1"))
+    assert "samples without guidance, so image_guidance_scale=1.5 has no effect" in caplog.text
+    caplog.clear()
+    task.check_pipeline(pix2pix, compose("model=tiny_pix2pix", "prompts=edit_demo"))  # the preset's scales guide
+    assert not caplog.text
+    for overrides, expected in ((["prompts.resize=crop"], {"input_resize": "crop", "prompt_key": "prompt"}),
+                                (["model=tiny_img2img"], {"input_resize": "stretch", "prompt_key": "output_caption"}),
+                                (["model=tiny_img2img", "model.prompt_key=prompt"], {"prompt_key": "prompt"})):
+        pipe = FakePix2Pix if not any("img2img" in o for o in overrides) else FakeImg2Img
+        cfg, task = compose(*(["model=tiny_pix2pix"] if pipe is FakePix2Pix else []), "prompts=edit_demo",
+                            *overrides), get_task("edit")
+        task.prepare(Unloaded(pipe), task.load_records(cfg), cfg)
+        assert expected.items() <= task.extra_columns(cfg).items(), overrides
+
+
 def test_crop_keeps_aspect_ratio_and_stretch_does_not(tmp_path):
     wide = np.zeros((32, 96, 3), np.uint8)
     wide[:, 32:64] = 255  # white middle third

@@ -34,6 +34,28 @@ def edit_style(pipeline_cls: type) -> str:
     return "instruction"
 
 
+def check_guidance_applies(pipeline_cls: type, cfg: Any) -> None:
+    """InstructPix2Pix guides only when guidance_scale > 1 and image_guidance_scale >= 1 (its own
+    ``do_classifier_free_guidance``, asked here): below that neither scale has any effect, and runs that
+    differ in them would be the same images under several names."""
+    from types import SimpleNamespace
+
+    rule = getattr(pipeline_cls, "do_classifier_free_guidance", None)
+    text, image = float(cfg.guidance_scale), float(cfg.image_guidance_scale)
+    try:
+        guides = rule.fget(SimpleNamespace(guidance_scale=text, image_guidance_scale=image))
+    except Exception:  # noqa: BLE001 - another rule than the one known here: let the pipeline decide
+        return
+    if guides:
+        return
+    if image < 1 and text > 1:
+        raise ConfigError(f"image_guidance_scale={cfg.image_guidance_scale} below 1 turns classifier-free guidance off "
+                          f"in {pipeline_cls.__name__} (it guides only when image_guidance_scale >= 1), so neither "
+                          f"scale would take effect; use image_guidance_scale >= 1")
+    log.warning("guidance_scale=%s: %s samples without guidance, so image_guidance_scale=%s has no effect",
+                cfg.guidance_scale, pipeline_cls.__name__, cfg.image_guidance_scale)
+
+
 class Edit(Task):
     name = "edit"
     # height/width size the input images (pix2pix/img2img take the output size from the image;
@@ -81,6 +103,8 @@ class Edit(Task):
         super().check_pipeline(pipeline_cls, cfg)
         if style == "instruction":
             check_size_multiple(pipeline_cls, cfg)
+        if style == "pix2pix":
+            check_guidance_applies(pipeline_cls, cfg)
 
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
         records = super().load_records(cfg)
@@ -95,7 +119,7 @@ class Edit(Task):
 
         style = edit_style(pipeline.cls)
         # Pix2pix and instruction models follow the instruction; img2img users describe the wanted result.
-        prompt_key = cfg.model.get("prompt_key") or ("output_caption" if style == "img2img" else "prompt")
+        prompt_key = self.prompt_key = cfg.model.get("prompt_key") or ("output_caption" if style == "img2img" else "prompt")
         mode = cfg.prompts.get("resize") or "stretch"
         height, width = int(cfg.height), int(cfg.width)
         out = []
@@ -105,6 +129,15 @@ class Edit(Task):
         log.info("edit inputs: %d images sized to %dx%d (%s); pipeline prompt: %s", len(out), width, height, mode, prompt_key)
         count_truncation(self, pipeline.cls, cfg, [r["pipeline_prompt"] for r in out])
         return out
+
+    def extra_columns(self, cfg: Any) -> dict[str, Any]:
+        """Besides the base columns: how the inputs were sized and which text the pipeline got (both change
+        the images, so runs that differ in them are different configurations, never seeds of one)."""
+        cols = super().extra_columns(cfg)
+        cols["input_resize"] = str(cfg.prompts.get("resize") or "stretch")
+        if getattr(self, "prompt_key", None):
+            cols["prompt_key"] = self.prompt_key
+        return cols
 
     def pipeline_kwargs(self, pipe: Any, jobs: list, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = super().pipeline_kwargs(pipe, jobs, params)
