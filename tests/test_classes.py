@@ -49,6 +49,10 @@ def test_class_words_map_through_get_label_ids_and_random_is_seeded():
         load_prompts(compose("prompts=classes", "prompts.random=3").prompts)
     with pytest.raises(EvalrunError, match="'golden retrievr' is not a class word"):
         task.prepare(Loaded(pipe), [{"prompt_id": 0, "prompt": "golden retrievr"}], None)
+    # synonyms are one class: its noise comes from its id, so they would be the same samples twice
+    synonyms = [{"prompt_id": i, "prompt": w} for i, w in enumerate(("tabby", "golden retriever", "tabby cat"))]
+    with pytest.raises(EvalrunError, match="'tabby' and 'tabby cat' are both class 281"):
+        task.prepare(Loaded(pipe), synonyms, None)
 
 
 @pytest.mark.parametrize("model, task, params", [

@@ -35,6 +35,18 @@ def class_records(cfg: Any) -> list[dict[str, Any]]:
     return [{"prompt_id": int(i), "prompt": None, "class_id": int(i), "category": None, "challenge": None} for i in ids]
 
 
+def check_distinct_classes(records: list[dict[str, Any]]) -> None:
+    """Words of one class (synonyms, or a word listed twice) would make the same samples twice (a class's noise
+    comes from its id), counted by FID/IS/diversity as independent images: refused, naming them."""
+    seen: dict[int, str] = {}
+    for rec in records:
+        word = str(rec.get("prompt"))
+        if rec["class_id"] in seen:
+            raise EvalrunError(f"prompts.words: {seen[rec['class_id']]!r} and {word!r} are both class {rec['class_id']}, "
+                               f"so their images would be the same samples twice; list each class once")
+        seen[rec["class_id"]] = word
+
+
 class ClassToImage(Task):
     name = "class2img"
     knobs = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale"}
@@ -69,6 +81,7 @@ class ClassToImage(Task):
             if rec.get("prompt") is None:
                 rec["prompt"] = first_word.get(rec["class_id"], f"class {rec['class_id']}")
             out.append(rec)
+        check_distinct_classes(out)
         return out
 
     def inputs(self, pipe: Any, jobs: list) -> dict[str, Any]:
