@@ -78,6 +78,9 @@ SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]
     (["model=tiny_sd3", "scheduler=flow_heun", "+scheduler.kwargs.use_karras_sigmas=true"],
      "scheduler.kwargs ['use_karras_sigmas'] are not options of FlowMatchHeunDiscreteScheduler; valid: "
      "num_train_timesteps, shift"),
+    (["model=tiny_flux", "max_sequence_length=1024"], "max_sequence_length=1024 is more than FluxPipeline takes (at "
+                                                       "most 512)"),
+    (["model=tiny_sd3", "max_sequence_length=600"], "max_sequence_length=600 is more than StableDiffusion3Pipeline"),
     (["model=tiny_ddpm", "num_images=2", "scheduler=unipc"],
      "DDPMPipeline passes generator= to scheduler.step, which UniPCMultistepScheduler.step does not take"),
 ])

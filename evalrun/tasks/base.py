@@ -114,6 +114,20 @@ def check_guidance_scale(cfg: Any) -> None:
         non_negative_number(cfg, "guidance_scale")
 
 
+def sequence_limit(pipeline_cls: type) -> int | None:
+    """The largest max_sequence_length the pipeline's ``check_inputs`` accepts (FLUX, SD3: 512), read from its
+    source so that the refusal comes before the weights load, not at the first batch."""
+    import inspect
+    import re
+
+    check = getattr(pipeline_cls, "check_inputs", None)
+    try:
+        found = re.search(r"max_sequence_length\s*>\s*(\d+)", inspect.getsource(check)) if check else None
+    except (OSError, TypeError):
+        return None
+    return int(found.group(1)) if found else None
+
+
 class Task:
     name: ClassVar[str]
     #: config key -> the pipeline ``__call__`` keyword it feeds (None: used by the task itself, e.g. to
@@ -185,6 +199,10 @@ class Task:
                 raise ConfigError(f"model.call_kwargs.{key} is not an argument of {name}.__call__; remove it")
         if name in BATCH_DEPENDENT and int(cfg.batch_size) > 1:
             raise ConfigError(f"{name} {BATCH_DEPENDENT[name]}; use batch_size=1 (batch_size={cfg.batch_size})")
+        limit = sequence_limit(pipeline_cls)
+        if limit is not None and cfg.get("max_sequence_length") is not None and int(cfg.max_sequence_length) > limit:
+            raise ConfigError(f"max_sequence_length={cfg.max_sequence_length} is more than {name} takes (at most "
+                              f"{limit}); use max_sequence_length <= {limit}")
 
     # ------------------------------------------------------------------ records and calls
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
