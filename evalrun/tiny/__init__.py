@@ -31,6 +31,7 @@ BUILDERS: dict[str, str] = {
     # Current text-to-image families (real component classes, latent layouts and shipped scheduler
     # configs at toy width); each module says which checkpoint it mirrors.
     "evalrun/tiny-sdxl": "evalrun.tiny.sdxl:build_tiny_sdxl",
+    "evalrun/tiny-sdxl-turbo": "evalrun.tiny.sdxl:build_tiny_sdxl_turbo",
     "evalrun/tiny-sd3": "evalrun.tiny.sd3:build_tiny_sd3",
     "evalrun/tiny-flux": "evalrun.tiny.flux:build_tiny_flux",
     "evalrun/tiny-flux-schnell": "evalrun.tiny.flux:build_tiny_flux_schnell",

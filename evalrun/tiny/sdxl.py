@@ -15,8 +15,21 @@ SCHEDULER_CONFIG = {
     "use_karras_sigmas": False, "trained_betas": None,
 }
 
+# stabilityai/sdxl-turbo, scheduler/scheduler_config.json: Euler ancestral, trailing spacing (1-4 steps).
+TURBO_SCHEDULER_CONFIG = {
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+    "prediction_type": "epsilon", "steps_offset": 1, "timestep_spacing": "trailing", "trained_betas": None,
+}
 
-def build_tiny_sdxl(target: Path) -> None:
+
+def build_tiny_sdxl_turbo(target: Path) -> None:
+    """The tiny SDXL with SDXL Turbo's own scheduler, so a smoke run rehearses the sampler turbo runs."""
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    build_tiny_sdxl(target, scheduler=EulerAncestralDiscreteScheduler(**TURBO_SCHEDULER_CONFIG))
+
+
+def build_tiny_sdxl(target: Path, scheduler=None) -> None:
     """SDXL layout at toy width: 8x VAE (4 latent channels), CLIP-L-like + CLIP-G-like encoders.
 
     Default size 32x32 (UNet ``sample_size=4`` latents); ``force_zeros_for_empty_prompt`` as the
@@ -39,7 +52,7 @@ def build_tiny_sdxl(target: Path) -> None:
     )
     pipe = StableDiffusionXLPipeline(
         vae=kl_vae(**SDXL_VAE), text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2, unet=unet, scheduler=EulerDiscreteScheduler(**SCHEDULER_CONFIG),
+        tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler or EulerDiscreteScheduler(**SCHEDULER_CONFIG),
         force_zeros_for_empty_prompt=True, add_watermarker=False,
     )
     pipe.save_pretrained(target)
