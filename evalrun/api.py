@@ -69,9 +69,8 @@ class SweepResult:
 
 def _check_overrides(overrides: Sequence[str]) -> None:
     """The command line's spelling checks (evalrun.override_keys), raised as the CLI prints them."""
-    from evalrun.composition import override_list
     from evalrun.errors import ConfigError
-    from evalrun.override_keys import check_command_line
+    from evalrun.override_keys import check_command_line, override_list
 
     problem = check_command_line(override_list(overrides))
     if problem:

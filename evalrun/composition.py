@@ -28,22 +28,9 @@ import contextlib
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 NAME = re.compile(r"[\w\-]+")  # an option name (not a list, not null, not an interpolation)
-
-
-def override_list(overrides: Sequence[str]) -> list[str]:
-    """The Python API's overrides as a list of strings; a bare string (read a character at a time by Hydra)
-    or anything else is refused in one line."""
-    from evalrun.errors import ConfigError
-
-    items = list(overrides) if isinstance(overrides, Iterable) and not isinstance(overrides, (str, bytes)) else None
-    if items is None or not all(isinstance(o, str) for o in items):
-        shown = repr(overrides) if len(repr(overrides)) < 80 else repr(overrides)[:77] + "..."
-        raise ConfigError(f"overrides must be a list of strings, as on the command line (['model=sd15', "
-                          f"'seed=0,1']); got {shown}")
-    return items
 
 
 def compose(overrides: Sequence[str] = (), hydra: bool = False):
@@ -54,6 +41,7 @@ def compose(overrides: Sequence[str] = (), hydra: bool = False):
     from hydra.core.global_hydra import GlobalHydra
 
     import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
+    from evalrun.override_keys import override_list
     from evalrun.paths import CONF_DIR
 
     if GlobalHydra.instance().is_initialized():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from evalrun.errors import ConfigError
 from evalrun.paths import CONF_DIR
@@ -36,6 +36,17 @@ LAUNCHERS = {"evalrun_joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib")
 _MORE_CONFIG = ("hydra.searchpath", "+hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp", "--config-name",
                 "-cn")
 _METRIC_LIST = re.compile(r"\+?metrics=\[?([^\]]*)\]?")
+
+
+def override_list(overrides: Sequence[str]) -> list[str]:
+    """The Python API's overrides as a list of strings; a bare string (read a character at a time by Hydra)
+    or anything else is refused in one line."""
+    items = list(overrides) if isinstance(overrides, Iterable) and not isinstance(overrides, (str, bytes)) else None
+    if items is None or not all(isinstance(o, str) for o in items):
+        shown = repr(overrides) if len(repr(overrides)) < 80 else repr(overrides)[:77] + "..."
+        raise ConfigError(f"overrides must be a list of strings, as on the command line (['model=sd15', "
+                          f"'seed=0,1']); got {shown}")
+    return items
 
 
 def _mapping(path: Path) -> dict:

@@ -219,18 +219,10 @@ class Metric(abc.ABC):
         self.update(ImageBatch(images.contiguous(), [self._numbered(record) for record in records]))
 
     def _numbered(self, record: dict[str, Any]) -> dict[str, Any]:
-        """An added image's ``prompt_id`` and ``image_index``, as a run numbers its images, over every ``add``:
-        one id per distinct prompt (or the ``prompt_id`` given), its images counted from 0; without prompts,
-        each image its own. Diversity groups by them and a run's reports pair by them."""
-        seen = self.__dict__.setdefault("_added", {"ids": {}, "counts": {}, "n": 0})
-        seen["n"] += 1
-        if "prompt_id" in record:
-            prompt_id = record["prompt_id"]
-        else:
-            key = ("prompt", record["prompt"]) if "prompt" in record else ("image", seen["n"])
-            prompt_id = seen["ids"].setdefault(key, len(seen["ids"]))
-        image_index = seen["counts"][prompt_id] = seen["counts"].get(prompt_id, -1) + 1
-        return {**record, "prompt_id": prompt_id, "image_index": image_index}
+        """An added image's ``prompt_id`` and ``image_index`` over every ``add`` (evalrun.jobs.PromptNumbering)."""
+        from evalrun.jobs import PromptNumbering
+
+        return self.__dict__.setdefault("_added_numbering", PromptNumbering())(record)
 
     @classmethod
     def output(cls, column: str) -> Output:

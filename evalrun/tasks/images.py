@@ -48,23 +48,15 @@ def _run_records(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def grouped_by_prompt(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each record's ``prompt_id`` and ``image_index`` as a generated run has them: one id per distinct prompt
-    (and input image, for edits; in order of first appearance; a record without a prompt is a prompt of its
-    own) and the images of a
-    prompt counted from 0, so the images of one prompt are grouped (diversity) and paired (reports) as a
-    run's ``num_images_per_prompt`` images are. Records that carry both (a run's images) keep them."""
+    """Each record's ``prompt_id`` and ``image_index`` as a generated run has them (evalrun.jobs.PromptNumbering),
+    so the images of one prompt are grouped (diversity) and paired (reports) as a run's
+    ``num_images_per_prompt`` images are. Records that all carry both (a run's images) keep them."""
+    from evalrun.jobs import PromptNumbering
+
     if all("prompt_id" in r and "image_index" in r for r in records):
         return records
-    ids: dict[Any, int] = {}
-    counts: dict[int, int] = {}
-    out = []
-    for n, record in enumerate(records):
-        text = record.get("prompt")  # an edit's instruction is one prompt per input image
-        prompt_id = ids.setdefault(("text", text, record.get("input_path")) if text is not None else ("row", n),
-                                   len(ids))
-        counts[prompt_id] = counts.get(prompt_id, -1) + 1
-        out.append({**record, "prompt_id": prompt_id, "image_index": counts[prompt_id]})
-    return out
+    number = PromptNumbering()
+    return [number({k: v for k, v in r.items() if k not in ("prompt_id", "image_index")}) for r in records]
 
 
 def _seed(value: Any, table: Path, row: int, column: str) -> int:
