@@ -22,6 +22,7 @@ Importing a task module imports no torch or diffusers.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -114,10 +115,10 @@ def check_guidance_scale(cfg: Any) -> None:
         non_negative_number(cfg, "guidance_scale")
 
 
+@functools.lru_cache(maxsize=None)  # a sweep asks once per job; the source does not change
 def sequence_limit(pipeline_cls: type) -> int | None:
     """The largest max_sequence_length the pipeline's ``check_inputs`` accepts (FLUX, SD3: 512), read from its
     source so that the refusal comes before the weights load, not at the first batch."""
-    import inspect
     import re
 
     check = getattr(pipeline_cls, "check_inputs", None)
