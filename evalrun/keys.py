@@ -43,7 +43,8 @@ def _files_outside(table: Path, encoding: str = "utf-8") -> str | None:
         try:
             path = (path if path.is_absolute() else table.parent / path).resolve()
             if path.is_file() and folder not in path.parents:
-                entries.add((str(path), path.stat().st_size, path.stat().st_mtime_ns))
+                stat = path.stat()
+                entries.add((str(path), stat.st_size, stat.st_mtime_ns))
         except (OSError, ValueError):
             continue
     return stable_hash(sorted(entries), length=32) if entries else None

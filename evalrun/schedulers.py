@@ -85,8 +85,9 @@ def family(scheduler) -> str:
     return "v_prediction" if config.get("prediction_type") == "v_prediction" else "epsilon"
 
 
-def _init_params(cls: type) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+@functools.lru_cache(maxsize=None)  # asked for each key of a resolved config, for every job
+def _init_params(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
 
 
 def _carry_shift(default, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -247,11 +248,14 @@ def shift_problem(pipeline_cls: type, checkpoint, scheduler: Any, built, steps: 
     from omegaconf import OmegaConf
 
     kwargs = {k: v for k, v in dict(scheduler.get("kwargs") or {}).items() if k in _SHIFT_KEYS and v is not None}
+    if not kwargs:
+        return None
+    schedule = _schedule(pipeline_cls, built, steps)
     for key, value in kwargs.items():
         other = (not value) if isinstance(value, bool) else float(value) * 2 + 1
         try:
             alternative, _ = build_scheduler(checkpoint, OmegaConf.merge(scheduler, {"kwargs": {key: other}}))
-            same = np.array_equal(_schedule(pipeline_cls, built, steps), _schedule(pipeline_cls, alternative, steps))
+            same = np.array_equal(schedule, _schedule(pipeline_cls, alternative, steps))
         except Exception:  # noqa: BLE001 - a value the class refuses: nothing to compare
             continue
         if same:
