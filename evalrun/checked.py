@@ -29,10 +29,13 @@ class Checked:
 def checked_config(cfg: Any) -> Plan:
     """``cfg`` resolved in place and opened, validated, and the cache pointed where it says. Interpolations
     are resolved once, in place: re-resolving them on every access cost more than the rest of the
-    bookkeeping, and building a new config from the resolved values cost as much again."""
+    bookkeeping, and building a new config from the resolved values cost as much again (each distinct
+    interpolation is parsed once per process: evalrun.interpolations)."""
     from omegaconf import OmegaConf
 
-    OmegaConf.resolve(cfg)
+    from evalrun.interpolations import resolve_in_place
+
+    resolve_in_place(cfg)
     OmegaConf.set_struct(cfg, False)
     plan = validate(cfg)
     point_cache(cfg)

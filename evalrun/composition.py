@@ -75,7 +75,7 @@ class JobComposer:
         cfg, defaults = self._hydra(overrides, keep_hydra=True)
         values = [o for o in overrides if self._is_value(o)]
         part = tuple(o for o in overrides if o not in values)
-        job_cfg = copy.deepcopy(cfg)
+        job_cfg = _copied(cfg)
         _drop_hydra(job_cfg)
         self._composed.setdefault(part, _Composed(job_cfg, _as_dict(part), frozenset(values), defaults))
         return cfg

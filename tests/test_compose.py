@@ -95,3 +95,53 @@ def test_without_hydras_internals_every_job_is_composed_by_hydra(monkeypatch):
     for job in (["scheduler=dpm", "seed=0"], ["scheduler=ddim", "seed=1"]):
         assert_same(composer(job), job)
     assert composer.hydra_compositions == 3
+
+
+def _node_types(cfg) -> list:
+    """Every node's key path and class, in order (resolution must leave the same node kinds)."""
+    from omegaconf import DictConfig, ListConfig
+
+    found, todo = [], [("", cfg)]
+    while todo:
+        path, node = todo.pop()
+        found.append((path, type(node).__name__, OmegaConf.is_struct(node) if OmegaConf.is_config(node) else None))
+        if isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
+            todo += [(f"{path}.{k}", node._get_node(k)) for k in node.keys()]
+        elif isinstance(node, ListConfig) and not node._is_none() and not node._is_missing():
+            todo += [(f"{path}[{i}]", node._get_node(i)) for i in range(len(node))]
+    return found
+
+
+def test_interpolations_resolve_in_place_as_omegaconf_resolves_them():
+    """evalrun.interpolations keeps each interpolation's parse tree; what it resolves must be what
+    OmegaConf.resolve gives: values, node kinds and flags, missing values and errors alike, on every
+    metric's config, smoke presets of each task, the ADM protocol and the experiments."""
+    import copy
+
+    from omegaconf.errors import InterpolationKeyError
+
+    from evalrun.interpolations import resolve_in_place
+
+    composer = JobComposer()
+    composer.sweep_config(["seed=0"])
+    jobs = [[f"metrics=[{','.join(options('metrics'))}]"], ["model=tiny_ddpm", "protocol=adm"],
+            ["experiment=scheduler_comparison"], ["experiment=edit_demo"],
+            *[["debug=smoke", f"model={m}"] for m in ("flux_dev", "qwen_image_edit", "ddpm_cifar10", "dit256")]]
+    edge = OmegaConf.create({"a": "???", "b": "${a}", "c": {"x": 1, "y": "${..a}"}, "d": "${c}", "e": "${c.x}_${c.x}",
+                             "f": "${oc.select:nope.key,${c.x}}", "g": ["${c.x}", "${oc.select:c,null}"],
+                             "h": "${oc.env:EVALRUN_NO_SUCH_VARIABLE,fallback}"})
+    configs = [composer(job) for job in jobs] + [edge]
+    for cfg in configs:
+        mine, theirs = copy.deepcopy(cfg), copy.deepcopy(cfg)
+        resolve_in_place(mine)
+        OmegaConf.resolve(theirs)
+        assert OmegaConf.to_yaml(mine) == OmegaConf.to_yaml(theirs)
+        assert _node_types(mine) == _node_types(theirs)
+    assert OmegaConf.is_missing(mine, "b") and mine.f == 1 and mine.e == "1_1"  # the edge cases did occur
+    for bad in ({"a": "${nope}"}, {"a": "${oc.select:}"}):
+        with pytest.raises(Exception) as theirs:
+            OmegaConf.resolve(OmegaConf.create(bad))
+        with pytest.raises(type(theirs.value)):
+            resolve_in_place(OmegaConf.create(bad))
+    with pytest.raises(InterpolationKeyError):
+        resolve_in_place(OmegaConf.create({"a": "${nope}"}))
