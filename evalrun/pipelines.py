@@ -222,12 +222,26 @@ def _option_key(scheduler: Any) -> str:
     return json.dumps(to_plain(scheduler), sort_keys=True, default=str)
 
 
+def as_built_by(pipeline_cls: type, checkpoint: Any) -> Any:
+    """The checkpoint's scheduler as ``pipeline_cls`` holds it once built: DDIMPipeline converts whatever its
+    files name (DDPMScheduler for google/ddpm-*) to DDIMScheduler, so ``scheduler=default`` samples with DDIM."""
+    from evalrun.pipeline_source import converted_scheduler_class
+
+    name = converted_scheduler_class(pipeline_cls)
+    if name is None or type(checkpoint).__name__ == name:
+        return checkpoint
+    import diffusers
+
+    return getattr(diffusers, name).from_config(checkpoint.config)
+
+
 def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps: int) -> dict[str, Any]:
     """The resolved config of ``scheduler`` built from the checkpoint's own, after ``check_scheduler``
     passed; remembered per (pipeline class, checkpoint scheduler object, option, steps), since each job
     of a sweep asks again and the answer depends on nothing else."""
     key = (pipeline_cls, checkpoint, _option_key(scheduler), steps)  # schedulers hash by identity
     if key not in _CHECKED:
+        checkpoint = as_built_by(pipeline_cls, checkpoint)
         built, resolved = build_scheduler(checkpoint, scheduler)
         check_scheduler(pipeline_cls, built, steps)
         problem = shift_problem(pipeline_cls, checkpoint, scheduler, built, steps)

@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 class LazyPipeline:
     """The run's pipeline, loaded (and given the run's scheduler) on first use only."""
 
-    def __init__(self, cfg: Any, pipeline_cls: type, device, dtype, identity: dict[str, Any] | None = None) -> None:
+    def __init__(self, cfg: Any, pipeline_cls: type, device, dtype, identity: dict[str, Any] | None = None,
+                 scheduler_config: dict[str, Any] | None = None) -> None:
         self.cfg, self.cls, self.device, self.dtype, self.pipe = cfg, pipeline_cls, device, dtype, None
         self.identity = identity or None  # the weights the run's image keys name: the loaded pipeline's too
+        self.scheduler_config = scheduler_config  # what the checks resolved, and the run's keys and columns name
 
     def get(self):
         if self.pipe is None:
@@ -36,7 +38,13 @@ class LazyPipeline:
 
             with Phase("load pipeline"):  # the config carries offload, VAE tiling and the speed options
                 self.pipe = load_pipeline(self.cfg.model, self.device, self.dtype, self.cfg, self.identity)
-            self.scheduler_config = set_scheduler(self.pipe, self.cfg.scheduler)
+            loaded = set_scheduler(self.pipe, self.cfg.scheduler)
+            if self.scheduler_config is not None and loaded != self.scheduler_config:
+                # Never label images with a scheduler that did not make them (a pipeline that converts its
+                # scheduler in a way pipeline_source does not read): a bug to report, not a user's mistake.
+                raise RuntimeError(f"{type(self.pipe).__name__} holds {loaded['class']} {loaded} once loaded, not the "
+                                   f"{self.scheduler_config['class']} {self.scheduler_config} the checks resolved")
+            self.scheduler_config = loaded
         return self.pipe
 
 
@@ -148,7 +156,7 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
             metric.context.device, metric.context.store, metric.context.run_dir = device, store, run_dir
             metric.load()
     # 5. Records finished with the pipeline (class words -> label ids), then one job per image.
-    pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype, model)
+    pipeline = LazyPipeline(cfg, pipeline_cls, device, dtype, model, scheduler_config if task.generates else None)
     records = task.prepare(pipeline, records, cfg)
     jobs = task.jobs(records, per_record, int(cfg.seed))
     if shards.sharded(cfg):  # this job makes whole chunks of the run's images, in run order

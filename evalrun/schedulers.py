@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError, first_line
+from evalrun.pipeline_source import passes_generator, pipeline_source, step_keywords
 from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch, scheduler_options
 
 # Schedulers whose step() draws fresh noise (others become stochastic through their config, below).
@@ -171,32 +172,10 @@ def _replay_timesteps(pipeline_cls: type, sched, steps: int) -> None:
     retrieve(sched, steps, "cpu", sigmas=sigmas, **extra)
 
 
-@functools.lru_cache(maxsize=None)
-def _pipeline_source(pipe_cls: type) -> str:
-    """The source of the pipeline class and its diffusers bases (what init_noise_sigma scaling is searched in)."""
-    return "".join(inspect.getsource(cls) for cls in pipe_cls.__mro__
-                   if cls.__module__.startswith("diffusers.pipelines") and cls.__name__ != "DiffusionPipeline")
-
-
 def is_stochastic(sched) -> bool:
     """Whether ``sched.step`` draws noise (ancestral, SDE, LCM/TCD, FlowMatch with stochastic_sampling)."""
     return type(sched).__name__ in _STOCHASTIC or "sde" in str(sched.config.get("algorithm_type", "")) \
         or bool(sched.config.get("stochastic_sampling"))
-
-
-def _step_calls(pipeline_cls: type) -> list[str]:
-    """The argument text of every ``scheduler.step(...)`` call in the pipeline's ``__call__``."""
-    owner = next((c for c in pipeline_cls.__mro__ if "__call__" in vars(c)), pipeline_cls)
-    source = inspect.getsource(owner.__call__)
-    return [part.split(")", 1)[0] for part in source.split("scheduler.step(")[1:]]
-
-
-def _passes_generator(pipeline_cls: type, sched) -> bool:
-    """Whether every ``scheduler.step`` call passes the generators (directly or in extra_step_kwargs;
-    Lumina 2 builds extra_step_kwargs but never passes them)."""
-    calls = _step_calls(pipeline_cls)
-    passes = bool(calls) and all("generator" in c or "extra_step_kwargs" in c for c in calls)
-    return passes and "generator" in inspect.signature(type(sched).step).parameters
 
 
 def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
@@ -213,15 +192,15 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
         return (f"{pipe} cannot set {steps} timesteps with {name} (as it calls set_timesteps), so the run would fail "
                 f"after the model loads ({detail})")
     sigma = float(getattr(sched, "init_noise_sigma", 1.0))
-    if "init_noise_sigma" not in _pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
+    if "init_noise_sigma" not in pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
         return (f"{pipe} does not scale its starting noise by the scheduler's init_noise_sigma ({sigma:.3g} for "
                 f"{name} at {steps} steps), so it would sample wrongly")
     step = inspect.signature(type(sched).step).parameters
-    if any("generator=" in call for call in _step_calls(pipeline_cls)) and "generator" not in step \
-            and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in step.values()):
-        return (f"{pipe} passes generator= to scheduler.step, which {name}.step does not take, so the run would "
-                f"fail at its first step")
-    if is_stochastic(sched) and not _passes_generator(pipeline_cls, sched):
+    refused = sorted(step_keywords(pipeline_cls) - set(step))
+    if refused and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in step.values()):
+        return (f"{pipe} passes {', '.join(k + '=' for k in refused)} to scheduler.step, which {name}.step does not "
+                f"take, so the run would fail at its first step")
+    if is_stochastic(sched) and not passes_generator(pipeline_cls, sched):
         return (f"{pipe} calls scheduler.step without the per-image generators, so the stochastic {name} would "
                 f"draw from the global RNG and make images depend on their batch")
     return None

@@ -83,6 +83,8 @@ SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]
     (["model=tiny_sd3", "max_sequence_length=600"], "max_sequence_length=600 is more than StableDiffusion3Pipeline"),
     (["model=tiny_ddpm", "num_images=2", "scheduler=unipc"],
      "DDPMPipeline passes generator= to scheduler.step, which UniPCMultistepScheduler.step does not take"),
+    (["model=tiny_ddpm", "model.pipeline=DDIMPipeline", "num_images=2", "scheduler=ddpm"],
+     "DDIMPipeline passes eta=, use_clipped_model_output= to scheduler.step, which DDPMScheduler.step does not take"),
 ])
 def test_refused_in_one_line_before_the_weights_load(tmp_path, overrides, expected):
     from evalrun.pipelines import _CACHE
@@ -91,6 +93,30 @@ def test_refused_in_one_line_before_the_weights_load(tmp_path, overrides, expect
     assert expected in error_of(*overrides, run_dir=tmp_path)
     assert _CACHE == before  # nothing was loaded
     assert not (tmp_path / "images").exists()
+
+
+def test_a_pipeline_that_converts_its_scheduler_records_the_class_that_ran(tmp_path):
+    """DDIMPipeline turns the DDPMScheduler its checkpoint names into DDIM when it is built: the run records
+    DDIMScheduler, and its images are those of DDPMPipeline with scheduler=ddim, pixel for pixel. A
+    loaded pipeline holding another scheduler than the checks resolved is never labelled with theirs."""
+    from evalrun.run import LazyPipeline
+
+    common = ["model=tiny_ddpm", "num_images=2", "steps=3", "paths.image_store=none"]
+    converted = run_inprocess(*common, "model.pipeline=DDIMPipeline", run_dir=tmp_path / "converted")
+    explicit = run_inprocess(*common, "scheduler=ddim", run_dir=tmp_path / "explicit")
+    assert converted["provenance"]["scheduler_config"]["class"] == "DDIMScheduler"
+    assert pd.read_csv(tmp_path / "converted" / "metrics.csv")["scheduler_class"].item() == "DDIMScheduler"
+    assert converted["provenance"]["scheduler_config"] == explicit["provenance"]["scheduler_config"]
+    for png in sorted((tmp_path / "explicit" / "images").glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(tmp_path / "converted" / "images" /
+                                                                                   png.name)))
+    cfg = compose(*common, "model.pipeline=DDIMPipeline")
+    import diffusers
+
+    lazy = LazyPipeline(cfg, diffusers.DDIMPipeline, torch.device("cpu"), torch.float32,
+                        scheduler_config={"class": "DDPMScheduler"})
+    with pytest.raises(RuntimeError, match="holds DDIMScheduler"):
+        lazy.get()
 
 
 def test_shift_and_sigma_spacing_are_recorded_and_change_the_images(tmp_path):
