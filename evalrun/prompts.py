@@ -42,6 +42,19 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _prompt_column(frame, cfg: Any, default: str, *fallbacks: str) -> str:
+    """The column ``prompts.prompt_column`` names. Only the set's own default falls back to the usual
+    spellings: a column the user named and the file lacks is an error, never another column's prompts."""
+    wanted = str(cfg.get("prompt_column") or default)
+    if wanted.lower() != default.lower():
+        found = _column(frame, wanted, required=False)
+        if found is None:
+            raise ConfigError(f"prompts.prompt_column={wanted!r} is not a column of the prompts (columns: "
+                              f"{', '.join(map(str, frame.columns))}); set it to the column with the prompts")
+        return found
+    return _column(frame, default, *fallbacks)
+
+
 def _column(frame, *names: str, key: str = "prompts.prompt_column", required: bool = True) -> str | None:
     """First column whose lower-cased name is in ``names``."""
     lower = {str(c).lower(): c for c in frame.columns}
@@ -77,8 +90,8 @@ def _check_file(path: Path, key: str = "prompts.path") -> Path:
 
 
 def _read_text(path: Path, encoding: str) -> str:
-    try:
-        return path.read_text(encoding=encoding)
+    try:  # a byte-order mark (Windows editors) is not part of the first prompt
+        return path.read_text(encoding=encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"prompts.path={str(path)!r} is not valid {encoding} (byte {exc.start}); set "
                           f"prompts.encoding= to the file's encoding (e.g. latin-1, cp1252, utf-16)") from None
@@ -151,14 +164,13 @@ def _inline(cfg: Any) -> list[dict[str, Any]]:
 def _parti(cfg: Any) -> list[dict[str, Any]]:
     hint = "Offline? Get PartiPrompts.tsv (google-research/parti) and set prompts.path=/path/PartiPrompts.tsv"
     frame, where = _table(cfg, hint)
-    return _frame_to_records(frame, _column(frame, cfg.get("prompt_column") or "Prompt", "Prompt"), where)
+    return _frame_to_records(frame, _prompt_column(frame, cfg, "Prompt"), where)
 
 
 def _drawbench(cfg: Any) -> list[dict[str, Any]]:
     hint = "Offline? Save DrawBench as CSV/TSV (columns Prompts, Category) and set prompts.path=FILE"
     frame, where = _table(cfg, hint)
-    return _frame_to_records(frame, _column(frame, cfg.get("prompt_column") or "Prompts", "Prompts", "Prompt", "text"),
-                             where)
+    return _frame_to_records(frame, _prompt_column(frame, cfg, "Prompts", "Prompt", "text"), where)
 
 
 def _file(cfg: Any) -> list[dict[str, Any]]:
@@ -169,7 +181,7 @@ def _file(cfg: Any) -> list[dict[str, Any]]:
         lines = [ln.strip() for ln in _read_text(_check_file(path), cfg.get("encoding") or "utf-8").splitlines()]
         return [{"prompt_id": i, "prompt": p, "category": None, "challenge": None} for i, p in enumerate(lines) if p]
     frame = read_table(path, cfg.get("encoding") or "utf-8")
-    col = _column(frame, cfg.get("prompt_column") or "prompt", "prompt", "prompts", "text")
+    col = _prompt_column(frame, cfg, "prompt", "prompts", "text")
     return _frame_to_records(frame, col, f"prompts.path={str(path)!r}")
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import evalrun.shards as shards
 from evalrun.checked import Checked, checked_classes, checked_config, point_cache
+from evalrun.columns import config_columns, identity_columns, prompts_columns
 from evalrun.config import check_image_count, resolve_device, resolve_dtype
-from evalrun.plain import to_plain
 from evalrun.console import Phase, quiet_libraries
+from evalrun.plain import to_plain
 from evalrun.keys import generation_key, run_key
 from evalrun.results import finished_run, run_lock
 from evalrun.version import __version__
@@ -46,46 +47,6 @@ class LazyPipeline:
                                    f"{self.scheduler_config['class']} {self.scheduler_config} the checks resolved")
             self.scheduler_config = loaded
         return self.pipe
-
-
-def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config: dict[str, Any], device, dtype) -> dict:
-    """The values that define a run, as flat result columns (seed included)."""
-    import json
-
-    cols: dict[str, Any] = {
-        "model": cfg.model.name, "model_path": str(cfg.model.path), "model_revision": cfg.model.revision,
-        "pipeline": cfg.model.pipeline, "task": task.name,
-    }
-    if task.generates:
-        cols.update({"scheduler": cfg.scheduler.name,
-                     # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
-                     "scheduler_class": scheduler_config["class"],
-                     "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str)})
-    for key in task.column_keys(cfg):
-        if cfg.get(key) is not None:
-            cols[key] = params.get(key, to_plain(cfg[key]))
-    from evalrun.acceleration import options
-
-    cols.update(options(cfg))  # speed options, only when on
-    if task.prompt_sources:  # unconditional runs have no prompt set
-        prompts = cfg.prompts
-        filters = ("category", "challenge", "limit", "shuffle", "shuffle_seed", "words", "random", "random_seed", "all")
-        cols["prompts"] = prompts.name
-        cols["prompts_source"] = str(prompts.get("path") or prompts.get("dataset") or prompts.source)
-        cols["prompts_filter"] = json.dumps({k: to_plain(prompts.get(k)) for k in filters if k in prompts},
-                                            sort_keys=True, default=str)
-    cols.update(task.extra_columns(cfg))  # negative prompt, guidance meaning, call kwargs (tasks/base.py)
-    cols.update({"dtype": str(dtype).replace("torch.", ""), "device": device.type})
-    return cols
-
-
-def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
-    """The weights that ran, as a column: runs whose weights differ (a checkpoint changed in place) are
-    different configurations in the summary, never averaged together."""
-    from evalrun.hashing import stable_hash
-
-    weights = model.get("weights_sha256")
-    return {"model_weights_sha256": stable_hash(weights, length=16) if weights else None}
 
 
 def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None, checked: Checked | None = None) -> dict[str, Any]:
@@ -193,7 +154,8 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
     from evalrun.metrics.protocol import protocol_columns
     from evalrun.outputs import write_run
 
-    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **identity_columns(model),
+    columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **prompts_columns(task, records),
+               **identity_columns(model),
                **protocol_columns(cfg, metrics, results, len(jobs))}
     return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,

@@ -18,7 +18,7 @@ FAILED_FILE = "failed.json"
 # run.json (``derived_columns``); this is also what runs written before the declaration meant.
 DERIVED_COLUMNS = {"model_path": "model", "pipeline": "model", "model_weights_sha256": "model", "guidance": "model",
                    "scheduler_class": "scheduler", "scheduler_kwargs": "scheduler", "prompts_source": "prompts",
-                   "prompts_filter": "prompts", "comparable_to_published": "protocol",
+                   "prompts_filter": "prompts", "prompts_sha256": "prompts", "comparable_to_published": "protocol",
                    "protocol_departures": "protocol"}
 
 

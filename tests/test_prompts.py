@@ -90,3 +90,34 @@ def test_txt_file_and_drawbench_csv(tmp_path):
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
     with pytest.raises(ConfigError, match="use .txt, .csv, .tsv or .jsonl"):
         load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'x.pdf'}").prompts)
+
+
+def test_a_prompt_column_the_file_lacks_is_an_error_and_a_byte_order_mark_is_not_a_prompt(tmp_path):
+    """prompts.prompt_column names the column to read: one the file lacks is refused with the columns it
+    has (it used to read the file's 'text' column silently); the set's default still finds the usual
+    spellings. A UTF-8 byte-order mark is not part of the first prompt."""
+    table = tmp_path / "two.csv"
+    table.write_text("text,caption\na red cube,a photo of a dog\n")
+    with pytest.raises(ConfigError, match=r"prompts.prompt_column='foo' is not a column of the prompts \(columns: "
+                                          r"text, caption\)"):
+        load_prompts(compose("prompts=file", f"prompts.path={table}", "prompts.prompt_column=foo").prompts)
+    assert load_prompts(compose("prompts=file", f"prompts.path={table}").prompts)[0]["prompt"] == "a red cube"
+    assert load_prompts(compose("prompts=file", f"prompts.path={table}",
+                                "prompts.prompt_column=Caption").prompts)[0]["prompt"] == "a photo of a dog"
+    marked = tmp_path / "bom.txt"
+    marked.write_bytes("\ufeffa red cube\na red cube\n".encode("utf-8"))
+    assert [r["prompt"] for r in load_prompts(compose("prompts=file", f"prompts.path={marked}").prompts)] == \
+        ["a red cube", "a red cube"]
+
+
+def test_runs_on_other_prompts_are_other_configurations(tmp_path):
+    """A sweep over prompts.texts (or prompt_column) read other prompts under one prompt-set name: the
+    prompts that ran are a column, so the summary keeps the runs apart instead of averaging them as seeds."""
+    import evalrun
+
+    result = evalrun.sweep(["prompts.texts=[a red cube],[a blue dog]", "steps=2", "seed=0", "metrics=[]",
+                            "paths.image_store=none"], sweep_dir=tmp_path / "sweep")
+    summary = pd.read_csv(tmp_path / "sweep" / "summary.csv")
+    assert len(summary) == 2 and summary["n_runs"].tolist() == [1, 1]
+    assert summary["prompts_sha256"].nunique() == 2
+    assert len(result.runs) == 2

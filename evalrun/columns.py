@@ -1,0 +1,61 @@
+"""A run's result columns: the values that define its configuration (``metrics.csv``), which the summary
+groups runs by and averages over seeds within. Two runs share a configuration only if every column
+here is equal, so whatever changes the images or what they are scored against is a column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evalrun.plain import to_plain
+
+
+def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config: dict[str, Any], device, dtype) -> dict:
+    """The values that define a run, as flat result columns (seed included)."""
+    import json
+
+    cols: dict[str, Any] = {
+        "model": cfg.model.name, "model_path": str(cfg.model.path), "model_revision": cfg.model.revision,
+        "pipeline": cfg.model.pipeline, "task": task.name,
+    }
+    if task.generates:
+        cols.update({"scheduler": cfg.scheduler.name,
+                     # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
+                     "scheduler_class": scheduler_config["class"],
+                     "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str)})
+    for key in task.column_keys(cfg):
+        if cfg.get(key) is not None:
+            cols[key] = params.get(key, to_plain(cfg[key]))
+    from evalrun.acceleration import options
+
+    cols.update(options(cfg))  # speed options, only when on
+    if task.prompt_sources:  # unconditional runs have no prompt set
+        prompts = cfg.prompts
+        filters = ("category", "challenge", "limit", "shuffle", "shuffle_seed", "words", "random", "random_seed", "all",
+                   "prompt_column", "encoding")
+        cols["prompts"] = prompts.name
+        cols["prompts_source"] = str(prompts.get("path") or prompts.get("dataset") or prompts.source)
+        cols["prompts_filter"] = json.dumps({k: to_plain(prompts.get(k)) for k in filters if k in prompts},
+                                            sort_keys=True, default=str)
+    cols.update(task.extra_columns(cfg))  # negative prompt, guidance meaning, call kwargs (tasks/base.py)
+    cols.update({"dtype": str(dtype).replace("torch.", ""), "device": device.type})
+    return cols
+
+
+def prompts_columns(task: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which prompts ran, as a column: runs that read other prompts (another ``prompts.texts`` list, a file
+    edited in place) are different configurations in the summary, never seeds of one."""
+    from evalrun.hashing import stable_hash
+
+    if not task.prompt_sources:
+        return {}
+    return {"prompts_sha256": stable_hash([record.get("prompt") for record in records], length=16)}
+
+
+def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
+    """The weights that ran, as a column: runs whose weights differ (a checkpoint changed in place) are
+    different configurations in the summary, never averaged together."""
+    from evalrun.hashing import stable_hash
+
+    weights = model.get("weights_sha256")
+    return {"model_weights_sha256": stable_hash(weights, length=16) if weights else None}
