@@ -129,6 +129,9 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
     configs, prompts = [], []
     for values, group in groups:
         config = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        if config.get("task") == "unconditional" and group_by != "all":  # sample i of two seeds: unrelated images
+            raise EvalrunError(f"--group-by {group_by}: unconditional runs have no prompts, and their sample i of one "
+                               f"seed has nothing in common with sample i of another; use --group-by all")
         embeddings: dict[Any, list] = {}
         meta: dict[Any, dict[str, Any]] = {}
         for run_dir in group["run_dir"]:

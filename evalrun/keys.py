@@ -102,12 +102,14 @@ def run_key(cfg: Any, version: str, device: Any, dtype: Any, plain: dict | None 
 
 
 def generation_key(cfg: Any, params: dict[str, Any], model: dict[str, Any], scheduler_config: dict[str, Any],
-                   dtype: Any, device: Any) -> str:
-    """Everything that changes the pixels of a run's images, but nothing per image and not the metrics."""
+                   dtype: Any, device: Any, counts: tuple[str, ...] = ()) -> str:
+    """Everything that changes the pixels of a run's images, but nothing per image and not the metrics.
+    ``counts``: knobs that only say how many images a run makes (an unconditional run's ``num_images``):
+    image i of a 10,000-image run is image i of a 50,000-image one."""
     from evalrun.results import library_versions
 
     versions = library_versions()
-    knobs = {k: v for k, v in params.items() if k not in ("batch_size",)}
+    knobs = {k: v for k, v in params.items() if k not in ("batch_size", *counts)}
     return stable_hash({
         "pipeline": cfg.model.pipeline, "model_path": str(cfg.model.path), "revision": cfg.model.revision,
         "variant": cfg.model.variant, "weights": model.get("weights_sha256"), "snapshot": model.get("snapshot"),

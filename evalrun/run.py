@@ -127,7 +127,7 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
     from evalrun.generate import ImageStream, ReadStream
     from evalrun.outputs import defer_writes, overlaps_sampling
 
-    gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device)
+    gen_key = generation_key(cfg, params, model, scheduler_config, dtype, device, task.count_knobs)
     if cfg.batch_size == "auto":
         cfg.batch_size = resolve_batch_size(cfg, task, pipeline, jobs, params, model, device, dtype)
     if task.generates:

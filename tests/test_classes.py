@@ -114,3 +114,35 @@ def test_unconditional_count_is_checked_before_anything_loads(tmp_path):
     message = error_of("model=tiny_ddpm", "num_images=1", "metrics=[fid]", "reference=folder",
                        f"reference.path={tmp_path / 'ref'}", run_dir=tmp_path / "r")
     assert "metric 'fid' needs at least 2 images but this run makes 1" in message
+
+
+def test_unconditional_runs_reuse_samples_across_counts_and_refuse_what_has_no_effect(tmp_path):
+    """num_images only says how many samples a run draws: a larger run reuses the stored ones (sample i is
+    sample i). Prompt settings and per-prompt diversity mean nothing for unconditional samples: refused,
+    and the unconditional presets' diversity is that of all samples."""
+    import evalrun
+    from evalrun.diversity import sweep_diversity
+
+    store = f"paths.image_store={tmp_path / 'store'}"
+    common = ["model=tiny_ddpm", "steps=2", store]
+    sweep = evalrun.sweep([*common, "num_images=3", "seed=0,1", "metrics=[diversity]",
+                           "metrics.diversity.clip_model=evalrun/tiny-clip"], sweep_dir=tmp_path / "sweep")
+    summary = sweep.summary
+    assert summary["diversity_groups_mean"].tolist() == [1.0] and summary["diversity.group_by"].tolist() == ["all"]
+    larger = run_inprocess(*common, "num_images=5", "seed=0", run_dir=tmp_path / "larger")
+    assert larger["provenance"]["images"] == {"sampled": 2, "reused": 3, "repaired": 0}
+    first = next(p for p in (tmp_path / "sweep").iterdir() if "seed=0" in p.name)
+    for png in sorted((first / "images").glob("*.png")):
+        assert png.read_bytes() == (tmp_path / "larger" / "images" / png.name).read_bytes()
+    with pytest.raises(EvalrunError, match="unconditional runs have no prompts.*use --group-by all"):
+        sweep_diversity([tmp_path / "sweep"], clip_model="evalrun/tiny-clip")
+
+    from conftest import error_of
+
+    assert error_of(*common, "num_images=2", "prompts.limit=2", run_dir=tmp_path / "p").startswith(
+        "prompts.limit=2 has no effect on model 'tiny_ddpm' (task unconditional reads no prompts")
+    assert error_of(*common, "num_images=2", "prompts=parti", run_dir=tmp_path / "p").startswith("prompts=parti has no")
+    assert "set metrics.diversity.group_by=all" in error_of(*common, "num_images=2", "metrics=[diversity]",
+                                                            "metrics.diversity.group_by=prompt_id",
+                                                            run_dir=tmp_path / "d")
+    run_inprocess(*common, "num_images=2", "debug=smoke", run_dir=tmp_path / "smoke")  # smoke's two prompts: not the user's

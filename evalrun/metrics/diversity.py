@@ -88,6 +88,10 @@ class Diversity(ExtractorMetric):
         if group_by not in GROUP_BY:
             raise ConfigError(f"metrics.diversity.group_by={group_by!r} is not a field of the images' records; "
                               f"valid: {', '.join(GROUP_BY)}")
+        if context is not None and context.task == "unconditional" and group_by not in ("all", "seed"):
+            raise ConfigError(f"metrics.diversity.group_by={group_by!r}: unconditional samples have no prompt, class or "
+                              f"category to group by (each would be a group of one); set metrics.diversity.group_by=all "
+                              f"(the diversity of all samples)")
         from evalrun.metrics.features import EXTRACTORS, is_known
 
         if not is_known(str(feature_extractor)):

@@ -134,6 +134,8 @@ class Task:
     #: config key -> the pipeline ``__call__`` keyword it feeds (None: used by the task itself, e.g. to
     #: size input images). Knobs that are set become result columns.
     knobs: ClassVar[dict[str, str | None]] = {"steps": "num_inference_steps"}
+    #: knobs that only say how many images a run makes (not part of each image's key: a larger run reuses them)
+    count_knobs: ClassVar[tuple[str, ...]] = ()
     #: ``prompts.source`` values this task reads (empty: it reads no prompt set).
     prompt_sources: ClassVar[tuple[str, ...]] = ()
     #: a hint naming prompt sets that fit, for the error when another is given

@@ -15,6 +15,7 @@ from evalrun.tasks.base import Task, positive_int
 class Unconditional(Task):
     name = "unconditional"
     knobs = {"steps": "num_inference_steps", "num_images": None}
+    count_knobs = ("num_images",)
     more_images = "raise num_images"
     provides = ()  # no prompt, no input image
 
@@ -24,6 +25,10 @@ class Unconditional(Task):
             raise ConfigError(f"num_images must be set for unconditional models such as {cfg.model.name!r} "
                               f"(num_images=N or model.default_num_images)")
         positive_int(cfg, "num_images")
+        unused = _prompt_settings(cfg)
+        if unused:
+            raise ConfigError(f"{unused} has no effect on model {cfg.model.name!r} (task {self.name} reads no prompts; "
+                              f"the summary would average runs that differ in it as seeds); remove it")
 
     def load_records(self, cfg: Any) -> list[dict[str, Any]]:
         return [{"prompt_id": i, "prompt": "", "category": None, "challenge": None} for i in range(int(cfg.num_images))]
@@ -38,3 +43,25 @@ class Unconditional(Task):
         from evalrun.grid import GridBuilder
 
         return GridBuilder.plain(len(jobs), int(cfg.grid_max_images))
+
+
+def _prompt_settings(cfg: Any) -> str | None:
+    """The first prompt-set setting that differs from the default set (config.yaml's ``prompts: doc``, with
+    what ``debug=smoke`` sets in it), as ``key=value``; None if the prompts are the untouched default,
+    which an unconditional run ignores."""
+    from omegaconf import OmegaConf
+
+    from evalrun.paths import CONF_DIR
+
+    prompts = cfg.get("prompts")
+    if prompts is None:
+        return None
+    default = OmegaConf.load(CONF_DIR / "prompts" / "doc.yaml")
+    if prompts.get("offline_sample"):  # debug=smoke's two prompts
+        default = OmegaConf.merge(default, OmegaConf.load(CONF_DIR / "debug" / "smoke.yaml").prompts)
+    if prompts.get("name") != default.name:
+        return f"prompts={prompts.get('name')}"
+    for key in prompts:
+        if key != "negative_prompt" and prompts.get(key) != default.get(key):  # negative_prompt: the pipeline check
+            return f"prompts.{key}={prompts.get(key)}"
+    return None
