@@ -211,10 +211,22 @@ def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
             recorded = text.strip() if name == CLAIM_FILE else json.loads(text).get("config_key")
         except ValueError:
             return
-        if recorded and recorded != cfg_key:
+        if recorded and recorded != cfg_key and (name != CLAIM_FILE or _holds_images(run_dir)):
             raise DirectoryTaken(f"{run_dir} holds the results of another configuration ({name}); run into another "
                                f"directory (hydra.run.dir= or hydra.sweep.dir=; evalrun.score --out; the API's "
                                f"run_dir=) or delete it to recompute there", directory=Path(run_dir))
+
+
+def _holds_images(run_dir: Path) -> bool:
+    """Whether a claimed directory holds any image: a claim a run left with nothing in it (refused by a check
+    before its first image, e.g. too few images for a metric) is taken over by the corrected configuration."""
+    import os
+
+    try:
+        with os.scandir(run_dir / "images") as entries:
+            return any(entry.name.endswith(".png") for entry in entries)
+    except OSError:
+        return False
 
 
 def _hydra():

@@ -92,6 +92,15 @@ def test_overrides_that_differ_only_in_replaced_characters_get_their_own_dirs():
     assert long.startswith("scheduler=ddim") and len(long) <= 130  # the varying key stays readable
 
 
+def test_a_run_refused_before_its_first_image_leaves_its_directory_to_the_fix(tmp_path):
+    """A check that refuses a run after it claimed its directory (too few images for a metric) leaves no
+    results there: the corrected configuration the error asks for runs in the same directory."""
+    common = ["model=tiny_ddpm", "steps=2", "metrics=[inception_score]", "paths.image_store=none"]
+    assert "needs at least 10 images but this run makes 8" in error_of(*common, "num_images=8", run_dir=tmp_path)
+    record = run_inprocess(*common, "num_images=10", run_dir=tmp_path)
+    assert record["provenance"]["images"]["sampled"] == 10 and (tmp_path / "run.json").exists()
+
+
 def test_part_of_a_sweep_run_again_goes_back_to_its_job_dirs(tmp_path):
     """A second sweep into the same directory that varies fewer keys names its jobs in another key order;
     each job still finds its earlier directory (by its hash), so nothing is computed or counted twice."""
