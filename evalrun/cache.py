@@ -36,16 +36,19 @@ def section_items(root: Path, section: str) -> Iterator[Path]:
             yield from (p for p in base.rglob("*") if p.is_file())
 
 
-def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def last_used(path: Path) -> float:
-    """When an entry was last written or read (atime where the file system keeps it)."""
+def measure(path: Path) -> tuple[int, float]:
+    """(bytes, last use) of an entry. Last use: when it was last written or read (atime where the file
+    system keeps it); for a folder (a reference entry, a tiny model), its newest file's, since a run reads
+    the files, and listing the folder (as this does) would refresh the folder's own access time."""
     st = path.stat()
-    return max(st.st_mtime, st.st_atime)
+    if not path.is_dir():
+        return st.st_size, max(st.st_mtime, st.st_atime)
+    size, used = 0, st.st_mtime  # a folder's mtime changes only when files come or go
+    for item in path.rglob("*"):
+        if item.is_file():
+            found = item.stat()
+            size, used = size + found.st_size, max(used, found.st_mtime, found.st_atime)
+    return size, used
 
 
 def human(n: float) -> str:
@@ -63,7 +66,7 @@ def listing(root: Path) -> list[tuple[str, int, int, float | None]]:
         measured = []
         for item in section_items(root, section):
             try:
-                measured.append((size_of(item), last_used(item)))
+                measured.append(measure(item))
             except FileNotFoundError:  # gone since it was listed
                 continue
         rows.append((section, len(measured), sum(size for size, _ in measured),
@@ -78,10 +81,10 @@ def prune(root: Path, sections: list[str], older_than_days: float, dry_run: bool
     for section in sections:
         for item in list(section_items(root, section)):
             try:
-                if last_used(item) >= cutoff:
-                    continue
-                size = size_of(item)
+                size, used = measure(item)
             except FileNotFoundError:  # gone since it was listed (a run's temporary file renamed into place)
+                continue
+            if used >= cutoff:
                 continue
             if not dry_run:
                 shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     cut.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     args = parser.parse_args(argv)
     root = cache_dir(args.cache_dir)
+    if root.exists() and not root.is_dir():
+        parser.error(f"{'--cache-dir' if args.cache_dir else '$EVALRUN_CACHE'} {root} is a file, not a cache folder")
     if not root.is_dir():
         print(f"no cache at {root}")
         return 0

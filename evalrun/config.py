@@ -89,9 +89,26 @@ def _check_runtime(cfg: Any) -> None:
     for key in ("vae_tiling", "vae_slicing"):
         if not isinstance(cfg.get(key, False), bool):
             raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
+    _check_paths(cfg)
     if str(cfg.get("offload", "none")) == "sequential" and str(cfg.device) == "cpu":
         raise ConfigError("offload=sequential needs a GPU (it streams weights to the accelerator); use offload=none "
                           "with device=cpu")
+
+
+def _check_paths(cfg: Any) -> None:
+    """The folders evalrun writes into are folders (or not there yet): a file there failed deep inside a run,
+    after sampling, with a traceback."""
+    from evalrun.paths import cache_dir
+
+    paths = cfg.get("paths") or {}
+    roots = {f"paths.{key}={paths.get(key)}": paths.get(key) for key in ("cache_dir", "output_dir", "image_store",
+                                                                         "feature_cache")
+             if paths.get(key) is not None and str(paths.get(key)).lower() != "none"}
+    if not paths.get("cache_dir"):
+        roots[f"the cache ($EVALRUN_CACHE or ~/.cache/evalrun: {cache_dir()})"] = cache_dir()
+    for where, value in roots.items():
+        if Path(str(value)).expanduser().exists() and not Path(str(value)).expanduser().is_dir():
+            raise ConfigError(f"{where} is a file, not a folder; point it at a folder (or remove the file)")
 
 
 def _check_scheduler_fit(cfg: Any) -> None:

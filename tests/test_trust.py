@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -361,6 +362,42 @@ def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
             main(["--cache-dir", str(cache), "prune", "--older-than", bad])
         assert refused.value.code == 2 and f"{bad!r} is not a number of days" in capsys.readouterr().err
     assert (cache / "evalrun--tiny-sd").is_dir() and (cache / "features").is_dir()
+
+
+def test_a_folder_entry_is_as_recent_as_its_newest_file_and_a_dry_run_changes_nothing(tmp_path, capsys):
+    """A reference entry (a folder) that a run read yesterday is in use, whatever its folder's own times; a
+    dry run (which lists the folders) predicts the prune exactly; a --cache-dir that is a file is refused."""
+    from evalrun.cache import listing, main
+
+    cache, old = tmp_path / "cache", time.time() - 40 * 86400
+    for name, read_since in (("used", time.time() - 86400), ("stale", None)):
+        entry = cache / "reference" / name
+        entry.mkdir(parents=True)
+        for file in ("meta.json", "stats.npz"):
+            (entry / file).write_text("{}")
+            os.utime(entry / file, (old, old))
+        if read_since is not None:
+            os.utime(entry / "stats.npz", (read_since, old))  # read by a run (atime), written long ago
+        os.utime(entry, (old, old))
+    oldest = {row[0]: row[3] for row in listing(cache)}["reference"]
+    assert oldest < time.time() - 39 * 86400  # the stale entry's, though listing it touched its folder
+    for _ in range(2):
+        assert main(["--cache-dir", str(cache), "prune", "--section", "reference", "--older-than", "30", "--dry-run"]) == 0
+        assert "would remove 1 entries" in capsys.readouterr().out
+    assert main(["--cache-dir", str(cache), "prune", "--section", "reference", "--older-than", "30"]) == 0
+    assert sorted(p.name for p in (cache / "reference").iterdir()) == ["used"]
+    with pytest.raises(SystemExit) as refused:
+        main(["--cache-dir", str(cache / "reference" / "used" / "meta.json"), "list"])
+    assert refused.value.code == 2 and "is a file, not a cache folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["cache_dir", "image_store", "feature_cache", "output_dir"])
+def test_a_file_where_a_folder_goes_is_refused_before_anything_runs(tmp_path, key):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    message = error_of(f"paths.{key}={afile}", "prompts.limit=1", run_dir=tmp_path / "run")
+    assert message == f"paths.{key}={afile} is a file, not a folder; point it at a folder (or remove the file)"
+    assert not (tmp_path / "run" / "images").exists()
 
 
 def test_an_atomic_write_makes_its_folder_takes_a_free_name_and_leaves_nothing_behind(tmp_path, monkeypatch):
