@@ -69,18 +69,39 @@ def measure(pipe: Any, n_images: int) -> Iterator[dict[str, float | None]]:
             handle.remove()
     result["seconds"] = elapsed / max(n_images, 1)
     result["nfe"] = rows[0] / max(n_images, 1) if module is not None else None
+    result["device"] = device_name(next(module.parameters()).device if cuda else "cpu")
     if cuda:
         result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
 
 
-def summarise(costs: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Run-level cost columns from per-image costs (images reused from the store keep what they cost)."""
+def device_name(device: Any) -> str:
+    """What a timing was measured on: the GPU's model, or ``cpu``."""
+    if getattr(device, "type", str(device).split(":")[0]) != "cuda":
+        return "cpu"
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
+def timed_here(costs: list[dict[str, Any]], batch_size: int | None, device: str | None) -> list[dict[str, Any]]:
+    """The costs timed as this run would time them: at its batch size, on its device. An image reused from
+    the store keeps the time of the run that sampled it, which may have batched it differently or run on
+    another GPU: its seconds and memory describe that run, not this one (its NFE is the same)."""
+    return [c for c in costs if batch_size is None or (c.get("batch_size") == batch_size and c.get("device") == device)]
+
+
+def summarise(costs: list[dict[str, Any]], batch_size: int | None = None, device: str | None = None
+              ) -> dict[str, float | None]:
+    """Run-level cost columns from per-image costs: NFE over every image; seconds and peak memory over the
+    images timed at ``batch_size`` on ``device`` (all, when not given)."""
     import math
 
-    def mean(key: str) -> float | None:
-        vals = [c[key] for c in costs if c.get(key) is not None]
+    timed = timed_here(costs, batch_size, device)
+
+    def mean(key: str, among: list[dict[str, Any]]) -> float | None:
+        vals = [c[key] for c in among if c.get(key) is not None]
         return sum(vals) / len(vals) if vals else math.nan
 
-    peaks = [c["peak_gib"] for c in costs if c.get("peak_gib") is not None]
-    return {"nfe": mean("nfe"), "sample_seconds_per_image": mean("seconds"),
+    peaks = [c["peak_gib"] for c in timed if c.get("peak_gib") is not None]
+    return {"nfe": mean("nfe", costs), "sample_seconds_per_image": mean("seconds", timed),
             "peak_memory_gib": max(peaks) if peaks else math.nan}

@@ -103,6 +103,7 @@ class ImageStream:
                  threaded: bool = True) -> None:
         self.jobs, self.image_dir, self.generation_key = jobs, Path(image_dir), generation_key
         self.store, self.batch_size, self.shape = store, batch_size, shape
+        self.requested_batch_size = batch_size  # batch_size may be halved on out-of-memory; timings name the request
         self.image_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.image_dir)
         self.keys = [image_key(generation_key, j) for j in jobs]
@@ -192,6 +193,7 @@ class ImageStream:
         try:
             cost: dict[str, Any] = {}
             images = to_uint8(sample(pipe, task, [self.jobs[n] for n in batch], params, cost))
+            cost["batch_size"] = self.requested_batch_size  # the run's setting the timing belongs to
             yield {**cost, "_jobs": batch}, images
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
             if len(batch) == 1 or not is_out_of_memory(exc):

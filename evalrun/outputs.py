@@ -46,8 +46,15 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     values = {k: v for r in results.values() for k, v in r.values.items()}
     declared, seed_columns = declared_columns(plan, settings)
     # What the images cost beside what they score (carried by reused images from when they were sampled).
+    timed = None
     if plan.task.generates:
-        values.update(cost.summarise(scorer.costs))
+        batch_size, where = int(cfg.batch_size), cost.device_name(device)
+        values.update(cost.summarise(scorer.costs, batch_size, where))
+        timed = len(cost.timed_here(scorer.costs, batch_size, where))
+        if timed < len(rows):
+            log.warning("sample_seconds_per_image and peak_memory_gib come from the %d of %d images sampled at "
+                        "batch_size=%d on %s; the others were reused from runs timed otherwise (paths.image_store=none "
+                        "samples them all here)", timed, len(rows), batch_size, where)
         declared.update({o.column: o.describe("cost", ["steps", "guidance_scale", "batch_size", "dtype", "device"])
                          for o in cost.OUTPUTS})
     undeclared = sorted(set(values) - set(declared))
@@ -71,6 +78,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
             "batch_size_used": getattr(stream, "batch_size", None), "n_images": len(rows),
             "n_prompts": len({r["prompt_index"] for r in rows if r.get("prompt_index") is not None}),
             "images": {"sampled": stream.sampled, "reused": stream.reused, "repaired": stream.repaired},
+            "cost_timed_images": timed,  # images whose timing (batch size, device) is this run's
             "features": {"extracted": store.extracted, "reused": store.reused},
             "image_format": "PNG (uint8, rounded as diffusers' numpy_to_pil); metrics score these pixels",
             "generator": "one CPU torch.Generator per image, seeded from (seed, prompt_id, image_index)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conftest import compose
+from conftest import compose, run_inprocess
 from evalrun.generate import sample
 from evalrun.jobs import generator_seed, image_jobs
 from evalrun.pipelines import load_pipeline, set_scheduler
@@ -280,3 +280,20 @@ def test_a_checkpoint_resaved_in_place_is_loaded_again(tmp_path):
     again = load_pipeline(model, torch.device("cpu"), torch.float32)
     assert again is not first
     torch.testing.assert_close(again.unet.conv_out.bias, first.unet.conv_out.bias)
+
+
+def test_reused_images_keep_their_nfe_but_not_a_timing_made_at_another_batch_size(tmp_path):
+    """Images reused from the store were timed by the run that sampled them: at another batch size their
+    seconds are not this run's (left out, NaN when no image was timed here); at the same batch size and
+    device they are; NFE does not depend on the batch and always counts."""
+    import math
+
+    common = ["model=tiny_ddpm", "num_images=4", "steps=2", f"paths.image_store={tmp_path / 'store'}"]
+    first = run_inprocess(*common, "batch_size=1", run_dir=tmp_path / "b1")
+    other = run_inprocess(*common, "batch_size=4", run_dir=tmp_path / "b4")
+    again = run_inprocess(*common, "batch_size=1", "metrics=[]", run_dir=tmp_path / "b1_again")
+    assert other["provenance"]["images"]["reused"] == 4 and other["provenance"]["cost_timed_images"] == 0
+    assert math.isnan(other["values"]["sample_seconds_per_image"])
+    assert other["values"]["nfe"] == first["values"]["nfe"] == 2.0
+    assert again["provenance"]["cost_timed_images"] == 4
+    assert again["values"]["sample_seconds_per_image"] == first["values"]["sample_seconds_per_image"] > 0
