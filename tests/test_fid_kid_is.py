@@ -181,6 +181,22 @@ def test_is_matches_torchmetrics_with_the_same_permutation(setup):
     assert iw.rel(scores.mean(), tm_mean) < TOL and iw.rel(ours_std, tm_std) < TOL
 
 
+def test_is_of_confident_logits_is_finite_and_exact():
+    """Logits confident enough that every other class's probability underflows to 0 (random-weight
+    networks give them): 0 * log 0 is 0, not NaN. Six one-hot images over three classes score exactly 3
+    (each KL is log 3); the split-size rule gives the same; the naive form did give NaN here."""
+    from evalrun.metrics.functional.inception_score import inception_score_chunks
+
+    logits = np.full((6, 1008), -1000.0)
+    logits[np.arange(6), [0, 1, 2, 0, 1, 2]] = 1000.0
+    assert inception_score_splits(logits, 1).tolist() == pytest.approx([3.0], rel=1e-12)
+    assert inception_score_chunks(logits, 6).tolist() == pytest.approx([3.0], rel=1e-12)
+    assert inception_score_splits(logits, 2).tolist() == pytest.approx([3.0, 3.0], rel=1e-12)
+    p = torch.as_tensor(logits).softmax(dim=1)
+    naive = (p * (torch.as_tensor(logits).log_softmax(dim=1) - p.mean(dim=0, keepdim=True).log())).sum(dim=1)
+    assert torch.isnan(naive).all()
+
+
 def test_is_does_not_use_the_global_rng(setup):
     context = MetricContext(seed=0)
     torch.manual_seed(1), np.random.seed(1)

@@ -25,14 +25,18 @@ def inception_score_splits(logits: np.ndarray | torch.Tensor, splits: int,
         raise ValueError(f"inception score splits must be in [1, N={n}], got {splits}")
     if permutation is not None:
         x = x[torch.as_tensor(np.asarray(permutation))]
-    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
-    scores = []
-    for i in range(splits):
-        lo, hi = i * n // splits, (i + 1) * n // splits
-        q = p[lo:hi].mean(dim=0, keepdim=True)
-        kl = (p[lo:hi] * (log_p[lo:hi] - q.log())).sum(dim=1).mean()
-        scores.append(float(kl.exp()))
-    return np.asarray(scores)
+    log_p = x.log_softmax(dim=1)
+    return np.asarray([_split_score(log_p[i * n // splits:(i + 1) * n // splits]) for i in range(splits)])
+
+
+def _split_score(log_p: torch.Tensor) -> float:
+    """exp(mean KL(p(y|x) || p(y))) of one split, from its log p(y|x). log p(y) by logsumexp: a class whose
+    probability underflows to 0 in every image (confident logits) gives 0 * log 0 = 0, as in the limit,
+    where p * (log p - log mean(p)) gave 0 * inf = NaN. Elsewhere equal to torch-fidelity's form."""
+    import math
+
+    log_q = torch.logsumexp(log_p, dim=0, keepdim=True) - math.log(len(log_p))
+    return float((log_p.exp() * (log_p - log_q)).sum(dim=1).mean().exp())
 
 
 def inception_score_chunks(logits: np.ndarray | torch.Tensor, split_size: int,
@@ -47,13 +51,8 @@ def inception_score_chunks(logits: np.ndarray | torch.Tensor, split_size: int,
         raise ValueError(f"need split_size >= 1 and at least one image, got {split_size} and N={n}")
     if permutation is not None:
         x = x[torch.as_tensor(np.asarray(permutation))]
-    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
-    scores = []
-    for lo in range(0, n, split_size):
-        part, log_part = p[lo:lo + split_size], log_p[lo:lo + split_size]
-        q = part.mean(dim=0, keepdim=True)
-        scores.append(float((part * (log_part - q.log())).sum(dim=1).mean().exp()))
-    return np.asarray(scores)
+    log_p = x.log_softmax(dim=1)
+    return np.asarray([_split_score(log_p[lo:lo + split_size]) for lo in range(0, n, split_size)])
 
 
 def inception_score(logits: np.ndarray | torch.Tensor, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
