@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +36,15 @@ def _record_failure(run_dir: Path, exc: BaseException) -> None:
         pass
 
 
+def experiment_sweep(hydra_cfg: Any) -> str | None:
+    """An experiment file's sweep (``hydra.sweeper.params``) as ``key=values, ...``, or None. Only with an
+    experiment: ``debug=smoke`` sets params too, to shrink an experiment's sweep, not to make one."""
+    params = hydra_cfg.sweeper.get("params") if hydra_cfg.get("sweeper") else None
+    if not params or not hydra_cfg.runtime.choices.get("experiment"):
+        return None
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
@@ -50,10 +60,10 @@ def main(cfg: DictConfig) -> None:
 
         check_optional_choices(hydra_cfg)
         check_added_keys(hydra_cfg.overrides.task, cfg)
-        params = hydra_cfg.sweeper.get("params") if hydra_cfg.get("sweeper") else None
-        if hydra_cfg.mode != RunMode.MULTIRUN and params:  # an experiment's sweep, run as a single job
+        unrun = experiment_sweep(hydra_cfg)
+        if hydra_cfg.mode != RunMode.MULTIRUN and unrun:  # an experiment's sweep, run as a single job
             log.warning("this config sweeps %s (hydra.sweeper.params); without -m only one run is made, with its "
-                        "defaults: add -m to run the sweep", ", ".join(f"{k}={v}" for k, v in params.items()))
+                        "defaults: add -m to run the sweep", unrun)
         # First, before anything touches torch.cuda: a parallel launcher's worker takes a GPU of its own.
         claim_for_job(cfg.device, hydra_cfg)
         from evalrun.merge import try_merge

@@ -442,3 +442,16 @@ def test_an_experiments_sweep_run_without_multirun_says_so(tmp_path):
     assert proc.returncode == 0
     log_text = (tmp_path / "evalrun.log").read_text()
     assert "this config sweeps scheduler=ddim,dpm, seed=0,1 (hydra.sweeper.params); without -m only one run" in log_text
+
+
+def test_only_an_experiments_sweep_is_named_for_a_single_run():
+    """debug=smoke sets sweeper params to shrink an experiment's sweep: a smoke run of one model is not a
+    sweep run without -m; an experiment file's sweep is, with or without debug=smoke."""
+    from evalrun.__main__ import experiment_sweep
+    from evalrun.composition import compose as evalrun_compose
+
+    assert experiment_sweep(evalrun_compose(["debug=smoke"], hydra=True).hydra) is None
+    assert experiment_sweep(evalrun_compose(["experiment=smoke_sweep"], hydra=True).hydra) == \
+        "scheduler=ddim,dpm, seed=0,1"
+    assert experiment_sweep(evalrun_compose(["experiment=scheduler_comparison", "debug=smoke"], hydra=True).hydra) \
+        == "scheduler=ddim,dpm,euler_a,unipc, steps=2,3, seed=0"
