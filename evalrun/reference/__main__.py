@@ -13,11 +13,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import numpy as np
 
 from evalrun.errors import EvalrunError
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")  # as the main CLI accepts (evalrun.config)
+# The config keys that export's options fill in, as the errors of the code it shares name them.
+_FLAGS = {"reference.path": "--path", "reference.kind": "--kind", "reference.split": "--split",
+          "reference.image_column": "--image-column", "reference.center_crop": "--center-crop",
+          "reference.resize": "--resize", "reference.limit": "--limit", "device": "--device",
+          "--weights.feature_extractor_weights_sha256": "--weights-sha256"}
+_KEY = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(k) for k in sorted(_FLAGS, key=len, reverse=True)) + r")\b(=?)")
+
+
+def _flags(message: str) -> str:
+    """An error from the code export shares with runs, naming export's flags rather than config keys
+    (``reference.limit=0`` -> ``--limit 0``)."""
+    def flag(m: re.Match) -> str:
+        if m[1] == "device" and not m[2]:  # the word, not the key
+            return m[0]
+        return _FLAGS[m[1]] + (" " if m[2] else "")
+
+    return _KEY.sub(flag, message)
 
 
 def _list(args) -> int:
@@ -51,12 +72,19 @@ def _export(args) -> int:
         stats = GaussianStats.from_features(np.load(entry / "features_2048.npy"))
         meta = {**meta, "layer": "2048"}
     else:
+        from evalrun.config import resolve_device
         from evalrun.metrics.features import build_extractor
 
+        if not args.path:
+            raise EvalrunError("export needs --path DIR (a folder of images; with --kind dataset, a dataset name or "
+                               "folder), or --key KEY for a cached entry (see `python -m evalrun.reference list`)")
+        if not _DEVICE.match(args.device):
+            raise EvalrunError(f"--device {args.device!r} is not a torch device; use cpu, cuda, cuda:N or auto")
+        device = str(resolve_device(args.device))
         cfg = {"kind": args.kind, "path": args.path, "split": args.split, "image_column": args.image_column,
                "center_crop": args.center_crop, "resize": args.resize, "limit": args.limit}
         spec = ReferenceSpec.from_config(cfg, "export")
-        extractor = build_extractor("inception", args.device, path=args.weights, batch_size=args.batch_size,
+        extractor = build_extractor("inception", device, path=args.weights, batch_size=args.batch_size,
                                     weights_sha256=args.weights_sha256, key="--weights")
         stats, info = Reference(spec, args.cache_dir).stats(extractor, "2048", "export")
         meta = {**info, "extractor": extractor.identity(), "layer": "2048"}
@@ -121,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"list": _list, "export": _export, "adm-batch": _adm_batch}[args.command](args)
     except EvalrunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_flags(str(exc)) if args.command == 'export' else exc}", file=sys.stderr)
         return 2
 
 

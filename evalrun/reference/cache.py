@@ -110,6 +110,10 @@ class Reference:
                          spec.describe(), extractor.name, self.root)
                 self._compute(entry, desc, key, extractor)
         meta = json.loads((entry / "meta.json").read_text())
+        if spec.strict and meta.get("skipped"):  # computed without strict: refuse as a cold cache would
+            raise EvalrunError(f"reference image {_here(spec, meta, meta['skipped'][0])} cannot be read (skipped "
+                               f"when these features were cached, {len(meta['skipped'])} file(s) in all); fix or "
+                               f"remove it, or set reference.strict=false to skip unreadable files")
         info = {"reference": spec.describe(), "reference_n": meta["n"], "reference_cache_key": key[:32],
                 "reference_cache": status, "reference_preprocessing": spec.preprocessing(),
                 "reference_skipped": len(meta.get("skipped", [])), "reference_skipped_files": meta.get("skipped", []),
@@ -193,6 +197,18 @@ class Reference:
         stats = GaussianStats.from_features(features)
         save_npz(path, stats, {**json.loads((entry / "meta.json").read_text()), "layer": layer})
         return stats, info
+
+
+def _here(spec: ReferenceSpec, meta: dict[str, Any], skipped: str) -> str:
+    """A skipped file as recorded in a cache entry, named in this spec's folder: the entry is keyed by
+    content, so it may have been computed from a copy of the folder elsewhere."""
+    recorded = str(meta.get("reference", ""))
+    if spec.kind == "folder" and recorded.startswith("folder:"):
+        try:
+            return str(Path(spec.path).expanduser() / Path(skipped).relative_to(Path(recorded[len("folder:"):]).expanduser()))
+        except ValueError:
+            pass
+    return skipped
 
 
 def _same_network(written: dict[str, Any], running: dict[str, Any]) -> bool:

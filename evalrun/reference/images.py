@@ -90,21 +90,44 @@ def iter_images(spec: ReferenceSpec, skipped: list[str]) -> Iterator:
     """The spec's images in order; names of undecodable files are appended to ``skipped``."""
     from PIL import Image, UnidentifiedImageError
 
+    unreadable = (OSError, UnidentifiedImageError, SyntaxError)
+
+    def skip(name: str, exc: BaseException) -> None:
+        if spec.strict:
+            raise EvalrunError(f"reference image {name} cannot be read ({exc}); fix or remove it, "
+                               f"or set reference.strict=false to skip unreadable files") from None
+        log.warning("reference image %s cannot be read (%s): skipped and counted (reference_skipped)", name, exc)
+        skipped.append(name)
+
     if spec.kind == "folder":
         for path in folder_files(spec):
             try:
                 with Image.open(path) as img:
                     img.load()
                     yield prepare(img, spec)
-            except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-                if spec.strict:
-                    raise EvalrunError(f"reference image {path} cannot be read ({exc}); fix or remove it, "
-                                       f"or set reference.strict=false to skip unreadable files") from None
-                log.warning("reference image %s cannot be read (%s): skipped and counted (reference_skipped)", path, exc)
-                skipped.append(str(path))
+            except unreadable as exc:
+                skip(str(path), exc)
     elif spec.kind == "dataset":
-        for row in load_dataset(spec):
-            yield prepare(_to_pil(row[spec.image_column]), spec)
+        import datasets
+
+        ds = load_dataset(spec)
+        feature = ds.features[spec.image_column]
+        decode = None
+        if isinstance(feature, datasets.Image) and feature.decode:
+            # Rows are decoded here, one at a time, so that one undecodable file is skipped (or refused
+            # with strict) like a folder's, rather than failing the iteration; decoded as datasets does.
+            ds, decode = ds.cast_column(spec.image_column, datasets.Image(decode=False)), feature.decode_example
+        for i, row in enumerate(ds):
+            value = row[spec.image_column]
+            name = value.get("path") if isinstance(value, dict) and value.get("path") else f"{spec.describe()} row {i}"
+            try:
+                if value is None:
+                    raise ValueError("no image in this row")
+                img = decode(value) if decode is not None else _to_pil(value)
+                img.load()
+                yield prepare(img, spec)
+            except (*unreadable, ValueError) as exc:  # datasets: ValueError for a row with neither bytes nor path
+                skip(name, exc)
     elif spec.kind == "adm":  # arr_0 as the evaluator streams it: uint8 NHWC, no crop or resize
         import torch
 
