@@ -2,7 +2,8 @@
 that follow it, as each run's ``run.json`` declares them).
 
 A re-runnable command (``python -m evalrun.aggregate SWEEP_DIR``) that reads what the runs
-wrote to disk; the Hydra callback only calls it. Failed jobs are listed in
+wrote to disk; the Hydra callback only calls it. A run that repeats an earlier run's config and seed
+counts once, as in the report (:func:`evalrun.runs.drop_repeated_runs`). Failed jobs are listed in
 ``failed_runs.csv`` beside the summary (with their error's first line), unfinished ones in the
 log, and the command exits non-zero when any job failed.
 
@@ -22,8 +23,9 @@ import math
 import sys
 from pathlib import Path
 
+from evalrun.errors import EvalrunError
 from evalrun.results import write_csv
-from evalrun.runs import collect, entry, frame, without_attrs
+from evalrun.runs import check_sweep_dir, collect, drop_repeated_runs, entry, frame, run_order, without_attrs
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
@@ -99,7 +101,8 @@ def write_failed(sweep_dir: Path, failed: dict[str, str]) -> Path | None:
 
 
 def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
-    runs = frame(entries)
+    # In run-dir order whatever order the index has, so a repeated (config, seed) keeps the run the report keeps.
+    runs = frame(sorted(entries, key=lambda e: run_order(e["run_dir"])))
     missing, failed = runs.attrs["missing"], runs.attrs["failed"]
     write_failed(sweep_dir, failed)
     if failed and not quiet:
@@ -115,6 +118,7 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
                     ", ".join(unmerged), sweep_dir)
     if runs.empty:
         raise FileNotFoundError(f"no finished runs (run.json + metrics.csv) under {sweep_dir}")
+    runs, _ = drop_repeated_runs(runs, runs.attrs["config_columns"], warn=not quiet)  # as the report counts them
     path = sweep_dir / SUMMARY_FILE
     grouped = configurations(runs)
     summary = summarise(runs, grouped)
@@ -159,6 +163,7 @@ def warn_mixed_provenance(runs, grouped: tuple[list[str], list] | None = None) -
 def write_summary(sweep_dir: Path) -> Path:
     """Read every job dir, rewrite the index, and write ``summary.csv`` (and ``failed_runs.csv``)."""
     sweep_dir = Path(sweep_dir)
+    check_sweep_dir(sweep_dir)
     for _ in range(10):
         before = _finish_marks(sweep_dir)
         entries = collect([sweep_dir])
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     for sweep_dir in args.sweep_dirs:
         try:
             print(write_summary(sweep_dir))
-        except FileNotFoundError as exc:
+        except (EvalrunError, FileNotFoundError) as exc:
             print(f"evalrun.aggregate: error: {exc}", file=sys.stderr)
             return 1
         if (Path(sweep_dir) / FAILED_RUNS_FILE).exists():

@@ -8,9 +8,11 @@ Hydra started (``.hydra/``) is unfinished.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 FAILED_FILE = "failed.json"
 # Config columns that only describe another key (the class ``scheduler=ddim`` names, the folder of
@@ -25,6 +27,16 @@ DERIVED_COLUMNS = {"model_path": "model", "pipeline": "model", "model_weights_sh
 # Folders that hold a run's contents, never another run: not walked (a run's images/ can hold 50,000 files).
 NOT_RUNS = {"images", "report", "features", ".hydra", ".submitit", "__pycache__"}
 MARKERS = (RUN_FILE, FAILED_FILE, ".hydra", "shard.json")
+
+
+def check_sweep_dir(sweep_dir: Path) -> None:
+    """Raise a one-line :class:`~evalrun.errors.EvalrunError` unless ``sweep_dir`` is a folder."""
+    from evalrun.errors import EvalrunError
+
+    if Path(sweep_dir).is_dir():
+        return
+    what = "is a file, not a folder" if Path(sweep_dir).exists() else "does not exist"
+    raise EvalrunError(f"sweep dir {sweep_dir} {what}; give a sweep's folder (its hydra.sweep.dir) or a run's folder")
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -137,6 +149,36 @@ def without_attrs(runs):
     bare = runs.copy(deep=False)
     bare.attrs = {}
     return bare
+
+
+def run_order(run_dir: str) -> tuple[str, ...]:
+    """Sort key of a run dir, in the order :func:`find_run_dirs` lists them (path parts, not characters)."""
+    return tuple(Path(run_dir).parts)
+
+
+def drop_repeated_runs(runs, config_columns: Sequence[str], warn: bool = True):
+    """``runs`` (a :func:`frame`) with each run counted once, as (runs, run dirs left out).
+
+    A run is counted once when its run dir was read twice (overlapping sweep dirs; left out silently)
+    or when an earlier run has the same value in every config column, the seed included: two job dirs
+    of one configuration and seed (a sweep that varied a setting that is not a result column, or one
+    sweep run twice into a sweep dir with overrides spelled differently) are one seed, not two. The
+    earlier run is kept; ``warn`` logs the repeats. The summary and the report both count runs here."""
+    if runs.empty:
+        return runs, []
+    data = without_attrs(runs)
+    cols = [c for c in config_columns if c in data.columns]
+    same_dir = data.duplicated(subset="run_dir")
+    repeats = (data.duplicated(subset=cols) if cols else same_dir) & ~same_dir
+    if not (same_dir.any() or repeats.any()):
+        return runs, []
+    repeated = data.loc[repeats, "run_dir"].tolist()
+    if repeated and warn:
+        log.warning("%d run(s) repeat the config and seed of an earlier one and are counted once: %s",
+                    len(repeated), ", ".join(repeated))
+    kept = runs[~(same_dir | repeats).to_numpy()].reset_index(drop=True)
+    kept.attrs = dict(runs.attrs)
+    return kept, repeated
 
 
 def load_runs(sweep_dirs: Iterable[Path]):

@@ -131,3 +131,59 @@ def test_cli_compare_is_reproducible(tmp_path: Path) -> None:
     assert (got["bootstrap_seed"] == 3).all() and (got["resamples"] == 2000).all()
     md = (tmp_path / "one" / "comparisons.md").read_text()
     assert "B = `model=sd15` vs A = `model=sd14`" in md and "default_rng(3)" in md
+
+
+@pytest.mark.parametrize("resamples", [0, -5, 1, 999])
+def test_too_few_resamples_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, resamples: int) -> None:
+    # 0 and -5 raised IndexError/ValueError tracebacks; 1 gave a zero-width interval reported as significant.
+    # 3 seeds x 4 prompts: 12 per-image pairs, enough for the bootstrap (not the Student-t of fewer pairs)
+    sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"), schedulers=("ddim",), steps=(2,), seeds=(0, 1, 2))
+    out = tmp_path / "r"
+    assert report_main([str(sweep_dir), "--resamples", str(resamples), "--out", str(out), "--no-plots",
+                        "--no-gallery"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"evalrun.report: error: --resamples {resamples}: a bootstrap interval needs at least 1000 "
+                   "resamples (fewer give a degenerate or noisy 95% interval); use 1000 or more (default 10000)\n")
+    assert not out.exists()
+    with pytest.raises(EvalrunError, match=rf"^resamples={resamples}: .*at least 1000"):
+        build_report([sweep_dir], out_dir=out, resamples=resamples, plots=False, gallery=False)
+    with pytest.raises(EvalrunError, match=rf"^resamples={resamples}: "):
+        bootstrap_ci(np.arange(12.0), resamples=resamples)
+    with pytest.raises(EvalrunError, match=rf"^resamples={resamples}: "):  # below 10 pairs too (Student-t)
+        compare(load_sweep([sweep_dir]), "model=sd14", "model=sd15", metrics=["fid"], resamples=resamples)
+    assert not out.exists()
+
+
+def test_bootstrap_minimum_and_seed_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sweep_dir = make_sweep(tmp_path / "s", models=("sd14", "sd15"), schedulers=("ddim",), steps=(2,), seeds=(0, 1))
+    assert report_main([str(sweep_dir), "--seed", "-1", "--no-plots", "--no-gallery"]) == 2
+    assert capsys.readouterr().err == ("evalrun.report: error: --seed -1: the bootstrap seed must be a whole "
+                                       "number >= 0, e.g. 0\n")
+    with pytest.raises(EvalrunError, match="^resamples=True: "):
+        bootstrap_ci([1.0, 2.0], resamples=True)
+    with pytest.raises(EvalrunError, match=r"^resamples=1500\.0: "):
+        bootstrap_ci([1.0, 2.0], resamples=1500.0)
+    low, high = bootstrap_ci(np.arange(12.0), seed=0, resamples=1000)  # the minimum itself is fine
+    assert 3.0 < low < 5.5 < high < 8.0
+    assert report_main([str(sweep_dir), "--resamples", "1000", "--no-plots", "--no-gallery"]) == 0
+    assert (pd.read_csv(sweep_dir / "report" / "comparisons.csv")["resamples"] == 1000).all()
+
+
+def test_out_that_is_a_file_fails_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # was a NotADirectoryError traceback, from the first table written under the file
+    sweep_dir = make_sweep(tmp_path / "s", schedulers=("ddim",), steps=(2,), seeds=(0,))
+    taken = tmp_path / "features.npz"
+    taken.write_bytes(b"not a folder")
+    assert report_main([str(sweep_dir), "--out", str(taken), "--no-plots"]) == 2
+    assert capsys.readouterr().err == (f"evalrun.report: error: --out {taken} is a file, not a folder; give a "
+                                       "folder for the report (it is created if missing)\n")
+    assert report_main([str(sweep_dir), "--out", str(taken / "report"), "--no-plots"]) == 2
+    assert capsys.readouterr().err == (f"evalrun.report: error: --out {taken / 'report'} is under {taken}, which "
+                                       "is a file, not a folder; give a folder for the report (it is created if "
+                                       "missing)\n")
+    assert report_main([str(taken)]) == 2  # a file given as the sweep dir
+    assert capsys.readouterr().err == (f"evalrun.report: error: sweep dir {taken} is a file, not a folder; give a "
+                                       "sweep's folder (its hydra.sweep.dir) or a run's folder\n")
+    assert taken.read_bytes() == b"not a folder"
+    assert report_main([str(sweep_dir), "--out", str(tmp_path / "new" / "report"), "--no-plots"]) == 0
+    assert (tmp_path / "new" / "report" / "report.md").is_file()

@@ -306,3 +306,63 @@ def test_end_to_end_tiny_sweep_2_schedulers_x_2_steps_x_2_seeds(tmp_path: Path) 
     html = written["gallery"][0].read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert len(srcs) == 8 * 6 and all((written["gallery"][0].parent / unquote(s)).exists() for s in srcs)
+
+
+def test_summary_counts_a_repeated_config_and_seed_once_as_the_report_does(tmp_path: Path,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from evalrun.aggregate import SUMMARY_FILE, refresh, write_summary
+
+    def shifted(*args):  # the repeat scored differently: counted twice, it would move the mean
+        return clip_value(*args) + 5.0
+
+    sweep_dir = make_sweep(tmp_path / "s", schedulers=("ddim", "dpm"), steps=(2,), seeds=(0, 1))
+    # the same sweep run again into this dir with the overrides spelled in another order: same config, same seed
+    repeat = make_run(sweep_dir / "seed=0,scheduler=ddim,steps=2,model=sd15", config("sd15", "ddim", 2, 0),
+                      clip=shifted)
+    with caplog.at_level(logging.WARNING):
+        write_summary(sweep_dir)
+    assert (f"1 run(s) repeat the config and seed of an earlier one and are counted once: {repeat.resolve()}"
+            in caplog.text)
+    firsts = read_metrics(sweep_dir).pipe(lambda f: f[f["run_dir"] != str(repeat.resolve())])
+    assert len(firsts) == 4
+    report = summary_table(load_sweep([sweep_dir]), ["clip_score", "fid"]).stats.set_index(["scheduler", "metric"])
+
+    def check(summary: pd.DataFrame) -> None:
+        summary = summary.set_index("scheduler")
+        assert summary["n_runs"].tolist() == [2, 2] and summary["seeds"].astype(str).tolist() == ["0 1", "0 1"]
+        for metric in ("clip_score", "fid"):
+            expected = firsts.groupby("scheduler")[metric].agg(["mean", "std"])
+            np.testing.assert_allclose(summary[f"{metric}_mean"], expected["mean"], rtol=1e-12)
+            np.testing.assert_allclose(summary[f"{metric}_std"], expected["std"], rtol=1e-12)
+            assert summary[f"{metric}_n"].tolist() == [2, 2]
+            for scheduler in ("ddim", "dpm"):  # the same mean as the report's summary table
+                assert summary.loc[scheduler, f"{metric}_mean"] == pytest.approx(
+                    report.loc[(scheduler, metric), "mean"], rel=1e-12)
+                assert report.loc[(scheduler, metric), "n"] == 2
+
+    check(pd.read_csv(sweep_dir / SUMMARY_FILE))
+    # Refreshed job by job in another order (the repeat finishing first): the same run is kept.
+    (sweep_dir / ".runs.jsonl").unlink()
+    (sweep_dir / SUMMARY_FILE).unlink()
+    for run_dir in [repeat, *sorted(d for d in sweep_dir.iterdir() if d.is_dir() and d != repeat)]:
+        refresh(sweep_dir, run_dir)
+    check(pd.read_csv(sweep_dir / SUMMARY_FILE))
+
+
+def test_aggregate_refuses_a_file_or_a_missing_sweep_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # a file was a NotADirectoryError traceback (and a missing dir was created, holding an empty index)
+    from evalrun.aggregate import main as aggregate_main
+
+    taken = tmp_path / "features.npz"
+    taken.write_bytes(b"not a folder")
+    assert aggregate_main([str(taken)]) == 1
+    assert capsys.readouterr().err == (f"evalrun.aggregate: error: sweep dir {taken} is a file, not a folder; give "
+                                       "a sweep's folder (its hydra.sweep.dir) or a run's folder\n")
+    assert taken.read_bytes() == b"not a folder"
+    missing = tmp_path / "no_such_sweep"
+    assert aggregate_main([str(missing)]) == 1
+    assert capsys.readouterr().err == (f"evalrun.aggregate: error: sweep dir {missing} does not exist; give a "
+                                       "sweep's folder (its hydra.sweep.dir) or a run's folder\n")
+    assert not missing.exists()

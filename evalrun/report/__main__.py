@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from evalrun.errors import EvalrunError
+from evalrun.report.significance import MIN_RESAMPLES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,8 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
                    help="paired comparison B - A, e.g. --compare model=sd14 model=sd15 (repeatable; "
                         "default: each value of every varying key against the first)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed, >= 0 (default 0)")
+    p.add_argument("--resamples", type=int, default=10_000,
+                   help=f"bootstrap resamples, at least {MIN_RESAMPLES} (default 10000)")
     p.add_argument("--x", default=None, metavar="KEY", help="plot x axis (default: steps)")
     p.add_argument("--hue", nargs="+", metavar="KEY", help="one plot line per value of these keys")
     p.add_argument("--format", dest="formats", action="append", default=[], metavar="METRIC=SPEC",
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from evalrun.report.build import build_report
+    from evalrun.report.significance import check_bootstrap
 
     try:
+        check_bootstrap(args.resamples, args.seed, prefix="--")
         formats = {}
         for item in args.formats:
             metric, sep, spec = item.partition("=")

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from evalrun.errors import EvalrunError
 from evalrun.report.labels import Labels, load_labels
+from evalrun.report.significance import check_bootstrap
 from evalrun.report.sweep import Sweep, load_sweep
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,11 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
 
     if isinstance(sweep_dirs, (str, Path)):
         sweep_dirs = [sweep_dirs]
+    check_bootstrap(resamples, seed)
     overrides = load_labels(labels)
     sweep = load_sweep(sweep_dirs)
     out = Path(out_dir) if out_dir is not None else sweep.sweep_dirs[0] / REPORT_DIR
+    check_out_dir(out)
     _check_names([*(rows or []), *(cols or []), *(hue or []), *([x] if x else [])], sweep.config_columns, "config key")
     metrics = list(metrics) if metrics else sweep.scores
     _check_names(metrics, sweep.metric_columns, "metric")
@@ -99,6 +102,17 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     _remove_stale(out, [p for paths in written.values() for p in paths])
     log.info("report: %d files under %s", sum(len(v) for v in written.values()), out)
     return written
+
+
+def check_out_dir(out: Path) -> None:
+    """Raise a one-line :class:`EvalrunError` when ``out``, or a folder above it, is a file: a report is a folder."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"is under {path}, which is a file"
+                raise EvalrunError(f"--out {out} {what}, not a folder; give a folder for the report "
+                                   f"(it is created if missing)")
+            return
 
 
 def _remove_stale(out: Path, written: list[Path]) -> None:

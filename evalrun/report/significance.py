@@ -18,6 +18,7 @@ Ties for the best mean are never marked. :data:`RULE` says this in one sentence 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,6 +28,9 @@ import pandas as pd
 from evalrun.errors import EvalrunError
 
 MIN_BOOTSTRAP_PAIRS = 10
+# Fewest bootstrap resamples accepted: a 95% percentile interval is read from the 2.5% tails, which
+# hold 25 resamples each at 1000 (one resample gives a zero-width interval, "significant" whatever the data).
+MIN_RESAMPLES = 1000
 LEVEL = 0.95
 RULE = ("bold: best in its column and significantly better than the runner-up (95%; paired over shared "
         "seeds, or per image for per-image metrics: percentile bootstrap with at least "
@@ -66,9 +70,26 @@ def t_halfwidth(std: float, n: int, level: float = LEVEL) -> float:
     return float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
 
 
+def check_bootstrap(resamples: object, seed: object = 0, prefix: str = "") -> None:
+    """Raise a one-line :class:`EvalrunError` unless ``resamples`` is an integer >= :data:`MIN_RESAMPLES`
+    and ``seed`` one >= 0 (numpy's generators take no negative seed). ``prefix``: ``"--"`` names CLI flags."""
+    def whole(value: object) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    if not whole(resamples) or resamples < MIN_RESAMPLES:  # type: ignore[operator]
+        flag = f"{prefix}resamples {resamples!r}" if prefix else f"resamples={resamples!r}"
+        raise EvalrunError(f"{flag}: a bootstrap interval needs at least {MIN_RESAMPLES} resamples (fewer give a "
+                           f"degenerate or noisy 95% interval); use {MIN_RESAMPLES} or more (default 10000)")
+    if not whole(seed) or seed < 0:  # type: ignore[operator]
+        flag = f"{prefix}seed {seed!r}" if prefix else f"seed={seed!r}"
+        raise EvalrunError(f"{flag}: the bootstrap seed must be a whole number >= 0, e.g. 0")
+
+
 def bootstrap_ci(diffs: Sequence[float], seed: int = 0, resamples: int = 10_000,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``diffs`` (resampled with replacement)."""
+    """Percentile bootstrap interval of the mean of ``diffs`` (resampled with replacement);
+    ``resamples`` at least :data:`MIN_RESAMPLES`."""
+    check_bootstrap(resamples, seed)
     diffs = np.asarray(diffs, dtype=float)
     n = diffs.size
     if n == 0:
@@ -87,6 +108,7 @@ def bootstrap_ci(diffs: Sequence[float], seed: int = 0, resamples: int = 10_000,
 def paired_interval(diffs: Sequence[float], seed: int = 0, resamples: int = 10_000,
                     level: float = LEVEL) -> tuple[float, float, str]:
     """95% interval of the mean of paired differences: (low, high, method); NaN below 2 pairs."""
+    check_bootstrap(resamples, seed)  # also below MIN_BOOTSTRAP_PAIRS: a bad value fails whatever the data
     d = np.asarray(diffs, dtype=float)
     if d.size >= MIN_BOOTSTRAP_PAIRS:
         low, high = bootstrap_ci(d, seed=seed, resamples=resamples, level=level)

@@ -194,24 +194,18 @@ def _read_per_image(run_dir: str) -> pd.DataFrame | None:
 def load_sweep(sweep_dirs: Sequence[Path | str]) -> Sweep:
     """Complete runs under ``sweep_dirs`` (merged); a run found twice counts once, and so do runs that
     made the same images with other metrics (see :mod:`evalrun.report.added_metrics`)."""
-    from evalrun.runs import load_runs
+    from evalrun.runs import check_sweep_dir, drop_repeated_runs, load_runs
 
     dirs = [Path(d) for d in sweep_dirs]
     for d in dirs:
-        if not d.is_dir():
-            raise EvalrunError(f"sweep dir {d} does not exist")
+        check_sweep_dir(d)
     runs = load_runs(dirs)
     attrs = dict(runs.attrs)
     runs.attrs.clear()  # pandas deep-copies attrs on every operation; the Sweep keeps them instead
     if runs.empty:
         raise EvalrunError(f"no complete runs (run.json + metrics.csv) under {', '.join(map(str, dirs))}")
-    runs = runs.drop_duplicates(subset="run_dir").reset_index(drop=True)
     config_columns = [c for c in attrs["config_columns"] if c in runs]
-    same = runs.duplicated(subset=config_columns, keep="first")
-    if same.any():
-        log.warning("%d run(s) repeat the config and seed of an earlier one and are counted once: %s",
-                    int(same.sum()), ", ".join(runs.loc[same, "run_dir"]))
-        runs = runs[~same].reset_index(drop=True)
+    runs, _ = drop_repeated_runs(runs, config_columns)  # one implementation with the summary's
     metric_columns = [m for m in attrs["metric_columns"] if m in runs]
     runs, merged = merge_added_metrics(runs, config_columns, metric_columns, attrs["columns"])
     if attrs.get("missing"):
