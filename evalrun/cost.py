@@ -90,13 +90,12 @@ def timed_here(costs: list[dict[str, Any]], batch_size: int | None, device: str 
     return [c for c in costs if batch_size is None or (c.get("batch_size") == batch_size and c.get("device") == device)]
 
 
-def summarise(costs: list[dict[str, Any]], batch_size: int | None = None, device: str | None = None
-              ) -> dict[str, float | None]:
+def summarise(costs: list[dict[str, Any]], timed: list[dict[str, Any]] | None = None) -> dict[str, float | None]:
     """Run-level cost columns from per-image costs: NFE over every image; seconds and peak memory over the
-    images timed at ``batch_size`` on ``device`` (all, when not given)."""
+    ``timed`` ones (:func:`timed_here`; all, when not given)."""
     import math
 
-    timed = timed_here(costs, batch_size, device)
+    timed = costs if timed is None else timed
 
     def mean(key: str, among: list[dict[str, Any]]) -> float | None:
         vals = [c[key] for c in among if c.get(key) is not None]

@@ -49,8 +49,9 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     timed = None
     if plan.task.generates:
         batch_size, where = int(cfg.batch_size), cost.device_name(device)
-        values.update(cost.summarise(scorer.costs, batch_size, where))
-        timed = len(cost.timed_here(scorer.costs, batch_size, where))
+        timed_costs = cost.timed_here(scorer.costs, batch_size, where)
+        values.update(cost.summarise(scorer.costs, timed_costs))
+        timed = len(timed_costs)
         if timed < len(rows):
             log.warning("sample_seconds_per_image and peak_memory_gib come from the %d of %d images sampled at "
                         "batch_size=%d on %s; the others were reused from runs timed otherwise (paths.image_store=none "

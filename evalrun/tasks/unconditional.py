@@ -6,6 +6,7 @@ larger run with the same seed.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from evalrun.errors import ConfigError
@@ -49,19 +50,26 @@ def _prompt_settings(cfg: Any) -> str | None:
     """The first prompt-set setting that differs from the default set (config.yaml's ``prompts: doc``, with
     what ``debug=smoke`` sets in it), as ``key=value``; None if the prompts are the untouched default,
     which an unconditional run ignores."""
-    from omegaconf import OmegaConf
-
-    from evalrun.paths import CONF_DIR
-
     prompts = cfg.get("prompts")
     if prompts is None:
         return None
-    default = OmegaConf.load(CONF_DIR / "prompts" / "doc.yaml")
-    if prompts.get("offline_sample"):  # debug=smoke's two prompts
-        default = OmegaConf.merge(default, OmegaConf.load(CONF_DIR / "debug" / "smoke.yaml").prompts)
+    default = _default_prompts(bool(prompts.get("offline_sample")))  # offline_sample: debug=smoke's two prompts
     if prompts.get("name") != default.name:
         return f"prompts={prompts.get('name')}"
     for key in prompts:
         if key != "negative_prompt" and prompts.get(key) != default.get(key):  # negative_prompt: the pipeline check
             return f"prompts.{key}={prompts.get(key)}"
     return None
+
+
+@functools.lru_cache(maxsize=2)
+def _default_prompts(smoke: bool) -> Any:
+    """The default prompt set (``conf/prompts/doc.yaml``), with what ``debug=smoke`` sets in it; read once."""
+    from omegaconf import OmegaConf
+
+    from evalrun.paths import CONF_DIR
+
+    default = OmegaConf.load(CONF_DIR / "prompts" / "doc.yaml")
+    if smoke:
+        default = OmegaConf.merge(default, OmegaConf.load(CONF_DIR / "debug" / "smoke.yaml").prompts)
+    return default
