@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError
+from evalrun.metrics.base import MAX_SEED
 from evalrun.plain import to_plain
 from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch
 
@@ -74,8 +75,9 @@ def _check_runtime(cfg: Any) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     seed = cfg.seed
     # `is not None`, not truthiness: seed 0 is a seed (lightning-hydra-template skips it).
-    if seed is None or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or seed > MAX_SEED:
+        # The bound: metrics seed numpy's RandomState with the run's seed (KID subsets, IS splits).
+        raise ConfigError(f"seed must be a non-negative integer (at most 2**32 - 1), got {seed!r}")
     if not _DEVICE.match(str(cfg.device)):
         raise ConfigError(f"device={cfg.device!r} is not a torch device; use auto, cpu, cuda or cuda:N")
     if cfg.dtype != "auto" and cfg.dtype not in DTYPES:

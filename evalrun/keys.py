@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.hashing import file_sha256, local_identity, stable_hash
+from evalrun.plugins import is_import_path, source_sha256
 
 
 def _folder_listing(path: Path) -> str:
@@ -85,11 +86,27 @@ def input_identities(cfg: Any) -> dict[str, Any]:
     reference = to_plain(cfg.get("reference")) or {}
     if reference.get("path"):
         out["reference"] = _path_identity(str(reference["path"]))
+    if is_import_path(cfg.model.get("task")):  # a task of your own: its code
+        out["model.task"] = source_sha256(str(cfg.model.task))
     for name, settings in (to_plain(cfg.get("metrics")) or {}).items():
-        for key, value in (settings or {}).items():
-            if isinstance(value, str) and (key.endswith("_path") or key in ("clip_model", "model", "processor")):
-                out[f"metrics.{name}.{key}"] = _path_identity(value)
+        out.update(_setting_identities(f"metrics.{name}", settings or {}))
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _setting_identities(prefix: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A metric's local inputs: weights files and folders (``*_path``, ``path`` inside its options, CLIP or
+    preference model folders) by content, and the code of a backbone class of your own by its file."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_setting_identities(f"{prefix}.{key}", value))
+        elif not isinstance(value, str):
+            continue
+        elif key.endswith("_path") or key in ("path", "clip_model", "model", "processor"):
+            out[f"{prefix}.{key}"] = _path_identity(value)
+        elif key == "feature_extractor_target" or (key == "feature_extractor" and is_import_path(value)):
+            out[f"{prefix}.{key}"] = source_sha256(value)
+    return out
 
 
 def run_key(cfg: Any, version: str, device: Any, dtype: Any, plain: dict | None = None) -> str:

@@ -33,6 +33,26 @@ def check_findable(spec: str, key: str) -> None:
                           f"its folder to PYTHONPATH")
 
 
+def source_sha256(spec: str) -> str | None:
+    """The sha256 of the file of the module that ``pkg.module:Class`` (or ``pkg.module.Class``) names, found
+    as ``check_findable`` finds it (None where there is none): a run keyed by it is computed again when
+    that code is edited, as the feature cache already is."""
+    from evalrun.hashing import file_sha256
+
+    module = spec.partition(":")[0] if ":" in spec else spec.rpartition(".")[0]
+    try:
+        found = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(found, "origin", None)
+    if not origin or not origin.endswith(".py"):
+        return None
+    try:
+        return file_sha256(origin)
+    except OSError:
+        return None
+
+
 def load_class(spec: str, key: str, base: type) -> type:
     """The class ``module:Class``, checked to be a subclass of ``base``."""
     check_findable(spec, key)

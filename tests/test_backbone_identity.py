@@ -68,6 +68,11 @@ def test_a_python_backbone_edited_in_place_is_extracted_again(folders, tmp_path,
         assert score([str(generated), "--reference", str(real), *fd, "--out", str(tmp_path / f"run{n}")]) == 0
         values.append(_row(tmp_path / f"run{n}")["fd"])
     assert values[0] != values[1] and values[2] == values[0]  # the edit is a new key; editing back finds the old one
+    module.write_text(ENCODER.format(pool="max"))  # edited again: the finished run in run0 is not the edited code's
+    sys.modules.pop("audit_encoder", None)
+    clear_cache()
+    assert score([str(generated), "--reference", str(real), *fd, "--out", str(tmp_path / "run0")]) == 0
+    assert _row(tmp_path / "run0")["fd"] == values[1]
 
 
 def test_statistics_written_with_a_copy_of_the_weights_match_the_same_network(folders, tmp_path):

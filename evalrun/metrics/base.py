@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 DIRECTIONS = ("higher", "lower", None)
+MAX_SEED = 2**32 - 1  # numpy's RandomState (subset draws, split permutations) takes seeds in [0, 2**32)
 KINDS = ("score", "cost", "spread", "bound", "count", "diagnostic")
 
 
@@ -231,3 +232,26 @@ class Metric(abc.ABC):
     @classmethod
     def score_columns(cls) -> list[str]:
         return [o.column for o in cls.outputs if o.kind == "score"]
+
+
+def setting_int(metric: str, key: str, value: Any, low: int) -> int:
+    """A whole-number setting >= ``low``, or a one-line error: never a float or bool truncated by ``int()``
+    into a value the recorded config does not show (``degree=2.5`` ran a quadratic kernel)."""
+    from evalrun.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"metrics.{metric}.{key} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def setting_seed(metric: str, key: str, value: Any, run_seed: int) -> int:
+    """A metric's seed: null takes the run's; otherwise an integer numpy's RandomState takes, checked when the
+    config is (it failed after the images were made)."""
+    from evalrun.errors import ConfigError
+
+    if value is None:
+        return int(run_seed)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"metrics.{metric}.{key} must be null (the run's seed) or an integer from 0 to 2**32 - 1, "
+                          f"got {value!r}")
+    return value

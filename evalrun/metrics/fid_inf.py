@@ -17,7 +17,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics.backbone import backbone, describe
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_seed
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -40,7 +40,7 @@ class FIDInfinity(ExtractorMetric):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"metrics.fid_inf.{key} must be an integer >= {low}, got {value!r}")
         self.backbone_name, self.min_n, self.num_points = describe(name, options), int(min_n), int(num_points)
-        self.seed = int(seed) if seed is not None else int(self.context.seed)
+        self.seed = setting_seed(self.name, "seed", seed, self.context.seed)
         self._features: list = []
 
     def required_images(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_seed
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -31,13 +31,12 @@ class InceptionScore(ExtractorMetric):
                                                 "weights_sha256": feature_extractor_weights_sha256,
                                                 "key": f"metrics.{self.name}.feature_extractor_weights_path"},
                          layer="logits_unbiased")
-        if int(splits) < 1:
-            raise ConfigError(f"inception_score splits must be >= 1, got {splits}")
+        setting_int(self.name, "splits", splits, 1)
         if split_size is not None and (isinstance(split_size, bool) or not isinstance(split_size, int) or split_size < 1):
             raise ConfigError(f"inception_score split_size must be null or an integer >= 1, got {split_size!r}")
         self.splits, self.shuffle = int(splits), bool(shuffle)
         self.split_size = None if split_size is None else int(split_size)
-        self.seed = int(seed) if seed is not None else int(self.context.seed)
+        self.seed = setting_seed(self.name, "seed", seed, self.context.seed)
         self._logits: list = []
 
     def required_images(self) -> int:

@@ -6,7 +6,7 @@ import warnings
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_seed
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -35,13 +35,13 @@ class KID(ExtractorMetric):
         if feature_extractor == "inception":
             options["weights_sha256"] = feature_extractor_weights_sha256
         super().__init__(context, feature_extractor, options)
-        if int(subsets) < 1 or int(subset_size) < 2 or int(degree) < 1:
-            raise ConfigError(f"kid needs subsets >= 1, subset_size >= 2, degree >= 1; got {subsets}, {subset_size}, {degree}")
+        self.subsets, self.subset_size, self.degree = (setting_int(self.name, "subsets", subsets, 1),
+                                                       setting_int(self.name, "subset_size", subset_size, 2),
+                                                       setting_int(self.name, "degree", degree, 1))
         if gamma is not None and gamma <= 0:
             raise ConfigError(f"kid gamma must be null (1/feature dim) or > 0, got {gamma}")
-        self.subsets, self.subset_size, self.degree = int(subsets), int(subset_size), int(degree)
         self.gamma, self.coef = (None if gamma is None else float(gamma)), float(coef)
-        self.seed = int(seed) if seed is not None else int(self.context.seed)
+        self.seed = setting_seed(self.name, "seed", seed, self.context.seed)
         self._features: list = []
         self._applied_size: int | None = None
 
