@@ -51,11 +51,11 @@ def options(cfg: Any) -> dict[str, Any]:
 
 def validate(cfg: Any) -> None:
     compile_ = cfg.get("compile")
-    if compile_ not in (None, False, True) and compile_ not in COMPILE_MODES:
+    if not (compile_ is None or isinstance(compile_, bool) or compile_ in COMPILE_MODES):  # 1 == True: not a bool
         raise ConfigError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
                           f"got {compile_!r}")
     for key in ("channels_last", "tf32"):
-        if cfg.get(key) not in (None, False, True):
+        if not (cfg.get(key) is None or isinstance(cfg.get(key), bool)):
             raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
     attention = cfg.get("attention")
     if attention not in (None, "none") and attention not in ATTENTION:
@@ -67,9 +67,29 @@ def validate(cfg: Any) -> None:
         if importlib.util.find_spec(package[0]) is None:
             raise ConfigError(f"attention={attention} needs the {package[0]} module, which is not installed "
                               f"({package[1]}); or use attention=native")
+    if str(cfg.get("device")) == "cpu":  # device=auto: checked once the device is resolved (check_device)
+        check_device(cfg, "cpu")
     batch = cfg.get("batch_size")
     if batch != "auto" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch_size must be a positive integer or auto, got {batch!r}")
+
+
+# SDPA kernels that exist only on CUDA (on the CPU, torch finds "no viable backend" mid-run).
+CUDA_ATTENTION = ("_native_cudnn", "_native_efficient", "_native_flash", "flash", "_flash_3", "sage")
+
+
+def check_device(cfg: Any, device_type: str) -> None:
+    """Options that need a GPU, refused on another device before anything loads (they would fail mid-run,
+    or do nothing while being recorded and keyed as if they had)."""
+    if device_type == "cuda":
+        return
+    if cfg.get("attention") in CUDA_ATTENTION:
+        raise ConfigError(f"attention={cfg.attention} needs CUDA; on {device_type} use attention=native or _native_math")
+    if cfg.get("tf32"):
+        raise ConfigError(f"tf32=true has no effect on {device_type} (TF32 is a CUDA matmul mode); remove it")
+    if str(cfg.get("offload", "none")) == "sequential":
+        raise ConfigError("offload=sequential needs a GPU (it streams weights to the accelerator); use offload=none "
+                          f"with device={device_type}")
 
 
 def apply(pipe: Any, opts: dict[str, Any]) -> None:
@@ -86,18 +106,36 @@ def apply(pipe: Any, opts: dict[str, Any]) -> None:
     if opts.get("channels_last"):
         module.to(memory_format=torch.channels_last)
     if opts.get("attention"):
-        if not hasattr(module, "set_attention_backend"):
-            raise ConfigError(f"attention={opts['attention']!r}: {type(module).__name__} does not take an attention backend")
-        try:
-            module.set_attention_backend(opts["attention"])
-        except (ValueError, RuntimeError, ImportError, AttributeError) as exc:
-            raise ConfigError(f"attention={opts['attention']!r} cannot be used with {type(module).__name__} here: "
-                              f"{str(exc).splitlines()[0]}") from None
+        set_attention(module, opts["attention"])
     if opts.get("compile"):
         mode = opts["compile"] if isinstance(opts["compile"], str) else None
         name = next(n for n in DENOISERS if getattr(pipe, n, None) is module)
         setattr(pipe, name, torch.compile(module, mode=mode))
     pipe._evalrun_tf32 = bool(opts.get("tf32"))
+
+
+def set_attention(module: Any, backend: str) -> None:
+    """``backend`` for the attention of ``module`` alone. diffusers' ``set_attention_backend`` also makes it
+    the process-wide default, which every pipeline loaded later (a sweep's next job, without the option)
+    then sampled with, recorded and keyed as without it: the default is put back. A model whose attention
+    processors do not go through diffusers' dispatcher (the UNets' ``AttnProcessor2_0``) ignores it: refused."""
+    name = type(module).__name__
+    processors = {type(m.processor).__name__: m.processor for m in module.modules()
+                  if getattr(m, "processor", None) is not None}
+    if not hasattr(module, "set_attention_backend") or not any(hasattr(p, "_attention_backend")
+                                                               for p in processors.values()):
+        raise ConfigError(f"attention={backend} has no effect on {name} (its attention processors, "
+                          f"{', '.join(sorted(processors)) or 'none'}, do not use diffusers' attention dispatcher); "
+                          f"remove it")
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    default = _AttentionBackendRegistry._active_backend
+    try:
+        module.set_attention_backend(backend)
+    except (ValueError, RuntimeError, ImportError, AttributeError) as exc:
+        raise ConfigError(f"attention={backend!r} cannot be used with {name} here: {str(exc).splitlines()[0]}") from None
+    finally:
+        _AttentionBackendRegistry._active_backend = default
 
 
 @contextlib.contextmanager

@@ -50,9 +50,13 @@ def point_cache(cfg: Any) -> None:
 
 def checked_classes(cfg: Any, task: Any) -> tuple[type, dict[str, Any]]:
     """The pipeline class and the resolved scheduler config, checked from the checkpoint's files."""
-    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
+    from evalrun.acceleration import check_device
+    from evalrun.config import resolve_device
+    from evalrun.pipelines import checked_components, checked_scheduler, checkpoint_scheduler
 
+    check_device(cfg, resolve_device(cfg.device).type)  # device=auto, resolved: options that need a GPU
     pipeline_cls = validate_classes(cfg, task)
+    checked_components(cfg)
     return pipeline_cls, checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
 
 

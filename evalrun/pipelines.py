@@ -68,6 +68,15 @@ def resolve_pipeline_class(model: Any) -> type:
                           f"set model.pipeline to a pipeline class") from None
 
 
+def checked_components(cfg: Any) -> None:
+    """VAE tiling or slicing asked of a checkpoint without a VAE (DDPM, DiT's is there), refused from its
+    model_index.json before the weights load (the load found it, a sweep's later jobs failing one by one)."""
+    for key in ("vae_tiling", "vae_slicing"):
+        if cfg.get(key) and "vae" not in _index(cfg.model):
+            raise ConfigError(f"{key}=true has no effect on {cfg.model.pipeline} (model.path={cfg.model.path} has no "
+                              f"vae component); remove {key}")
+
+
 def memory_options(options: Any) -> dict[str, Any]:
     """``offload`` / ``vae_tiling`` / ``vae_slicing`` from the run's config (defaults when absent)."""
     get = (lambda k, d: options.get(k, d)) if options is not None else (lambda k, d: d)
@@ -80,10 +89,7 @@ def apply_memory_options(pipe, memory: dict[str, Any], device) -> None:
     import torch
 
     offload = memory["offload"]
-    if offload != "none" and torch.device(device).type == "cpu":
-        if offload == "sequential":  # accelerate's meta-device streaming fails on CPU
-            raise ConfigError("offload=sequential needs a GPU (it streams weights to the accelerator); use "
-                              "offload=none on CPU")
+    if offload == "model" and torch.device(device).type == "cpu":  # sequential: refused by acceleration.check_device
         log.warning("offload=model on CPU: every component stays on the CPU, there is nothing to offload to")
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)

@@ -17,9 +17,50 @@ from conftest import error_of, run_inprocess
     ("compile=1.5", "compile must be false, true or a torch.compile mode"),
     ("batch_size=0", "batch_size must be a positive integer or auto"),
     ("channels_last=maybe", "channels_last must be true or false"),
+    ("channels_last=1", "channels_last must be true or false, got 1"),  # 1 == True, but not the same key
+    ("compile=1", "compile must be false, true or a torch.compile mode"),
 ])
 def test_bad_options_are_one_line(tmp_path, override, expected):
     assert expected in error_of(override, run_dir=tmp_path)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    # Options that would do nothing here (recorded and keyed as if they had), or fail mid-run.
+    (["tf32=true"], "tf32=true has no effect on cpu (TF32 is a CUDA matmul mode); remove it"),
+    (["model=tiny_flux", "attention=_native_efficient"], "attention=_native_efficient needs CUDA; on cpu use"),
+    (["offload=sequential"], "offload=sequential needs a GPU"),  # device=auto, resolved to the CPU here
+    (["model=tiny_ddpm", "num_images=2", "vae_tiling=true"], "vae_tiling=true has no effect on DDPMPipeline"),
+    (["model=cogview4", "debug=smoke", "batch_size=auto"], "so an image depends on the other prompts in its batch; "
+                                                            "use batch_size=1 (batch_size=auto)"),
+])
+def test_options_without_effect_or_device_are_refused_before_the_weights_load(tmp_path, overrides, expected):
+    from evalrun.pipelines import _CACHE
+
+    if torch.cuda.is_available():
+        pytest.skip("these options are refused only off CUDA")
+    before = dict(_CACHE)
+    assert expected in error_of(*overrides, "prompts.limit=1" if "num_images=2" not in overrides else "steps=2",
+                                run_dir=tmp_path)
+    assert _CACHE == before
+
+
+def test_an_attention_backend_stays_with_its_model(tmp_path):
+    """diffusers makes a model's attention backend the process-wide default: a sweep's next job without
+    the option sampled with it, and stored its images as made without it. The default is put back; a
+    model whose attention does not use the dispatcher (the UNets) refuses the option."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+    from PIL import Image
+
+    common = ["model=tiny_flux", "prompts.limit=1", "steps=2", "paths.image_store=none"]
+    default = _AttentionBackendRegistry._active_backend
+    run_inprocess(*common, run_dir=tmp_path / "before")
+    run_inprocess(*common, "attention=_native_math", run_dir=tmp_path / "math")
+    assert _AttentionBackendRegistry._active_backend == default
+    run_inprocess(*common, run_dir=tmp_path / "after")
+    image = {d: Image.open(tmp_path / d / "images" / "00000_00.png").tobytes() for d in ("before", "math", "after")}
+    assert image["after"] == image["before"] != image["math"]
+    assert "attention=native has no effect on UNet2DConditionModel" in error_of("attention=native", "prompts.limit=1",
+                                                                                run_dir=tmp_path / "unet")
 
 
 def test_an_option_is_recorded_and_keeps_its_images_apart(tmp_path):

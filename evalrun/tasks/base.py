@@ -200,7 +200,7 @@ class Task:
                                   f"inputs); remove it from model.call_kwargs")
             if key not in params:
                 raise ConfigError(f"model.call_kwargs.{key} is not an argument of {name}.__call__; remove it")
-        if name in BATCH_DEPENDENT and int(cfg.batch_size) > 1:
+        if name in BATCH_DEPENDENT and (cfg.batch_size == "auto" or int(cfg.batch_size) > 1):
             raise ConfigError(f"{name} {BATCH_DEPENDENT[name]}; use batch_size=1 (batch_size={cfg.batch_size})")
         limit = sequence_limit(pipeline_cls)
         if limit is not None and cfg.get("max_sequence_length") is not None and int(cfg.max_sequence_length) > limit:
