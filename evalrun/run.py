@@ -165,7 +165,8 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
 
 def resolve_batch_size(cfg: Any, task: Any, pipeline: LazyPipeline, jobs: list, params: dict, model: dict, device,
                        dtype) -> int:
-    """``batch_size=auto``: the largest batch that fits, found once per (model, size, dtype, guidance, device)."""
+    """``batch_size=auto``: the largest batch that fits, found once per (model, size, dtype, guidance, device,
+    memory and speed options)."""
     from evalrun.acceleration import auto_batch_size
     from evalrun.generate import sample
     from evalrun.paths import cache_dir
@@ -174,8 +175,12 @@ def resolve_batch_size(cfg: Any, task: Any, pipeline: LazyPipeline, jobs: list, 
         probe_jobs = [jobs[i % len(jobs)] for i in range(batch)]
         sample(pipeline.get(), task, probe_jobs, {**params, "steps": 1})
 
+    from evalrun.acceleration import options
+    from evalrun.pipelines import memory_options
+
+    # Everything that moves the peak: offload and VAE tiling/slicing, and the speed options (compile, attention).
     memo = {"weights": model.get("weights_sha256"), "path": str(cfg.model.path), "params": params, "dtype": str(dtype),
-            "device": str(device), "gpu": _gpu_name(device)}
+            "device": str(device), "gpu": _gpu_name(device), "memory": memory_options(cfg), "speed": options(cfg)}
     return auto_batch_size(probe, memo, cache_dir() / "batch_sizes.json", device)
 
 

@@ -140,3 +140,17 @@ def test_auto_batch_size_on_cpu_runs_with_four(tmp_path):
     # the key having been taken after auto was resolved in place).
     again = run_inprocess("prompts.limit=1", "batch_size=auto", run_dir=tmp_path / "run")
     assert again["run_key"] == record["run_key"] and again["config_key"] == record["config_key"]
+
+
+def test_the_remembered_batch_size_is_keyed_by_what_moves_the_peak(tmp_path, monkeypatch):
+    """A batch size found with VAE slicing (or offload, compile, an attention backend) is not the one that fits
+    without it: each is part of the key it is remembered under."""
+    import evalrun.acceleration
+
+    memos = []
+    monkeypatch.setattr(evalrun.acceleration, "auto_batch_size", lambda probe, memo, cache, device: memos.append(memo) or 4)
+    for n, extra in enumerate(([], ["vae_slicing=true"], ["channels_last=true"])):
+        run_inprocess("prompts.limit=1", "batch_size=auto", "paths.image_store=none", *extra, run_dir=tmp_path / str(n))
+    assert memos[0]["memory"] == {"offload": "none", "vae_tiling": False, "vae_slicing": False}
+    assert memos[1]["memory"]["vae_slicing"] is True and memos[2]["speed"] == {"channels_last": True}
+    assert len({json.dumps(m, sort_keys=True, default=str) for m in memos}) == 3
