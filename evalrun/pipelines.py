@@ -136,7 +136,7 @@ def load_pipeline(model: Any, device, dtype, cfg: Any = None, identity: dict[str
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
     cls = resolve_pipeline_class(model)
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}  # diffusers' default, said: no checkpoint code
     if model.revision is not None:
         kwargs["revision"] = str(model.revision)
     if model.variant is not None:

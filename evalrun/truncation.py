@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=8)
 def _tokenizers(source: str, revision: str | None) -> tuple[tuple[str, Any], ...]:
-    """The ``tokenizer*`` components of a saved pipeline, each loaded with the class model_index.json names."""
+    """The ``tokenizer*`` components of a saved pipeline, each loaded with the class model_index.json names:
+    a transformers tokenizer class only, never code the checkpoint brings (a module named there is not
+    imported; a tokenizer config's ``auto_map`` is refused: ``trust_remote_code=False``)."""
+    import transformers
     from diffusers import DiffusionPipeline
 
     kwargs = {"revision": revision} if revision else {}
@@ -40,8 +43,10 @@ def _tokenizers(source: str, revision: str | None) -> tuple[tuple[str, Any], ...
         library, cls_name = index[name]
         if library is None or cls_name is None:
             continue
-        cls = getattr(importlib.import_module(library), cls_name)
-        found.append((name, cls.from_pretrained(source, subfolder=name, **kwargs)))
+        cls = getattr(transformers, str(cls_name), None) if library == "transformers" else None
+        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerBase)):
+            raise ValueError(f"model_index.json names {library}.{cls_name} for {name}, not a transformers tokenizer")
+        found.append((name, cls.from_pretrained(source, subfolder=name, trust_remote_code=False, **kwargs)))
     return tuple(found)
 
 

@@ -56,6 +56,35 @@ def test_an_inception_weights_file_cannot_run_code(tmp_path):
     assert "not a weights file" in message and "garbage.pth" in message
 
 
+def test_a_checkpoints_tokenizer_entries_cannot_run_code(tmp_path):
+    """Counting truncated prompts loads a checkpoint's tokenizers before the pipeline: a module that
+    model_index.json names is never imported, and a tokenizer config's auto_map (code shipped in the
+    folder) is refused, never run (it asked on a terminal, and ran)."""
+    from evalrun import tiny
+    from evalrun.truncation import _tokenizers
+
+    source = tmp_path / "ckpt"
+    shutil.copytree(tiny.resolve("evalrun/tiny-sd"), source)
+    index = json.loads((source / "model_index.json").read_text())
+    marker = tmp_path / "ran"
+    (source / "evalrun_audit_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    sys.path.insert(0, str(source))
+    try:
+        (source / "model_index.json").write_text(json.dumps({**index, "tokenizer": ["evalrun_audit_module", "CLIPTokenizer"]}))
+        with pytest.raises(ValueError, match="names evalrun_audit_module.CLIPTokenizer for tokenizer, not a transformers"):
+            _tokenizers.__wrapped__(str(source), None)
+        assert "evalrun_audit_module" not in sys.modules and not marker.exists()
+        config = source / "tokenizer" / "tokenizer_config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()),
+                                      "auto_map": {"AutoTokenizer": ["evalrun_audit_module.Tok", None]}}))
+        (source / "model_index.json").write_text(json.dumps({**index, "tokenizer": ["transformers", "AutoTokenizer"]}))
+        with pytest.raises(ValueError):
+            _tokenizers.__wrapped__(str(source), None)
+        assert not marker.exists()
+    finally:
+        sys.path.remove(str(source))
+
+
 def test_a_pipeline_component_pickle_cannot_run_code(tmp_path):
     from evalrun import tiny
 
