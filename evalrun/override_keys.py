@@ -112,7 +112,8 @@ def check_command_line(argv: Sequence[str]) -> str | None:
     problem = _launcher_problem(argv)
     if problem:
         return problem
-    if not any(a.startswith(_MORE_CONFIG) for a in argv):  # else: config dirs of your own (checked once composed)
+    own_configs = any(a.startswith(_MORE_CONFIG) for a in argv)  # config dirs of your own: checked once composed
+    if not own_configs:
         for group in OPTIONAL_GROUPS:
             if chosen.get(group) not in (None, "None", "null") and not _option_in(CONF_DIR, group, chosen[group]):
                 return _no_such_option(group, chosen[group])
@@ -129,6 +130,8 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         parts = key.split(".")
         if parts[0] == "hydra" or not all(re.fullmatch(r"\w+", p) for p in parts):
             continue
+        if own_configs and len(parts) > 1 and parts[0] in CLOSED_GROUPS:
+            continue  # a preset of your own may define keys the packaged ones do not (Hydra refuses a real typo)
         fix = _misspelt(parts, chosen)
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"

@@ -396,6 +396,14 @@ def test_an_experiment_of_your_own_is_found_on_the_searchpath_and_a_missing_one_
         check_optional_choices(compose([search, "experiment=bogus"], hydra=True).hydra)
     with pytest.raises(ConfigError, match="debug=smoek: no such debug"):  # the API checks as the CLI does
         evalrun.evaluate(["debug=smoek"], run_dir=tmp_path / "run")
+    # A preset of your own may define keys the packaged presets do not: not a misspelling of theirs.
+    (tmp_path / "model").mkdir()
+    from evalrun.paths import CONF_DIR
+
+    (tmp_path / "model" / "mine.yaml").write_text((CONF_DIR / "model" / "tiny.yaml").read_text() + "default_eta: 0.5\n")
+    assert check_command_line([search, "model=mine", "model.default_eta=0.0"]) is None
+    assert compose([search, "model=mine", "model.default_eta=0.0"]).model.default_eta == 0.0
+    assert "did you mean model.default_steps" in check_command_line(["model.default_eta=0.0"])
 
 
 def test_a_recompute_killed_in_place_never_reads_as_the_old_run_and_a_killed_dir_stays_its_configs(tmp_path,
