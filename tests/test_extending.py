@@ -106,3 +106,89 @@ def test_a_backbone_of_ones_own_is_one_module_and_one_yaml(tmp_path):
 
     info = json.loads((run_dir / "run.json").read_text())["provenance"]["metrics"]["fd"]
     assert info["feature_extractor_weights"]["sha256"] == __import__("hashlib").sha256(weights.read_bytes()).hexdigest()
+
+
+def test_a_plugin_that_fails_to_import_or_build_is_one_line(tmp_path, monkeypatch):
+    """Your own task or backbone whose module raises on import, whose constructor raises, or that leaves
+    abstract methods unimplemented: one line naming the key (they gave tracebacks)."""
+    from evalrun.errors import EvalrunError
+    from evalrun.metrics.features import build_extractor
+    from evalrun.tasks import get_task
+
+    (tmp_path / "failing_plugins.py").write_text(
+        "from evalrun.tasks.text2img import TextToImage\n"
+        "from evalrun.metrics.features.base import FeatureExtractor\n\n"
+        "class Boom(TextToImage):\n    def __init__(self):\n        raise RuntimeError('constructor exploded')\n\n"
+        "class Abstract(FeatureExtractor):\n    pass\n")
+    (tmp_path / "failing_import.py").write_text("raise ImportError('no such thing here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(EvalrunError, match=r"^model.task='failing_plugins:Boom': building it failed \(RuntimeError: "
+                                           r"constructor exploded\)$"):
+        get_task("failing_plugins:Boom")
+    with pytest.raises(EvalrunError, match=r"^model.task='failing_import:X': importing failing_import failed "
+                                           r"\(ImportError: no such thing here\)$"):
+        get_task("failing_import:X")
+    with pytest.raises(EvalrunError, match=r"leaves _extract, layers, preprocessing, weights_identity unimplemented"):
+        build_extractor("failing_plugins:Abstract")
+
+
+TASK_IMPL = '''from evalrun.tasks.text2img import TextToImage
+
+
+class MyTask(TextToImage):
+    name = "my_task"  # {version}
+'''
+EXTRACTOR = '''from evalrun.metrics.features.base import FeatureExtractor
+
+
+class MyFeatures(FeatureExtractor):
+    name = "my_features"
+    layers = {{"embedding": 3}}
+
+    def preprocessing(self):
+        return {{}}
+
+    def weights_identity(self):
+        return {{"version": {version}}}
+
+    def _extract(self, images):
+        return {{"embedding": images.float().mean(dim=(2, 3))}}
+'''
+
+
+def test_editing_your_own_task_or_backbone_is_new_results(tmp_path, monkeypatch):
+    """The code of a task or backbone of your own is part of the run key, of each image's key (a task builds
+    the pipeline's inputs) and of the feature cache's key: the file that defines the class, also when it
+    lives in a package's submodule (the package's __init__ did not change)."""
+    import importlib
+    import sys
+
+    from conftest import compose
+    from evalrun.hashing import file_sha256
+    from evalrun.keys import generation_key, input_identities
+    from evalrun.metrics.features import build_extractor, clear_cache
+
+    package = tmp_path / "my_plugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .impl import MyTask\nfrom .features import MyFeatures\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = []
+    for version in (1, 2):
+        (package / "impl.py").write_text(TASK_IMPL.format(version=version))
+        (package / "features.py").write_text(EXTRACTOR.format(version=1))  # its weights identity stays the same
+        for name in [m for m in sys.modules if m.startswith("my_plugins")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        clear_cache()
+        cfg = compose("model.task=my_plugins:MyTask")
+        identities = input_identities(cfg)
+        assert identities["model.task"] == file_sha256(package / "impl.py")
+        features = build_extractor("my_plugins:MyFeatures").identity()
+        assert features["source_sha256"] == file_sha256(package / "features.py")
+        found.append((identities["model.task"], generation_key(cfg, {}, {}, {"class": "X"}, "float32", "cpu")))
+        (package / "features.py").write_text(EXTRACTOR.format(version=1) + "# edited\n")
+        for name in [m for m in sys.modules if m.startswith("my_plugins")]:
+            del sys.modules[name]
+        clear_cache()
+        assert build_extractor("my_plugins:MyFeatures").identity()["source_sha256"] != features["source_sha256"]
+    assert found[0][0] != found[1][0] and found[0][1] != found[1][1]

@@ -23,12 +23,12 @@ TASKS: dict[str, str] = {
 
 def get_task(name: str):
     """An instance of the task ``name`` (``model.task``): a registered name or ``package.module:Class``."""
-    from evalrun.plugins import is_import_path, load_class
+    from evalrun.plugins import build, is_import_path, load_class
 
     if is_import_path(name):
         from evalrun.tasks.base import Task
 
-        return load_class(name, "model.task", Task)()
+        return build(load_class(name, "model.task", Task), name, "model.task")
     if name not in TASKS:
         raise ConfigError(f"model.task={name!r} is not valid; use one of {', '.join(TASKS)}, or "
                           f"package.module:Class for a task of your own")

@@ -63,7 +63,11 @@ def build_extractor(name: str, device: Any = "cpu", **options: Any):
     # (a re-exported TorchScript backbone) is loaded again, never served stale.
     key = (name, str(device), tuple(sorted((k, str(v), _file_stamp(v)) for k, v in options.items() if k != "key")))
     if key not in _LOADED:
-        _LOADED[key] = extractor_class(name)(device=device, **options)
+        from evalrun.plugins import build, is_import_path
+
+        cls = extractor_class(name)
+        _LOADED[key] = (build(cls, name, options.get("key", "feature_extractor"), device=device, **options)
+                        if is_import_path(name) else cls(device=device, **options))
     return _LOADED[key]
 
 
