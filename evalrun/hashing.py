@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 CHUNK = 1 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".pkl", ".npz", ".onnx", ".gguf")
+# Configs, vocabularies, sentencepiece models and chat templates (Z-Image, Qwen-Image: the prompt's wrapper).
+TOKENIZER_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".tiktoken")
 _MEMO: dict[tuple[str, int, int], str] = {}
 
 
@@ -68,7 +70,7 @@ def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None
     return _MEMO[key]
 
 
-def tree_fingerprint(root: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_SUFFIXES + (".json", ".txt", ".model")
+def tree_fingerprint(root: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_SUFFIXES + TOKENIZER_SUFFIXES
                      ) -> dict[str, str]:
     """{relative path: sha256} of a local model folder's weights and configs (what loading reads)."""
     # One directory walk (a sweep asks once per job): the root is resolved once, and only symlinked

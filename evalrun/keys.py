@@ -135,4 +135,6 @@ def generation_key(cfg: Any, params: dict[str, Any], model: dict[str, Any], sche
         "options": {k: cfg.get(k) for k in ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last",
                                             "attention", "tf32")
                     if cfg.get(k) not in (None, False, "none")},
+        # A task of your own builds the pipeline's inputs (an inpainting mask): its code makes the pixels too.
+        "task_code": source_sha256(str(cfg.model.task)) if is_import_path(cfg.model.get("task")) else None,
     }, length=32)

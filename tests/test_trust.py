@@ -208,8 +208,11 @@ def test_a_model_folders_fingerprint_is_the_sha256_of_each_file_it_loads(tmp_pat
     (model / ".complete.json").write_text("{}")
     (model / "gone.json").symlink_to(tmp_path / "missing.json")
     (model / "notes.md").write_text("not loaded")
+    (model / "tokenizer").mkdir()  # a chat template wraps every prompt (Z-Image, Qwen-Image): it is loaded
+    (model / "tokenizer" / "chat_template.jinja").write_text("{{ message['content'] }}")
     expected = {rel: hashlib.sha256((model / rel).read_bytes()).hexdigest()
-                for rel in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "text.bin", "vae/config.json")}
+                for rel in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "text.bin", "vae/config.json",
+                            "tokenizer/chat_template.jinja")}
     assert tree_fingerprint(model) == expected
     (model / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"changed in place")
     assert tree_fingerprint(model)["unet/diffusion_pytorch_model.safetensors"] == \

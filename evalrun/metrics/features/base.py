@@ -57,9 +57,16 @@ class FeatureExtractor(abc.ABC):
         return {"torch": torch.__version__}
 
     def identity(self) -> dict[str, Any]:
-        """Everything the features depend on: the key of reference caches and the feature store."""
-        return {"extractor": self.name, "weights": self.weights_identity(), "preprocessing": self.preprocessing(),
-                "layers": self.layers, "versions": self.versions(), "dtype": "float32"}
+        """Everything the features depend on: the key of reference caches and the feature store. An extractor
+        class of your own (outside evalrun) adds the sha256 of the file that defines it: an edit of its code
+        is new features, never the cached ones."""
+        found = {"extractor": self.name, "weights": self.weights_identity(), "preprocessing": self.preprocessing(),
+                 "layers": self.layers, "versions": self.versions(), "dtype": "float32"}
+        if not type(self).__module__.startswith("evalrun."):
+            from evalrun.plugins import class_source_sha256
+
+            found["source_sha256"] = class_source_sha256(type(self))
+        return found
 
     @property
     def key(self) -> str:

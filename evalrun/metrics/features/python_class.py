@@ -20,6 +20,7 @@ import importlib
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
+from evalrun.plugins import class_source_sha256
 from evalrun.metrics.features.torchscript import ModuleExtractor
 
 
@@ -60,7 +61,7 @@ class PythonModel(ModuleExtractor):
         if not isinstance(module, torch.nn.Module):
             raise ConfigError(f"{key}={target!r} built a {type(module).__name__}, not a torch.nn.Module")
         self._state: str | None = None
-        self._source = _source_sha256(cls)
+        self._source = class_source_sha256(cls)  # an edit of its code is a new key
         self._finish_load(module)
 
     def weights_identity(self) -> dict[str, Any]:
@@ -69,21 +70,3 @@ class PythonModel(ModuleExtractor):
 
             self._state = tensors_sha256({"module": self.module})
         return {"class": self.target, "kwargs": self.kwargs, "tensors_sha256": self._state, "source_sha256": self._source}
-
-
-def _source_sha256(cls: Any) -> str | None:
-    """The sha256 of the file defining ``cls`` (None for a class without one, e.g. built in C)."""
-    import hashlib
-    import inspect
-
-    try:
-        path = inspect.getsourcefile(cls)
-    except TypeError:
-        return None
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.sha256(fh.read()).hexdigest()
-    except OSError:
-        return None
