@@ -52,11 +52,12 @@ def checked_classes(cfg: Any, task: Any) -> tuple[type, dict[str, Any]]:
     """The pipeline class and the resolved scheduler config, checked from the checkpoint's files."""
     from evalrun.acceleration import check_device
     from evalrun.config import resolve_device
-    from evalrun.pipelines import checked_components, checked_scheduler, checkpoint_scheduler
+    from evalrun.checkpoint_fit import checked_components
+    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
 
     check_device(cfg, resolve_device(cfg.device).type)  # device=auto, resolved: options that need a GPU
     pipeline_cls = validate_classes(cfg, task)
-    checked_components(cfg)
+    checked_components(cfg, pipeline_cls)
     return pipeline_cls, checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
 
 

@@ -40,7 +40,7 @@ _AUTO = {"AutoPipelineForText2Image": "AUTO_TEXT2IMAGE_PIPELINES_MAPPING",
 OFFLOAD = ("none", "model", "sequential")
 
 
-def _index(model: Any) -> dict[str, Any]:
+def model_index(model: Any) -> dict[str, Any]:
     import diffusers
 
     source = tiny.resolve(model.path)
@@ -60,21 +60,12 @@ def resolve_pipeline_class(model: Any) -> type:
         return pipeline_class(name)
     from diffusers.pipelines import auto_pipeline
 
-    found = _index(model).get("_class_name")
+    found = model_index(model).get("_class_name")
     try:
         return auto_pipeline._get_task_class(getattr(auto_pipeline, _AUTO[name]), found)
     except ValueError:
         raise ConfigError(f"{name} has no pipeline for checkpoints of class {found!r} (model.path={model.path}); "
                           f"set model.pipeline to a pipeline class") from None
-
-
-def checked_components(cfg: Any) -> None:
-    """VAE tiling or slicing asked of a checkpoint without a VAE (DDPM, DiT's is there), refused from its
-    model_index.json before the weights load (the load found it, a sweep's later jobs failing one by one)."""
-    for key in ("vae_tiling", "vae_slicing"):
-        if cfg.get(key) and "vae" not in _index(cfg.model):
-            raise ConfigError(f"{key}=true has no effect on {cfg.model.pipeline} (model.path={cfg.model.path} has no "
-                              f"vae component); remove {key}")
 
 
 def memory_options(options: Any) -> dict[str, Any]:

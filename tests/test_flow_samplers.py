@@ -310,3 +310,18 @@ def test_scheduler_checks_agree_with_what_the_pipeline_does(twin):
         if refused == works:
             disagree.append(f"{name}: {'refused' if refused else 'accepted'} but {'runs' if works else 'fails'}")
     assert not disagree, disagree
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["model.pipeline=StableDiffusionXLPipeline"], "model.pipeline=StableDiffusionXLPipeline needs tokenizer_2, "
+     "text_encoder_2, which model.path=evalrun/tiny-sd does not have (its model_index.json names StableDiffusionPipeline)"),
+    (["model=tiny_sd3", "model.pipeline=FluxPipeline"], "model.pipeline=FluxPipeline takes other networks than "
+     "model.path=evalrun/tiny-sd3 holds: text_encoder CLIPTextModelWithProjection (not CLIPTextModel)"),
+])
+def test_a_pipeline_class_the_checkpoint_does_not_fit_is_refused_before_the_load(tmp_path, overrides, expected):
+    """They loaded (diffusers fills a missing component with None) and failed at the first prompt with a traceback."""
+    from evalrun.pipelines import _CACHE
+
+    before = dict(_CACHE)
+    assert expected in error_of(*overrides, "prompts.limit=1", run_dir=tmp_path)
+    assert _CACHE == before
