@@ -84,5 +84,14 @@ def job_dirname(overrides: str, sweep_dir: str | None = None, varying: set[str] 
     name = _safe(",".join(ordered))
     if len(name) > MAX_LEN:
         name = _safe(",".join(p if p.split("=", 1)[0].lstrip("+~") in varying else _shorten(p) for p in ordered))
-    name = name[:MAX_LEN].rstrip("._,") or "run"
+    name = _cut(name, MAX_LEN).rstrip("._,") or "run"
     return f"{name}-{digest}"
+
+
+def _cut(name: str, limit: int) -> str:
+    """At most ``limit`` characters and ``limit`` UTF-8 bytes: file systems cap a name at 255 bytes, and a
+    Chinese negative prompt is three bytes a character (a sweep over one stopped with "File name too long")."""
+    name = name[:limit]
+    while len(name.encode("utf-8")) > limit:
+        name = name[:-1]
+    return name

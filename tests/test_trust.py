@@ -113,13 +113,17 @@ def test_results_and_caches_respect_the_umask(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- nothing lost, nothing stale
-def test_overrides_that_differ_only_in_replaced_characters_get_their_own_dirs():
+def test_overrides_that_differ_only_in_replaced_characters_get_their_own_dirs(tmp_path):
     from evalrun.jobdirs import job_dirname
 
     a, b = job_dirname("prompts.path=/p/a.txt"), job_dirname("prompts.path=/p_a.txt")
     assert a != b and "/" not in a + b
     long = job_dirname("model.path=/work/" + "x" * 200 + "/ass,scheduler=ddim", varying={"scheduler"})
     assert long.startswith("scheduler=ddim") and len(long) <= 130  # the varying key stays readable
+    chinese = [job_dirname(f"prompts.negative_prompt={'模糊' * 60}{end}", varying={"prompts.negative_prompt"})
+               for end in "AB"]  # three bytes a character: 240 characters were 700 bytes, over the 255 a name takes
+    assert chinese[0] != chinese[1] and all(len(n.encode("utf-8")) <= 130 for n in chinese)
+    (tmp_path / chinese[0]).mkdir()
 
 
 def test_a_run_refused_before_its_first_image_leaves_its_directory_to_the_fix(tmp_path):
