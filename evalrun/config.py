@@ -106,8 +106,16 @@ def _check_paths(cfg: Any) -> None:
     if not paths.get("cache_dir"):
         roots[f"the cache ($EVALRUN_CACHE or ~/.cache/evalrun: {cache_dir()})"] = cache_dir()
     for where, value in roots.items():
-        if Path(str(value)).expanduser().exists() and not Path(str(value)).expanduser().is_dir():
+        path = Path(str(value)).expanduser()
+        if path.exists() and not path.is_dir():
             raise ConfigError(f"{where} is a file, not a folder; point it at a folder (or remove the file)")
+        if where.startswith("paths.output_dir"):
+            continue  # Hydra makes the run's own folder under it
+        try:  # made now (a run makes it anyway): a store that cannot be made failed after sampling
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{where} cannot be made ({exc.strerror or exc}); point it at a folder you can "
+                              f"write to") from None
 
 
 def _check_scheduler_fit(cfg: Any) -> None:

@@ -434,6 +434,9 @@ def test_a_file_where_a_folder_goes_is_refused_before_anything_runs(tmp_path, ke
     message = error_of(f"paths.{key}={afile}", "prompts.limit=1", run_dir=tmp_path / "run")
     assert message == f"paths.{key}={afile} is a file, not a folder; point it at a folder (or remove the file)"
     assert not (tmp_path / "run" / "images").exists()
+    if key != "output_dir":  # a folder that cannot be made (under a file) failed after sampling, with a traceback
+        assert error_of(f"paths.{key}={afile / 'store'}", "prompts.limit=1", run_dir=tmp_path / "run").startswith(
+            f"paths.{key}={afile / 'store'} cannot be made (")
 
 
 def test_an_atomic_write_makes_its_folder_takes_a_free_name_and_leaves_nothing_behind(tmp_path, monkeypatch):
