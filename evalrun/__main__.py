@@ -19,21 +19,11 @@ import evalrun.devices  # noqa: F401  (registers ${evalrun_n_devices:N}, which s
 from evalrun.errors import DirectoryTaken, EvalrunError
 from evalrun.jobdirs import job_dirname
 from evalrun.paths import CONF_DIR
+from evalrun.runs import FAILED_FILE, record_failure
 
 log = logging.getLogger("evalrun")
-FAILED_FILE = "failed.json"
 
 OmegaConf.register_new_resolver("evalrun_dirname", job_dirname, replace=True)
-
-
-def _record_failure(run_dir: Path, exc: BaseException) -> None:
-    from evalrun.errors import first_line
-    from evalrun.results import write_json
-
-    try:
-        write_json({"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}, run_dir / FAILED_FILE)
-    except OSError:
-        pass
 
 
 def experiment_sweep(hydra_cfg: Any) -> str | None:
@@ -77,7 +67,7 @@ def main(cfg: DictConfig) -> None:
         # A taken directory is another configuration's: nothing is written there. The job's own directory
         # records the failure when it was another one that was taken (a shard's merged run dir).
         if not isinstance(exc, DirectoryTaken) or Path(str(exc.directory)) != run_dir:
-            _record_failure(run_dir, exc)
+            record_failure(run_dir, exc)
         # One clear line on stderr, not a traceback: these are mistakes the user can fix.
         # The job's log file gets it too (the console handler would print it twice).
         record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
@@ -91,7 +81,7 @@ def main(cfg: DictConfig) -> None:
             raise
         sys.exit(2)
     except Exception as exc:
-        _record_failure(run_dir, exc)
+        record_failure(run_dir, exc)
         raise
 
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from evalrun.composition import compose  # noqa: F401  (evalrun.composition: the Python API's compose)
+from evalrun.errors import EvalrunError
+
+log = logging.getLogger("evalrun")
 
 
 @dataclass
@@ -75,6 +79,11 @@ def _check_overrides(overrides: Sequence[str]) -> None:
     problem = check_command_line(override_list(overrides))
     if problem:
         raise ConfigError(problem)
+    for item in overrides:  # composed with Hydra, run without its app: its run dirs and launchers never apply
+        key = item.lstrip("+~").split("=", 1)[0]
+        if key.startswith(("hydra.", "hydra/")) and not key.startswith(("hydra.searchpath", "hydra.sweeper.params")):
+            raise ConfigError(f"{item}: the Python API does not run Hydra's app, so hydra.* settings other than "
+                              f"hydra.searchpath do not apply; use run_dir= / sweep_dir=, or the CLI for a launcher")
 
 
 def _stamp(kind: str, cfg: Any) -> Path:
@@ -142,11 +151,34 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
         check_added_keys(job, cfg)
     checked = check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", composed[0])
+    failed = 0
     with background_writes():  # a run's files are written while the next run samples
         for job, cfg, found in zip(jobs, composed, checked):  # the job dirs the CLI would make for the same sweep
-            run(cfg, target / job_dirname(",".join(sorted(job)), str(target), varying=varying), checked=found)
+            run_dir = target / job_dirname(",".join(sorted(job)), str(target), varying=varying)
+            failed += not _ran(run, cfg, run_dir, found)
     write_summary(target)
+    if failed:  # as the CLI: every job ran, the summary holds the others, and the sweep fails
+        raise EvalrunError(f"{failed} of {len(jobs)} job(s) failed (listed in {target / 'failed_runs.csv'}); the "
+                           f"others are summarised in {target / 'summary.csv'}")
     return SweepResult(target)
+
+
+def _ran(run: Any, cfg: Any, run_dir: Path, checked: Any) -> bool:
+    """One job of a sweep; a failure is recorded in its dir (failed.json) and logged, and the sweep goes on."""
+    from evalrun.errors import DirectoryTaken
+    from evalrun.runs import record_failure
+
+    try:
+        run(cfg, run_dir, checked=checked)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any job's failure: the others still run, as in the CLI
+        if not isinstance(exc, EvalrunError):
+            log.exception("job %s failed", run_dir.name)
+        else:
+            log.error("job %s failed: %s", run_dir.name, exc)
+        if not isinstance(exc, DirectoryTaken) or Path(str(exc.directory)) != run_dir:
+            record_failure(run_dir, exc)
+        return False
 
 
 def load_sweep(sweep_dir: str | Path) -> SweepResult:

@@ -75,6 +75,18 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
     return record
 
 
+def record_failure(run_dir: Path, exc: BaseException) -> None:
+    """``failed.json`` in a failed job's dir, with its error's first line (the summary lists it; a re-run
+    of the job removes it)."""
+    from evalrun.errors import first_line
+    from evalrun.results import write_json
+
+    try:
+        write_json({"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}, Path(run_dir) / FAILED_FILE)
+    except OSError:
+        pass
+
+
 def read_failure(run_dir: Path) -> str | None:
     path = Path(run_dir) / FAILED_FILE
     if not path.exists():

@@ -97,6 +97,33 @@ def test_api_mistakes_are_one_line(tmp_path):
                           (tmp_path, "holds no runs")):
         with pytest.raises(ConfigError, match=problem):
             evalrun.load_sweep(path)
+    for item in ("hydra.sweep.dir=/tmp/elsewhere", "hydra/launcher=evalrun_joblib"):  # silently not applied before
+        with pytest.raises(ConfigError, match=rf"^{item}: the Python API does not run Hydra's app"):
+            evalrun.sweep([item, "seed=0,1"], sweep_dir=tmp_path / "s")
+
+
+def test_an_api_sweep_runs_every_job_and_summarises_the_others_when_one_fails(tmp_path, monkeypatch):
+    """As the CLI: a job that fails at run time is recorded (failed_runs.csv), the later jobs still run, the
+    summary holds them, and the sweep then fails in one line (it stopped at the failing job, no summary)."""
+    import pandas as pd
+
+    import evalrun.run
+    from evalrun.errors import EvalrunError
+
+    real = evalrun.run._compute
+
+    def failing(cfg, *args, **kwargs):
+        if int(cfg.seed) == 1:
+            raise OSError("disk full")  # a failure no check can foresee
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(evalrun.run, "_compute", failing)
+    with pytest.raises(EvalrunError, match=r"^1 of 3 job\(s\) failed \(listed in .*failed_runs.csv\)"):
+        evalrun.sweep(["seed=0,1,2", "prompts.limit=1", "steps=2", "metrics=[]", "paths.image_store=none"],
+                      sweep_dir=tmp_path / "s")
+    assert pd.read_csv(tmp_path / "s" / "summary.csv")["seeds"].tolist() == ["0 2"]
+    failed = pd.read_csv(tmp_path / "s" / "failed_runs.csv")
+    assert len(failed) == 1 and "seed=1" in failed["run_dir"][0] and failed["error"][0] == "OSError: disk full"
 
 
 def test_expand_is_hydras_product():
