@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from evalrun.hashing import same_numbers
 from evalrun.plain import to_plain
 
 
@@ -22,7 +23,8 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
         cols.update({"scheduler": cfg.scheduler.name,
                      # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
                      "scheduler_class": scheduler_config["class"],
-                     "scheduler_kwargs": json.dumps(to_plain(cfg.scheduler.kwargs), sort_keys=True, default=str)})
+                     "scheduler_kwargs": json.dumps(same_numbers(to_plain(cfg.scheduler.kwargs)), sort_keys=True,
+                                                    default=str)})  # shift=3 and shift=3.0: one configuration
     for key in task.column_keys(cfg):
         if cfg.get(key) is not None:
             cols[key] = params.get(key, to_plain(cfg[key]))

@@ -70,6 +70,18 @@ def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None
     return _MEMO[key]
 
 
+def same_numbers(value: Any) -> Any:
+    """``value`` with whole floats as ints, all the way down (bools untouched): ``shift=3`` and ``shift=3.0``
+    sample the same images and are one configuration, so keys and columns must not tell them apart."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: same_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [same_numbers(v) for v in value]
+    return value
+
+
 def tree_fingerprint(root: str | os.PathLike, suffixes: Iterable[str] = WEIGHT_SUFFIXES + TOKENIZER_SUFFIXES
                      ) -> dict[str, str]:
     """{relative path: sha256} of a local model folder's weights and configs (what loading reads)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalrun.hashing import file_sha256, local_identity, stable_hash
+from evalrun.hashing import file_sha256, local_identity, same_numbers, stable_hash
 from evalrun.plugins import is_import_path, source_sha256
 
 
@@ -130,7 +130,7 @@ def generation_key(cfg: Any, params: dict[str, Any], model: dict[str, Any], sche
     return stable_hash({
         "pipeline": cfg.model.pipeline, "model_path": str(cfg.model.path), "revision": cfg.model.revision,
         "variant": cfg.model.variant, "weights": model.get("weights_sha256"), "snapshot": model.get("snapshot"),
-        "scheduler": scheduler_config, "knobs": knobs, "dtype": str(dtype), "device_type": getattr(device, "type", device),
+        "scheduler": same_numbers(scheduler_config), "knobs": same_numbers(knobs), "dtype": str(dtype), "device_type": getattr(device, "type", device),
         "versions": {k: versions.get(k) for k in ("torch", "diffusers", "transformers")},
         "options": {k: cfg.get(k) for k in ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last",
                                             "attention", "tf32")

@@ -325,3 +325,17 @@ def test_a_pipeline_class_the_checkpoint_does_not_fit_is_refused_before_the_load
     before = dict(_CACHE)
     assert expected in error_of(*overrides, "prompts.limit=1", run_dir=tmp_path)
     assert _CACHE == before
+
+
+def test_a_whole_number_written_as_an_int_or_a_float_is_one_configuration(tmp_path):
+    """scheduler.kwargs.shift=3 and =3.0 sample the same images: one image key (the second reuses the first's
+    images from the store) and one configuration in the summary (its repeat of the seed counted once)."""
+    import evalrun
+
+    result = evalrun.sweep(["model=tiny_sd3", "scheduler=flow_euler", "scheduler.kwargs.shift=3,3.0", "seed=0",
+                            "prompts.limit=1", "steps=2", "metrics=[]", f"paths.image_store={tmp_path / 'store'}"],
+                           sweep_dir=tmp_path / "s")
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "s").glob("*/run.json"))]
+    assert len(records) == 2 and records[0]["generation_key"] == records[1]["generation_key"]
+    assert sorted(r["provenance"]["images"]["sampled"] for r in records) == [0, 1]
+    assert len(result.summary) == 1 and result.summary["n_runs"].tolist() == [1]
