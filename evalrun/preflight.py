@@ -43,6 +43,31 @@ def problems(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) 
     return checked, found
 
 
+def already_complete(cfg: Any) -> bool:
+    """Whether a sweep job's own dir (``hydra.sweep.dir``/``subdir``) holds a complete run of this very
+    configuration (``run.json``'s config key). Its run recognises it before diffusers is imported, and if an
+    input changed since, computes it again with its own checks: the pre-check, whose class checks import
+    diffusers (seconds), leaves it alone, so re-running a finished sweep stays as quick as its runs."""
+    import json
+    from pathlib import Path
+
+    from omegaconf import OmegaConf, open_dict
+
+    from evalrun.interpolations import resolve_in_place
+    from evalrun.run import config_key
+
+    try:
+        run_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        job = copy.deepcopy(cfg)
+        with open_dict(job):
+            del job["hydra"]
+        resolve_in_place(job)
+        return record.get("status") == "complete" and record.get("config_key") == config_key(job)
+    except Exception:  # noqa: BLE001 - anything unreadable: the job is checked
+        return False
+
+
 def check_jobs(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) -> list[Checked]:
     """Every job's Checked; else one ConfigError naming the first bad job (and how many there are)."""
     checked, found = problems(jobs, in_place)

@@ -120,3 +120,27 @@ def test_a_jobs_now_is_the_sweeps(hydra_loader):
     time.sleep(1.1)
     job = SweepConfigLoader(hydra_loader).load_sweep_config(master, ["scheduler=dpm"])
     assert job.hydra.sweep.dir == started
+
+
+def test_the_pre_check_leaves_a_finished_job_to_its_run(tmp_path):
+    """A job whose dir holds a complete run of its configuration is not pre-checked (the class checks import
+    diffusers: re-running a finished sweep took twice as long as with Hydra's sweeper); another configuration
+    there, or none, is."""
+    from omegaconf import OmegaConf
+
+    import evalrun
+    from evalrun.composition import compose
+    from evalrun.preflight import already_complete
+
+    overrides = [f"hydra.sweep.dir={tmp_path}", "prompts.limit=1", "steps=2", "metrics=[]", "paths.image_store=none"]
+    job = compose(overrides, hydra=True)
+    run_dir = tmp_path / str(OmegaConf.select(job, "hydra.sweep.subdir"))
+    assert not already_complete(job)
+    evalrun.evaluate(overrides[1:], run_dir=run_dir)
+    assert already_complete(compose(overrides, hydra=True))
+    other = compose([*overrides, "guidance_scale=3"], hydra=True)
+    (tmp_path / str(OmegaConf.select(other, "hydra.sweep.subdir"))).mkdir()
+    import shutil
+
+    shutil.copy(run_dir / "run.json", tmp_path / str(OmegaConf.select(other, "hydra.sweep.subdir")) / "run.json")
+    assert not already_complete(other)  # a complete run, of another configuration

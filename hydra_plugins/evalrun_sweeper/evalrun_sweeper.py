@@ -72,12 +72,12 @@ class EvalrunSweeper(BasicSweeper):
         checks a run makes before loading weights (``evalrun.preflight``), before the first job starts:
         each job that will fail them is named now, not after the jobs before it have sampled. They still
         run (and fail alone, in a second): a sweep over models x samplers runs the pairs that fit."""
-        from evalrun.preflight import problems
+        from evalrun.preflight import already_complete, problems
 
         tic = time.perf_counter()
         loader = self.hydra_context.config_loader
         jobs = ((list(o), loader.load_sweep_config(self.config, list(o))) for batch in self.overrides for o in batch)
-        checked, found = problems(jobs)
+        checked, found = problems((o, cfg) for o, cfg in jobs if not already_complete(cfg))
         n = len(checked)
         for job, problem in found[:10]:
             print(f"evalrun: warning: job {job} will fail: {problem}", file=sys.stderr)
