@@ -35,6 +35,11 @@ class SummaryCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - a refresh is a convenience; the end of the sweep rewrites it
             log.debug("summary not refreshed: %s", exc)
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import time
+
+        self._started = time.time()  # failures recorded before this are an earlier sweep's, into the same dir
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import evalrun.aggregate as aggregate
 
@@ -51,9 +56,23 @@ class SummaryCallback(Callback):
         else:
             self._report(sweep_dir)
         if (sweep_dir / aggregate.FAILED_RUNS_FILE).exists():
+            if not self._failed_now(sweep_dir):
+                log.warning("jobs of an earlier sweep into %s failed (listed in %s); every job of this sweep finished",
+                            sweep_dir, sweep_dir / aggregate.FAILED_RUNS_FILE)
+                return
             # SystemExit, not an exception: Hydra would turn that into a warning and exit 0.
             print(f"evalrun: error: some jobs failed; see {sweep_dir / aggregate.FAILED_RUNS_FILE}", file=sys.stderr)
             sys.exit(1)
+
+    def _failed_now(self, sweep_dir: Path) -> bool:
+        """Whether a job of this sweep failed: its failed.json was written since the sweep started."""
+        from evalrun.runs import FAILED_FILE, find_run_dirs
+
+        started = getattr(self, "_started", None)
+        if started is None:
+            return True
+        stamps = [(d / FAILED_FILE).stat().st_mtime for d in find_run_dirs(sweep_dir) if (d / FAILED_FILE).exists()]
+        return any(stamp >= started - 1 for stamp in stamps)
 
     @staticmethod
     def _report(sweep_dir: Path) -> None:

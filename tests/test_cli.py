@@ -475,3 +475,22 @@ def test_only_an_experiments_sweep_is_named_for_a_single_run():
         "scheduler=ddim,dpm, seed=0,1"
     assert experiment_sweep(evalrun_compose(["experiment=scheduler_comparison", "debug=smoke"], hydra=True).hydra) \
         == "scheduler=ddim,dpm,euler_a,unipc, steps=2,3, seed=0"
+
+
+def test_a_failure_of_an_earlier_sweep_into_the_same_dir_does_not_fail_this_one(tmp_path):
+    """A sweep re-run into a dir where an earlier sweep's job failed (and is not part of this sweep) exits 0,
+    saying so; a job that fails during this sweep still fails it."""
+    import os
+    import time
+
+    from evalrun.callbacks import SummaryCallback
+
+    job = tmp_path / "steps=0-abc"
+    job.mkdir()
+    (job / "failed.json").write_text('{"status": "failed", "error": "ConfigError: steps must be positive"}')
+    os.utime(job / "failed.json", (time.time() - 3600, time.time() - 3600))
+    callback = SummaryCallback()
+    callback.on_multirun_start(None)
+    assert not callback._failed_now(tmp_path)
+    (job / "failed.json").touch()  # failed again during this sweep
+    assert callback._failed_now(tmp_path)
