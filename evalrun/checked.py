@@ -57,8 +57,9 @@ def checked_classes(cfg: Any, task: Any) -> tuple[type, dict[str, Any]]:
 
     check_device(cfg, resolve_device(cfg.device).type)  # device=auto, resolved: options that need a GPU
     pipeline_cls = validate_classes(cfg, task)
-    checked_components(cfg, pipeline_cls)
-    return pipeline_cls, checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
+    scheduler = checked_scheduler(pipeline_cls, checkpoint_scheduler(cfg.model), cfg.scheduler, int(cfg.steps))
+    checked_components(cfg, pipeline_cls)  # after the scheduler: a folder without one is named as such first
+    return pipeline_cls, scheduler
 
 
 def check(cfg: Any) -> Checked:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # One pipeline at a time: a sweep over checkpoints must not hold several models in GPU memory.
 _CACHE: dict[tuple, Any] = {}
-_SCHEDULERS: dict[tuple, Any] = {}  # the checkpoint's own scheduler, by folder and file stats
+_SCHEDULERS: dict[tuple, Any] = {}  # the checkpoint's own scheduler and model_index.json, by folder and file stats
 _CHECKED: dict[tuple, dict] = {}     # checked_scheduler's answers
 
 
@@ -41,15 +41,23 @@ OFFLOAD = ("none", "model", "sequential")
 
 
 def model_index(model: Any) -> dict[str, Any]:
+    """The checkpoint's model_index.json; a local folder's is kept while the file is unchanged (every job of
+    a sweep asks)."""
     import diffusers
 
     source = tiny.resolve(model.path)
     kwargs = {"revision": str(model.revision)} if model.revision is not None else {}
+    key = ("index", str(source), kwargs.get("revision"), _stats(Path(source), ("model_index.json",)))
+    if key[3] is not None and key in _SCHEDULERS:
+        return dict(_SCHEDULERS[key])
     try:
-        return diffusers.DiffusionPipeline.load_config(source, **kwargs)
+        found = diffusers.DiffusionPipeline.load_config(source, **kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise load_error(str(model.pipeline), str(model.path), exc, "model.path", local_dir=source,
                          marker="model_index.json") from None
+    if key[3] is not None:
+        _SCHEDULERS[key] = dict(found)
+    return found
 
 
 def resolve_pipeline_class(model: Any) -> type:
