@@ -19,10 +19,10 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
     a traceback), and a VAE for VAE tiling or slicing (DDPM has none)."""
     import diffusers
 
-    index = model_index(cfg.model)
+    index, params = model_index(cfg.model), inspect.signature(pipeline_cls.__init__).parameters
     # Optional components (diffusers loads them as None), and what evalrun passes itself (load_pipeline).
     passed = {"safety_checker", "requires_safety_checker", *getattr(pipeline_cls, "_optional_components", [])}
-    needed = [name for name, p in inspect.signature(pipeline_cls.__init__).parameters.items()
+    needed = [name for name, p in params.items()
               if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD and name != "self"
               and name not in passed]
     missing = [name for name in needed if not (isinstance(index.get(name), (list, tuple)) and index[name][0])]
@@ -32,10 +32,9 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
     if isinstance(own, type) and own is not pipeline_cls:
         takes = set(inspect.signature(own.__init__).parameters)
         missing += [name for name in getattr(pipeline_cls, "_optional_components", [])
-                    if name in inspect.signature(pipeline_cls.__init__).parameters and name not in index
-                    and name not in takes]
-    wrong = [f"{name} {index[name][1]} (not {_annotation(pipeline_cls, name).__name__})" for name in needed
-             if name not in missing and _other_model(pipeline_cls, name, index[name])]
+                    if name in params and name not in index and name not in takes]
+    wrong = [f"{name} {index[name][1]} (not {params[name].annotation.__name__})" for name in needed
+             if name not in missing and _other_model(params[name].annotation, index[name])]
     if missing or wrong:
         found = (f"needs {', '.join(missing)}, which model.path={cfg.model.path} does not have" if missing else
                  f"takes other networks than model.path={cfg.model.path} holds: {', '.join(wrong)}")
@@ -47,11 +46,7 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
                               f"vae component); remove {key}")
 
 
-def _annotation(pipeline_cls: type, name: str) -> Any:
-    return inspect.signature(pipeline_cls.__init__).parameters[name].annotation
-
-
-def _other_model(pipeline_cls: type, name: str, entry: Any) -> bool:
+def _other_model(wanted: Any, entry: Any) -> bool:
     """Whether model_index.json's ``[library, class]`` for a component is a network of another kind than the
     pipeline's ``__init__`` annotates (SD3's transformer for FLUX's): it would load, then fail mid-run.
     Only networks are compared (tokenizers and schedulers have interchangeable classes)."""
@@ -59,7 +54,6 @@ def _other_model(pipeline_cls: type, name: str, entry: Any) -> bool:
     import torch
     import transformers
 
-    wanted = _annotation(pipeline_cls, name)
     library = {"diffusers": diffusers, "transformers": transformers}.get(str(entry[0]))
     found = getattr(library, str(entry[1]), None) if library is not None else None
     if not (isinstance(wanted, type) and isinstance(found, type) and issubclass(wanted, torch.nn.Module)):
