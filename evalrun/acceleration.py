@@ -104,6 +104,9 @@ def apply(pipe: Any, opts: dict[str, Any]) -> None:
             raise EvalrunError(f"{type(pipe).__name__} has no denoiser module to apply {sorted(opts)} to")
         return
     if opts.get("channels_last"):
+        if not any(isinstance(m, torch.nn.Conv2d) for m in module.modules()):  # no 4-D activations to lay out
+            raise ConfigError(f"channels_last=true has no effect on {type(module).__name__} (it has no convolutions); "
+                              f"remove it")
         module.to(memory_format=torch.channels_last)
     if opts.get("attention"):
         set_attention(module, opts["attention"])

@@ -61,6 +61,8 @@ def test_an_attention_backend_stays_with_its_model(tmp_path):
     assert image["after"] == image["before"] != image["math"]
     assert "attention=native has no effect on UNet2DConditionModel" in error_of("attention=native", "prompts.limit=1",
                                                                                 run_dir=tmp_path / "unet")
+    assert "channels_last=true has no effect on FluxTransformer2DModel (it has no convolutions)" in error_of(
+        *common, "channels_last=true", run_dir=tmp_path / "flux")  # recorded and keyed, with identical pixels
 
 
 def test_an_option_is_recorded_and_keeps_its_images_apart(tmp_path):
