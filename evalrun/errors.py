@@ -43,7 +43,11 @@ def load_error(what: str, name: str, exc: BaseException, key: str, local_dir: st
     """
     folder = Path(str(local_dir or name)).expanduser()
     text = first_line(exc)
-    if "weights only load failed" in str(exc).lower() or "unpickling" in str(exc).lower():
+    chain, seen = [], exc  # diffusers wraps the refusal ("Unable to load weights ..."): read the causes too
+    while seen is not None and len(chain) < 8:
+        chain.append(str(seen).lower())
+        seen = seen.__cause__ or seen.__context__
+    if any("weights only load failed" in t or "unpickling" in t for t in chain):
         return EvalrunError(f"{key}={name}: a weights file there is a pickle that would run code when loaded "
                             f"(weights_only=True refused it); evalrun never loads such files: use a safetensors copy "
                             f"of a checkpoint you trust")

@@ -95,6 +95,7 @@ def test_a_pipeline_component_pickle_cannot_run_code(tmp_path):
     write_evil(local / "unet" / "diffusion_pytorch_model.bin", marker)  # ... and it carries a payload
     message = error_of(f"model.path={local}", "prompts.limit=1", "metrics=[]", run_dir=tmp_path / "run")
     assert "model.path" in message and not marker.exists()
+    assert "is a pickle that would run code when loaded (weights_only=True refused it)" in message  # said why
 
 
 def test_results_and_caches_respect_the_umask(tmp_path, monkeypatch):
