@@ -7,6 +7,7 @@ as it is, and the run then failed at its first prompt with a traceback.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError
@@ -19,7 +20,17 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
     a traceback), and a VAE for VAE tiling or slicing (DDPM has none)."""
     import diffusers
 
+    from evalrun import tiny
+
     index, params = model_index(cfg.model), inspect.signature(pipeline_cls.__init__).parameters
+    folder = Path(tiny.resolve(cfg.model.path))
+    if folder.is_dir():  # a local folder: each component model_index.json lists has its own subfolder
+        absent = [name for name, entry in index.items() if not name.startswith("_") and isinstance(entry, (list, tuple))
+                  and len(entry) == 2 and entry[0] and not (folder / name).is_dir()]
+        if absent:
+            raise ConfigError(f"model.path={cfg.model.path}: model_index.json lists {', '.join(absent)}, but the folder "
+                              f"has no {', '.join(f'{a}/' for a in absent)}; copy the missing folder(s) from the "
+                              f"checkpoint (or save_pretrained it again)")
     # Optional components (diffusers loads them as None), and what evalrun passes itself (load_pipeline).
     passed = {"safety_checker", "requires_safety_checker", *getattr(pipeline_cls, "_optional_components", [])}
     needed = [name for name, p in params.items()

@@ -339,3 +339,16 @@ def test_a_whole_number_written_as_an_int_or_a_float_is_one_configuration(tmp_pa
     assert len(records) == 2 and records[0]["generation_key"] == records[1]["generation_key"]
     assert sorted(r["provenance"]["images"]["sampled"] for r in records) == [0, 1]
     assert len(result.summary) == 1 and result.summary["n_runs"].tolist() == [1]
+
+
+def test_a_component_folder_missing_from_a_checkpoint_is_named(tmp_path):
+    """diffusers said only that no config.json was found in the checkpoint's root."""
+    import shutil
+
+    local = tmp_path / "checkpoint"
+    shutil.copytree(tiny.resolve("evalrun/tiny-sd"), local)
+    shutil.rmtree(local / "vae")
+    message = error_of("model=custom", f"model.path={local}", "model.pipeline=StableDiffusionPipeline", "height=32",
+                       "width=32", "prompts.limit=1", run_dir=tmp_path / "run")
+    assert message == (f"model.path={local}: model_index.json lists vae, but the folder has no vae/; copy the missing "
+                       f"folder(s) from the checkpoint (or save_pretrained it again)")
