@@ -20,7 +20,7 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
     a traceback), and a VAE for VAE tiling or slicing (DDPM has none)."""
     import diffusers
 
-    from evalrun import tiny
+    import evalrun.tiny as tiny
 
     index, params = model_index(cfg.model), inspect.signature(pipeline_cls.__init__).parameters
     folder = Path(tiny.resolve(cfg.model.path))
