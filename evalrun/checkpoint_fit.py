@@ -32,7 +32,8 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
                               f"has no {', '.join(f'{a}/' for a in absent)}; copy the missing folder(s) from the "
                               f"checkpoint (or save_pretrained it again)")
     # Optional components (diffusers loads them as None), and what evalrun passes itself (load_pipeline).
-    passed = {"safety_checker", "requires_safety_checker", *getattr(pipeline_cls, "_optional_components", [])}
+    optional = getattr(pipeline_cls, "_optional_components", [])
+    passed = {"safety_checker", "requires_safety_checker", *optional}
     needed = [name for name, p in params.items()
               if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD and name != "self"
               and name not in passed]
@@ -42,7 +43,7 @@ def checked_components(cfg: Any, pipeline_cls: type) -> None:
     own = getattr(diffusers, str(index.get("_class_name")), None)
     if isinstance(own, type) and own is not pipeline_cls:
         takes = set(inspect.signature(own.__init__).parameters)
-        missing += [name for name in getattr(pipeline_cls, "_optional_components", [])
+        missing += [name for name in optional
                     if name in params and name not in index and name not in takes]
     wrong = [f"{name} {index[name][1]} (not {params[name].annotation.__name__})" for name in needed
              if name not in missing and _other_model(params[name].annotation, index[name])]

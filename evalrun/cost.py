@@ -83,19 +83,17 @@ def device_name(device: Any) -> str:
     return torch.cuda.get_device_name(device)
 
 
-def timed_here(costs: list[dict[str, Any]], batch_size: int | None, device: str | None) -> list[dict[str, Any]]:
+def timed_here(costs: list[dict[str, Any]], batch_size: int, device: str) -> list[dict[str, Any]]:
     """The costs timed as this run would time them: at its batch size, on its device. An image reused from
     the store keeps the time of the run that sampled it, which may have batched it differently or run on
     another GPU: its seconds and memory describe that run, not this one (its NFE is the same)."""
-    return [c for c in costs if batch_size is None or (c.get("batch_size") == batch_size and c.get("device") == device)]
+    return [c for c in costs if c.get("batch_size") == batch_size and c.get("device") == device]
 
 
-def summarise(costs: list[dict[str, Any]], timed: list[dict[str, Any]] | None = None) -> dict[str, float | None]:
+def summarise(costs: list[dict[str, Any]], timed: list[dict[str, Any]]) -> dict[str, float | None]:
     """Run-level cost columns from per-image costs: NFE over every image; seconds and peak memory over the
-    ``timed`` ones (:func:`timed_here`; all, when not given)."""
+    ``timed`` ones (:func:`timed_here`)."""
     import math
-
-    timed = costs if timed is None else timed
 
     def mean(key: str, among: list[dict[str, Any]]) -> float | None:
         vals = [c[key] for c in among if c.get(key) is not None]

@@ -55,10 +55,11 @@ def already_complete(cfg: Any) -> bool:
 
     from evalrun.interpolations import resolve_in_place
     from evalrun.run import config_key
+    from evalrun.runs import RUN_FILE
 
     try:
         run_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
         job = copy.deepcopy(cfg)
         with open_dict(job):
             del job["hydra"]
