@@ -117,6 +117,9 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         for group in OPTIONAL_GROUPS:
             if chosen.get(group) not in (None, "None", "null") and not _option_in(CONF_DIR, group, chosen[group]):
                 return _no_such_option(group, chosen[group])
+        problem = _unknown_option(argv)
+        if problem:
+            return problem
     for arg in argv:
         match = _METRIC_LIST.fullmatch(arg)
         if match:  # Hydra says "Could not load" for an unknown option in a list, without the valid ones
@@ -169,8 +172,25 @@ def _option_in(root: Path | Any, group: str, option: str) -> bool:
 
 def _no_such_option(group: str, option: str) -> str:
     valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-    return (f"{group}={option}: no such {group}; valid: {', '.join(valid)} (or {group}/{option}.yaml in a config "
-            "dir of your own on hydra.searchpath)")
+    near = _nearest(option, set(valid), 0.6)
+    hint = f"did you mean {group}={near}? " if near else ""
+    return (f"{group}={option}: no such {group}; {hint}valid: {', '.join(valid)} (or {group}/{option}.yaml in a "
+            "config dir of your own on hydra.searchpath)")
+
+
+def _unknown_option(argv: Sequence[str]) -> str | None:
+    """A group option (``model=sd51``, or one of a sweep's ``scheduler=dpm,eular``) that no packaged config
+    has: Hydra answers with a page listing the options and a pointer to HYDRA_FULL_ERROR."""
+    known = groups() - {"metrics"}  # metric lists are checked above, with the names they may hold
+    for arg in argv:
+        match = re.fullmatch(r"(\w+)=([\w\-]+(?:,[\w\-]+)*)", arg)  # plain names only: not glob(), range(), ...
+        if not match or match.group(1) not in known:
+            continue
+        group = match.group(1)
+        for option in match.group(2).split(","):
+            if option not in ("None", "null") and not _option_in(CONF_DIR, group, option):
+                return _no_such_option(group, option)
+    return None
 
 
 def check_optional_choices(hydra_cfg: Any) -> None:

@@ -150,7 +150,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["scheduler=nosuch"], "Could not find 'scheduler/nosuch'"),
+    (["scheduler=nosuch"], "evalrun: error: scheduler=nosuch: no such scheduler; valid: "),
     (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
     (["seed=-1"], "evalrun: error: seed must be a non-negative integer"),
     # Hydra's hint for a misspelt key is to add it with +: refused where nothing would read it.
@@ -166,6 +166,7 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path, overrides, expected):
     assert "Traceback" not in proc.stderr + proc.stdout
     if overrides[0].startswith("scheduler="):
         assert "dpm_karras" in proc.stderr and "euler_a" in proc.stderr  # the valid options are listed
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # not Hydra's page of options
 
 
 def test_summary_groups_ignore_settings_declared_to_follow_the_seed(tmp_path):
@@ -359,9 +360,14 @@ def test_added_keys_that_something_reads_are_let_through():
     (["scheduler=flow_euler", "scheduler.kwargs.shfit=3"], "did you mean scheduler.kwargs.shift=3?"),
     (["metrics=[clip_score,nosuch]"], "unknown metric(s) nosuch; valid: "),
     # Optional groups: Hydra would run the default config without the misspelt experiment.
-    (["experiment=scheduler_comparision", "-m"], "experiment=scheduler_comparision: no such experiment; valid: "
-                                                 "edit_demo, scheduler_comparison, smoke_sweep"),
-    (["model=sd15", "debug=smoek"], "debug=smoek: no such debug; valid: smoke"),
+    (["experiment=scheduler_comparision", "-m"], "experiment=scheduler_comparision: no such experiment; did you mean "
+                                                 "experiment=scheduler_comparison? valid: edit_demo, "
+                                                 "scheduler_comparison, smoke_sweep"),
+    (["model=sd15", "debug=smoek"], "debug=smoek: no such debug; did you mean debug=smoke? valid: smoke"),
+    # Any group: Hydra answers a missing option with a page of options and a pointer to HYDRA_FULL_ERROR.
+    (["model=sdxll"], "model=sdxll: no such model; did you mean model=sdxl? valid: chroma,"),
+    (["scheduler=dpm,eular", "-m"], "scheduler=eular: no such scheduler; did you mean scheduler=euler? valid: ddim,"),
+    (["reference=nothing"], "reference=nothing: no such reference; valid: "),
 ])
 def test_a_misspelt_key_is_answered_before_hydra_in_one_line(argv, expected):
     from evalrun.override_keys import check_command_line
