@@ -366,3 +366,21 @@ def test_aggregate_refuses_a_file_or_a_missing_sweep_dir(tmp_path: Path, capsys:
     assert capsys.readouterr().err == (f"evalrun.aggregate: error: sweep dir {missing} does not exist; give a "
                                        "sweep's folder (its hydra.sweep.dir) or a run's folder\n")
     assert not missing.exists()
+
+
+def test_a_numeric_grid_of_int_and_float_keys_gets_the_paired_test(tmp_path: Path) -> None:
+    """steps (int) x guidance_scale (float): a row of the cell stats holds both as floats, so steps=2 read
+    as "2.0" and no cell found its samples: the best cell fell back to the unpaired t intervals. Here the
+    best cell is the runner-up plus a constant 0.5 per image (paired: significant; intervals: overlap)."""
+    for guidance in (5.0, 7.5):
+        for steps in (2, 3):
+            for seed in (0, 1, 2):
+                shift = {(5.0, 2): 0.5, (7.5, 2): 0.0}.get((guidance, steps), -3.0)
+                make_run(tmp_path / "s" / f"g={guidance},seed={seed},steps={steps}",
+                         config("sd15", "ddim", steps, seed, guidance_scale=guidance),
+                         clip=lambda m, sc, st, sd, p, i, shift=shift: clip_value(m, sc, 2, sd, p, i) + shift)
+    sweep = load_sweep([tmp_path / "s"])
+    for table in (summary_table(sweep, ["clip_score"]), pivot_table(sweep, ["guidance_scale"], ["steps"], "clip_score")):
+        best = table.stats[table.stats["best"]]
+        assert len(best) == 1 and best.iloc[0]["steps"] == 2 and best.iloc[0]["guidance_scale"] == 5.0
+        assert best.iloc[0]["test"].startswith("paired bootstrap, 12 pairs"), best.iloc[0]["test"]

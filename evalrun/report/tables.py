@@ -120,7 +120,8 @@ def _finish(stats: pd.DataFrame, directions: dict[str, bool | None], fmts: dict[
         by_cell = None
         if samples is not None:
             found = samples(column)
-            by_cell = {i: found[k] for i in idx if (k := _key(stats.loc[i, cell_keys])) in found}
+            # Each value from its own column: a row across int and float keys is all float (steps 2 -> "2.0").
+            by_cell = {i: found[k] for i in idx if (k := _key(stats.at[i, c] for c in cell_keys)) in found}
         best, verdict = best_vs_runner_up(cells, higher, by_cell, seed=seed, resamples=resamples)
         if best is not None:
             stats.loc[best, "best"] = verdict.significant
