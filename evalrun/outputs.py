@@ -23,14 +23,19 @@ from evalrun.runs import DERIVED_COLUMNS
 log = logging.getLogger("evalrun")
 
 
-def declared_columns(plan: Any, metric_settings: dict[str, dict[str, Any]]) -> tuple[dict, list[str]]:
-    """(column -> declaration) of every metric output, and the config columns that follow the seed."""
+def declared_columns(plan: Any, metric_settings: dict[str, dict[str, Any]],
+                     configured: Any = None) -> tuple[dict, list[str]]:
+    """(column -> declaration) of every metric output, and the config columns that follow the seed: a seed
+    setting left null in ``configured`` (the run's ``metrics`` config). One set explicitly
+    (``metrics.kid.seed=1,2``) is a configuration of its own, never averaged with another as a seed."""
     columns, seed_columns = {}, []
     for name, metric in plan.metrics.items():
         depends = [f"{name}.{k}" for k in metric_settings[name]]
         for output in type(metric).outputs:
             columns[output.column] = output.describe(name, depends)
-        seed_columns += [f"{name}.{k}" for k in type(metric).seed_settings if metric_settings[name].get(k) is not None]
+        given = (configured or {}).get(name) or {}
+        seed_columns += [f"{name}.{k}" for k in type(metric).seed_settings
+                         if metric_settings[name].get(k) is not None and given.get(k) is None]
     return columns, seed_columns
 
 
@@ -44,7 +49,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     import evalrun.cost as cost
 
     values = {k: v for r in results.values() for k, v in r.values.items()}
-    declared, seed_columns = declared_columns(plan, settings)
+    declared, seed_columns = declared_columns(plan, settings, cfg.get("metrics"))
     # What the images cost beside what they score (carried by reused images from when they were sampled).
     timed = None
     if plan.task.generates:

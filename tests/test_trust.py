@@ -355,6 +355,11 @@ def test_results_record_what_was_applied_and_where_it_ran(tmp_path):
     assert prov["environment"]["device"] == "cpu" and "torch_threads" in prov["environment"]
     assert prov["environment"]["evalrun_git"] is None or len(prov["environment"]["evalrun_git"]) >= 40
     assert record["seed_columns"] == ["kid.seed"] and record["columns"]["kid_std"]["kind"] == "spread"
+    # Set explicitly, the subset seed no longer follows the run's seed: a configuration of its own, never
+    # averaged with kid.seed=8 as two seeds (same images and features: only KID is computed again).
+    fixed = run_inprocess("model=tiny_ddpm", "num_images=5", "steps=2", "metrics=[kid]", "reference=folder",
+                          f"reference.path={ref}", "metrics.kid.seed=7", run_dir=tmp_path / "fixed")
+    assert fixed["seed_columns"] == [] and pd.read_csv(tmp_path / "fixed" / "metrics.csv")["kid.seed"].iloc[0] == 7
 
 
 def test_an_npz_without_provenance_warns_that_it_cannot_be_checked(tmp_path, caplog):
