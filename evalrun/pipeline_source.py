@@ -53,3 +53,18 @@ def converted_scheduler_class(pipeline_cls: type) -> str | None:
     # Only at the body's own indentation: a conversion under an ``if`` depends on the scheduler given.
     found = re.search(r"^    scheduler = (\w+)\.from_config\(scheduler\.config\)\s*$", source, re.MULTILINE)
     return found.group(1) if found else None
+
+
+@functools.lru_cache(maxsize=None)
+def scheduler_config_reads(pipeline_cls: type) -> frozenset[str]:
+    """The scheduler config keys the pipeline itself reads (``self.scheduler.config.get("max_shift", 1.15)``
+    for FLUX's and Qwen-Image's ``mu``): ``from_config`` carries them into any scheduler class swapped in,
+    so they decide the images even where that class has no such parameter."""
+    try:
+        source = pipeline_source(pipeline_cls)
+    except (OSError, TypeError):
+        return frozenset()
+    found = re.findall(r"scheduler\.config\.get\(\s*[\"'](\w+)[\"']", source)
+    found += [k for k in re.findall(r"scheduler\.config\.(\w+)", source) if k != "get"]
+    found += re.findall(r"scheduler\.config\[[\"'](\w+)[\"']\]", source)
+    return frozenset(found)

@@ -246,8 +246,10 @@ def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps
     of a sweep asks again and the answer depends on nothing else."""
     key = (pipeline_cls, checkpoint, _option_key(scheduler), steps)  # schedulers hash by identity
     if key not in _CHECKED:
+        from evalrun.pipeline_source import scheduler_config_reads
+
         checkpoint = as_built_by(pipeline_cls, checkpoint)
-        built, resolved = build_scheduler(checkpoint, scheduler)
+        built, resolved = build_scheduler(checkpoint, scheduler, scheduler_config_reads(pipeline_cls))
         check_scheduler(pipeline_cls, built, steps)
         problem = shift_problem(pipeline_cls, checkpoint, scheduler, built, steps)
         if problem:
@@ -269,7 +271,10 @@ def set_scheduler(pipe, scheduler: Any) -> dict[str, Any]:
     last = getattr(pipe, "_evalrun_scheduler", None)
     if last is not None and last[0] == wanted and pipe.scheduler is last[1]:
         return dict(last[2])
-    pipe.scheduler, resolved = build_scheduler(pipe._evalrun_default_scheduler, scheduler)
+    from evalrun.pipeline_source import scheduler_config_reads
+
+    pipe.scheduler, resolved = build_scheduler(pipe._evalrun_default_scheduler, scheduler,
+                                               scheduler_config_reads(type(pipe)))
     pipe._evalrun_scheduler = (wanted, pipe.scheduler, dict(resolved))
     return resolved
 

@@ -110,12 +110,13 @@ def _carry_shift(default, cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_scheduler(default, scheduler: Any):
+def build_scheduler(default, scheduler: Any, pipeline_reads: frozenset[str] = frozenset()):
     """``scheduler`` (a config-group entry) built with ``from_config`` of the checkpoint's own scheduler.
 
     Values the checkpoint set explicitly survive a switch, so the class name alone does not say
     what ran: the resolved config returned beside it is stored with the run. ``kwargs`` set to null
-    are not passed (an option's ``shift: null`` keeps the checkpoint's).
+    are not passed (an option's ``shift: null`` keeps the checkpoint's). ``pipeline_reads``: config keys
+    the pipeline reads itself (``pipeline_source.scheduler_config_reads``), recorded where present.
     """
     from omegaconf import OmegaConf
 
@@ -143,7 +144,9 @@ def build_scheduler(default, scheduler: Any):
                                f"valid: {', '.join(sorted(_init_params(cls)))}")
     built._evalrun_checkpoint = default  # check_scheduler lists the options that work from it
     # What ran: the class's parameters (a FlowMatch scheduler built from DPM's config does not read its solver_order)
-    resolved = {k: v for k, v in dict(built.config).items() if not k.startswith("_") and k in _init_params(type(built))}
+    # and the keys the pipeline reads from the config (FLUX's max_shift, carried into UniPC by from_config).
+    read = _init_params(type(built)) | pipeline_reads
+    resolved = {k: v for k, v in dict(built.config).items() if not k.startswith("_") and k in read}
     return built, {"class": type(built).__name__, **resolved}
 
 

@@ -157,6 +157,23 @@ def test_checkpoint_shift_crosses_between_flowmatch_and_flow_sigmas():
     assert build_scheduler(sd3, compose("scheduler=flow_dpm", "scheduler.kwargs.shift=2").scheduler)[1]["flow_shift"] == 2
 
 
+def test_the_scheduler_config_keys_the_pipeline_reads_are_recorded():
+    """QwenImagePipeline computes mu from its scheduler's config (max_shift 0.9, max_image_seq_len 8192 in
+    Qwen-Image's files); from_config carries them into UniPC, which has no such parameters. Recorded with
+    the class's own, the config in run.json samples the same images again."""
+    import diffusers
+
+    from evalrun.pipelines import checked_scheduler, checkpoint_scheduler
+
+    cfg = compose("model=qwen_image", *SMOKE, "scheduler=flow_unipc")
+    checkpoint = checkpoint_scheduler(cfg.model)
+    resolved = checked_scheduler(diffusers.QwenImagePipeline, checkpoint, cfg.scheduler, 3)
+    assert resolved["class"] == "UniPCMultistepScheduler"
+    for key in ("base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len"):
+        assert resolved[key] == checkpoint.config[key]
+    assert resolved["max_shift"] == 0.9 and "invert_sigmas" not in resolved  # read by neither
+
+
 def test_negative_prompt_is_part_of_each_image_and_a_result_column(tmp_path):
     common = ["model=tiny_sdxl", "steps=2", "prompts.limit=1", "metrics=[]"]
     plain = run_inprocess(*common, run_dir=tmp_path / "plain")
