@@ -7,6 +7,7 @@ Run with the plugins installed (``pip install -e ".[joblib,slurm]"``); skipped w
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -190,3 +191,37 @@ def test_a_launcher_that_cannot_run_here_is_answered_before_hydra():
         assert "this machine has no SLURM (sbatch not found)" in check_command_line(
             ["hydra/launcher=evalrun_submitit_slurm", "seed=0,1", "-m"])
     assert check_command_line(["hydra/launcher=evalrun_joblib", "seed=0,1", "-m"]) is None
+
+
+def test_a_worker_killed_mid_batch_loses_only_its_own_job(tmp_path):
+    """joblib and submitit raise for the whole batch when one worker dies (SIGKILL, out of memory): the
+    unfinished jobs run again one at a time, only the one that dies is recorded failed, and the sweep goes
+    on (the batches after it, then the summary, which exits non-zero)."""
+    from hydra_plugins.evalrun_sweeper.evalrun_sweeper import EvalrunSweeper
+
+    launched = []
+
+    class DyingLauncher:  # seed=1 kills its worker; seed=0 finished before it did
+        def launch(self, batch, initial_job_idx):
+            launched.append((list(map(tuple, batch)), initial_job_idx))
+            if len(batch) > 1:
+                (tmp_path / "seed=0" / "run.json").write_text("{}")
+                raise RuntimeError("TerminatedWorkerError: A worker process managed by the executor was terminated")
+            if batch[0] == ["seed=1"]:
+                raise RuntimeError("UncompletedJobError: job has not produced any output")
+            return [f"ran {batch[0][0]}"]
+
+    sweeper = EvalrunSweeper(max_batch_size=None, params=None)
+    sweeper.launcher, sweeper._lost = DyingLauncher(), 0
+    sweeper._job_dir = lambda overrides: tmp_path / overrides[0]
+    batch = [["seed=0"], ["seed=1"], ["seed=2"]]
+    for overrides in batch:
+        (tmp_path / overrides[0]).mkdir()
+    assert sweeper._launched(batch, first_job=4) == ["ran seed=2"]
+    assert launched == [([("seed=0",), ("seed=1",), ("seed=2",)], 4), ([("seed=1",)], 5), ([("seed=2",)], 6)]
+    assert sweeper._lost == 1 and not (tmp_path / "seed=0" / "failed.json").exists()
+    failure = json.loads((tmp_path / "seed=1" / "failed.json").read_text())["error"]
+    assert "worker process died before the job finished (RuntimeError" in failure and "re-run the sweep" in failure
+    # A batch of one is not launched twice: a job that kills its worker would only die again.
+    launched.clear()
+    assert sweeper._launched([["seed=1"]], first_job=7) == [] and len(launched) == 1 and sweeper._lost == 2

@@ -50,10 +50,10 @@ class EvalrunSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns, first_job = [], 0
+        returns, first_job, self._lost = [], 0, 0
         while not self.is_done():
             batch = self.get_job_batch()
-            results = self.launcher.launch(batch, initial_job_idx=first_job)
+            results = self._launched(batch, first_job)
             for result in results:
                 if result.status == JobStatus.FAILED and not isinstance(result._return_value, EvalrunError):
                     error = result._return_value
@@ -65,7 +65,43 @@ class EvalrunSweeper(BasicSweeper):
             for results in returns:  # nothing after this sweep would exit non-zero: fail as Hydra's sweeper does
                 for result in results:
                     _ = result.return_value
+            if self._lost:
+                raise RuntimeError(f"{self._lost} job(s) of this sweep died before they finished (see the log)")
         return returns
+
+    def _launched(self, batch: List[List[str]], first_job: int) -> List[Any]:
+        """The batch's results. A launch that raises (joblib's TerminatedWorkerError, submitit's
+        UncompletedJobError: a worker killed, or out of memory) loses the whole batch: its unfinished jobs
+        are launched again one at a time (each resumes from its finished images), so only the job that
+        dies is lost. A lost job is recorded failed in its dir: the summary lists it and exits non-zero."""
+        from evalrun.errors import first_line
+        from evalrun.runs import RUN_FILE, record_failure
+
+        try:
+            return list(self.launcher.launch(batch, initial_job_idx=first_job))
+        except Exception as exc:  # noqa: BLE001 - a worker process died: not a reason to end the sweep
+            log.error("a batch of %d job(s) ended with %s: %s", len(batch), type(exc).__name__, first_line(exc))
+            error = exc
+        results = []
+        for i, overrides in enumerate(batch):
+            job_dir = self._job_dir(overrides)
+            if (job_dir / RUN_FILE).exists():
+                continue  # finished before the worker died
+            if len(batch) > 1:
+                try:
+                    results += self.launcher.launch([overrides], initial_job_idx=first_job + i)
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    error = exc
+            self._lost += 1
+            record_failure(job_dir, RuntimeError(
+                f"its worker process died before the job finished ({type(error).__name__}: killed, or out of "
+                f"memory?); re-run the sweep to resume it from its finished images"))
+        return results
+
+    def _job_dir(self, overrides: List[str]) -> Path:
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
 
     def _check_every_job(self) -> None:
         """Every job's config composed (Hydra's errors, as its per-batch check raises them) and given the
