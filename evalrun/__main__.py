@@ -35,6 +35,19 @@ def experiment_sweep(hydra_cfg: Any) -> str | None:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
+def sweep_params(hydra_cfg: Any) -> dict[str, Any]:
+    """``hydra.sweeper.params`` as a sweep applies them. ``debug=smoke`` sets params to shrink an experiment's
+    sweep (one seed, steps 2 and 3), not to make one: without an experiment, only params given on the
+    command line apply (``scheduler=ddim,dpm debug=smoke -m`` stays two jobs)."""
+    params = dict(hydra_cfg.sweeper.get("params") or {}) if hydra_cfg.get("sweeper") else {}
+    choices = hydra_cfg.runtime.choices
+    if choices.get("experiment") or not choices.get("debug"):
+        return params
+    given = {str(o).split("=", 1)[0].lstrip("+~").removeprefix("hydra.sweeper.params.")
+             for o in hydra_cfg.overrides.get("hydra") or ()}
+    return {k: v for k, v in params.items() if k in given}
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig

@@ -131,6 +131,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     """Every combination of the overrides' comma lists (and of an experiment file's
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
     from evalrun.aggregate import write_summary
+    from evalrun.__main__ import sweep_params
     from evalrun.composition import JobComposer
     from evalrun.override_keys import check_added_keys
     from evalrun.jobdirs import job_dirname
@@ -144,7 +145,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
     configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/composition.py)
-    jobs = sweep_jobs(configs.sweep_config(fixed).hydra.sweeper.get("params") or {}, overrides)
+    jobs = sweep_jobs(sweep_params(configs.sweep_config(fixed).hydra), overrides)
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
     composed = [configs(job) for job in jobs]
     for job, cfg in zip(jobs, composed):

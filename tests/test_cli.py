@@ -500,3 +500,17 @@ def test_a_failure_of_an_earlier_sweep_into_the_same_dir_does_not_fail_this_one(
     assert not callback._failed_now(tmp_path)
     (job / "failed.json").touch()  # failed again during this sweep
     assert callback._failed_now(tmp_path)
+
+
+def test_debug_smoke_shrinks_an_experiments_sweep_and_makes_none_of_its_own():
+    """debug=smoke's sweeper params (one seed, steps 2 and 3) apply to an experiment's sweep; without one,
+    `scheduler=ddim,dpm debug=smoke -m` stays two jobs (it was four: steps 2 and 3 added)."""
+    from evalrun.__main__ import sweep_params
+    from evalrun.api import sweep_jobs
+    from evalrun.composition import compose
+
+    alone = sweep_params(compose(["debug=smoke"], hydra=True).hydra)
+    assert alone == {} and len(sweep_jobs(alone, ["scheduler=ddim,dpm"])) == 2
+    shrunk = sweep_params(compose(["experiment=smoke_sweep", "debug=smoke"], hydra=True).hydra)
+    assert shrunk["seed"] == "0" and shrunk["steps"] == "2,3"
+    assert sweep_params(compose(["debug=smoke", 'hydra.sweeper.params.seed="0,1"'], hydra=True).hydra) == {"seed": "0,1"}

@@ -103,6 +103,12 @@ class EvalrunSweeper(BasicSweeper):
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
 
+    def _parse_config(self) -> List[str]:
+        """The params that apply (``evalrun.__main__.sweep_params``: debug=smoke's shrink only an experiment's)."""
+        from evalrun.__main__ import sweep_params
+
+        return [f"{k}={v}" for k, v in sweep_params(self.config.hydra).items()]
+
     def _check_every_job(self) -> None:
         """Every job's config composed (Hydra's errors, as its per-batch check raises them) and given the
         checks a run makes before loading weights (``evalrun.preflight``), before the first job starts:
