@@ -28,11 +28,6 @@ CLOSED_GROUPS = ("model", "prompts", "paths", "reference", "protocol", "schedule
 # Groups config.yaml lists as optional: Hydra skips a missing option of these without a word, so
 # experiment=scheduler_comparision would run the default config.
 OPTIONAL_GROUPS = ("experiment", "debug")
-# evalrun's launcher presets: the plugin module each needs, and the extra that installs it.
-LAUNCHERS = {"evalrun_joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
-             "evalrun_submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
-             "evalrun_submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
-             "evalrun_ray": ("hydra_plugins.hydra_ray_launcher", "ray")}
 _MORE_CONFIG = ("hydra.searchpath", "+hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp", "--config-name",
                 "-cn")
 _METRIC_LIST = re.compile(r"\+?metrics=\[?([^\]]*)\]?")
@@ -108,8 +103,10 @@ def _nearest(name: str, known: frozenset[str] | set[str], cutoff: float) -> str 
 def check_command_line(argv: Sequence[str]) -> str | None:
     """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
+    from evalrun.hydra_flags import hydra_problem
+
     chosen = _choices(argv)
-    problem = _launcher_problem(argv)
+    problem = hydra_problem(argv)
     if problem:
         return problem
     own_configs = any(a.startswith(_MORE_CONFIG) for a in argv)  # config dirs of your own: checked once composed
@@ -122,12 +119,19 @@ def check_command_line(argv: Sequence[str]) -> str | None:
             return problem
     for arg in argv:
         match = _METRIC_LIST.fullmatch(arg)
+        if match and "(" in match.group(1):  # glob(clip_*), choice(...): Hydra's sweep grammar, for Hydra
+            continue
         if match:  # Hydra says "Could not load" for an unknown option in a list, without the valid ones
             unknown = [n.strip() for n in match.group(1).split(",") if n.strip() and n.strip() not in valid_metrics]
             if unknown:
                 return f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(valid_metrics)}"
             continue
-        if arg.startswith(("-", "+", "~")) or "=" not in arg:
+        if arg.startswith("~"):
+            problem = _deleted(arg)
+            if problem:
+                return problem
+            continue
+        if arg.startswith(("-", "+")) or "=" not in arg:
             continue
         key, value = arg.split("=", 1)
         parts = key.split(".")
@@ -138,31 +142,35 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         fix = _misspelt(parts, chosen)
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"
+        if parts[:2] == ["scheduler", "kwargs"] and len(parts) == 3 and not own_configs:
+            problem = _kwarg_not_set(parts[2], value, argv, chosen)
+            if problem:
+                return problem
     return None
 
 
-def _launcher_problem(argv: Sequence[str]) -> str | None:
-    """A launcher preset whose Hydra plugin is not installed (Hydra says only "Could not load"), or the
-    SLURM one on a machine without SLURM (submitit fails with a traceback at the first job)."""
-    import importlib.util
-    import shutil
+def _deleted(arg: str) -> str | None:
+    """``~seed``, ``~model.height``: a key evalrun reads, deleted (a traceback once the run reads it)."""
+    key = arg[1:].split("=", 1)[0]
+    parts = key.split(".")
+    if parts[0] == "hydra" or key in groups():
+        return None  # Hydra's own, or a defaults-list entry (~experiment)
+    known = (len(parts) == 1 and key in top_level_keys()) or \
+        (len(parts) == 2 and parts[0] in CLOSED_GROUPS and parts[1] in group_keys(parts[0]))
+    return f"{arg} deletes {key}, which evalrun reads; set a value instead ({key}=...)" if known else None
 
-    for arg in argv:
-        if not arg.startswith("hydra/launcher="):
-            continue
-        name = arg.split("=", 1)[1]
-        if name not in LAUNCHERS:
-            return None
-        module, extra = LAUNCHERS[name]
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            return f"hydra/launcher={name} needs its Hydra plugin: pip install -e \".[{extra}]\" (or evalrun[{extra}])"
-        if name == "evalrun_submitit_slurm" and shutil.which("sbatch") is None:
-            return (f"hydra/launcher={name}: this machine has no SLURM (sbatch not found); submit from the cluster's "
-                    f"login node, or use hydra/launcher=evalrun_submitit_local or evalrun_joblib here")
+
+def _kwarg_not_set(name: str, value: str, argv: Sequence[str], chosen: dict[str, str]) -> str | None:
+    """``scheduler.kwargs.use_karras_sigmas=true`` where the chosen scheduler option's kwargs do not hold the
+    key: Hydra refuses it in several lines (the key is not in the struct). ``++`` adds or sets it."""
+    if chosen.get("experiment") not in (None, "None", "null"):
+        return None  # an experiment may choose the schedulers: left to Hydra
+    options = next((a.split("=", 1)[1].split(",") for a in argv if a.startswith("scheduler=")), [chosen.get("scheduler")])
+    for option in options:
+        path = CONF_DIR / "scheduler" / f"{option}.yaml"
+        if path.is_file() and name not in (_mapping(path).get("kwargs") or {}):
+            return (f"scheduler.kwargs.{name}={value}: scheduler={option} does not set {name} in its kwargs, so Hydra "
+                    f"cannot override it; add it with ++scheduler.kwargs.{name}={value}")
     return None
 
 
@@ -268,16 +276,19 @@ def _near_scheduler_kwarg(name: str) -> str | None:
 
 
 def check_added_keys(overrides: Any, cfg: Any) -> None:
-    """Refuse a ``+key=value`` override that adds a key nothing reads: any new top-level key, and a new key
-    of a closed group (``+model.pathh``) that is a near-spelling of a key that group's configs have."""
+    """Refuse a ``+key=value`` (or ``++key=value``) override that adds a key nothing reads: any new top-level
+    key, and a new key of a closed group (``+model.pathh``) that is a near-spelling of a key that group's
+    configs have."""
     for override in overrides or ():
         override = str(override)
-        if not override.startswith("+") or override.startswith("++") or "=" not in override:
+        if not override.startswith("+") or "=" not in override:
             continue
-        key, value = override[1:].split("=", 1)
+        key, value = override.lstrip("+").split("=", 1)
         parts = key.split(".")
         if parts[0] == "hydra" or "/" in key or "@" in key or (len(parts) == 1 and key in groups()):
             continue  # Hydra's own, or +group=option: a config group Hydra has just added
+        if override.startswith("++") and len(parts) == 1 and key in top_level_keys():
+            continue  # ++steps=3: sets a key that is there
         if len(parts) == 1:
             known = top_level_keys() - {key}
             near = _nearest(key, known, 0.6)

@@ -346,6 +346,8 @@ def test_added_keys_that_something_reads_are_let_through():
     check_added_keys(fine, compose(*fine))
     with pytest.raises(ConfigError, match=r"did you mean prompts\.limit=2\?"):
         check_added_keys(["+prompts.limt=2"], compose("+prompts.limt=2"))
+    with pytest.raises(ConfigError, match=r"\+\+stpes=2 adds a top-level key evalrun never reads; did you mean steps=2"):
+        check_added_keys(["++stpes=2"], compose("++stpes=2"))  # ++ adds a key too (it ran with the old steps)
     with pytest.raises(ConfigError, match=r"which no scheduler option uses; did you mean scheduler\.kwargs\.shift=3\?"):
         check_added_keys(["+scheduler.kwargs.shfit=3"], compose("+scheduler.kwargs.shfit=3"))
     with pytest.raises(ConfigError, match=r"evalrun never reads; the top-level keys are .*guidance_scale"):
@@ -368,6 +370,16 @@ def test_added_keys_that_something_reads_are_let_through():
     (["model=sdxll"], "model=sdxll: no such model; did you mean model=sdxl? valid: chroma,"),
     (["scheduler=dpm,eular", "-m"], "scheduler=eular: no such scheduler; did you mean scheduler=euler? valid: ddim,"),
     (["reference=nothing"], "reference=nothing: no such reference; valid: "),
+    # Tracebacks before: a key the run reads deleted, two modes, and the job dir as working directory.
+    (["~seed"], "~seed deletes seed, which evalrun reads; set a value instead (seed=...)"),
+    (["~model.height"], "~model.height deletes model.height, which evalrun reads"),
+    (["seed=0,1", "-m", "--cfg", "job"], "--multirun and --cfg cannot be given together"),
+    (["hydra.job.chdir=true", "prompts.path=mine.txt"], "reads relative paths (prompts.path, model.path, "
+                                                        "reference.path) from where you launch it; leave"),
+    # Hydra refuses a kwarg the option does not hold in several lines (not in struct): ++ adds or sets it.
+    (["scheduler=dpm,ddim", "scheduler.kwargs.use_karras_sigmas=true", "-m"],
+     "scheduler=dpm does not set use_karras_sigmas in its kwargs, so Hydra cannot override it; add it with "
+     "++scheduler.kwargs.use_karras_sigmas=true"),
 ])
 def test_a_misspelt_key_is_answered_before_hydra_in_one_line(argv, expected):
     from evalrun.override_keys import check_command_line
@@ -380,6 +392,7 @@ def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
 
     fine = ["seed=1", "steps=10", "model=sd15", "model.path=/x", "prompts.limit=2", "scheduler.kwargs.shift=3",
             "metrics.kid.subset_size=8", "model.call_kwargs.clean_caption=true", "paths.output_dir=/o",
+            "scheduler=flow_euler", "metrics=glob(clip_*)", "~experiment", "++scheduler.kwargs.use_karras_sigmas=1",
             "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "my_own_knob=1", "reference.path=/r",
             "inception_weights=x"]
     assert check_command_line(fine) is None
