@@ -527,3 +527,18 @@ def test_debug_smoke_shrinks_an_experiments_sweep_and_makes_none_of_its_own():
     shrunk = sweep_params(compose(["experiment=smoke_sweep", "debug=smoke"], hydra=True).hydra)
     assert shrunk["seed"] == "0" and shrunk["steps"] == "2,3"
     assert sweep_params(compose(["debug=smoke", 'hydra.sweeper.params.seed="0,1"'], hydra=True).hydra) == {"seed": "0,1"}
+
+
+def test_a_sweep_whose_every_job_failed_says_so_not_to_re_run_the_summary(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from evalrun.callbacks import SummaryCallback
+    from report_synthetic import make_failed
+
+    for seed in (0, 1):
+        make_failed(tmp_path / f"seed={seed}", "ConfigError: prompt set 'file' (empty.txt) is empty")
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
+        SummaryCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert stop.value.code == 1
+    assert f"no job of this sweep finished: nothing to summarise (each one's error is in {tmp_path}" in caplog.text
+    assert "re-run: python -m evalrun.aggregate" not in caplog.text
