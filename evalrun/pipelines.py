@@ -250,7 +250,7 @@ def checked_scheduler(pipeline_cls: type, checkpoint: Any, scheduler: Any, steps
 
         checkpoint = as_built_by(pipeline_cls, checkpoint)
         built, resolved = build_scheduler(checkpoint, scheduler, scheduler_config_reads(pipeline_cls))
-        check_scheduler(pipeline_cls, built, steps)
+        check_scheduler(pipeline_cls, built, steps, option=scheduler.get("name"))
         problem = shift_problem(pipeline_cls, checkpoint, scheduler, built, steps)
         if problem:
             raise EvalrunError(problem)

@@ -266,13 +266,18 @@ def working_options(pipeline_cls: type, checkpoint, steps: int) -> list[str]:
     return found
 
 
-def check_scheduler(pipeline_cls: type, scheduler, steps: int) -> None:
+def check_scheduler(pipeline_cls: type, scheduler, steps: int, option: str | None = None) -> None:
     """Refuse a scheduler/pipeline pair that would fail mid-run or silently sample wrongly, naming
     the options that work (e.g. DDPMPipeline and DiTPipeline never scale the starting noise by
-    ``init_noise_sigma``: Euler/LMS/Heun there give garbage that FID would score without complaint)."""
+    ``init_noise_sigma``: Euler/LMS/Heun there give garbage that FID would score without complaint).
+    ``option``: the chosen option's name; where it works with its own kwargs, the kwargs set are the problem."""
     problem = scheduler_problem(pipeline_cls, scheduler, steps)
     if problem is None:
         return
     checkpoint = getattr(scheduler, "_evalrun_checkpoint", None)
     options = working_options(pipeline_cls, checkpoint, steps) if checkpoint is not None else []
+    if option in options:
+        options.remove(option)
+        raise EvalrunError(f"{problem}; scheduler={option} works with its own kwargs: drop the scheduler.kwargs set "
+                           f"here" + (f", or use one of: {', '.join(options)}" if options else ""))
     raise EvalrunError(f"{problem}; use {'one of: ' + ', '.join(options) if options else 'another scheduler'}")

@@ -35,6 +35,10 @@ SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]
      "; use one of: default, flow_dpm, flow_euler, flow_euler_beta, flow_euler_exponential, flow_euler_karras, "
      "flow_unipc"),
     (["model=flux_schnell", *SMOKE, "scheduler=flow_dpm"], "(AssertionError"),
+    # The option works as shipped: the kwargs set are what fails (not "use one of: ..., flow_dpm, ...").
+    (["model=flux_dev", *SMOKE, "scheduler=flow_dpm", "scheduler.kwargs.use_dynamic_shifting=false"],
+     "(AssertionError); scheduler=flow_dpm works with its own kwargs: drop the scheduler.kwargs set here, or use "
+     "one of: default, flow_euler, flow_euler_beta, flow_euler_exponential, flow_euler_karras, flow_unipc"),
     (["model=tiny_flux", "scheduler=flow_euler", "+scheduler.kwargs.stochastic_sampling=true"],
      "FluxPipeline calls scheduler.step without the per-image generators, so the stochastic "
      "FlowMatchEulerDiscreteScheduler would draw from the global RNG"),
