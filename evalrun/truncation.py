@@ -10,7 +10,8 @@ else the pipeline's default), counted on the text as the pipeline builds it (dif
   ``min(1024, max_sequence_length)``; Qwen-Image-Edit also puts the input image's tokens there,
   which this count leaves out (a lower bound);
 - Z-Image applies its chat template, Lumina 2 prepends its system prompt, FLUX.2 its system
-  message, all inside the limit.
+  message (through its tokenizer component, a Pixtral processor, as the pipeline does), all inside
+  the limit.
 
 Special tokens count as the pipeline's tokenizer adds them. Negative prompts are not counted.
 """
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 @functools.lru_cache(maxsize=8)
 def _tokenizers(source: str, revision: str | None) -> tuple[tuple[str, Any], ...]:
     """The ``tokenizer*`` components of a saved pipeline, each loaded with the class model_index.json names:
-    a transformers tokenizer class only, never code the checkpoint brings (a module named there is not
-    imported; a tokenizer config's ``auto_map`` is refused: ``trust_remote_code=False``)."""
+    a transformers tokenizer or processor class only (FLUX.2's tokenizer is a PixtralProcessor, whose
+    ``tokenizer`` tokenizes), never code the checkpoint brings (a module named there is not imported; a
+    config's ``auto_map`` is refused: ``trust_remote_code=False``)."""
     import transformers
     from diffusers import DiffusionPipeline
 
@@ -44,9 +46,14 @@ def _tokenizers(source: str, revision: str | None) -> tuple[tuple[str, Any], ...
         if library is None or cls_name is None:
             continue
         cls = getattr(transformers, str(cls_name), None) if library == "transformers" else None
-        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerBase)):
-            raise ValueError(f"model_index.json names {library}.{cls_name} for {name}, not a transformers tokenizer")
-        found.append((name, cls.from_pretrained(source, subfolder=name, trust_remote_code=False, **kwargs)))
+        if not (isinstance(cls, type) and issubclass(cls, (transformers.PreTrainedTokenizerBase,
+                                                           transformers.ProcessorMixin))):
+            raise ValueError(f"model_index.json names {library}.{cls_name} for {name}, not a transformers tokenizer "
+                             f"or processor")
+        loaded = cls.from_pretrained(source, subfolder=name, trust_remote_code=False, **kwargs)
+        if not isinstance(getattr(loaded, "tokenizer", loaded), transformers.PreTrainedTokenizerBase):
+            raise ValueError(f"{name} ({cls_name}) holds no transformers tokenizer")
+        found.append((name, loaded))
     return tuple(found)
 
 
@@ -63,9 +70,11 @@ def _lengths(tokenizer, texts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
 
 
-def _count(pipeline_cls: type, tokenizer, prompts: list[str], max_sequence_length: int | None) -> dict[str, int]:
-    """``{"max_tokens": L, "truncated": n}`` for one tokenizer (see the module docstring)."""
+def _count(pipeline_cls: type, component, prompts: list[str], max_sequence_length: int | None) -> dict[str, int]:
+    """``{"max_tokens": L, "truncated": n}`` for one tokenizer component, a tokenizer or a processor
+    (see the module docstring)."""
     name = pipeline_cls.__name__
+    tokenizer = getattr(component, "tokenizer", component)  # a processor's own text tokenizer
     if type(tokenizer).__name__.startswith("CLIPTokenizer"):
         limit = int(tokenizer.model_max_length)
         return {"max_tokens": limit, "truncated": sum(n > limit for n in _lengths(tokenizer, prompts))}
@@ -92,12 +101,13 @@ def _count(pipeline_cls: type, tokenizer, prompts: list[str], max_sequence_lengt
                                                add_generation_prompt=True, enable_thinking=True) for p in prompts]
     elif name == "Lumina2Pipeline" and bare is not None:
         texts = [bare.system_prompt + " <Prompt Start> " + p for p in prompts]
-    elif name == "Flux2Pipeline":
+    elif name == "Flux2Pipeline":  # the component's own apply_chat_template (the processor's), as the pipeline calls it
         module = importlib.import_module(pipeline_cls.__module__)
-        lengths = [len(tokenizer.apply_chat_template([conversation], add_generation_prompt=False, tokenize=True,
-                                                     return_dict=True, padding=False, return_tensors=None)["input_ids"][0])
-                   for conversation in module.format_input(prompts=list(prompts), system_message=module.SYSTEM_MESSAGE)]
-        return {"max_tokens": limit, "truncated": sum(n > limit for n in lengths)}
+        conversations = module.format_input(prompts=list(prompts), system_message=bare.system_message
+                                            if bare is not None else module.SYSTEM_MESSAGE)
+        ids = component.apply_chat_template(conversations, add_generation_prompt=False, tokenize=True,
+                                            return_dict=True, return_tensors=None)["input_ids"]
+        return {"max_tokens": limit, "truncated": sum(len(n) > limit for n in ids)}
     return {"max_tokens": budget, "truncated": sum(n - offset > budget for n in _lengths(tokenizer, texts))}
 
 

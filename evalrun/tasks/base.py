@@ -25,10 +25,12 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import math
+import re
 from typing import Any, ClassVar
 
 from evalrun.errors import ConfigError
+from evalrun.tasks.guidance import check_guidance_reaches, check_negative_prompt_acts
+from evalrun.tasks.values import call_default, call_parameters, negative_prompt, non_negative_number, positive_int
 
 # Every task-specific knob of any task, with the config key's meaning: a knob that is set but not
 # owned by the run's task is refused rather than recorded as if it had an effect.
@@ -45,8 +47,6 @@ KNOB_ORDER = ("steps", "guidance_scale", "true_cfg_scale", "image_guidance_scale
               "seed", "height", "width", "num_images_per_prompt", "batch_size", "num_images")
 # Memory options (applied when the pipeline loads): result columns only when not at these defaults.
 MEMORY_DEFAULTS = {"offload": "none", "vae_tiling": False, "vae_slicing": False}
-# What guidance_scale means for a preset (model.guidance).
-GUIDANCE = ("cfg", "distilled", "true_cfg", "none")
 # Pipelines whose images depend on their batch mates (diffusers 0.42), refused with batch_size > 1.
 BATCH_DEPENDENT = {
     "CogView4Pipeline": "pads the prompts of one call to the longest and encodes them without an attention mask, "
@@ -55,36 +55,6 @@ BATCH_DEPENDENT = {
 # Pipeline call arguments that a task or knob sets: not settable through model.call_kwargs.
 RESERVED_KWARGS = {"prompt", "negative_prompt", "image", "generator", "output_type", "num_images_per_prompt",
                    "class_labels", "batch_size", "latents", "prompt_embeds", "return_dict"}
-
-
-def positive_int(cfg: Any, key: str) -> int:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-    return value
-
-
-def non_negative_number(cfg: Any, key: str, who: str = "") -> float:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{key} must be a finite number >= 0{who}, got {value!r} (set {key}=... or "
-                          f"model.default_{key})")
-    return value
-
-
-def call_parameters(pipeline_cls: type) -> set[str]:
-    return set(inspect.signature(pipeline_cls.__call__).parameters)
-
-
-def call_default(pipeline_cls: type, name: str) -> Any:
-    parameter = inspect.signature(pipeline_cls.__call__).parameters.get(name)
-    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
-
-
-def negative_prompt(cfg: Any) -> str | None:
-    prompts = cfg.get("prompts")
-    value = prompts.get("negative_prompt") if prompts is not None else None
-    return None if value is None else str(value)
 
 
 def call_kwargs(cfg: Any) -> dict[str, Any]:
@@ -97,30 +67,10 @@ def call_kwargs(cfg: Any) -> dict[str, Any]:
     return value
 
 
-def check_guidance_scale(cfg: Any) -> None:
-    """``guidance_scale`` as the preset's ``model.guidance`` means it: CFG or a distilled guidance
-    embedding (a number >= 0), unused (true_cfg: null), or step-distilled without guidance (none: 0)."""
-    mode = cfg.model.get("guidance") or "cfg"
-    if mode not in GUIDANCE:
-        raise ConfigError(f"model.guidance={mode!r} is not valid; use one of {', '.join(GUIDANCE)}")
-    value, name = cfg.get("guidance_scale"), cfg.model.name
-    if mode == "true_cfg" and value is not None:
-        raise ConfigError(f"guidance_scale={value!r} has no effect on model {name!r} (model.guidance: true_cfg: its "
-                          f"pipeline ignores guidance_scale without a guidance-distilled transformer); sweep "
-                          f"true_cfg_scale with a negative prompt instead, or set model.guidance=distilled")
-    if mode == "none" and value != 0:
-        raise ConfigError(f"model {name!r} is step-distilled to run without guidance (model.guidance: none), so "
-                          f"guidance_scale must be 0, got {value!r}; set model.guidance=cfg to run it with CFG anyway")
-    if mode in ("cfg", "distilled"):
-        non_negative_number(cfg, "guidance_scale")
-
-
 @functools.lru_cache(maxsize=None)  # a sweep asks once per job; the source does not change
 def sequence_limit(pipeline_cls: type) -> int | None:
     """The largest max_sequence_length the pipeline's ``check_inputs`` accepts (FLUX, SD3: 512), read from its
     source so that the refusal comes before the weights load, not at the first batch."""
-    import re
-
     check = getattr(pipeline_cls, "check_inputs", None)
     try:
         found = re.search(r"max_sequence_length\s*>\s*(\d+)", inspect.getsource(check)) if check else None
@@ -167,6 +117,9 @@ class Task:
                               f"{cfg.model.name!r} (task {self.name} draws num_images samples); set num_images instead")
         if cfg.get("true_cfg_scale") is not None:
             non_negative_number(cfg, "true_cfg_scale")
+        if cfg.get("max_sequence_length") is not None:
+            positive_int(cfg, "max_sequence_length", " (the text encoder's token limit); set max_sequence_length=N, "
+                                                     "or null for the pipeline's default")
         if self.prompt_sources:
             source = cfg.prompts.get("source") if cfg.get("prompts") is not None else None
             if source not in self.prompt_sources:
@@ -194,6 +147,10 @@ class Task:
             if negative is not None and not (true_cfg is not None and true_cfg > 1):
                 raise ConfigError(f"prompts.negative_prompt={negative!r} has no effect on {name} unless "
                                   f"true_cfg_scale > 1; set true_cfg_scale or remove the negative prompt")
+        elif "guidance_scale" in self.knobs:
+            check_negative_prompt_acts(pipeline_cls, cfg)
+        if "guidance_scale" in self.knobs:
+            check_guidance_reaches(pipeline_cls, cfg)
         for key in call_kwargs(cfg):
             if key in RESERVED_KWARGS or key in self.knobs.values():
                 raise ConfigError(f"model.call_kwargs.{key}: evalrun sets {key} itself (a knob or the task's "
@@ -203,7 +160,7 @@ class Task:
         if name in BATCH_DEPENDENT and (cfg.batch_size == "auto" or int(cfg.batch_size) > 1):
             raise ConfigError(f"{name} {BATCH_DEPENDENT[name]}; use batch_size=1 (batch_size={cfg.batch_size})")
         limit = sequence_limit(pipeline_cls)
-        if limit is not None and cfg.get("max_sequence_length") is not None and int(cfg.max_sequence_length) > limit:
+        if limit is not None and cfg.get("max_sequence_length") is not None and cfg.max_sequence_length > limit:
             raise ConfigError(f"max_sequence_length={cfg.max_sequence_length} is more than {name} takes (at most "
                               f"{limit}); use max_sequence_length <= {limit}")
 

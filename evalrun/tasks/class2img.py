@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.tasks.base import Task, non_negative_number
+from evalrun.tasks.base import Task
+from evalrun.tasks.values import non_negative_number
 
 
 def class_records(cfg: Any) -> list[dict[str, Any]]:

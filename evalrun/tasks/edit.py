@@ -14,7 +14,9 @@ import logging
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.tasks.base import Task, call_parameters, check_guidance_scale, non_negative_number
+from evalrun.tasks.base import Task
+from evalrun.tasks.guidance import check_guidance_scale
+from evalrun.tasks.values import call_parameters, non_negative_number
 from evalrun.tasks.text2img import check_size, check_size_multiple, count_truncation
 
 log = logging.getLogger(__name__)

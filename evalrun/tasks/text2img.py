@@ -12,13 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from evalrun.errors import ConfigError
-from evalrun.tasks.base import Task, check_guidance_scale, positive_int
+from evalrun.tasks.base import Task
+from evalrun.tasks.guidance import check_guidance_scale
+from evalrun.tasks.values import positive_int
 
 # Size multiples beyond the VAE's 8 (VAE factor x patch or 2x2 packing); a size off them is resized
-# by FLUX (with a log warning, so the recorded height/width would lie) or raises later in the others.
-SIZE_MULTIPLE = {"StableDiffusion3Pipeline": 16, "FluxPipeline": 16, "FluxKontextPipeline": 16, "Flux2Pipeline": 16,
-                 "ChromaPipeline": 16, "QwenImagePipeline": 16, "QwenImageEditPipeline": 16, "ZImagePipeline": 16,
-                 "Lumina2Pipeline": 16, "CogView4Pipeline": 16, "SanaPipeline": 32}
+# by FLUX (with a log warning, so the recorded height/width would lie) or raises later in the others
+# (PixArt checks only 8, then its patch-2 transformer fails at the first step).
+SIZE_MULTIPLE = {"StableDiffusion3Pipeline": 16, "StableDiffusion3PAGPipeline": 16, "FluxPipeline": 16,
+                 "FluxKontextPipeline": 16, "Flux2Pipeline": 16, "Flux2KleinPipeline": 16, "ChromaPipeline": 16,
+                 "QwenImagePipeline": 16, "QwenImageEditPipeline": 16, "ZImagePipeline": 16, "Lumina2Pipeline": 16,
+                 "CogView4Pipeline": 16, "PixArtSigmaPipeline": 16, "PixArtAlphaPipeline": 16,
+                 "PixArtSigmaPAGPipeline": 16, "SanaPipeline": 32, "SanaPAGPipeline": 32}
 
 
 def check_size(cfg: Any, keys=("height", "width")) -> None:

@@ -10,7 +10,8 @@ import functools
 from typing import Any
 
 from evalrun.errors import ConfigError
-from evalrun.tasks.base import Task, positive_int
+from evalrun.tasks.base import Task
+from evalrun.tasks.values import positive_int
 
 
 class Unconditional(Task):
