@@ -17,8 +17,32 @@ LAUNCHERS = {"evalrun_joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib")
 MODES = {"--run": "-r", "--multirun": "-m", "--cfg": "-c", "--info": "-i", "--shell-completion": "-sc"}
 
 
+# Hydra's own launcher and sweeper options, and those its launcher plugins register (beside conf/hydra/*/).
+HYDRA_OPTIONS = {"launcher": ("basic", "joblib", "submitit_local", "submitit_slurm", "ray"), "sweeper": ("basic",)}
+
+
 def hydra_problem(argv: Sequence[str]) -> str | None:
-    return _launcher_problem(argv) or _modes_problem(argv) or _chdir_problem(argv)
+    return _misspelt_option(argv) or _launcher_problem(argv) or _modes_problem(argv) or _chdir_problem(argv)
+
+
+def _misspelt_option(argv: Sequence[str]) -> str | None:
+    """``hydra/launcher=joblb``: a near-spelling of a known launcher or sweeper (Hydra prints a page of
+    options). A name far from all of them may be a plugin's of your own: left to Hydra."""
+    import difflib
+
+    from evalrun.paths import CONF_DIR
+
+    for arg in argv:
+        found = re.fullmatch(r"hydra/(launcher|sweeper)=([\w\-]+)", arg)
+        if not found:
+            continue
+        group, name = found.groups()
+        known = {*HYDRA_OPTIONS[group], *(p.stem for p in (CONF_DIR / "hydra" / group).glob("*.yaml"))}
+        near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        if name not in known and near:
+            return (f"hydra/{group}={name}: no such {group}; did you mean hydra/{group}={near[0]}? "
+                    f"valid: {', '.join(sorted(known))}")
+    return None
 
 
 def _launcher_problem(argv: Sequence[str]) -> str | None:

@@ -374,6 +374,8 @@ def test_added_keys_that_something_reads_are_let_through():
     (["~seed"], "~seed deletes seed, which evalrun reads; set a value instead (seed=...)"),
     (["~model.height"], "~model.height deletes model.height, which evalrun reads"),
     (["seed=0,1", "-m", "--cfg", "job"], "--multirun and --cfg cannot be given together"),
+    (["hydra/launcher=joblb", "seed=0,1", "-m"], "hydra/launcher=joblb: no such launcher; did you mean "
+                                                 "hydra/launcher=joblib? valid: basic, evalrun_joblib,"),
     (["hydra.job.chdir=true", "prompts.path=mine.txt"], "reads relative paths (prompts.path, model.path, "
                                                         "reference.path) from where you launch it; leave"),
     # Hydra refuses a kwarg the option does not hold in several lines (not in struct): ++ adds or sets it.
@@ -392,7 +394,7 @@ def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
 
     fine = ["seed=1", "steps=10", "model=sd15", "model.path=/x", "prompts.limit=2", "scheduler.kwargs.shift=3",
             "metrics.kid.subset_size=8", "model.call_kwargs.clean_caption=true", "paths.output_dir=/o",
-            "scheduler=flow_euler", "metrics=glob(clip_*)", "~experiment", "++scheduler.kwargs.use_karras_sigmas=1",
+            "scheduler=flow_euler", "metrics=glob(clip_*)", "hydra/launcher=my_own_plugin", "~experiment", "++scheduler.kwargs.use_karras_sigmas=1",
             "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "my_own_knob=1", "reference.path=/r",
             "inception_weights=x"]
     assert check_command_line(fine) is None
