@@ -39,18 +39,25 @@ def _digest_cache_file(path: Path) -> Path:
     return cache_dir() / "hashes" / (hashlib.sha1(str(path).encode()).hexdigest() + ".json")
 
 
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is unchanged without reading it: size, mtime, inode and ctime. A replacement that keeps
+    size and mtime (``cp -p``, ``rsync -a`` of a same-sized file) still moves the ctime (or the inode)."""
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
 def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None) -> str:
-    """sha256 of a file's content, remembered (in memory and in the cache) while its size and mtime hold.
+    """sha256 of a file's content, remembered (in memory and in the cache) while its size, mtime, inode and
+    ctime hold: a replacement that keeps size and mtime (``cp -p``, ``rsync -a``) still changes the ctime.
     (``_resolved``: the stat of ``path``, already an absolute real path; tree_fingerprint passes it.)"""
     path = Path(path) if _resolved is not None else Path(path).expanduser().resolve()
     st = _resolved if _resolved is not None else path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+    key = (str(path), *file_stamp(st))
     if key in _MEMO:
         return _MEMO[key]
     record = _digest_cache_file(path)
     try:
         saved = json.loads(record.read_text())
-        if saved.get("size") == st.st_size and saved.get("mtime_ns") == st.st_mtime_ns:
+        if [saved.get(k) for k in ("size", "mtime_ns", "ino", "ctime_ns")] == list(key[1:]):
             _MEMO[key] = saved["sha256"]
             return _MEMO[key]
     except (OSError, ValueError, KeyError):
@@ -64,7 +71,7 @@ def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None
         from evalrun.results import atomic_write_text
 
         atomic_write_text(record, json.dumps({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                              "sha256": _MEMO[key]}))
+                                              "ino": st.st_ino, "ctime_ns": st.st_ctime_ns, "sha256": _MEMO[key]}))
     except OSError:  # a read-only cache only costs a re-hash next time
         pass
     return _MEMO[key]

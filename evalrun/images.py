@@ -50,7 +50,7 @@ def to_rgb(image):
         else:  # 32-bit modes carry no bit depth: 8-bit values if they fit, else 16-bit
             top = 65535.0 if image.mode.startswith("I;16") or (arr.size and np.nanmax(arr) > 255) else 255.0
         image = Image.fromarray((np.nan_to_num(arr).clip(0, top) / top * 255).round().astype(np.uint8), "L")
-    if image.mode == "P" and "transparency" in image.info:
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:  # a palette entry or a tRNS colour key
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")

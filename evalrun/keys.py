@@ -16,14 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalrun.hashing import file_sha256, local_identity, same_numbers, stable_hash
+from evalrun.hashing import file_sha256, file_stamp, local_identity, same_numbers, stable_hash
 from evalrun.plugins import is_import_path, source_sha256
 
 
 def _folder_listing(path: Path) -> str:
-    """Cheap identity of a folder of many files (reference images): names, sizes, mtimes."""
-    entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in path.rglob("*") if p.is_file())
+    """Cheap identity of a folder of many files (reference images): names and ``file_stamp``s."""
+    entries = sorted((str(p.relative_to(path)), *file_stamp(p.stat())) for p in path.rglob("*") if p.is_file())
     return stable_hash(entries, length=32)
 
 
@@ -44,8 +43,7 @@ def _files_outside(table: Path, encoding: str = "utf-8") -> str | None:
         try:
             path = (path if path.is_absolute() else table.parent / path).resolve()
             if path.is_file() and folder not in path.parents:
-                stat = path.stat()
-                entries.add((str(path), stat.st_size, stat.st_mtime_ns))
+                entries.add((str(path), *file_stamp(path.stat())))
         except (OSError, ValueError):
             continue
     return stable_hash(sorted(entries), length=32) if entries else None

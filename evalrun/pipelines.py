@@ -213,7 +213,9 @@ def checkpoint_scheduler(model: Any):
 
 def _stats(folder: Path, names: tuple[str, ...]) -> tuple | None:
     try:
-        return tuple((n, (folder / n).stat().st_mtime_ns, (folder / n).stat().st_size) for n in names)
+        from evalrun.hashing import file_stamp
+
+        return tuple((n, *file_stamp((folder / n).stat())) for n in names)
     except OSError:
         return None
 

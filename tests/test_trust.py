@@ -568,3 +568,26 @@ def test_prune_skips_an_entry_that_vanishes_while_it_runs(tmp_path, monkeypatch)
     assert [row[:3] for row in cache.listing(tmp_path) if row[0] == "images"] == [("images", 1, 3)]
     assert cache.prune(tmp_path, ["images"], 0) == (1, 3)
     assert not (store / "kept.png").exists()
+
+
+def test_a_file_replaced_keeping_its_size_and_mtime_is_hashed_again(tmp_path):
+    """cp -p / rsync -a of a same-sized file keeps size and mtime: the remembered digest (weights, edit inputs,
+    reference images) must not survive it; the ctime (or inode) moves."""
+    import hashlib
+    import os
+    import shutil
+
+    from evalrun.hashing import file_sha256
+    from evalrun.keys import _folder_listing
+
+    (tmp_path / "in").mkdir()
+    target, other = tmp_path / "in" / "a.bmp", tmp_path / "b.bmp"
+    target.write_bytes(b"A" * 64)
+    other.write_bytes(b"B" * 64)
+    for path in (target, other):
+        os.utime(path, ns=(1_577_836_800_000_000_000, 1_577_836_800_000_000_000))  # 2020-01-01
+    before, listing = file_sha256(target), _folder_listing(tmp_path / "in")
+    shutil.copy2(other, target)  # cp -p: same size, same mtime, new bytes
+    assert target.stat().st_mtime_ns == other.stat().st_mtime_ns and target.stat().st_size == 64
+    assert file_sha256(target) == hashlib.sha256(b"B" * 64).hexdigest() != before
+    assert _folder_listing(tmp_path / "in") != listing

@@ -39,13 +39,15 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def _file_sha256(path: Path, manifest: dict[str, list]) -> str:
-    """sha256 of a file, reused from ``manifest`` while its size and mtime are unchanged."""
-    st = path.stat()
+    """sha256 of a file, reused from ``manifest`` while its ``file_stamp`` is unchanged."""
+    from evalrun.hashing import file_stamp
+
+    stamp = list(file_stamp(path.stat()))
     entry = manifest.get(str(path))
-    if entry and entry[:2] == [st.st_size, st.st_mtime_ns]:
-        return entry[2]
+    if entry and entry[:-1] == stamp:
+        return entry[-1]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest[str(path)] = [st.st_size, st.st_mtime_ns, digest]
+    manifest[str(path)] = [*stamp, digest]
     return digest
 
 

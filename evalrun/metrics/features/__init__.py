@@ -75,8 +75,9 @@ def _file_stamp(value: Any) -> tuple | None:
     import os
 
     if isinstance(value, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(str(value))):
-        st = os.stat(os.path.expanduser(str(value)))
-        return st.st_size, st.st_mtime_ns
+        from evalrun.hashing import file_stamp
+
+        return file_stamp(os.stat(os.path.expanduser(str(value))))
     return None
 
 
