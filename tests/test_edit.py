@@ -374,6 +374,9 @@ def test_edit_settings_that_change_the_images_are_columns_and_guidance_that_cann
     with pytest.raises(ConfigError, match="image_guidance_scale=0.5 below 1 turns classifier-free guidance off in "
                                           "StableDiffusionInstructPix2PixPipeline"):
         task.check_pipeline(pix2pix, cfg)
+    with pytest.raises(ConfigError, match="image_guidance_scale=0.5 below 1"):  # also without text guidance
+        task.check_pipeline(pix2pix, compose("model=tiny_pix2pix", "prompts=edit_demo", "guidance_scale=1",
+                                             "image_guidance_scale=0.5"))
     with caplog.at_level(logging.WARNING, logger="evalrun.tasks.edit"):
         task.check_pipeline(pix2pix, compose("model=tiny_pix2pix", "prompts=edit_demo", "guidance_scale=1"))
     assert "samples without guidance, so image_guidance_scale=1.5 has no effect" in caplog.text
