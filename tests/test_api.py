@@ -459,3 +459,19 @@ def test_a_colour_key_transparency_is_composited_on_white(tmp_path, mode, key):
     with Image.open(tmp_path / "keyed.png") as im:
         rgb = np.asarray(to_rgb(im))
     assert rgb[7, 0].tolist() == [255, 255, 255] and rgb[0, 0].tolist() == [120, 120, 120]
+
+
+def test_in_memory_images_of_the_same_bytes_and_another_shape_are_other_images():
+    """The in-memory feature memo is keyed by pixel hash: it must include the shape (as a run's does), or
+    (1, 3, 32, 48) and the same bytes as (1, 3, 48, 32) shared one embedding."""
+    import torch
+
+    from evalrun.images import pixel_hash
+    from evalrun.metrics.base import ImageBatch
+
+    wide = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 32, 48), dtype=np.uint8))
+    tall = wide.reshape(1, 3, 48, 32)
+    records = [{"prompt": "a red cube"}]
+    a, b = ImageBatch(wide, records), ImageBatch(tall, records)
+    assert a.hashes != b.hashes and a.key != b.key
+    assert a.hashes == [pixel_hash(wide[0].permute(1, 2, 0).numpy())]  # the key a run gives the same image

@@ -81,10 +81,10 @@ class ImageBatch:
             raise ValueError(f"ImageBatch wants uint8 (N, 3, H, W) images, got {getattr(self.images, 'dtype', type(self.images))} {shape}")
         if len(self.records) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.records)} records")
-        if not self.hashes:
-            from evalrun.hashing import bytes_hash
+        if not self.hashes:  # a run's pixel hash (HWC pixels and shape): the same bytes at another size differ
+            from evalrun.images import pixel_hash
 
-            self.hashes = [bytes_hash(img.contiguous().numpy().tobytes()) for img in self.images]
+            self.hashes = [pixel_hash(img.permute(1, 2, 0).numpy()) for img in self.images]
 
     @property
     def key(self) -> str:
