@@ -46,12 +46,23 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
 
 def prompts_columns(task: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Which prompts ran, as a column: runs that read other prompts (another ``prompts.texts`` list, a file
-    edited in place) are different configurations in the summary, never seeds of one."""
+    edited in place) are different configurations in the summary, never seeds of one. For edits, the
+    captions and the input images' pixels too (an input replaced in place is another set)."""
     from evalrun.hashing import stable_hash
 
     if not task.prompt_sources:
         return {}
-    return {"prompts_sha256": stable_hash([record.get("prompt") for record in records], length=16)}
+    return {"prompts_sha256": stable_hash([_record_identity(record) for record in records], length=16)}
+
+
+def _record_identity(record: dict[str, Any]) -> Any:
+    image = record.get("input_image")
+    if image is None:
+        return record.get("prompt")
+    from evalrun.images import pixel_hash
+
+    pixels = pixel_hash(image.permute(1, 2, 0).numpy()) if hasattr(image, "permute") else str(image)
+    return [record.get("prompt"), record.get("input_caption"), record.get("output_caption"), pixels]
 
 
 def identity_columns(model: dict[str, Any]) -> dict[str, Any]:

@@ -485,3 +485,21 @@ def test_edit_configs_compose_with_their_metrics():
     demo = compose("experiment=edit_demo")
     assert demo.model.name == "tiny_pix2pix" and demo.prompts.name == "edit_demo"
     assert len(load_prompts(demo.prompts)) == 4
+
+
+def test_an_edit_input_replaced_in_place_is_another_prompt_set_in_the_summary():
+    """prompts_sha256 hashed the instructions only: runs on other input images (a file replaced in place) were
+    averaged as seeds of one configuration. Text-to-image records keep the same column as before."""
+    import torch
+
+    from evalrun.columns import prompts_columns
+    from evalrun.hashing import stable_hash
+
+    task = get_task("edit")
+    record = {"prompt": "make it red", "input_caption": "a cube", "output_caption": "a red cube",
+              "input_image": torch.zeros((3, 8, 8), dtype=torch.uint8)}
+    other = {**record, "input_image": torch.full((3, 8, 8), 255, dtype=torch.uint8)}
+    assert prompts_columns(task, [record]) != prompts_columns(task, [other])
+    assert prompts_columns(task, [record]) != prompts_columns(task, [{**record, "output_caption": "a blue cube"}])
+    assert prompts_columns(get_task("text2img"), [{"prompt": "a"}, {"prompt": "b"}]) == \
+        {"prompts_sha256": stable_hash(["a", "b"], length=16)}
