@@ -475,3 +475,22 @@ def test_in_memory_images_of_the_same_bytes_and_another_shape_are_other_images()
     a, b = ImageBatch(wide, records), ImageBatch(tall, records)
     assert a.hashes != b.hashes and a.key != b.key
     assert a.hashes == [pixel_hash(wide[0].permute(1, 2, 0).numpy())]  # the key a run gives the same image
+
+
+def test_edit_metrics_take_input_images_in_memory_as_pil_arrays_or_tensors():
+    """README's in-memory forms hold for an edit's input_image too: PIL (through the same RGB conversion, so
+    transparency is white), (H, W, 3) arrays and (3, H, W) tensors give one number (PIL and arrays were refused)."""
+    from evalrun.metrics import create
+
+    rng = np.random.default_rng(7)
+    edited = torch.from_numpy(rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8))
+    inputs = torch.from_numpy(rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8))
+    forms = {"tensor": list(inputs), "array": [x.permute(1, 2, 0).numpy() for x in inputs],
+             "pil": [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in inputs]}
+    scores = {}
+    for form, values in forms.items():
+        metric = create("clip_image_similarity", clip_model="evalrun/tiny-clip")
+        metric.add(edited, prompts=["make it red", "make it blue"], input_image=values)
+        scores[form] = metric.compute().per_image["clip_image_similarity"]
+    np.testing.assert_array_equal(scores["array"], scores["tensor"])
+    np.testing.assert_array_equal(scores["pil"], scores["tensor"])

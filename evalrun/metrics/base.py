@@ -118,6 +118,25 @@ class MetricContext:
     run_dir: Path | None = None       # where the run writes (a metric that writes a file, e.g. adm's batch)
 
 
+def _chw_uint8(image: Any) -> Any:
+    """One in-memory image as a uint8 (3, H, W) tensor, the way ``Metric.add`` reads a batch: a PIL image
+    through ``to_rgb``, an array as (H, W, 3), a tensor as (3, H, W) where both axes could be channels.
+    Anything else is passed on for the metric to refuse."""
+    import numpy as np
+    import torch
+
+    if hasattr(image, "convert"):
+        from evalrun.images import to_rgb
+
+        image = np.asarray(to_rgb(image))
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
+        image = torch.from_numpy(np.ascontiguousarray(image))
+        return image.permute(2, 0, 1).contiguous() if image.shape[-1] == 3 else image
+    if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] != 3 and image.shape[-1] == 3:
+        return image.permute(2, 0, 1).contiguous()
+    return image
+
+
 class Metric(abc.ABC):
     name: ClassVar[str]
     #: Every column ``compute`` writes, in order; the first is the headline score.
@@ -216,6 +235,8 @@ class Metric(abc.ABC):
             images = images.permute(0, 3, 1, 2)
         n = len(images)
         self._check_counts(columns, n)
+        if "input_image" in columns:  # an edit's inputs, read as the images are (PIL, HWC arrays, CHW tensors)
+            columns = {**columns, "input_image": [_chw_uint8(x) for x in columns["input_image"]]}
         records = [{k: v[i] for k, v in columns.items()} for i in range(n)]
         self.update(ImageBatch(images.contiguous(), [self._numbered(record) for record in records]))
 
