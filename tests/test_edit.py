@@ -503,3 +503,27 @@ def test_an_edit_input_replaced_in_place_is_another_prompt_set_in_the_summary():
     assert prompts_columns(task, [record]) != prompts_columns(task, [{**record, "output_caption": "a blue cube"}])
     assert prompts_columns(get_task("text2img"), [{"prompt": "a"}, {"prompt": "b"}]) == \
         {"prompts_sha256": stable_hash(["a", "b"], length=16)}
+
+
+def test_scoring_an_edit_runs_images_folder_keeps_its_captions_and_inputs(photo_sweep, tmp_path):
+    """evalrun.score on a finished edit run's images/ reads each image's captions and input from images.csv
+    (it read only the prompt: clip_score scored the instruction, the edit metrics refused). The inputs are
+    taken at their own size, as for any scored table: CLIPModel's own embeddings of those files."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from evalrun.score import main
+
+    run_dir = next(photo_sweep.glob("*image_guidance_scale=1.0*seed=0*"))
+    clip = [f"metrics.{m}.clip_model=evalrun/tiny-clip" for m in ("clip_score", "clip_image_similarity")]
+    assert main([str(run_dir / "images"), "--metrics", "clip_score,clip_image_similarity", *clip,
+                 "metrics.clip_score.text_key=output_caption", "--out", str(tmp_path / "scored")]) == 0
+    scored, ran = pd.read_csv(tmp_path / "scored" / "per_image.csv"), pd.read_csv(run_dir / "per_image.csv")
+    np.testing.assert_allclose(scored["clip_score"], ran["clip_score"], rtol=1e-6)
+    path = tiny.resolve("evalrun/tiny-clip")
+    model, processor = CLIPModel.from_pretrained(path).eval(), CLIPProcessor.from_pretrained(path)
+    with torch.no_grad():
+        embeds = [model.get_image_features(**processor(images=[Image.open(f).convert("RGB")], return_tensors="pt"))
+                  for pair in zip(ran["input_path"], run_dir / ran["path"]) for f in pair]
+    embeds = [e.pooler_output if hasattr(e, "pooler_output") else e for e in embeds]
+    expected = [F.cosine_similarity(a.double(), b.double()).item() for a, b in zip(embeds[::2], embeds[1::2])]
+    np.testing.assert_allclose(scored["clip_image_similarity"], expected, atol=1e-6)

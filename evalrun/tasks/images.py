@@ -29,7 +29,8 @@ def _files(folder: Path) -> list[Path]:
 def _run_records(folder: Path) -> dict[str, dict[str, Any]]:
     """A finished evalrun run's ``images/`` folder: each file's prompt, prompt id and image index from the
     run's ``images.csv`` (its file names are image ids, not captions), so the images of one prompt are
-    grouped as in the run. Any other folder: nothing (file names become prompts)."""
+    grouped as in the run; an edit run's captions and input images too, so the edit metrics score its
+    pairs. Any other folder: nothing (file names become prompts)."""
     table = folder.parent / "images.csv"
     if folder.name != "images" or not table.is_file():
         return {}
@@ -43,8 +44,16 @@ def _run_records(folder: Path) -> dict[str, dict[str, Any]]:
         return {}
     ids = [c for c in ("prompt_id", "image_index") if c in rows.columns
            and pd.api.types.is_integer_dtype(rows[c])]
-    return {Path(p).name: {"prompt": str(t), **{c: int(rows[c].iloc[i]) for c in ids}}
-            for i, (p, t) in enumerate(zip(rows["path"], rows["prompt"]))}
+    texts = [c for c in ("category", "challenge", "input_caption", "output_caption") if c in rows.columns]
+    found = {}
+    for i, (p, t) in enumerate(zip(rows["path"], rows["prompt"])):
+        record = {"prompt": str(t), **{c: int(rows[c].iloc[i]) for c in ids},
+                  **{c: str(rows[c].iloc[i]) for c in texts if str(rows[c].iloc[i])}}
+        source = str(rows["input_path"].iloc[i]) if "input_path" in rows.columns else ""
+        if source and Path(source).is_file():  # an edit's input, where the run read it
+            record["input_path"] = str(Path(source).resolve())
+        found[Path(p).name] = record
+    return found
 
 
 def grouped_by_prompt(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
