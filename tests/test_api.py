@@ -387,13 +387,16 @@ def test_existing_edit_pairs_are_scored_as_the_guide_does_each_image_at_its_own_
     expected = torch.nn.functional.cosine_similarity(image[1] - image[0], text[1] - text[0], dim=0).item()
     assert found == pytest.approx(expected, abs=1e-5)
 
-    # A table's mistakes: a missing input image and a seed that is not an integer, one line each.
-    for column, value, message in (("input_image", "nope.png", "input image file"), ("seed", 1.7, "seed=1.7 is not")):
+    # A table's mistakes: a missing or unreadable input image and a seed that is not an integer, one line each.
+    (tmp_path / "notes.png").write_text("not an image")
+    for column, value, message in (("input_image", "nope.png", "input image file"), ("seed", 1.7, "seed=1.7 is not"),
+                                   ("input_image", "notes.png", "row 0: 'input_image' file"),
+                                   ("image", "notes.png", "row 0: 'image' file")):
         bad = pd.read_csv(tmp_path / "pairs.csv").assign(**{column: [value]})
         bad.to_csv(tmp_path / "bad.csv", index=False)
         capsys.readouterr()
         assert main([str(tmp_path / "bad.csv"), "--metrics", "clip_directional", *clip,
-                     "--out", str(tmp_path / f"bad_{column}")]) == 2
+                     "--out", str(tmp_path / f"bad_{column}_{value}")]) == 2
         assert message in capsys.readouterr().err
 
 

@@ -95,6 +95,7 @@ def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
         path = path if path.is_absolute() else table.parent / path  # relative to the table, like edit sets
         if not path.is_file():
             raise ConfigError(f"model.path={str(table)!r} row {i}: image file {str(path)!r} not found")
+        _check_readable(path, table, i, column)
         record = {"image_path": str(path.resolve())}
         for key in OPTIONAL:
             name = str(model.get(f"{key}_column") or key)
@@ -107,9 +108,23 @@ def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
             if not source.is_file():
                 raise ConfigError(f"model.path={str(table)!r} row {i}: input image file {str(source)!r} not found "
                                   f"({input_name!r}, model.input_image_column)")
+            _check_readable(source, table, i, input_name)
             record["input_path"] = str(source.resolve())
         records.append(record)
     return records
+
+
+def _check_readable(path: Path, table: Path, row: int, column: str) -> None:
+    """An image a table names, opened (its header only) before any model loads: a bad file is named with its
+    row and column now, not after the metric models have loaded or halfway through scoring."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            pass
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise ConfigError(f"model.path={str(table)!r} row {row}: {column!r} file {str(path)!r} is not a readable "
+                          f"image ({exc}); fix or remove the row") from None
 
 
 def read_rgb(path: str | Path):
