@@ -69,17 +69,29 @@ def gates_guidance_on_embedding(pipeline_cls: type) -> bool:
 
 
 def guidance_embeds(model: Any) -> bool | None:
-    """``guidance_embeds`` from the checkpoint's transformer/config.json (no weights load); None when unreadable."""
-    from diffusers.configuration_utils import ConfigMixin
+    """``guidance_embeds`` from the checkpoint's transformer/config.json (no weights load); None when unreadable.
+    Read once per file version (every job of a sweep asks; a hub id once per process)."""
+    import os
 
     import evalrun.tiny as tiny
+    from evalrun.hashing import file_stamp
+
+    source = str(tiny.resolve(model.path))
+    revision = str(model.revision) if model.get("revision") is not None else None
+    local = os.path.join(source, "transformer", "config.json")
+    return _guidance_embeds(source, revision, file_stamp(os.stat(local)) if os.path.isfile(local) else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _guidance_embeds(source: str, revision: str | None, stamp: tuple | None) -> bool | None:
+    from diffusers.configuration_utils import ConfigMixin
 
     class TransformerConfig(ConfigMixin):  # load_config reads (and downloads) the one file config_name names
         config_name = "config.json"
 
-    kwargs = {"revision": str(model.revision)} if model.get("revision") is not None else {}
+    kwargs = {"revision": revision} if revision is not None else {}
     try:
-        config = TransformerConfig.load_config(tiny.resolve(model.path), subfolder="transformer", **kwargs)
+        config = TransformerConfig.load_config(source, subfolder="transformer", **kwargs)
     except (OSError, ValueError, TypeError):
         return None
     value = config.get("guidance_embeds") if isinstance(config, dict) else None
