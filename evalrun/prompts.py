@@ -158,7 +158,11 @@ def _table(cfg: Any, hint: str):
 
 # ----------------------------------------------------------------------------- sources
 def _inline(cfg: Any) -> list[dict[str, Any]]:
-    return [{"prompt_id": i, "prompt": str(p), "category": None, "challenge": None} for i, p in enumerate(cfg.texts)]
+    texts = [cfg.texts] if isinstance(cfg.texts, str) else list(cfg.texts)  # 'a cat' is one prompt, not five
+    empty = [i for i, p in enumerate(texts) if p is None or not str(p).strip()]
+    if empty:
+        raise ConfigError(f"prompts.texts has {len(empty)} empty prompt(s) (positions {empty[:10]}); fill or remove them")
+    return [{"prompt_id": i, "prompt": str(p), "category": None, "challenge": None} for i, p in enumerate(texts)]
 
 
 def _parti(cfg: Any) -> list[dict[str, Any]]:

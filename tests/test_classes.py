@@ -43,10 +43,17 @@ def test_class_words_map_through_get_label_ids_and_random_is_seeded():
     assert [r["class_id"] for r in a] == expected
     named = task.prepare(Loaded(pipe), a, None)
     assert all(r["prompt"] for r in named)  # ids got readable words from the checkpoint's id2label
+    # The first word as id2label lists it ("tench, Tinca tinca"), not the pipeline's alphabetically first (Latin)
+    first = task.prepare(Loaded(pipe), load_prompts(compose("prompts=classes", "prompts.words=null",
+                                                            "prompts.all=true", "prompts.limit=2").prompts), None)
+    assert [r["prompt"] for r in first] == ["tench", "goldfish"]
     every = load_prompts(compose("prompts=classes", "prompts.words=null", "prompts.all=true").prompts)
     assert [r["class_id"] for r in every] == list(range(1000))
-    with pytest.raises(ConfigError, match="exactly one of"):
+    with pytest.raises(ConfigError, match=r"prompts.random=3 and prompts.words=\['golden retriever'.* both choose the "
+                                          r"classes; add prompts.words=null to use prompts.random=3"):
         load_prompts(compose("prompts=classes", "prompts.random=3").prompts)
+    one = load_prompts(compose("prompts=classes", "prompts.words=volcano").prompts)  # a scalar: one class
+    assert [r["prompt"] for r in one] == ["volcano"]
     with pytest.raises(EvalrunError, match="'golden retrievr' is not a class word"):
         task.prepare(Loaded(pipe), [{"prompt_id": 0, "prompt": "golden retrievr"}], None)
     # synonyms are one class: its noise comes from its id, so they would be the same samples twice
@@ -146,3 +153,12 @@ def test_unconditional_runs_reuse_samples_across_counts_and_refuse_what_has_no_e
                                                             "metrics.diversity.group_by=prompt_id",
                                                             run_dir=tmp_path / "d")
     run_inprocess(*common, "num_images=2", "debug=smoke", run_dir=tmp_path / "smoke")  # smoke's two prompts: not the user's
+
+
+def test_a_word_that_names_several_classes_is_refused_with_their_ids():
+    """ImageNet's id2label gives 'crane' to the bird (134) and the machine (517); get_label_ids kept whichever
+    it saw last, silently."""
+    from evalrun.tasks.class2img import _words_of_several_classes
+
+    id2label = {"134": "crane", "517": "crane", "639": "maillot, tank suit", "638": "maillot", "0": "tench, Tinca tinca"}
+    assert _words_of_several_classes(id2label) == {"crane": [134, 517], "maillot": [638, 639]}

@@ -121,3 +121,11 @@ def test_runs_on_other_prompts_are_other_configurations(tmp_path):
     assert len(summary) == 2 and summary["n_runs"].tolist() == [1, 1]
     assert summary["prompts_sha256"].nunique() == 2
     assert len(result.runs) == 2
+
+
+def test_inline_texts_a_scalar_is_one_prompt_and_an_empty_one_is_refused():
+    """prompts.texts='a cat' was walked a character at a time (prompts 'a', ' ', 'c', ...)."""
+    texts = load_prompts(compose("prompts.texts='a cat'").prompts)
+    assert [r["prompt"] for r in texts] == ["a cat"]
+    with pytest.raises(ConfigError, match=r"prompts.texts has 1 empty prompt\(s\) \(positions \[0\]\)"):
+        load_prompts(compose("prompts.texts=['',a dog]").prompts)

@@ -20,8 +20,14 @@ def class_records(cfg: Any) -> list[dict[str, Any]]:
     """Prompt source ``classes``: words now; random/all classes as ids (words looked up once loaded)."""
     from omegaconf import OmegaConf
 
-    words = OmegaConf.to_container(cfg.words) if cfg.get("words") is not None else None
+    words = cfg.get("words")
+    words = OmegaConf.to_container(words) if OmegaConf.is_config(words) else words
+    words = [words] if isinstance(words, str) else words  # prompts.words=volcano: one class
     n_random, all_classes = cfg.get("random"), bool(cfg.get("all"))
+    if words and (n_random is not None or all_classes):
+        chosen = f"prompts.random={n_random}" if n_random is not None else "prompts.all=true"
+        raise ConfigError(f"prompts=classes: {chosen} and prompts.words={words} both choose the classes; add "
+                          f"prompts.words=null to use {chosen} (the set lists default words)")
     if sum([bool(words), n_random is not None, all_classes]) != 1:
         raise ConfigError("prompts=classes needs exactly one of prompts.words=[...], prompts.random=N or prompts.all=true")
     if words:  # prompt_id becomes the class id once the pipeline maps the word
@@ -48,6 +54,31 @@ def check_distinct_classes(records: list[dict[str, Any]]) -> None:
         seen[rec["class_id"]] = word
 
 
+def _id2label(pipe: Any, cfg: Any) -> dict[str, str]:
+    """The checkpoint's id2label (model_index.json), which the pipeline keeps only as sorted word -> id."""
+    try:
+        if cfg is not None:
+            from evalrun.pipelines import model_index
+
+            return dict(model_index(cfg.model).get("id2label") or {})
+        from diffusers import DiffusionPipeline
+
+        source = getattr(pipe, "name_or_path", None)
+        return dict(DiffusionPipeline.load_config(source).get("id2label") or {}) if source else {}
+    except (OSError, ValueError, TypeError, EvalrunError):
+        return {}
+
+
+def _words_of_several_classes(id2label: dict[str, str]) -> dict[str, list[int]]:
+    """Words that id2label gives to more than one class (ImageNet: crane the bird and the machine):
+    the pipeline's get_label_ids keeps whichever it saw last."""
+    found: dict[str, list[int]] = {}
+    for key, value in id2label.items():
+        for word in {w.strip() for w in str(value).split(",")}:
+            found.setdefault(word, []).append(int(key))
+    return {w: sorted(ids) for w, ids in found.items() if len(ids) > 1}
+
+
 class ClassToImage(Task):
     name = "class2img"
     knobs = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale"}
@@ -62,13 +93,22 @@ class ClassToImage(Task):
         """Map words to ids with the loaded pipeline's ``get_label_ids`` and ids back to a readable word."""
         pipe = pipeline.get()
         labels: dict[str, int] = getattr(pipe, "labels", {}) or {}
-        first_word: dict[int, str] = {}
+        # A class's first word as id2label lists it ("tench, Tinca tinca"): the pipeline's labels are sorted
+        # alphabetically, where capitals (the Latin names) come first.
+        id2label = _id2label(pipe, cfg)
+        first_word = {int(k): str(v).split(",")[0].strip() for k, v in id2label.items()}
         for word, idx in labels.items():
             first_word.setdefault(idx, word)
+        ambiguous = _words_of_several_classes(id2label)
         out = []
         for rec in records:
             rec = dict(rec)
             if rec.get("class_id") is None:
+                if str(rec["prompt"]).strip() in ambiguous:
+                    ids = ambiguous[str(rec["prompt"]).strip()]
+                    raise EvalrunError(f"prompts.words: {rec['prompt']!r} names {len(ids)} classes of this model "
+                                       f"({', '.join(f'{i}: {id2label.get(str(i))!r}' for i in ids)}); list another "
+                                       f"of the class's words, or use its id with prompts.words=null")
                 try:
                     rec["class_id"] = int(pipe.get_label_ids([rec["prompt"]])[0])
                     # Like random/all classes: the class id is the prompt id, so a class keeps its
