@@ -47,6 +47,10 @@ def test_class_words_map_through_get_label_ids_and_random_is_seeded():
     first = task.prepare(Loaded(pipe), load_prompts(compose("prompts=classes", "prompts.words=null",
                                                             "prompts.all=true", "prompts.limit=2").prompts), None)
     assert [r["prompt"] for r in first] == ["tench", "goldfish"]
+    beyond = [{"prompt_id": 1000, "prompt": None, "class_id": 1000}]  # DiT's null class, or past a smaller model
+    with pytest.raises(EvalrunError, match=r"class id 1000 is not a class of this model \(1000 classes, 0..999\); "
+                                           r"set prompts.num_classes=1000"):
+        task.prepare(Loaded(pipe), beyond, None)
     every = load_prompts(compose("prompts=classes", "prompts.words=null", "prompts.all=true").prompts)
     assert [r["class_id"] for r in every] == list(range(1000))
     with pytest.raises(ConfigError, match=r"prompts.random=3 and prompts.words=\['golden retriever'.* both choose the "

@@ -100,6 +100,8 @@ class ClassToImage(Task):
         for word, idx in labels.items():
             first_word.setdefault(idx, word)
         ambiguous = _words_of_several_classes(id2label)
+        config = getattr(getattr(pipe, "transformer", None), "config", None)
+        n_classes = config.get("num_embeds_ada_norm") if config is not None else None
         out = []
         for rec in records:
             rec = dict(rec)
@@ -119,6 +121,9 @@ class ClassToImage(Task):
                     raise EvalrunError(f"prompts.words: {rec['prompt']!r} is not a class word of this model"
                                        f"{'; did you mean: ' + ', '.join(close) if close else ''} "
                                        f"(the words are those of the checkpoint's id2label)") from None
+            if n_classes is not None and not 0 <= rec["class_id"] < n_classes:  # DiT's id n_classes is its null class
+                raise EvalrunError(f"class id {rec['class_id']} is not a class of this model ({n_classes} classes, "
+                                   f"0..{n_classes - 1}); set prompts.num_classes={n_classes}")
             if rec.get("prompt") is None:
                 rec["prompt"] = first_word.get(rec["class_id"], f"class {rec['class_id']}")
             out.append(rec)
