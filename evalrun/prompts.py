@@ -126,7 +126,9 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
         if suffix == ".json":
             return pd.read_json(io.StringIO(text))
         # Blank lines are rows too: in a one-column file an empty prompt is a blank line, and skipping it
-        # would silently shift every later prompt's id (and noise).
+        # would silently shift every later prompt's id (and noise). Those at the end shift nothing: an
+        # editor's trailing blank line is not an empty prompt.
+        text = text.rstrip("\r\n") + "\n"
         return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
                            na_values=[""], skip_blank_lines=False)
     except (ValueError, pd.errors.ParserError) as exc:

@@ -129,3 +129,14 @@ def test_inline_texts_a_scalar_is_one_prompt_and_an_empty_one_is_refused():
     assert [r["prompt"] for r in texts] == ["a cat"]
     with pytest.raises(ConfigError, match=r"prompts.texts has 1 empty prompt\(s\) \(positions \[0\]\)"):
         load_prompts(compose("prompts.texts=['',a dog]").prompts)
+
+
+def test_trailing_blank_lines_of_a_table_are_not_empty_prompts(tmp_path):
+    """An editor's blank line at the end of a CSV was refused as an empty prompt; one in the middle still is
+    (skipping it would shift the later prompts' ids)."""
+    (tmp_path / "trail.csv").write_text("prompt\na red cube\na blue sphere\n\n\n")
+    found = load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'trail.csv'}").prompts)
+    assert [r["prompt"] for r in found] == ["a red cube", "a blue sphere"]
+    (tmp_path / "middle.csv").write_text("prompt\na red cube\n\na blue sphere\n")
+    with pytest.raises(ConfigError, match="empty prompt"):
+        load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'middle.csv'}").prompts)
