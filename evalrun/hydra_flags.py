@@ -1,12 +1,16 @@
 """The command line's Hydra parts checked before Hydra runs, each answered in one line that names the fix:
-a launcher whose plugin is missing (Hydra says only "Could not load"), two run modes at once (a
-traceback), and ``hydra.job.chdir=true`` (every relative path would then be read from the job's dir).
+a group option no config has (Hydra prints a page of options), a launcher whose plugin is missing (Hydra
+says only "Could not load"), two run modes at once (a traceback), and ``hydra.job.chdir=true`` (every
+relative path would then be read from the job's dir).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from evalrun.paths import CONF_DIR
 
 # evalrun's launcher presets: the plugin module each needs, and the extra that installs it.
 LAUNCHERS = {"evalrun_joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
@@ -25,23 +29,37 @@ def hydra_problem(argv: Sequence[str]) -> str | None:
     return _misspelt_option(argv) or _launcher_problem(argv) or _modes_problem(argv) or _chdir_problem(argv)
 
 
+def nearest(name: str, known: Iterable[str], cutoff: float) -> str | None:
+    import difflib  # only once a name is unknown
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def option_in(root: Path | Any, group: str, option: str) -> bool:
+    return (root / group / f"{option}.yaml").is_file()
+
+
+def no_such_option(group: str, option: str, valid: Iterable[str] | None = None) -> str:
+    """``group=option`` refused, with the nearest option and the valid ones (default: ``conf/<group>/``)."""
+    valid = sorted(valid if valid is not None else (p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+    near = nearest(option, valid, 0.6)
+    hint = f"did you mean {group}={near}? " if near else ""
+    return (f"{group}={option}: no such {group.rsplit('/', 1)[-1]}; {hint}valid: {', '.join(valid)} (or "
+            f"{group}/{option}.yaml in a config dir of your own on hydra.searchpath)")
+
+
 def _misspelt_option(argv: Sequence[str]) -> str | None:
     """``hydra/launcher=joblb``: a near-spelling of a known launcher or sweeper (Hydra prints a page of
     options). A name far from all of them may be a plugin's of your own: left to Hydra."""
-    import difflib
-
-    from evalrun.paths import CONF_DIR
-
     for arg in argv:
         found = re.fullmatch(r"hydra/(launcher|sweeper)=([\w\-]+)", arg)
         if not found:
             continue
         group, name = found.groups()
         known = {*HYDRA_OPTIONS[group], *(p.stem for p in (CONF_DIR / "hydra" / group).glob("*.yaml"))}
-        near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
-        if name not in known and near:
-            return (f"hydra/{group}={name}: no such {group}; did you mean hydra/{group}={near[0]}? "
-                    f"valid: {', '.join(sorted(known))}")
+        if name not in known and nearest(name, known, 0.75):
+            return no_such_option(f"hydra/{group}", name, known)
     return None
 
 

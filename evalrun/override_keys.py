@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from evalrun.errors import ConfigError
+from evalrun.hydra_flags import hydra_problem, nearest, no_such_option, option_in
 from evalrun.paths import CONF_DIR
 
 # Groups whose keys are a fixed set. Deeper keys are open mappings (scheduler.kwargs, model.call_kwargs)
@@ -93,28 +94,16 @@ def metric_keys(metric: str) -> set[str] | None:
     return set(_mapping(path).get(metric) or {}) if path.is_file() else None
 
 
-def _nearest(name: str, known: frozenset[str] | set[str], cutoff: float) -> str | None:
-    import difflib  # only once a key is unknown
-
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
-    return close[0] if close else None
-
-
 def check_command_line(argv: Sequence[str]) -> str | None:
     """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
-    from evalrun.hydra_flags import hydra_problem
-
     chosen = _choices(argv)
     problem = hydra_problem(argv)
     if problem:
         return problem
     own_configs = any(a.startswith(_MORE_CONFIG) for a in argv)  # config dirs of your own: checked once composed
     if not own_configs:
-        for group in OPTIONAL_GROUPS:
-            if chosen.get(group) not in (None, "None", "null") and not _option_in(CONF_DIR, group, chosen[group]):
-                return _no_such_option(group, chosen[group])
-        problem = _unknown_option(argv)
+        problem = _unknown_option(argv)  # experiment=/debug= too: Hydra would run without a missing one
         if problem:
             return problem
     for arg in argv:
@@ -174,18 +163,6 @@ def _kwarg_not_set(name: str, value: str, argv: Sequence[str], chosen: dict[str,
     return None
 
 
-def _option_in(root: Path | Any, group: str, option: str) -> bool:
-    return (root / group / f"{option}.yaml").is_file()
-
-
-def _no_such_option(group: str, option: str) -> str:
-    valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-    near = _nearest(option, set(valid), 0.6)
-    hint = f"did you mean {group}={near}? " if near else ""
-    return (f"{group}={option}: no such {group}; {hint}valid: {', '.join(valid)} (or {group}/{option}.yaml in a "
-            "config dir of your own on hydra.searchpath)")
-
-
 def _unknown_option(argv: Sequence[str]) -> str | None:
     """A group option (``model=sd51``, or one of a sweep's ``scheduler=dpm,eular``) that no packaged config
     has: Hydra answers with a page listing the options and a pointer to HYDRA_FULL_ERROR."""
@@ -196,8 +173,8 @@ def _unknown_option(argv: Sequence[str]) -> str | None:
             continue
         group = match.group(1)
         for option in match.group(2).split(","):
-            if option not in ("None", "null") and not _option_in(CONF_DIR, group, option):
-                return _no_such_option(group, option)
+            if option not in ("None", "null") and not option_in(CONF_DIR, group, option):
+                return no_such_option(group, option)
     return None
 
 
@@ -220,8 +197,8 @@ def check_optional_choices(hydra_cfg: Any) -> None:
                     roots.append(resources.files(source.path.replace("/", ".")))
             except (ModuleNotFoundError, TypeError, ValueError):
                 return  # a source that cannot be listed: leave it to Hydra
-        if not any(_option_in(root, group, str(option)) for root in roots):
-            raise ConfigError(_no_such_option(group, str(option)))
+        if not any(option_in(root, group, str(option)) for root in roots):
+            raise ConfigError(no_such_option(group, str(option)))
 
 
 def _choices(argv: Sequence[str]) -> dict[str, str]:
@@ -243,7 +220,7 @@ def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
     if len(parts) == 1:
         if parts[0] in top_level_keys(everywhere=False) or parts[0] in top_level_keys():
             return None
-        return _nearest(parts[0], top_level_keys(), 0.6)
+        return nearest(parts[0], top_level_keys(), 0.6)
     group, name = parts[:2]
     if group == "scheduler" and name == "kwargs" and len(parts) == 3:  # an open mapping: near-spellings only
         return _near_scheduler_kwarg(parts[2])
@@ -251,12 +228,12 @@ def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
         known = metric_keys(name)
         if known is None or parts[2] in known:
             return None
-        near = _nearest(parts[2], known, 0.75)
+        near = nearest(parts[2], known, 0.75)
         return ".".join(["metrics", name, near, *parts[3:]]) if near else None
     if group not in CLOSED_GROUPS or name in group_keys(group, everywhere=False) or _in_chosen(group, name, chosen) \
             or name in group_keys(group):
         return None
-    near = _nearest(name, group_keys(group), 0.75)
+    near = nearest(name, group_keys(group), 0.75)
     return ".".join([group, near, *parts[2:]]) if near else None
 
 
@@ -271,7 +248,7 @@ def _near_scheduler_kwarg(name: str) -> str | None:
     scheduler config key of its own: diffusers' from_config takes it)."""
     if name in scheduler_kwargs():
         return None
-    near = _nearest(name, scheduler_kwargs(), 0.75)
+    near = nearest(name, scheduler_kwargs(), 0.75)
     return f"scheduler.kwargs.{near}" if near else None
 
 
@@ -291,7 +268,7 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
             continue  # ++steps=3: sets a key that is there
         if len(parts) == 1:
             known = top_level_keys() - {key}
-            near = _nearest(key, known, 0.6)
+            near = nearest(key, known, 0.6)
             hint = f"did you mean {near}={value}?" if near else f"the top-level keys are {', '.join(sorted(known))}"
             raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
         group, name = parts[:2]
@@ -300,7 +277,7 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
                               f"did you mean {_near_scheduler_kwarg(parts[2])}={value}?")
         if group not in CLOSED_GROUPS or name in group_keys(group):
             continue
-        near = _nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)
+        near = nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)
         if near:
             fix = ("+" if len(parts) > 2 else "") + ".".join([group, near, *parts[2:]])
             raise ConfigError(f"{override} adds {group}.{name}, which no {group} config has; "
