@@ -32,8 +32,8 @@ def _dit():
 
 
 def test_class_words_map_through_get_label_ids_and_random_is_seeded():
-    pipe, task = _dit(), get_task("class2img")
-    words = task.prepare(Loaded(pipe), load_prompts(compose("model=tiny_dit", "prompts=classes").prompts), None)
+    pipe, task, dit = _dit(), get_task("class2img"), compose("model=tiny_dit")
+    words = task.prepare(Loaded(pipe), load_prompts(compose("model=tiny_dit", "prompts=classes").prompts), dit)
     assert [r["class_id"] for r in words] == pipe.get_label_ids([r["prompt"] for r in words])
     assert words[0]["prompt"] == "golden retriever" and words[0]["class_id"] == 207
     rand = compose("prompts=classes", "prompts.words=null", "prompts.random=5", "prompts.random_seed=1").prompts
@@ -41,16 +41,16 @@ def test_class_words_map_through_get_label_ids_and_random_is_seeded():
     assert a == b and len({r["class_id"] for r in a}) == 5
     expected = sorted(np.random.default_rng(1).choice(1000, 5, replace=False))
     assert [r["class_id"] for r in a] == expected
-    named = task.prepare(Loaded(pipe), a, None)
+    named = task.prepare(Loaded(pipe), a, dit)
     assert all(r["prompt"] for r in named)  # ids got readable words from the checkpoint's id2label
     # The first word as id2label lists it ("tench, Tinca tinca"), not the pipeline's alphabetically first (Latin)
     first = task.prepare(Loaded(pipe), load_prompts(compose("prompts=classes", "prompts.words=null",
-                                                            "prompts.all=true", "prompts.limit=2").prompts), None)
+                                                            "prompts.all=true", "prompts.limit=2").prompts), dit)
     assert [r["prompt"] for r in first] == ["tench", "goldfish"]
     beyond = [{"prompt_id": 1000, "prompt": None, "class_id": 1000}]  # DiT's null class, or past a smaller model
     with pytest.raises(EvalrunError, match=r"class id 1000 is not a class of this model \(1000 classes, 0..999\); "
                                            r"set prompts.num_classes=1000"):
-        task.prepare(Loaded(pipe), beyond, None)
+        task.prepare(Loaded(pipe), beyond, dit)
     every = load_prompts(compose("prompts=classes", "prompts.words=null", "prompts.all=true").prompts)
     assert [r["class_id"] for r in every] == list(range(1000))
     with pytest.raises(ConfigError, match=r"prompts.random=3 and prompts.words=\['golden retriever'.* both choose the "
@@ -59,11 +59,11 @@ def test_class_words_map_through_get_label_ids_and_random_is_seeded():
     one = load_prompts(compose("prompts=classes", "prompts.words=volcano").prompts)  # a scalar: one class
     assert [r["prompt"] for r in one] == ["volcano"]
     with pytest.raises(EvalrunError, match="'golden retrievr' is not a class word"):
-        task.prepare(Loaded(pipe), [{"prompt_id": 0, "prompt": "golden retrievr"}], None)
+        task.prepare(Loaded(pipe), [{"prompt_id": 0, "prompt": "golden retrievr"}], dit)
     # synonyms are one class: its noise comes from its id, so they would be the same samples twice
     synonyms = [{"prompt_id": i, "prompt": w} for i, w in enumerate(("tabby", "golden retriever", "tabby cat"))]
     with pytest.raises(EvalrunError, match="'tabby' and 'tabby cat' are both class 281"):
-        task.prepare(Loaded(pipe), synonyms, None)
+        task.prepare(Loaded(pipe), synonyms, dit)
 
 
 @pytest.mark.parametrize("model, task, params", [

@@ -54,19 +54,11 @@ def check_distinct_classes(records: list[dict[str, Any]]) -> None:
         seen[rec["class_id"]] = word
 
 
-def _id2label(pipe: Any, cfg: Any) -> dict[str, str]:
+def _id2label(cfg: Any) -> dict[str, str]:
     """The checkpoint's id2label (model_index.json), which the pipeline keeps only as sorted word -> id."""
-    try:
-        if cfg is not None:
-            from evalrun.pipelines import model_index
+    from evalrun.pipelines import model_index
 
-            return dict(model_index(cfg.model).get("id2label") or {})
-        from diffusers import DiffusionPipeline
-
-        source = getattr(pipe, "name_or_path", None)
-        return dict(DiffusionPipeline.load_config(source).get("id2label") or {}) if source else {}
-    except (OSError, ValueError, TypeError, EvalrunError):
-        return {}
+    return dict(model_index(cfg.model).get("id2label") or {})
 
 
 def _words_of_several_classes(id2label: dict[str, str]) -> dict[str, list[int]]:
@@ -95,7 +87,7 @@ class ClassToImage(Task):
         labels: dict[str, int] = getattr(pipe, "labels", {}) or {}
         # A class's first word as id2label lists it ("tench, Tinca tinca"): the pipeline's labels are sorted
         # alphabetically, where capitals (the Latin names) come first.
-        id2label = _id2label(pipe, cfg)
+        id2label = _id2label(cfg)
         first_word = {int(k): str(v).split(",")[0].strip() for k, v in id2label.items()}
         for word, idx in labels.items():
             first_word.setdefault(idx, word)
