@@ -43,23 +43,30 @@ def problems(jobs: Iterable[tuple[Sequence[str], Any]], in_place: bool = False) 
     return checked, found
 
 
+def job_dir(cfg: Any):
+    """A sweep job's own dir, from its composed config (``hydra.sweep.dir``/``subdir``)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+
+
 def already_complete(cfg: Any) -> bool:
     """Whether a sweep job's own dir (``hydra.sweep.dir``/``subdir``) holds a complete run of this very
     configuration (``run.json``'s config key). Its run recognises it before diffusers is imported, and if an
     input changed since, computes it again with its own checks: the pre-check, whose class checks import
     diffusers (seconds), leaves it alone, so re-running a finished sweep stays as quick as its runs."""
     import json
-    from pathlib import Path
 
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from evalrun.interpolations import resolve_in_place
     from evalrun.run import config_key
     from evalrun.runs import RUN_FILE
 
     try:
-        run_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        record = json.loads((job_dir(cfg) / RUN_FILE).read_text(encoding="utf-8"))
         job = copy.deepcopy(cfg)
         with open_dict(job):
             del job["hydra"]

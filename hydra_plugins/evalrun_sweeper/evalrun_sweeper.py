@@ -100,8 +100,9 @@ class EvalrunSweeper(BasicSweeper):
         return results
 
     def _job_dir(self, overrides: List[str]) -> Path:
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        from evalrun.preflight import job_dir
+
+        return job_dir(self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides)))
 
     def _parse_config(self) -> List[str]:
         """The params that apply (``evalrun.__main__.sweep_params``: debug=smoke's shrink only an experiment's)."""
