@@ -205,7 +205,10 @@ def resolve_device(device: str):
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # validate() checks a run's spelling; other callers (CLIs) meet it here
+        raise ConfigError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

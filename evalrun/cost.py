@@ -22,6 +22,17 @@ OUTPUTS = (
     Output("sample_seconds_per_image", "lower", kind="cost", fmt=".3f", label="Sampling time", unit="s / image"),
     Output("peak_memory_gib", "lower", kind="cost", fmt=".2f", label="Peak GPU memory", unit="GiB"),
 )
+# Settings that change time and memory but not the images (result columns only when not at their defaults).
+RUNTIME_OPTIONS = ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last", "attention", "tf32")
+
+
+def depends_on(task: Any, cfg: Any) -> list[str]:
+    """What the cost columns depend on: how the images were made (model, scheduler and its kwargs: Heun
+    evaluates twice a step; every knob of the call: steps, guidance, strength, size...), the batch, dtype
+    and device, and the memory and speed options. Not the seed, nor how many images."""
+    knobs = [k for k in task.column_keys(cfg) if k not in ("seed", "num_images", "num_images_per_prompt")]
+    return list(dict.fromkeys(["model", "scheduler", "scheduler_kwargs", *knobs, "batch_size", "dtype", "device",
+                               *RUNTIME_OPTIONS]))
 
 
 def denoiser(pipe: Any):

@@ -107,7 +107,7 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
 
     from evalrun.aggregate import configurations
     from evalrun.metrics.common import DEFAULT_LAYERS
-    from evalrun.metrics.diversity import check_q, extractor_options, group_diversity, summarise_groups
+    from evalrun.metrics.diversity import GROUP_BY, check_q, extractor_options, group_diversity, summarise_groups
     from evalrun.metrics.features import build_extractor
     from evalrun.metrics.features.store import FeatureStore
     from evalrun.paths import cache_dir
@@ -116,7 +116,7 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
     runs = load_runs([Path(d) for d in sweep_dirs])
     if runs.empty:
         raise EvalrunError(f"no complete runs (run.json + metrics.csv) under {', '.join(map(str, sweep_dirs))}")
-    q = check_q(q)
+    q = check_q(q, "--q")
     clip_model = clip_model or default_clip_model(runs)
     opts = extractor_options(feature_extractor, clip_model, batch_size, options,
                             "--clip-model" if feature_extractor == "clip" else "--option path")
@@ -137,9 +137,11 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
         for run_dir in group["run_dir"]:
             rows, feats = run_embeddings(Path(run_dir), store, extractor, layer)
             for i, row in enumerate(rows.to_dict("records")):
-                if group_by != "all" and group_by not in row:
-                    raise EvalrunError(f"--group-by {group_by}: {run_dir}/per_image.csv has no such column; use "
-                                       f"prompt_id, category, challenge or all")
+                if group_by != "all" and _blank(row.get(group_by)):  # as the in-run metric: never pool unknowns
+                    has = ", ".join(f for f in GROUP_BY if f == "all" or not _blank(row.get(f)))
+                    raise EvalrunError(f"--group-by {group_by}: image {row.get('image_id', i)} of {run_dir}/per_image.csv"
+                                       f" has no {group_by}{'' if group_by in row else ' column'}; group by a field it "
+                                       f"has ({has})")
                 key = "all" if group_by == "all" else row[group_by]
                 embeddings.setdefault(key, []).append(feats[i])
                 meta.setdefault(key, {k: row.get(k) for k in KEEP} if group_by == "prompt_id" else {})
@@ -170,10 +172,18 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
     return summary, pd.DataFrame(prompts), info
 
 
+def _blank(value: Any) -> bool:
+    """A cell pandas read as empty (NaN) or a missing column."""
+    return value is None or (isinstance(value, float) and value != value) or value == ""
+
+
 def _device(device: str):
     from evalrun.config import resolve_device
 
-    return resolve_device(device)
+    try:
+        return resolve_device(device)
+    except EvalrunError as exc:  # the message names the config key; this command's option is --device
+        raise EvalrunError(str(exc).replace(f"device={device!r}", f"--device {device}")) from None
 
 
 def _digest(extractor: Any) -> str | None:

@@ -61,8 +61,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
             log.warning("sample_seconds_per_image and peak_memory_gib come from the %d of %d images sampled at "
                         "batch_size=%d on %s; the others were reused from runs timed otherwise (paths.image_store=none "
                         "samples them all here)", timed, len(rows), batch_size, where)
-        declared.update({o.column: o.describe("cost", ["steps", "guidance_scale", "batch_size", "dtype", "device"])
-                         for o in cost.OUTPUTS})
+        declared.update({o.column: o.describe("cost", cost.depends_on(plan.task, cfg)) for o in cost.OUTPUTS})
     undeclared = sorted(set(values) - set(declared))
     if undeclared:
         raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input

@@ -42,6 +42,11 @@ def test_single_run_writes_images_csvs_grid_and_provenance(tmp_path):
                                                                                 "peak_memory_gib"}
     assert record["columns"]["clip_score"]["direction"] == "higher" and record["columns"]["clip_score"]["per_image"]
     assert "clip_score.clip_model" in record["columns"]["clip_score"]["depends_on"]
+    # Cost: what made the images (Heun evaluates twice a step; size moves seconds and memory), never the seed
+    cost_depends = record["columns"]["nfe"]["depends_on"]
+    assert {"model", "scheduler", "scheduler_kwargs", "steps", "guidance_scale", "height", "width", "batch_size", "dtype",
+            "device", "offload", "compile"} <= set(cost_depends) and "seed" not in cost_depends
+    assert record["columns"]["sample_seconds_per_image"]["depends_on"] == cost_depends
     assert prov["smoke_model_random_weights"] is True  # the loaded folder carries the tiny builders' marker
     assert prov["scheduler_config"]["class"] == "PNDMScheduler"
     assert prov["metrics"]["clip_score"]["clip_model"] == "evalrun/tiny-clip"

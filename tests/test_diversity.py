@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,22 @@ def test_across_seeds_pools_images_per_configuration(sweep):
         assert table.loc[gs, "diversity_vendi"] == pytest.approx(np.mean(vendi), rel=1e-5)
         assert table.loc[gs, "diversity_pairwise_cosine"] == pytest.approx(np.mean(pairwise), rel=1e-4, abs=1e-7)
         assert table.loc[gs, "n_groups"] == 2
+
+
+def test_across_seeds_mistakes_are_one_line_naming_the_option(sweep, tmp_path, capsys):
+    """A field the prompts lack is refused (never one group of unknowns), as by the in-run metric; a bad
+    device or order names this command's option, not the config key."""
+    from evalrun.diversity import main
+
+    for args, message in ((["--group-by", "category"], "--group-by category: image 00000_00 of .* has no category; "
+                                                        "group by a field it has (prompt_id, prompt, seed, all)"),
+                          (["--device", "foo"], "--device foo is not a torch device; use auto, cpu, cuda or cuda:N"),
+                          (["--q", "0"], "--q must be a number > 0")):
+        assert main([str(sweep), *args, "--out", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("evalrun.diversity: error: ") and re.search(message.replace(
+            "(", r"\(").replace(")", r"\)"), err), err
+    assert not (tmp_path / "diversity.csv").exists()
 
 
 def test_across_seeds_reads_and_verifies_pngs_when_features_are_not_cached(sweep, tmp_path):

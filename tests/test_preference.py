@@ -561,14 +561,14 @@ def test_pickles_with_code_are_refused_without_running(twins, tmp_path):
     from evalrun.metrics.preference._common import load_weights
 
     with pytest.raises(EvalrunError, match="refusing"):
-        load_weights(tmp_path / "module.pt", "a checkpoint")
+        load_weights(tmp_path / "module.pt", "a checkpoint", "metrics.x.checkpoint")
     # the legacy format (a bare pickle) too; a text file given by mistake is no checkpoint, not a pickle
     torch.save({"state_dict": torch.nn.Linear(2, 2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(EvalrunError, match="refusing"):
-        load_weights(tmp_path / "legacy.pt", "a checkpoint")
+        load_weights(tmp_path / "legacy.pt", "a checkpoint", "metrics.x.checkpoint")
     (tmp_path / "README.md").write_text("# notes\n")
-    with pytest.raises(EvalrunError, match=r"README.md' is not a checkpoint file \(neither"):
-        load_weights(tmp_path / "README.md", "a checkpoint")
+    with pytest.raises(EvalrunError, match=r"README.md' is not a checkpoint file \(neither.*point metrics.x.checkpoint "):
+        load_weights(tmp_path / "README.md", "a checkpoint", "metrics.x.checkpoint")
     if _has_open_clip():
         hps_state = torch.load(twins["hps"] / hps_mod.FILENAME, weights_only=True)
         folder = tmp_path / "hps"
@@ -592,6 +592,20 @@ def test_hps_accepts_safetensors(hps, twins, images, tmp_path):
     other = hps_mod.load_hps(str(folder))
     torch.testing.assert_close(other.score(images, PROMPTS), hps.score(images, PROMPTS))
     assert other.info()["weights_sha256"].keys() == {"HPS_v2.1_compressed.safetensors"}
+
+
+@needs_open_clip
+def test_hps_weights_of_another_width_are_one_line_naming_the_settings(twins, tmp_path):
+    """strict=False forgives missing names, not other shapes: torch raises, evalrun answers in one line."""
+    config = json.loads((twins["hps"] / hps_mod.CONFIG_NAME).read_text())
+    config["model_cfg"]["embed_dim"] *= 2  # the same layers, a wider projection: every name fits, two shapes do not
+    other = tmp_path / "arch"
+    other.mkdir()
+    (other / hps_mod.CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(EvalrunError, match=r"does not fit open_clip .*size mismatch.*set metrics.hps.architecture to "
+                                           r"the checkpoint's .* or metrics.hps.checkpoint to a checkpoint of") as err:
+        hps_mod.load_hps(str(twins["hps"]), architecture=str(other))
+    assert "\n" not in str(err.value)
 
 
 def test_inputs_are_checked(image_reward, images):

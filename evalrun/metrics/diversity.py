@@ -61,10 +61,14 @@ def summarise_groups(rows: list[dict[str, Any]]) -> dict[str, float]:
             "diversity_groups": len(scored)}
 
 
-def check_q(q: Any) -> float:
-    value = float(q)
+def check_q(q: Any, key: str = "metrics.diversity.q") -> float:
+    """The Vendi order, named ``key`` in messages (the CLI's option is ``--q``)."""
+    try:
+        value = float(q)
+    except (TypeError, ValueError):
+        value = float("nan")
     if not value > 0:
-        raise ConfigError(f"metrics.diversity.q must be > 0 (1: Shannon, the Vendi paper's default; inf), got {q!r}")
+        raise ConfigError(f"{key} must be a number > 0 (1: Shannon, the Vendi paper's default; inf), got {q!r}")
     return value
 
 

@@ -129,8 +129,8 @@ def hub_file(repo_id: str, filename: str, what: str, key: str, download: str | N
         raise missing_error(what, f"{repo_id}/{filename}", download, key, "" if offline else text) from None
 
 
-def load_weights(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A checkpoint file as a dict, without executing pickled code.
+def load_weights(path: str | os.PathLike, what: str, key: str) -> dict[str, Any]:
+    """A checkpoint file as a dict, without executing pickled code (``key``: the setting that named it).
 
     ``.safetensors`` is read with safetensors; anything else with ``torch.load(weights_only=True)``,
     which only rebuilds tensors, numbers, strings and containers. A pickle that needs any other
@@ -146,7 +146,7 @@ def load_weights(path: str | os.PathLike, what: str) -> dict[str, Any]:
     except Exception as exc:
         if not _is_checkpoint(path):
             raise EvalrunError(f"{what} {str(path)!r} is not a checkpoint file (neither torch.save's zip nor a "
-                               f"pickle, nor .safetensors); point the setting at the checkpoint itself") from None
+                               f"pickle, nor .safetensors); point {key} at the checkpoint itself") from None
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "Weights only load failed" in str(exc):
             raise EvalrunError(f"refusing to load {what} {str(path)!r}: it is a pickle that needs more than tensors "
                                f"(torch.load(weights_only=True) refused it: {one_line(exc, 160)}); evalrun never "

@@ -39,7 +39,8 @@ import torch
 from evalrun.numerics import full_float32
 from evalrun.errors import EvalrunError
 from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, hub_file, is_hub_id, load_weights,
-                                                missing_error, resolve_dir_or_file, sha256_file, tensors_only, versions)
+                                                missing_error, one_line, resolve_dir_or_file, sha256_file, tensors_only,
+                                                versions)
 
 REPO = "xswu/HPSv2"
 FILENAME = "HPS_v2.1_compressed.pt"
@@ -176,7 +177,7 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
     open_clip = _require_open_clip()
     device = torch.device(device)
     weights, checkpoint = _weights_path(path_or_id, key)
-    state = load_weights(weights, "the HPSv2 checkpoint")  # before building: a bad file fails in seconds
+    state = load_weights(weights, "the HPSv2 checkpoint", key)  # before building: a bad file fails in seconds
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # HPSv2's layout; a .safetensors holds the state dict itself
     state = tensors_only(state, "the HPSv2 checkpoint", weights)
@@ -195,7 +196,14 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
             tokenizer = open_clip.get_tokenizer(arch)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         raise EvalrunError(f"could not build open_clip architecture {arch!r} for HPSv2: {exc}") from None
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # other shapes: another architecture's weights (strict=False forgives names only)
+        setting = key.rsplit(".", 1)[0] + ".architecture"
+        raise EvalrunError(
+            f"the HPSv2 checkpoint {str(weights)!r} does not fit open_clip {arch!r}: {one_line(exc, 200)}; set "
+            f"{setting} to the checkpoint's (ViT-H-14 for HPS_v2.1_compressed.pt) or {key} to a checkpoint of {arch}"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise EvalrunError(
             f"the HPSv2 checkpoint {str(weights)!r} does not fit open_clip {arch!r}: missing "

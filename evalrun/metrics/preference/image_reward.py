@@ -252,8 +252,8 @@ def load_image_reward(path_or_id: str = REPO, device: torch.device | str = "cpu"
     one, else ``bert-base-uncased``."""
     device = torch.device(device)
     files = _resolve_files(path_or_id, key)
-    state = tensors_only(load_weights(files["weights"], "the ImageReward checkpoint"), "the ImageReward checkpoint",
-                         files["weights"])
+    what = "the ImageReward checkpoint"
+    state = tensors_only(load_weights(files["weights"], what, key), what, files["weights"])
     med = json.loads(files["med_config"].read_text())
     net = _build(state, med, files["weights"])
     if tokenizer is None:
