@@ -83,14 +83,28 @@ class SummaryCallback(Callback):
         from evalrun.results import atomic_write_text
         from evalrun.runs import fingerprint
 
-        # A re-run of a finished sweep changes no run: its report is already what it would build.
+        # A re-run of a finished sweep changes no run: its report is already what it would build, unless
+        # one of the files that build wrote has gone or changed since.
         stamp = sweep_dir / "report" / ".inputs"
         current = fingerprint(sweep_dir)
-        if stamp.exists() and stamp.read_text() == current:
+        if stamp.exists() and stamp.read_text() == current + _written(stamp.parent):
             log.info("report in %s is up to date (no run changed)", sweep_dir / "report")
             return
         try:
             build_report([sweep_dir])
-            atomic_write_text(stamp, current)
+            atomic_write_text(stamp, current + _written(stamp.parent))
         except Exception as exc:  # noqa: BLE001
             log.error("report failed (%s); re-run: python -m evalrun.report %s", exc, sweep_dir)
+
+
+def _written(report_dir: Path) -> str:
+    """The report's files (name, size, mtime) as built, for the up-to-date check: a stat per file."""
+    import os
+
+    found = []
+    for root, _, files in os.walk(report_dir):
+        for name in files:
+            if name != ".inputs":
+                st = os.stat(os.path.join(root, name))
+                found.append(f"{os.path.relpath(os.path.join(root, name), report_dir)} {st.st_size} {st.st_mtime_ns}")
+    return "\n" + "\n".join(sorted(found))

@@ -71,7 +71,12 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
     if record.get("status") != "complete":
         return None
     # Plain Python values (not numpy scalars), so an entry survives a JSON round trip unchanged.
-    record["row"] = read_row_csv(run_dir / "metrics.csv")
+    try:
+        record["row"] = read_row_csv(run_dir / "metrics.csv")
+    except (ValueError, IndexError) as exc:  # emptied or cut short (a full disk, a hand edit): not this run's row
+        log.warning("%s is unreadable (%s): its run is left out; delete %s to compute it again",
+                    run_dir / "metrics.csv", " ".join(str(exc).split())[:120] or type(exc).__name__, run_dir / RUN_FILE)
+        return None
     return record
 
 

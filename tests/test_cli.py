@@ -549,3 +549,29 @@ def test_a_sweep_whose_every_job_failed_says_so_not_to_re_run_the_summary(tmp_pa
     assert stop.value.code == 1
     assert f"no job of this sweep finished: nothing to summarise (each one's error is in {tmp_path}" in caplog.text
     assert "re-run: python -m evalrun.aggregate" not in caplog.text
+
+
+def test_the_end_of_sweep_report_is_rebuilt_when_its_files_are_gone_not_only_when_runs_change(tmp_path, caplog):
+    """A re-run of a finished sweep skips the report it would build again, unless the report's own files
+    were removed or edited since; a damaged metrics.csv leaves its run out with a warning, not a traceback."""
+    from evalrun.callbacks import SummaryCallback
+    from report_synthetic import make_sweep
+
+    make_sweep(tmp_path, steps=(2,))
+    report = tmp_path / "report"
+    with caplog.at_level(logging.INFO):
+        SummaryCallback._report(tmp_path)
+        assert (report / "report.md").exists() and "up to date" not in caplog.text
+        SummaryCallback._report(tmp_path)
+        assert "up to date (no run changed)" in caplog.text
+        caplog.clear()
+        (report / "report.md").unlink()
+        SummaryCallback._report(tmp_path)
+        assert (report / "report.md").exists() and "up to date" not in caplog.text
+    damaged = sorted(tmp_path.glob("*/metrics.csv"))[0]
+    damaged.write_text("")
+    from evalrun.runs import read_run
+
+    with caplog.at_level(logging.WARNING):
+        assert read_run(damaged.parent) is None
+    assert f"{damaged} is unreadable" in caplog.text and "delete" in caplog.text
