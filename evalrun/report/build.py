@@ -8,18 +8,35 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from evalrun.errors import EvalrunError
-from evalrun.report.labels import Labels, load_labels
+from evalrun.report.labels import Labels, check_overrides, load_labels
 from evalrun.report.significance import check_bootstrap
 from evalrun.report.sweep import Sweep, load_sweep
 
 log = logging.getLogger(__name__)
 REPORT_DIR = "report"
+FACETS = ("category", "challenge")  # per-image columns the breakdown tables split by (their values: labels)
 
 
 def _check_names(names: Iterable[str], valid: Sequence[str], what: str) -> None:
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise EvalrunError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+
+
+def _check_once(option: str, names: Sequence[str] | None) -> None:
+    """Refuse a key named twice in one option: pandas cannot group by a column twice (and a table
+    split twice by one key would mean nothing)."""
+    twice = [n for n in dict.fromkeys(names or []) if list(names or []).count(n) > 1]
+    if twice:
+        raise EvalrunError(f"{option} names {', '.join(map(repr, twice))} more than once; give each key once")
+
+
+def _values(sweep: Sweep, key: str) -> list | None:
+    """``key``'s values in the runs (a config key) or their images (a facet); None for a metric."""
+    if key in sweep.config_columns:
+        return list(sweep.runs[key])
+    frame = sweep.per_image() if key in FACETS else {}
+    return list(frame[key].dropna()) if key in frame else None
 
 
 def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | str | None = None, *,
@@ -52,13 +69,18 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     out = Path(out_dir) if out_dir is not None else sweep.sweep_dirs[0] / REPORT_DIR
     check_out_dir(out)
     _check_names([*(rows or []), *(cols or []), *(hue or []), *([x] if x else [])], sweep.config_columns, "config key")
-    metrics = list(metrics) if metrics else sweep.scores
+    for option, names in (("--rows", rows), ("--cols", cols), ("--hue", hue)):
+        _check_once(option, names)
+    metrics = list(dict.fromkeys(metrics)) if metrics else sweep.scores  # a metric named twice is reported once
     _check_names(metrics, sweep.metric_columns, "metric")
     formats = dict(formats or {})
+    # A format for no column would be silently unused: most likely a typo (clip=.2f for clip_score).
+    _check_names(formats, sweep.metric_columns, "--format metric")
     if sweep.smoke_note():
         log.warning("%s: the report says so in every table, plot and page", sweep.smoke_note())
     for run_dir, error in sweep.failed.items():
         log.warning("failed job, left out of the report: %s: %s", run_dir, error)
+    check_overrides(overrides, [*sweep.config_columns, *sweep.metric_columns, *FACETS], lambda key: _values(sweep, key))
     names = Labels(overrides=overrides, declared=dict(sweep.columns))
     options = {"labels": names, "seed": seed, "resamples": resamples}
     written: dict[str, list[Path]] = {"tables": [], "comparisons": [], "pareto": [], "plots": [], "gallery": [],

@@ -14,11 +14,12 @@ An overrides file maps a key to a label, or to ``{label, unit, values}``::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from evalrun.errors import EvalrunError
+from evalrun.errors import EvalrunError, first_line
 from evalrun.report.sweep import value_text
 
 # Fallbacks for keys and columns evalrun writes; runs' own declarations win over these.
@@ -38,6 +39,7 @@ BUILTIN: dict[str, tuple[str, str | None]] = {
     "peak_memory_gib": ("Peak memory", "GiB"),
 }
 _ENTRY_KEYS = {"label", "unit", "values"}
+log = logging.getLogger(__name__)
 
 
 def _humanize(key: str) -> str:
@@ -100,6 +102,10 @@ def parse_overrides(data: Any, where: str = "labels") -> dict[str, dict[str, Any
             extra = sorted(set(entry) - _ENTRY_KEYS) if isinstance(entry, Mapping) else type(entry).__name__
             raise EvalrunError(f"{where}: entry {key!r} must be a label or a mapping with keys "
                                f"{', '.join(sorted(_ENTRY_KEYS))} (got {extra})")
+        for part in ("label", "unit"):  # a list or a number here would print as "3 (['x'])"
+            if entry.get(part) is not None and not isinstance(entry[part], str):
+                raise EvalrunError(f"{where}: {key}.{part} must be text, got {type(entry[part]).__name__} "
+                                   f"{entry[part]!r}; write it as a string (quoted if it looks like a number)")
         values = entry.get("values") or {}
         if not isinstance(values, Mapping):
             raise EvalrunError(f"{where}: {key}.values must map config values to display text")
@@ -115,10 +121,44 @@ def load_labels(source: Path | str | Mapping[str, Any] | None) -> dict[str, dict
     import yaml
 
     path = Path(source)
+    if path.is_dir():
+        raise EvalrunError(f"labels file {path} is a folder, not a YAML file; give --labels the file itself")
     if not path.is_file():
         raise EvalrunError(f"labels file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvalrunError(f"labels file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EvalrunError(f"labels file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except yaml.YAMLError as exc:  # PyYAML's message spans lines (context, a copy of the line, a caret)
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or first_line(exc)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise EvalrunError(f"labels file {path} is not valid YAML: {problem}{where}") from None
     return parse_overrides(data, where=f"labels file {path}")
+
+
+def check_overrides(overrides: Mapping[str, Mapping[str, Any]], known: Iterable[str],
+                    values_of: Callable[[str], Iterable[Any] | None]) -> None:
+    """Warn (not refuse: one labels file may serve several sweeps) about override keys that name no
+    column and values that no run has, with the nearest name: a typo would otherwise go unseen.
+    ``values_of(key)``: the key's values in these runs, None when there is nothing to check them against."""
+    known = sorted(set(known) | set(BUILTIN))
+    for key, entry in overrides.items():
+        if key not in known:
+            log.warning("labels: %r names no column of these runs and is unused%s", key, _nearest(key, known))
+            continue
+        values = entry.get("values") or {}
+        found = values_of(key) if values else None
+        if found is None:
+            continue
+        texts = sorted({value_text(v) for v in found} | {str(v) for v in found})
+        for value in values:
+            if value not in texts:
+                log.warning("labels: %s has no value %r in these runs%s", key, value, _nearest(value, texts))
+
+
+def _nearest(name: str, valid: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Longest legend entry or point label: a long config value (a JSON prompts filter, a path) would push the
+# legend off the figure; the tables keep the full values.
+MAX_LABEL = 40
+
+
+def short(text: str, limit: int = MAX_LABEL) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 def _numeric(series: pd.Series) -> bool:
     values = pd.to_numeric(series, errors="coerce")
     return bool(values.notna().all())
@@ -79,7 +89,7 @@ def plot_metric(runs: pd.DataFrame, metric: str, x: str, lines: list[str], highe
         label = label if isinstance(label, tuple) else (label,)
         shift = spread * (i - (len(groups) - 1) / 2)
         ax.errorbar(g[x] + shift, g["mean"], yerr=g["std"], marker="o", capsize=3, linewidth=1.5,
-                    label=", ".join(labels.value(k, v) for k, v in zip(lines, label)) or None)
+                    label=", ".join(short(labels.value(k, v)) for k, v in zip(lines, label)) or None)
     if len(xs) <= 12:
         ax.set_xticks(xs, [labels.value(x, v) for v in xs])
     direction = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
@@ -99,8 +109,6 @@ def plot_pareto(points: pd.DataFrame, keys: Sequence[str], stem: Path, labels: L
                 note: str = "", banner: str = "", higher: bool | None = None) -> list[Path]:
     """Quality against cost, one point per configuration (error bars: std over seeds), the Pareto
     front drawn as a line through its points; dominated points hollow and grey."""
-    from evalrun.report.pareto import config_text
-
     labels = labels or Labels()
     quality, cost = points["quality"].iloc[0], points["cost"].iloc[0]
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
@@ -116,7 +124,8 @@ def plot_pareto(points: pd.DataFrame, keys: Sequence[str], stem: Path, labels: L
                 label="Pareto front")
     if len(points) <= 16:
         for _, r in points.iterrows():
-            ax.annotate(config_text(r, keys, labels), (r["cost_mean"], r["quality_mean"]), fontsize=6,
+            text = ", ".join(f"{labels(k)}={short(labels.value(k, r[k]))}" for k in keys)  # as config_text, cut
+            ax.annotate(text, (r["cost_mean"], r["quality_mean"]), fontsize=6,
                         xytext=(3, 3), textcoords="offset points", color="0.2" if r["pareto"] else "0.5")
     ax.set_xlabel(labels(cost))
     ax.set_ylabel(labels(quality))

@@ -184,11 +184,36 @@ class Sweep:
         return [m for m in self.scores if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
 
 
+# Columns every per-image row has and the report indexes images by: a gap in one means a damaged file.
+_IMAGE_IDS = ("image_id", "seed", "image_index")
+
+
 def _read_per_image(run_dir: str) -> pd.DataFrame | None:
+    """A run's ``per_image.csv`` as written; None when absent, or damaged (emptied, cut short, not
+    UTF-8): that run's images are then left out of the per-image tables and the gallery, with a warning.
+
+    evalrun writes a missing value (None or NaN) as an empty cell and nothing else, so only an empty
+    cell is missing here: pandas' other NA spellings are text someone wrote (a prompt ``NA``, a
+    category ``None``), kept as written."""
+    import io
+
     path = Path(run_dir) / "per_image.csv"
     if not path.exists():
         return None
-    return pd.read_csv(path, dtype={"prompt_id": str, "prompt": str, "category": str, "challenge": str})
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):  # every writer ends a row with a newline: the last row is cut
+            raise ValueError("the last line is cut short")
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""],
+                            dtype={"prompt_id": str, "prompt": str, "category": str, "challenge": str})
+        gaps = [c for c in _IMAGE_IDS if c in frame and frame[c].isna().any()]
+        if gaps:
+            raise ValueError(f"rows without {', '.join(gaps)}")
+    except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError: ValueErrors
+        log.warning("%s is unreadable (%s): its images are left out of the per-image tables and the gallery",
+                    path, " ".join(str(exc).split())[:120] or type(exc).__name__)
+        return None
+    return frame
 
 
 def load_sweep(sweep_dirs: Sequence[Path | str]) -> Sweep:
