@@ -98,7 +98,7 @@ def run_case(name: str, s1: np.ndarray, s2: np.ndarray, reference: float, repeat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--alpha", type=float, default=2.0, help="power-law exponent of the spectra")
     parser.add_argument("--n", type=int, default=10000, help="feature rows per set in the features case")

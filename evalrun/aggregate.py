@@ -243,7 +243,8 @@ def _write_index(sweep_dir: Path, entries: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evalrun.aggregate", description=__doc__.splitlines()[0])
+    summary = " ".join(__doc__.split("\n\n")[0].split())  # the first paragraph: its first line stops mid-sentence
+    parser = argparse.ArgumentParser(prog="python -m evalrun.aggregate", description=summary)
     parser.add_argument("sweep_dirs", nargs="+", type=Path, help="multirun sweep directories")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -28,8 +28,9 @@ def test_a_task_of_ones_own_is_one_module_and_one_model_yaml(tmp_path):
     for fraction in (0.5, 0.25):
         run_dir = tmp_path / f"mask{fraction}"
         cli(SEARCHPATH, "model=tiny_inpaint", "prompts=edit_demo", "prompts.limit=2", f"model.mask_fraction={fraction}",
-            f"hydra.run.dir={run_dir}")
+            "metrics=[clip_score,clip_image_similarity]", f"hydra.run.dir={run_dir}")
         row = pd.read_csv(run_dir / "metrics.csv").iloc[0]
+        assert -1 <= row["clip_image_similarity"] <= 1  # the task provides its input images to edit metrics
         assert row["task"] == "inpaint" and row["pipeline"] == "StableDiffusionInpaintPipeline"
         assert row["mask_fraction"] == fraction and row["strength"] == 1.0 and row["n_images"] == 2
         assert np.isfinite(row["clip_score"]) and row["clip_score.text_key"] == "output_caption"

@@ -98,3 +98,19 @@ def test_a_mistyped_value_is_answered_before_torch_is_imported():
     assert_refused_before_import([(bad,) for bad in ("seed=-1", "steps=abc", "metrics.kid.subsets=0", "height=30", "dtype=float8")],
                                  common=("metrics=[clip_score,kid]", "reference=folder", "reference.path=."),
                                  heavy=("torch", "diffusers", "transformers", "pandas"))
+
+
+@pytest.mark.parametrize("module", ["aggregate", "diversity", "merge", "score", "cache", "report", "reference"])
+def test_each_commands_help_states_its_purpose_in_whole_sentences(module, capsys):
+    """``--help`` shows the module docstring's first paragraph, not a first line cut mid-sentence."""
+    import importlib
+
+    entry = importlib.import_module(f"evalrun.{module}.__main__" if module in ("report", "reference") else
+                                    f"evalrun.{module}")
+    with pytest.raises(SystemExit) as done:
+        entry.main(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    description = text.split(" positional arguments:")[0].split(" options:")[0].split("]", 1)[-1]
+    opened = description.count("(") - description.count(")")
+    assert opened == 0 and description.rstrip()[-1:] in ".):`'\"", description

@@ -25,6 +25,7 @@ class Inpaint(Task):
              "height": None, "width": None}
     prompt_sources = ("edit_dataset",)  # reads the same tables as model.task=edit
     prompt_hint = "an edit prompt set with an input image and captions per row (prompts=edit_demo)"
+    provides = ("text", "input_image")  # what metrics may ask of its records: edit metrics read the input image
 
     # 1. Static checks: no model, no torch.
     def validate(self, cfg: Any) -> None:
