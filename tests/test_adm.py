@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose, run_inprocess
+from conftest import compose, error_of, run_inprocess
 from dist_helpers import direct_inception, frechet64
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,6 +48,23 @@ def adm(tmp_path_factory):
     images = _run_images(run_dir)
     return {"path": path, "stats": stats, "ref_images": ref_images, "ref_pool": pool, "run_dir": run_dir,
             "record": record, "images": images, "direct": direct_inception(images), "tmp": tmp}
+
+
+def test_protocol_runs_on_an_unconditional_model_with_num_images(adm, tmp_path):
+    """protocol=adm sets a per-class count and the classes prompt set; an unconditional model ignores them
+    (num_images samples): they are the protocol's, not settings of the user's to refuse. The departures
+    name N only; a prompt setting the user adds is still refused."""
+    run_dir = tmp_path / "ddpm"
+    run_inprocess("model=tiny_ddpm", "protocol=adm", f"reference.path={adm['path']}", "num_images=8",
+                  "metrics=[fid]", run_dir=run_dir)
+    row = pd.read_csv(run_dir / "metrics.csv").iloc[0]
+    pool, _, _ = direct_inception(_run_images(run_dir))
+    assert row["fid"] == pytest.approx(frechet64(pool, (adm["stats"].mu, adm["stats"].sigma)), rel=1e-6)
+    assert row["protocol"] == "adm" and "N=8, not 50000" in row["protocol_departures"]
+    assert "per class" not in row["protocol_departures"] and "classes" not in row["protocol_departures"]
+    assert "prompts.random=3 has no effect on model 'tiny_ddpm'" in error_of(
+        "model=tiny_ddpm", "protocol=adm", f"reference.path={adm['path']}", "num_images=8", "prompts.all=false",
+        "prompts.random=3", run_dir=tmp_path / "refused")
 
 
 def test_protocol_run_writes_the_five_numbers_as_the_evaluator_computes_them(adm):

@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 
 from evalrun.errors import ConfigError
 from evalrun.tasks.guidance import check_guidance_reaches, check_negative_prompt_acts
-from evalrun.tasks.values import call_default, call_parameters, negative_prompt, non_negative_number, positive_int
+from evalrun.tasks.values import (call_default, call_parameters, negative_prompt, non_negative_number, positive_int,
+                                  protocol_sets)
 
 # Every task-specific knob of any task, with the config key's meaning: a knob that is set but not
 # owned by the run's task is refused rather than recorded as if it had an effect.
@@ -112,7 +113,8 @@ class Task:
             if cfg.get(key) is not None and key not in self.knobs:
                 raise ConfigError(f"{key}={cfg.get(key)!r} has no effect on model {cfg.model.name!r} (task "
                                   f"{self.name}: {why}); remove it")
-        if "num_images" in self.knobs and cfg.get("num_images_per_prompt") not in (None, 1):
+        if "num_images" in self.knobs and cfg.get("num_images_per_prompt") not in (  # a protocol's per-class count too
+                None, 1, protocol_sets(cfg).get("num_images_per_prompt")):
             raise ConfigError(f"num_images_per_prompt={cfg.get('num_images_per_prompt')!r} has no effect on model "
                               f"{cfg.model.name!r} (task {self.name} draws num_images samples); set num_images instead")
         if cfg.get("true_cfg_scale") is not None:

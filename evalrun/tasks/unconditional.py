@@ -11,7 +11,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError
 from evalrun.tasks.base import Task
-from evalrun.tasks.values import positive_int
+from evalrun.tasks.values import positive_int, protocol_sets
 
 
 class Unconditional(Task):
@@ -54,7 +54,8 @@ def _prompt_settings(cfg: Any) -> str | None:
     prompts = cfg.get("prompts")
     if prompts is None:
         return None
-    default = _default_prompts(bool(prompts.get("offline_sample")))  # offline_sample: debug=smoke's two prompts
+    # offline_sample: debug=smoke's two prompts; a protocol (adm) selects a prompt set of its own
+    default = _default_prompts(bool(prompts.get("offline_sample")), protocol_sets(cfg).get("prompts"))
     if prompts.get("name") != default.name:
         return f"prompts={prompts.get('name')}"
     for key in prompts:
@@ -63,14 +64,15 @@ def _prompt_settings(cfg: Any) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=2)
-def _default_prompts(smoke: bool) -> Any:
-    """The default prompt set (``conf/prompts/doc.yaml``), with what ``debug=smoke`` sets in it; read once."""
+@functools.lru_cache(maxsize=4)
+def _default_prompts(smoke: bool, chosen: Any = None) -> Any:
+    """The default prompt set (``conf/prompts/doc.yaml``, or ``chosen``: the protocol's), with what
+    ``debug=smoke`` sets in it; read once."""
     from omegaconf import OmegaConf
 
     from evalrun.paths import CONF_DIR
 
-    default = OmegaConf.load(CONF_DIR / "prompts" / "doc.yaml")
+    default = chosen if chosen is not None else OmegaConf.load(CONF_DIR / "prompts" / "doc.yaml")
     if smoke:
         default = OmegaConf.merge(default, OmegaConf.load(CONF_DIR / "debug" / "smoke.yaml").prompts)
     return default
