@@ -228,3 +228,13 @@ def test_comparable_only_with_everything_as_published(adm, tmp_path):
         and "64x64" in cols["protocol_departures"]
     none = protocol_columns(compose("model=tiny_dit"), {}, {}, 12)
     assert none["protocol"] == "none" and none["comparable_to_published"] is False
+
+
+def test_a_feature_layer_other_than_pool3_is_a_departure(adm, tmp_path):
+    """The evaluator's precision/recall (and FID) use pool3: another layer is recorded and named as a departure."""
+    common = ("model=tiny_dit", "protocol=adm", f"reference.path={adm['path']}", "prompts.all=false", "prompts.random=2",
+              "num_images_per_prompt=4", "metrics=[adm]")
+    run_inprocess(*common, "metrics.adm.feature_layer=spatial", run_dir=tmp_path / "spatial")
+    row = pd.read_csv(tmp_path / "spatial" / "metrics.csv").iloc[0]
+    assert row["adm.feature_layer"] == "spatial" and "adm: feature layer spatial, not pool3 (2048)" in row["protocol_departures"]
+    assert "feature layer" not in pd.read_csv(adm["run_dir"] / "metrics.csv").iloc[0]["protocol_departures"]

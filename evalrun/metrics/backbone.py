@@ -74,12 +74,19 @@ def _check_early(metric: str, name: str, path: str | None, target: str | None) -
                           f"pkg.module.Class")
 
 
+# What backbone() itself puts in an extractor's options; anything else came from feature_extractor_options.
+_OWN_OPTIONS = {"batch_size", "target", "kwargs", "key", "path", "weights_sha256", "resize"}
+
+
 def describe(name: str, options: dict[str, Any]) -> str:
     """The backbone as a result column value (``python:pkg.mod.Class`` for a class), with its constructor
-    arguments and resize when set: a sweep over them is never averaged as seeds of one configuration."""
+    arguments, resize and ``feature_extractor_options`` (dinov2's ``pos_embedding``) when set: a sweep over
+    them is never averaged as seeds of one configuration."""
     import json
 
     text = f"python:{options.get('target')}" if name == "python" else name
+    given = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
     extras = ([json.dumps(options["kwargs"], sort_keys=True, default=str)] if options.get("kwargs") else []) + \
-        ([f"resize={options['resize']}"] if options.get("resize") is not None else [])
+        ([f"resize={options['resize']}"] if options.get("resize") is not None else []) + \
+        ([json.dumps(given, sort_keys=True, default=str)] if given else [])
     return f"{text} [{'; '.join(extras)}]" if extras else text

@@ -90,6 +90,8 @@ def _metric_departures(name: str, metric: Any, info: dict[str, Any]) -> list[str
             return [f"{name} uses {metric.extractor_name}, not Inception"]
         if not extractor.weights_identity().get("official"):
             out.append(WEIGHTS)
+        if name in ("fid", "adm") and metric.layer != "2048":  # the evaluator's FID and precision/recall: pool3
+            out.append(f"{name}: feature layer {metric.layer}, not pool3 (2048)")
     if name in ("fid", "sfid"):
         if not str(info.get("reference_stats_source", "")).startswith("file"):
             out.append(f"{name}: reference statistics not the batch's stored ones")
