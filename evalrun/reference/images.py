@@ -133,9 +133,13 @@ def iter_images(spec: ReferenceSpec, skipped: list[str]) -> Iterator:
 
         from evalrun.metrics.functional.adm_batches import iter_images as adm_images
 
-        for batch in adm_images(spec.path, 64):
-            for img in batch:
-                yield torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()
+        try:
+            for batch in adm_images(spec.path, 64):
+                for img in batch:
+                    yield torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()
+        except ValueError as exc:  # arr_0 of another dtype or layout: the file, not a bug
+            raise EvalrunError(f"reference.path: {exc}; save arr_0 as guided-diffusion's batches are (np.savez of "
+                               f"uint8 images, N x H x W x 3)") from None
     else:
         raise EvalrunError(f"reference kind {spec.kind!r} has no images")
 
