@@ -59,7 +59,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     try:
-        from evalrun.override_keys import check_added_keys, check_optional_choices
+        from evalrun.added_keys import check_added_keys
+        from evalrun.override_keys import check_optional_choices
 
         check_optional_choices(hydra_cfg)
         check_added_keys(hydra_cfg.overrides.task, cfg)

@@ -93,7 +93,7 @@ def _stamp(kind: str, cfg: Any) -> Path:
 
 def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str | Path | None = None) -> RunResult:
     """One run, as ``evalrun OVERRIDES``: returns its results and where it wrote them."""
-    from evalrun.override_keys import check_added_keys
+    from evalrun.added_keys import check_added_keys
     from evalrun.run import run
 
     if config is None:
@@ -133,7 +133,7 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     from evalrun.aggregate import write_summary
     from evalrun.__main__ import sweep_params
     from evalrun.composition import JobComposer
-    from evalrun.override_keys import check_added_keys
+    from evalrun.added_keys import check_added_keys
     from evalrun.jobdirs import job_dirname
     from evalrun.outputs import background_writes
     from evalrun.preflight import check_jobs

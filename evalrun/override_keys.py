@@ -5,11 +5,12 @@ old steps, since nothing reads ``stpes``. Two checks, against the keys the packa
 (``config.yaml``, every option file of a group, the ``@package _global_`` files that set keys under
 groups, and what ``config.yaml`` reads with ``oc.select``):
 
-- :func:`check_command_line`, before Hydra composes: an unknown metric name, and a value override whose
+- :func:`check_command_line`, before Hydra composes: an unknown metric name, a value override whose
   key no packaged config has but which is a near-spelling of one that does (``stpes=10``: did you mean
-  ``steps=10``?). A key far from every known one goes to Hydra, since a config of your own may define it.
-- :func:`check_added_keys`, once composed: a ``+key=value`` that adds a key nothing reads: any new
-  top-level key, and a near-spelling of a key of a group whose keys are a fixed set.
+  ``steps=10``?), and one whose key no packaged config has at all (``model.foo=1``, a setting of a metric
+  that is not in the ``metrics=[...]`` list given). With config dirs of your own, keys are left to Hydra.
+- :func:`evalrun.added_keys.check_added_keys`, once composed: a ``+key=value`` that adds a key nothing
+  reads.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         fix = _misspelt(parts, chosen)
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"
+        problem = None if own_configs else _not_in_config(parts, value, argv)
+        if problem:
+            return problem
         if parts[:2] == ["scheduler", "kwargs"] and len(parts) == 3 and not own_configs:
             problem = _kwarg_not_set(parts[2], value, argv, chosen)
             if problem:
@@ -252,33 +256,27 @@ def _near_scheduler_kwarg(name: str) -> str | None:
     return f"scheduler.kwargs.{near}" if near else None
 
 
-def check_added_keys(overrides: Any, cfg: Any) -> None:
-    """Refuse a ``+key=value`` (or ``++key=value``) override that adds a key nothing reads: any new top-level
-    key, and a new key of a closed group (``+model.pathh``) that is a near-spelling of a key that group's
-    configs have."""
-    for override in overrides or ():
-        override = str(override)
-        if not override.startswith("+") or "=" not in override:
-            continue
-        key, value = override.lstrip("+").split("=", 1)
-        parts = key.split(".")
-        if parts[0] == "hydra" or "/" in key or "@" in key or (len(parts) == 1 and key in groups()):
-            continue  # Hydra's own, or +group=option: a config group Hydra has just added
-        if override.startswith("++") and len(parts) == 1 and key in top_level_keys():
-            continue  # ++steps=3: sets a key that is there
-        if len(parts) == 1:
-            known = top_level_keys() - {key}
-            near = nearest(key, known, 0.6)
-            hint = f"did you mean {near}={value}?" if near else f"the top-level keys are {', '.join(sorted(known))}"
-            raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
-        group, name = parts[:2]
-        if group == "scheduler" and name == "kwargs" and len(parts) == 3 and _near_scheduler_kwarg(parts[2]):
-            raise ConfigError(f"{override} adds scheduler.kwargs.{parts[2]}, which no scheduler option uses; "
-                              f"did you mean {_near_scheduler_kwarg(parts[2])}={value}?")
-        if group not in CLOSED_GROUPS or name in group_keys(group):
-            continue
-        near = nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)
-        if near:
-            fix = ("+" if len(parts) > 2 else "") + ".".join([group, near, *parts[2:]])
-            raise ConfigError(f"{override} adds {group}.{name}, which no {group} config has; "
-                              f"did you mean {fix}={value}?")
+def _not_in_config(parts: list[str], value: str, argv: Sequence[str]) -> str | None:
+    """A key no packaged config has, far from every known one (near ones are misspellings, above): Hydra
+    refuses it in a page ("Could not override ... not in struct") that suggests adding it with ``+``."""
+    key, add = ".".join(parts), f"; a key of your own is added with +{'.'.join(parts)}={value}"
+    group, name = parts[0], (parts[1] if len(parts) > 1 else None)
+    if name is None:
+        return None if group in top_level_keys() else f"{key} is not a key of the config (evalrun --help lists " \
+                                                      f"them){add}"
+    if group == "metrics" and len(parts) >= 3:
+        known, valid = metric_keys(name), sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
+        if known is None:
+            return f"{key}: there is no metric {name!r}; valid: {', '.join(valid)}"
+        if parts[2] not in known:
+            return f"{key}: metric {name} has no setting {parts[2]!r}; its settings: {', '.join(sorted(known))}"
+        listed = next((m.group(1) for a in argv if a.startswith("metrics=") and "(" not in a and "],[" not in a
+                       and (m := _METRIC_LIST.fullmatch(a))), None)
+        names = [n.strip() for n in (listed or "").split(",") if n.strip()]
+        if listed is not None and name not in names:  # the list given replaces every other: no metrics.<name> then
+            return (f"{key}: {name} is not among this run's metrics ({', '.join(names) or 'none'}); add it: "
+                    f"metrics=[{','.join([*names, name])}]")
+        return None
+    if group in CLOSED_GROUPS and name not in group_keys(group):
+        return f"{key} is not a key of any {group} config (they have {', '.join(sorted(group_keys(group) - {'defaults'}))}){add}"
+    return None

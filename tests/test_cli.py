@@ -343,7 +343,7 @@ def test_added_keys_that_something_reads_are_let_through():
     reads with oc.select, metric settings (the registry checks those), ++ and config groups."""
     from conftest import compose
 
-    from evalrun.override_keys import check_added_keys
+    from evalrun.added_keys import check_added_keys
     from evalrun.errors import ConfigError
 
     fine = ["+scheduler.kwargs.stochastic_sampling=true", "+model.call_kwargs.clean_caption=true",
@@ -383,6 +383,15 @@ def test_added_keys_that_something_reads_are_let_through():
                                                  "hydra/launcher=joblib? valid: basic, evalrun_joblib,"),
     (["hydra.job.chdir=true", "prompts.path=mine.txt"], "reads relative paths (prompts.path, model.path, "
                                                         "reference.path) from where you launch it; leave"),
+    # Keys no packaged config has, far from all: Hydra's page ("Could not override ... not in struct").
+    (["my_own_knob=1"], "my_own_knob is not a key of the config (evalrun --help lists them); a key of your own is "
+                        "added with +my_own_knob=1"),
+    (["reference=adm", "reference.foo=1"], "reference.foo is not a key of any reference config (they have "
+                                           "center_crop, image_column, kind, limit, name, path,"),
+    (["metrics.fid.foo=1"], "metrics.fid.foo: metric fid has no setting 'foo'; its settings: batch_size, bootstrap,"),
+    (["metrics.nope.x=1"], "metrics.nope.x: there is no metric 'nope'; valid: adm, clip_directional,"),
+    (["metrics=[clip_score]", "metrics.kid.subsets=5"], "metrics.kid.subsets: kid is not among this run's metrics "
+                                                        "(clip_score); add it: metrics=[clip_score,kid]"),
     # Hydra refuses a kwarg the option does not hold in several lines (not in struct): ++ adds or sets it.
     (["scheduler=dpm,ddim", "scheduler.kwargs.use_karras_sigmas=true", "-m"],
      "scheduler=dpm does not set use_karras_sigmas in its kwargs, so Hydra cannot override it; add it with "
@@ -394,15 +403,16 @@ def test_a_misspelt_key_is_answered_before_hydra_in_one_line(argv, expected):
     assert expected in check_command_line(argv)
 
 
-def test_keys_the_configs_define_or_far_from_all_of_them_go_to_hydra():
+def test_keys_the_configs_define_or_ones_own_configs_may_define_go_to_hydra():
     from evalrun.override_keys import check_command_line
 
     fine = ["seed=1", "steps=10", "model=sd15", "model.path=/x", "prompts.limit=2", "scheduler.kwargs.shift=3",
             "metrics.kid.subset_size=8", "model.call_kwargs.clean_caption=true", "paths.output_dir=/o",
             "scheduler=flow_euler", "metrics=glob(clip_*)", "hydra/launcher=my_own_plugin", "~experiment", "++scheduler.kwargs.use_karras_sigmas=1",
-            "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "my_own_knob=1", "reference.path=/r",
-            "inception_weights=x"]
+            "hydra.sweep.dir=/s", "+stpes=1", "experiment=smoke_sweep", "reference.path=/r"]
     assert check_command_line(fine) is None
+    # With a config dir of one's own, a key no packaged config has may be that config's: Hydra decides.
+    assert check_command_line(["hydra.searchpath=[file:///mine]", "my_own_knob=1", "model.my_key=1"]) is None
 
 
 def test_an_experiment_of_your_own_is_found_on_the_searchpath_and_a_missing_one_refused(tmp_path):
