@@ -149,6 +149,10 @@ def test_reference_batch_statistics_round_trip_and_images_only_files(adm, tmp_pa
     assert reference(tmp_path / "s.npz").stats(ext, "2048", "t")[0].mu.shape == (2048,)
     with pytest.raises(EvalrunError, match="no arr_0"):
         reference(tmp_path / "s.npz").features(ext, "2048", "adm")
+    (tmp_path / "notes.npz").write_text("not an array")  # numpy calls it pickled data and suggests allow_pickle
+    with pytest.raises(EvalrunError, match=r"notes.npz: not an .npz file \(numpy's zip of arrays") as err:
+        reference(tmp_path / "notes.npz").stats(ext, "2048", "t")
+    assert "pickle" not in str(err.value)
     np.savez(tmp_path / "nchw.npz", adm["ref_images"].numpy())  # channels first: a file to fix, said in one line
     with pytest.raises(EvalrunError, match=r"^reference.path: .*nchw.npz: ADM batches hold uint8 NHWC RGB images .*"
                                            r"got dtype uint8 shape \(\d+, 3, 32, 32\); save arr_0 as") as err:

@@ -160,6 +160,9 @@ def read_labels(path) -> np.ndarray | None:
 def read_stats(path) -> AdmStats | None:
     """The stored ``mu``/``sigma``/``mu_s``/``sigma_s`` as saved (dtypes kept), or None when the
     file has no ``mu`` (the evaluator then computes them from ``arr_0``)."""
+    if not zipfile.is_zipfile(path):  # np.load would call any other file "pickled data" and suggest allow_pickle
+        raise ValueError(f"{path}: not an .npz file (numpy's zip of arrays: an ADM batch holds arr_0 and mu, sigma, "
+                         f"mu_s, sigma_s)")
     with np.load(path, allow_pickle=False) as z:
         keys = set(z.files)
         if "mu" not in keys:
