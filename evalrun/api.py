@@ -83,7 +83,8 @@ def _check_overrides(overrides: Sequence[str]) -> None:
         key = item.lstrip("+~").split("=", 1)[0]
         if key.startswith(("hydra.", "hydra/")) and not key.startswith(("hydra.searchpath", "hydra.sweeper.params")):
             raise ConfigError(f"{item}: the Python API does not run Hydra's app, so hydra.* settings other than "
-                              f"hydra.searchpath do not apply; use run_dir= / sweep_dir=, or the CLI for a launcher")
+                              f"hydra.searchpath and hydra.sweeper.params do not apply; use run_dir= / sweep_dir=, or "
+                              f"the CLI for a launcher")
 
 
 def _stamp(kind: str, cfg: Any) -> Path:

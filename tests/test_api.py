@@ -98,7 +98,8 @@ def test_api_mistakes_are_one_line(tmp_path):
         with pytest.raises(ConfigError, match=problem):
             evalrun.load_sweep(path)
     for item in ("hydra.sweep.dir=/tmp/elsewhere", "hydra/launcher=evalrun_joblib"):  # silently not applied before
-        with pytest.raises(ConfigError, match=rf"^{item}: the Python API does not run Hydra's app"):
+        with pytest.raises(ConfigError, match=rf"^{item}: the Python API does not run Hydra's app, so hydra.\* "
+                                              rf"settings other than hydra.searchpath and hydra.sweeper.params"):
             evalrun.sweep([item, "seed=0,1"], sweep_dir=tmp_path / "s")
 
 
