@@ -13,15 +13,16 @@ launcher's do. Use the CLI (``evalrun ... -m``) for Hydra's launchers (joblib, S
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from evalrun.composition import compose  # noqa: F401  (evalrun.composition: the Python API's compose)
-from evalrun.errors import EvalrunError
+from evalrun.errors import ConfigError, EvalrunError
 
 log = logging.getLogger("evalrun")
 
@@ -87,6 +88,39 @@ def _check_overrides(overrides: Sequence[str]) -> None:
                               f"the CLI for a launcher")
 
 
+def _is_sweep(override: str) -> bool:
+    """``key=a,b`` or ``key=range(...)``: several values (Hydra's grammar; a value it cannot parse is Hydra's to refuse)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([override])[0].is_sweep_override()
+    except Exception:  # noqa: BLE001 - Hydra's parse error comes with the composition, in its own words
+        return False
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """A notebook's process as it was: the global torch RNG (pipelines that ignore the per-image generators
+    draw from it, so runs seed it) and ``$EVALRUN_CACHE`` (a run points it at its paths.cache_dir, which a
+    later call without that key must not inherit)."""
+    import os
+
+    import torch
+
+    cache, rng = os.environ.get("EVALRUN_CACHE"), torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(rng)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        if cache is None:
+            os.environ.pop("EVALRUN_CACHE", None)
+        else:
+            os.environ["EVALRUN_CACHE"] = cache
+
+
 def _stamp(kind: str, cfg: Any) -> Path:
     now = datetime.datetime.now()
     return Path(str(cfg.paths.output_dir)) / kind / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
@@ -97,12 +131,20 @@ def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str 
     from evalrun.added_keys import check_added_keys
     from evalrun.run import run
 
+    if config is not None and overrides:  # one would be ignored: the config is run as given
+        raise ConfigError("evaluate() takes overrides or config=, not both; compose the config with the overrides "
+                          "(evalrun.compose([...])) or pass the overrides alone")
     if config is None:
         _check_overrides(overrides)
+        swept = [o for o in overrides if _is_sweep(o)]
+        if swept:  # Hydra's own message advises --multirun
+            raise ConfigError(f"{swept[0]} is a sweep (several values): evaluate() makes one run; use "
+                              f"evalrun.sweep([...])")
     cfg = config if config is not None else compose(overrides)
     check_added_keys(overrides, cfg)
     target = Path(run_dir) if run_dir is not None else _stamp("runs", cfg)
-    return RunResult(target, run(cfg, target))
+    with _process_state_kept():
+        return RunResult(target, run(cfg, target))
 
 
 def expand(overrides: Sequence[str]) -> list[list[str]]:
@@ -151,13 +193,24 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     composed = [configs(job) for job in jobs]
     for job, cfg in zip(jobs, composed):
         check_added_keys(job, cfg)
+        if int(cfg.get("num_shards") or 1) > 1 and not cfg.get("shard_merge_dir"):  # the CLI's sweeper names it
+            raise ConfigError(f"{' '.join(job)}: sharded jobs merge where the CLI's sweep names them; run the sweep "
+                              f"with the CLI (evalrun ... -m) or set shard_merge_dir=DIR")
     checked = check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
     target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", composed[0])
     failed = 0
-    with background_writes():  # a run's files are written while the next run samples
+    with background_writes(), _process_state_kept():  # a run's files are written while the next run samples
         for job, cfg, found in zip(jobs, composed, checked):  # the job dirs the CLI would make for the same sweep
-            run_dir = target / job_dirname(",".join(sorted(job)), str(target), varying=varying)
+            named = [o for o in job if not o.lstrip("+~").startswith("hydra")]  # as Hydra's override_dirname
+            run_dir = target / job_dirname(",".join(sorted(named)), str(target), varying=varying)
             failed += not _ran(run, cfg, run_dir, found)
+    if failed == len(jobs):  # nothing to summarise (write_summary would say only that)
+        from evalrun.aggregate import write_failed
+        from evalrun.runs import find_run_dirs, read_failure
+
+        write_failed(target, {str(d): e for d in find_run_dirs(target) if (e := read_failure(d)) is not None})
+        raise EvalrunError(f"no job of this sweep finished: nothing to summarise (each one's error is in "
+                           f"{target / 'failed_runs.csv'})")
     write_summary(target)
     if failed:  # as the CLI: every job ran, the summary holds the others, and the sweep fails
         raise EvalrunError(f"{failed} of {len(jobs)} job(s) failed (listed in {target / 'failed_runs.csv'}); the "

@@ -37,17 +37,31 @@ def compose(overrides: Sequence[str] = (), hydra: bool = False):
     """The config ``evalrun OVERRIDES`` would run (packaged conf/, plus ``hydra.searchpath`` dirs);
     ``hydra=True`` keeps Hydra's own section (sweeper params of an experiment file, ...)."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
     import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
     from evalrun.override_keys import override_list
+
+    with packaged_hydra():
+        return hydra_compose(config_name="config", overrides=override_list(overrides), return_hydra_config=hydra)
+
+
+@contextlib.contextmanager
+def packaged_hydra() -> Iterator[Any]:
+    """Hydra initialised on the packaged conf/ while the block runs; a caller's own Hydra (a notebook that
+    composes its own configs) is set aside and put back afterwards, never cleared."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+
     from evalrun.paths import CONF_DIR
 
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=override_list(overrides), return_hydra_config=hydra)
+    saved = Singleton._instances.pop(GlobalHydra, None)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield GlobalHydra.instance()
+    finally:
+        if saved is not None:
+            Singleton._instances[GlobalHydra] = saved
 
 
 @dataclass
@@ -118,16 +132,12 @@ class JobComposer:
     def _hydra(self, overrides: Sequence[str], keep_hydra: bool):
         """Hydra's composition, and the defaults list it was built from (None if not seen)."""
         from hydra import compose as hydra_compose
-        from hydra import initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
 
         import evalrun.__main__  # noqa: F401  (registers the resolvers the config uses)
-        from evalrun.paths import CONF_DIR
 
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with packaged_hydra() as global_hydra:
             return self._composed_by(
-                GlobalHydra.instance().hydra.config_loader, "config", overrides, keep_hydra,
+                global_hydra.hydra.config_loader, "config", overrides, keep_hydra,
                 lambda: hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=keep_hydra))
 
     def _composed_by(self, loader: Any, config_name: str, overrides: Sequence[str], keep_hydra: bool, composition):
@@ -248,14 +258,8 @@ class JobComposer:
 
             self._groups = set(self._files.get_group_options("", results_filter=ObjectType.GROUP))
         elif self._groups is None:
-            from hydra import initialize_config_dir
-            from hydra.core.global_hydra import GlobalHydra
-
-            from evalrun.paths import CONF_DIR
-
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                self._groups = set(GlobalHydra.instance().config_loader().list_groups(""))
+            with packaged_hydra() as global_hydra:
+                self._groups = set(global_hydra.config_loader().list_groups(""))
         return self._groups
 
 

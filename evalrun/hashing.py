@@ -45,6 +45,25 @@ def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
+def path_stamp(value: Any) -> tuple | None:
+    """A local file's stamp, or a folder's (each file's, walked): what says that weights loaded once in this
+    process are still what the path holds (a model folder re-saved between two calls is loaded again).
+    None for anything else (a hub id: its snapshot is named by revision)."""
+    if not isinstance(value, (str, os.PathLike)):
+        return None
+    path = os.path.expanduser(str(value))
+    if os.path.isfile(path):
+        return file_stamp(os.stat(path))
+    if not os.path.isdir(path):
+        return None
+    found = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            found.append((os.path.relpath(full, path), *file_stamp(os.stat(full))))
+    return tuple(sorted(found))
+
+
 def file_sha256(path: str | os.PathLike, _resolved: os.stat_result | None = None) -> str:
     """sha256 of a file's content, remembered (in memory and in the cache) while its size, mtime, inode and
     ctime hold: a replacement that keeps size and mtime (``cp -p``, ``rsync -a``) still changes the ctime.

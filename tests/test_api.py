@@ -127,6 +127,63 @@ def test_an_api_sweep_runs_every_job_and_summarises_the_others_when_one_fails(tm
     assert len(failed) == 1 and "seed=1" in failed["run_dir"][0] and failed["error"][0] == "OSError: disk full"
 
 
+def test_an_api_sweep_whose_every_job_failed_says_so_and_names_jobs_as_the_cli(tmp_path, monkeypatch):
+    """Every job failing is one line pointing at failed_runs.csv (was FileNotFoundError from the summary);
+    job dirs leave hydra.* overrides out of their names, as Hydra's override_dirname does."""
+    import pandas as pd
+
+    import evalrun.run
+    from evalrun.errors import EvalrunError
+
+    def failing(cfg, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(evalrun.run, "_compute", failing)
+    (tmp_path / "conf").mkdir()
+    with pytest.raises(EvalrunError, match=r"^no job of this sweep finished: nothing to summarise \(each one's error "
+                                           r"is in .*failed_runs.csv\)$"):
+        evalrun.sweep(["seed=0,1", "prompts.limit=1", "steps=2", "metrics=[]", f"hydra.searchpath=[file://{tmp_path}/conf]"],
+                      sweep_dir=tmp_path / "s")
+    failed = pd.read_csv(tmp_path / "s" / "failed_runs.csv")
+    assert len(failed) == 2 and set(failed["error"]) == {"OSError: disk full"}
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "s").iterdir() if p.is_dir()) == \
+        ["seed=0,metrics=[],prompts.limit=1,steps=2", "seed=1,metrics=[],prompts.limit=1,steps=2"]
+
+
+def test_api_calls_leave_the_notebook_as_it_was(tmp_path):
+    """The caller's Hydra, global torch RNG and $EVALRUN_CACHE are theirs again after a call; a sweep value
+    in evaluate() and overrides beside config= are refused; sharded jobs in evalrun.sweep are refused
+    before any job runs (the CLI's sweep names their merge dir)."""
+    import os
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from evalrun.errors import ConfigError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mine.yaml").write_text("x: 1\n")
+    with initialize_config_dir(config_dir=str(mine), version_base="1.3"):
+        evalrun.compose(["steps=2"])
+        assert hydra_compose("mine").x == 1  # GlobalHydra was cleared under the caller's feet
+    cache = os.environ["EVALRUN_CACHE"]
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    evalrun.evaluate(["prompts.limit=1", "steps=2", "metrics=[]", f"paths.cache_dir={tmp_path / 'c2'}"],
+                     run_dir=tmp_path / "run")
+    assert torch.equal(torch.rand(3), expected) and os.environ["EVALRUN_CACHE"] == cache
+    with pytest.raises(ConfigError, match=r"^seed=0,1 is a sweep \(several values\): evaluate\(\) makes one run; use "
+                                          r"evalrun.sweep"):
+        evalrun.evaluate(["seed=0,1"])
+    with pytest.raises(ConfigError, match=r"evaluate\(\) takes overrides or config=, not both"):
+        evalrun.evaluate(["steps=3"], config=evalrun.compose(["steps=2"]))
+    with pytest.raises(ConfigError, match=r"sharded jobs merge where the CLI's sweep names them; .* shard_merge_dir="):
+        evalrun.sweep(["num_shards=2", "shard=0,1", "prompts.limit=2", "steps=2"], sweep_dir=tmp_path / "sharded")
+    assert not (tmp_path / "sharded").exists()
+
+
 def test_expand_is_hydras_product():
     from evalrun.api import expand
 
@@ -162,6 +219,12 @@ def test_metric_objects_score_in_memory_images_like_a_run(tmp_path):
     layouts.update(images[1:2].permute(0, 2, 3, 1).numpy(), prompts=prompts[1:2])  # array, (N, H, W, 3)
     layouts.update(images[2:].permute(0, 2, 3, 1), prompts=prompts[2:])          # tensor, (N, H, W, 3)
     np.testing.assert_allclose(layouts.compute().per_image["clip_score"], per_image["clip_score"], rtol=1e-6)
+
+    # A pandas Series of prompts is read by position, not by its index labels (a reordered frame's column).
+    reordered = per_image.iloc[::-1]
+    by_series = CLIPScore(clip_model="evalrun/tiny-clip")
+    by_series.update(images.flip(0), prompts=reordered["prompt"])
+    np.testing.assert_allclose(by_series.compute().per_image["clip_score"], reordered["clip_score"], rtol=1e-6)
 
 
 def test_folder_against_folder_fid_equals_torch_fidelity(tmp_path):

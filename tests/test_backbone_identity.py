@@ -102,3 +102,30 @@ def test_statistics_written_with_a_copy_of_the_weights_match_the_same_network(fo
     walk(json.loads((tmp_path / "npz" / "run.json").read_text()))
     assert found == [True]  # was False: the copy's path does not say "tiny", so it was not read as a smoke twin
     assert _row(tmp_path / "npz")["fid"] == pytest.approx(_row(tmp_path / "dir")["fid"], rel=1e-9)
+
+
+def test_a_model_folder_re_saved_in_this_process_is_loaded_again(tmp_path):
+    """Extractors and preference scorers are kept per process; a local folder re-saved between two calls
+    (a notebook fine-tuning its CLIP) is loaded again, where its path alone would serve the old weights."""
+    import os
+
+    from evalrun import tiny
+    from evalrun.metrics.features import build_extractor
+    from evalrun.metrics.preference_score import load_scorer_once
+
+    for name, twin, load in (
+            ("clip", "evalrun/tiny-clip", lambda path: build_extractor("clip", path=str(path))),
+            ("pick_score", "evalrun/tiny-pickscore", lambda path: load_scorer_once("pickscore", str(path), "cpu",
+                                                                                   "float32"))):
+        folder = tmp_path / name
+        shutil.copytree(tiny.resolve(twin), folder)
+        first = load(folder)
+        assert load(folder) is first  # unchanged: the same object
+        config = next(folder.rglob("config.json"))
+        text = config.read_text()
+        config.unlink()
+        config.write_text(text)  # re-saved: a new file (inode, ctime) with the same content
+        assert load(folder) is not first, name
+        os.utime(config, ns=(1, 1))
+        again = load(folder)
+        assert load(folder) is again and again is not first

@@ -200,6 +200,7 @@ class Metric(abc.ABC):
         for key, values in columns.items():  # a str would be scored a character per image
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
                 raise ValueError(f"{key} must be a list with one value per image, got {type(values).__name__}")
+        columns = {k: list(v) for k, v in columns.items()}  # by position: a pandas Series would index by label
         if isinstance(images, (list, tuple)):
             from evalrun.images import to_rgb
 

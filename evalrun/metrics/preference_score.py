@@ -23,8 +23,11 @@ _SCORERS: dict[tuple, Any] = {}
 def load_scorer_once(name: str, path: str, device: Any, dtype: str, **options: Any):
     """Scorer ``name`` loaded once per process (a sweep's jobs share it); ``*key`` options only name
     config keys in error messages and are left out of the cache key."""
-    key = (name, str(path), str(device), dtype,
-           tuple(sorted((k, str(v)) for k, v in options.items() if not k.endswith("key"))))
+    from evalrun.hashing import path_stamp
+
+    # A local checkpoint file or folder keys by its files' stamps: one re-saved in this process is loaded again.
+    key = (name, str(path), path_stamp(path), str(device), dtype,
+           tuple(sorted((k, str(v), path_stamp(v)) for k, v in options.items() if not k.endswith("key"))))
     if key not in _SCORERS:
         import torch
 

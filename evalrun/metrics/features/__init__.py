@@ -59,8 +59,8 @@ def check_options(name: str, options: dict[str, Any], key: str) -> None:
 def build_extractor(name: str, device: Any = "cpu", **options: Any):
     """The extractor ``name`` with ``options``, loaded once per process (a sweep's jobs share it)."""
     # ``key`` only names the config key in error messages: metrics that differ in it share the model.
-    # A file option also keys by its size and mtime: a file replaced between two jobs of one process
-    # (a re-exported TorchScript backbone) is loaded again, never served stale.
+    # A file or folder option also keys by its files' stamps: one replaced between two jobs of one process
+    # (a re-exported TorchScript backbone, a re-saved CLIP folder) is loaded again, never served stale.
     key = (name, str(device), tuple(sorted((k, str(v), _file_stamp(v)) for k, v in options.items() if k != "key")))
     if key not in _LOADED:
         from evalrun.plugins import build, is_import_path
@@ -72,13 +72,9 @@ def build_extractor(name: str, device: Any = "cpu", **options: Any):
 
 
 def _file_stamp(value: Any) -> tuple | None:
-    import os
+    from evalrun.hashing import path_stamp
 
-    if isinstance(value, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(str(value))):
-        from evalrun.hashing import file_stamp
-
-        return file_stamp(os.stat(os.path.expanduser(str(value))))
-    return None
+    return path_stamp(value)
 
 
 def clear_cache() -> None:
