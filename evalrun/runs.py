@@ -125,6 +125,9 @@ def collect(sweep_dirs: Iterable[Path]) -> list[dict[str, Any]]:
     return [entry(d) for sweep_dir in sweep_dirs for d in find_run_dirs(Path(sweep_dir))]
 
 
+FOLLOWS_SEED = "(follows seed)"  # a seed setting's cell where other runs set it explicitly
+
+
 def frame(entries: Iterable[dict[str, Any]]):
     """One row per complete run: config and metric columns plus ``run_dir``.
 
@@ -137,7 +140,7 @@ def frame(entries: Iterable[dict[str, Any]]):
     import pandas as pd
 
     rows, config_cols, metric_cols, declared, seed_cols, derived = [], [], [], {}, ["seed"], {}
-    missing, failed, smoke, shards = [], {}, [], []
+    missing, failed, smoke, shards, follows = [], {}, [], [], []
     for e in entries:
         if e["status"] == "shard":
             shards.append(e["run_dir"])
@@ -147,6 +150,7 @@ def frame(entries: Iterable[dict[str, Any]]):
             missing.append(e["run_dir"])
         else:
             rows.append({**e["row"], "run_dir": e["run_dir"]})
+            follows.append(set(e["seed_columns"]))
             config_cols += [c for c in e["config_columns"] if c not in config_cols]
             metric_cols += [c for c in e["metric_columns"] if c not in metric_cols]
             declared.update(e["columns"])
@@ -154,6 +158,13 @@ def frame(entries: Iterable[dict[str, Any]]):
             derived.update(e.get("derived_columns", {}))
             if e["smoke"]:
                 smoke.append(e["run_dir"])
+    # A setting that follows the seed in some runs (kid.seed left null) and is set in others (kid.seed=5):
+    # a configuration key, whose followers all read FOLLOWS_SEED, so explicit values are never averaged as seeds.
+    for col in [c for c in seed_cols[1:] if any(c in row and c not in f for row, f in zip(rows, follows))]:
+        seed_cols.remove(col)
+        for row, f in zip(rows, follows):
+            if col in f:
+                row[col] = FOLLOWS_SEED
     result = pd.DataFrame(rows)
     result.attrs.update(config_columns=config_cols, metric_columns=metric_cols, columns=declared, seed_columns=seed_cols,
                         derived_columns=derived, smoke=smoke, missing=missing, failed=failed, shards=shards)

@@ -191,6 +191,22 @@ def test_summary_groups_ignore_settings_declared_to_follow_the_seed(tmp_path):
     assert len(summary) == 1 and summary["kid_mean_n"].iloc[0] == 2
     assert summary["kid_mean_mean"].iloc[0] == pytest.approx(0.15)
 
+    # Runs that set it explicitly (kid.seed=5, =6) are configurations of their own, never seeds of the
+    # followers: the seed-0 run of each explicit value stays alone, the followers still pool.
+    for value in (5, 6):
+        d = tmp_path / f"explicit{value}"
+        d.mkdir()
+        (d / "run.json").write_text(json.dumps({
+            "status": "complete", "config_columns": ["model", "seed", "kid.seed"], "metric_columns": ["kid_mean"],
+            "columns": {"kid_mean": {"direction": "lower", "kind": "score"}}, "seed_columns": []}))
+        pd.DataFrame([{"model": "m", "seed": 0, "kid.seed": value, "kid_mean": value / 10}]).to_csv(
+            d / "metrics.csv", index=False)
+    summary = summarise(load_runs([tmp_path])).set_index("kid.seed")
+    assert sorted(summary.index.astype(str)) == ["(follows seed)", "5", "6"]
+    assert summary.loc["(follows seed)", "kid_mean_n"] == 2 and summary.loc["(follows seed)", "seeds"] == "0 1"
+    assert summary["kid_mean_mean"].astype(float).round(6).to_dict()["(follows seed)"] == pytest.approx(0.15)
+    assert [summary.loc[k, "kid_mean_n"] for k in summary.index if str(k) != "(follows seed)"] == [1, 1]
+
 
 def test_varying_config_columns_are_those_pandas_counts_as_varying():
     """group_keys counts distinct values as text without pandas; the same columns vary as with
