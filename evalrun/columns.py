@@ -19,6 +19,8 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
         "model": cfg.model.name, "model_path": str(cfg.model.path), "model_revision": cfg.model.revision,
         "pipeline": cfg.model.pipeline, "task": task.name,
     }
+    if cfg.model.get("variant"):  # fp16 files beside the full ones: other weights (model_weights_sha256 hashes both)
+        cols["model_variant"] = cfg.model.variant
     if task.generates:
         cols.update({"scheduler": cfg.scheduler.name,
                      # The class that ran, always (``scheduler=default`` is the checkpoint's own class).
@@ -47,18 +49,26 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
 def prompts_columns(task: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Which prompts ran, as a column: runs that read other prompts (another ``prompts.texts`` list, a file
     edited in place) are different configurations in the summary, never seeds of one. For edits, the
-    captions and the input images' pixels too (an input replaced in place is another set)."""
+    captions and the input images' pixels too (an input replaced in place is another set); prompt ids
+    where they are not positions, and class ids."""
     from evalrun.hashing import stable_hash
 
     if not task.prompt_sources:
         return {}
-    return {"prompts_sha256": stable_hash([_record_identity(record) for record in records], length=16)}
+    return {"prompts_sha256": stable_hash([_record_identity(record, i) for i, record in enumerate(records)],
+                                          length=16)}
 
 
-def _record_identity(record: dict[str, Any]) -> Any:
+def _record_identity(record: dict[str, Any], position: int) -> Any:
+    """A record as its images depend on it: the prompt, and its id where that is not its position (the id
+    seeds the images: a blank line inserted at the top of a file moves every id) or a class id (two
+    ImageNet classes share the word "crane")."""
     image = record.get("input_image")
     if image is None:
-        return record.get("prompt")
+        prompt = record.get("prompt")
+        if record.get("class_id") is not None or record.get("prompt_id", position) != position:
+            return [prompt, record.get("prompt_id"), record.get("class_id")]
+        return prompt
     from evalrun.images import pixel_hash
 
     pixels = pixel_hash(image.permute(1, 2, 0).numpy()) if hasattr(image, "permute") else str(image)

@@ -601,3 +601,19 @@ def test_the_end_of_sweep_report_is_rebuilt_when_its_files_are_gone_not_only_whe
     with caplog.at_level(logging.WARNING):
         assert read_run(damaged.parent) is None
     assert f"{damaged} is unreadable" in caplog.text and "delete" in caplog.text
+
+
+def test_a_weights_variant_is_a_config_column():
+    """model.variant=fp16 loads other files of the same folder (model_weights_sha256 hashes them all): runs
+    with and without it were one configuration, and the summary dropped one as a repeat."""
+    import torch
+
+    from conftest import compose
+    from evalrun.columns import config_columns
+    from evalrun.tasks import get_task
+
+    def columns(*overrides):
+        return config_columns(compose(*overrides), get_task("text2img"), {}, {"class": "PNDMScheduler"},
+                              torch.device("cpu"), torch.float32)
+
+    assert columns("model.variant=fp16")["model_variant"] == "fp16" and "model_variant" not in columns()

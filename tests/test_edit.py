@@ -503,6 +503,16 @@ def test_an_edit_input_replaced_in_place_is_another_prompt_set_in_the_summary():
     assert prompts_columns(task, [record]) != prompts_columns(task, [{**record, "output_caption": "a blue cube"}])
     assert prompts_columns(get_task("text2img"), [{"prompt": "a"}, {"prompt": "b"}]) == \
         {"prompts_sha256": stable_hash(["a", "b"], length=16)}
+    # Prompt ids seed the images: ids that are positions keep the column above; moved ids (a blank line
+    # added at the top of the file) or class ids (two ImageNet classes named "crane") make another set.
+    text2img = get_task("text2img")
+    at = [{"prompt": "a", "prompt_id": 0}, {"prompt": "b", "prompt_id": 1}]
+    moved = [{"prompt": "a", "prompt_id": 1}, {"prompt": "b", "prompt_id": 2}]
+    assert prompts_columns(text2img, at) == {"prompts_sha256": stable_hash(["a", "b"], length=16)}
+    assert prompts_columns(text2img, moved) != prompts_columns(text2img, at)
+    classes = get_task("class2img")
+    assert prompts_columns(classes, [{"prompt": "crane", "prompt_id": 0, "class_id": 134}]) != \
+        prompts_columns(classes, [{"prompt": "crane", "prompt_id": 0, "class_id": 517}])
 
 
 def test_scoring_an_edit_runs_images_folder_keeps_its_captions_and_inputs(photo_sweep, tmp_path):

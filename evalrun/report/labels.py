@@ -25,6 +25,7 @@ from evalrun.report.sweep import value_text
 # Fallbacks for keys and columns evalrun writes; runs' own declarations win over these.
 BUILTIN: dict[str, tuple[str, str | None]] = {
     "model": ("Model", None), "model_path": ("Model path", None), "model_revision": ("Revision", None),
+    "model_variant": ("Weights variant", None),
     "pipeline": ("Pipeline", None), "task": ("Task", None), "scheduler": ("Scheduler", None),
     "scheduler_class": ("Scheduler class", None), "scheduler_kwargs": ("Scheduler options", None),
     "steps": ("Steps", None), "guidance_scale": ("Guidance", None), "image_guidance_scale": ("Image guidance", None),
