@@ -55,12 +55,12 @@ def test_protocol_runs_on_an_unconditional_model_with_num_images(adm, tmp_path):
     (num_images samples): they are the protocol's, not settings of the user's to refuse. The departures
     name N only; a prompt setting the user adds is still refused."""
     run_dir = tmp_path / "ddpm"
-    run_inprocess("model=tiny_ddpm", "protocol=adm", f"reference.path={adm['path']}", "num_images=8",
+    run_inprocess("model=tiny_ddpm", "protocol=adm", f"reference.path={adm['path']}", "num_images=4",
                   "metrics=[fid]", run_dir=run_dir)
     row = pd.read_csv(run_dir / "metrics.csv").iloc[0]
     pool, _, _ = direct_inception(_run_images(run_dir))
     assert row["fid"] == pytest.approx(frechet64(pool, (adm["stats"].mu, adm["stats"].sigma)), rel=1e-6)
-    assert row["protocol"] == "adm" and "N=8, not 50000" in row["protocol_departures"]
+    assert row["protocol"] == "adm" and "N=4, not 50000" in row["protocol_departures"]
     assert "per class" not in row["protocol_departures"] and "classes" not in row["protocol_departures"]
     assert "prompts.random=3 has no effect on model 'tiny_ddpm'" in error_of(
         "model=tiny_ddpm", "protocol=adm", f"reference.path={adm['path']}", "num_images=8", "prompts.all=false",
