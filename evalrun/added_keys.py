@@ -7,7 +7,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError
 from evalrun.hydra_flags import nearest
-from evalrun.override_keys import CLOSED_GROUPS, _near_scheduler_kwarg, group_keys, groups, top_level_keys
+from evalrun.override_keys import CLOSED_GROUPS, near_scheduler_kwarg, group_keys, groups, top_level_keys
 
 
 def check_added_keys(overrides: Any, cfg: Any) -> None:
@@ -30,9 +30,9 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
             hint = f"did you mean {near}={value}?" if near else f"the top-level keys are {', '.join(sorted(known))}"
             raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
         group, name = parts[:2]
-        if group == "scheduler" and name == "kwargs" and len(parts) == 3 and _near_scheduler_kwarg(parts[2]):
+        if group == "scheduler" and name == "kwargs" and len(parts) == 3 and near_scheduler_kwarg(parts[2]):
             raise ConfigError(f"{override} adds scheduler.kwargs.{parts[2]}, which no scheduler option uses; "
-                              f"did you mean {_near_scheduler_kwarg(parts[2])}={value}?")
+                              f"did you mean {near_scheduler_kwarg(parts[2])}={value}?")
         if group not in CLOSED_GROUPS or name in group_keys(group):
             continue
         near = nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)

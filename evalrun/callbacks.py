@@ -98,13 +98,7 @@ class SummaryCallback(Callback):
 
 
 def _written(report_dir: Path) -> str:
-    """The report's files (name, size, mtime) as built, for the up-to-date check: a stat per file."""
-    import os
+    """The report's files as built (each one's size, mtime, inode, ctime), for the up-to-date check."""
+    from evalrun.hashing import path_stamp
 
-    found = []
-    for root, _, files in os.walk(report_dir):
-        for name in files:
-            if name != ".inputs":
-                st = os.stat(os.path.join(root, name))
-                found.append(f"{os.path.relpath(os.path.join(root, name), report_dir)} {st.st_size} {st.st_mtime_ns}")
-    return "\n" + "\n".join(sorted(found))
+    return "\n" + repr([entry for entry in path_stamp(report_dir) or () if entry[0] != ".inputs"])

@@ -227,7 +227,7 @@ def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
         return nearest(parts[0], top_level_keys(), 0.6)
     group, name = parts[:2]
     if group == "scheduler" and name == "kwargs" and len(parts) == 3:  # an open mapping: near-spellings only
-        return _near_scheduler_kwarg(parts[2])
+        return near_scheduler_kwarg(parts[2])
     if group == "metrics" and len(parts) >= 3:
         known = metric_keys(name)
         if known is None or parts[2] in known:
@@ -247,7 +247,7 @@ def scheduler_kwargs() -> frozenset[str]:
     return frozenset(k for f in (CONF_DIR / "scheduler").glob("*.yaml") for k in (_mapping(f).get("kwargs") or {}))
 
 
-def _near_scheduler_kwarg(name: str) -> str | None:
+def near_scheduler_kwarg(name: str) -> str | None:
     """``scheduler.kwargs.<near>`` when ``name`` misspells a key the packaged options use; else None (a
     scheduler config key of its own: diffusers' from_config takes it)."""
     if name in scheduler_kwargs():

@@ -74,8 +74,10 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
     try:
         record["row"] = read_row_csv(run_dir / "metrics.csv")
     except (ValueError, IndexError) as exc:  # emptied or cut short (a full disk, a hand edit): not this run's row
+        from evalrun.errors import first_line
+
         log.warning("%s is unreadable (%s): its run is left out; delete %s to compute it again",
-                    run_dir / "metrics.csv", " ".join(str(exc).split())[:120] or type(exc).__name__, run_dir / RUN_FILE)
+                    run_dir / "metrics.csv", first_line(exc, 120), run_dir / RUN_FILE)
         return None
     return record
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from evalrun.errors import EvalrunError
+from evalrun.errors import EvalrunError, first_line
 from evalrun.report.added_metrics import merge_added_metrics, per_image_columns
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def _read_per_image(run_dir: str) -> pd.DataFrame | None:
             raise ValueError(f"rows without {', '.join(gaps)}")
     except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError: ValueErrors
         log.warning("%s is unreadable (%s): its images are left out of the per-image tables and the gallery",
-                    path, " ".join(str(exc).split())[:120] or type(exc).__name__)
+                    path, first_line(exc, 120))
         return None
     return frame
 
