@@ -184,6 +184,20 @@ def test_api_calls_leave_the_notebook_as_it_was(tmp_path):
     assert not (tmp_path / "sharded").exists()
 
 
+def test_compute_before_any_update_is_one_line_for_every_metric(tmp_path):
+    """It was an AttributeError from state update() makes (CLIP metrics, CMMD, KID, PRDC) or a silent NaN
+    (preference scores)."""
+    from evalrun.errors import EvalrunError
+    from evalrun.metrics import create
+    from evalrun.metrics.registry import METRICS
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ref.png")
+    for name in sorted(METRICS):
+        metric = create(name, reference=str(tmp_path))
+        with pytest.raises(EvalrunError, match=rf"^{name}: no images yet; call update\(images, ...\) before compute"):
+            metric.compute()
+
+
 def test_expand_is_hydras_product():
     from evalrun.api import expand
 

@@ -158,12 +158,27 @@ class Metric(abc.ABC):
         if own is not None and not getattr(own, "_accepts_images", False):
             def update(self, batch: Any, *args: Any, **fields: Any) -> None:
                 if isinstance(batch, ImageBatch):
+                    self._updated = True
                     return own(self, batch)
                 return self.add(batch, *args, **fields)
 
             update.__doc__, update.__name__, update.__qualname__ = own.__doc__, "update", own.__qualname__
             update._accepts_images = True
             cls.update = update
+        # compute() before any image: one line, not an AttributeError from state update() would have made.
+        own_compute = cls.__dict__.get("compute")
+        if own_compute is not None and not getattr(own_compute, "_needs_images", False):
+            def compute(self) -> MetricResult:
+                if not getattr(self, "_updated", False):
+                    from evalrun.errors import EvalrunError
+
+                    raise EvalrunError(f"{self.name}: no images yet; call update(images, ...) before compute()")
+                return own_compute(self)
+
+            compute.__doc__, compute.__name__, compute.__qualname__ = own_compute.__doc__, "compute", \
+                own_compute.__qualname__
+            compute._needs_images = True
+            cls.compute = compute
 
     def __init__(self, context: MetricContext | None = None) -> None:
         """Store and check settings only: nothing heavy here (see ``load``)."""
