@@ -27,6 +27,14 @@ def looks_local(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or "\\" in name or name.count("/") >= 2
 
 
+def api_words(message: str, metric: str) -> str:
+    """``message`` in the Python API's words: a metric's keyword arguments where the runner names config keys."""
+    for config, keyword in (("set reference=folder reference.path=", "pass reference="),
+                            ("reference.path=", "reference="), (f"metrics.{metric}.", "")):
+        message = message.replace(config, keyword)
+    return message
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."

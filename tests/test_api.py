@@ -198,6 +198,27 @@ def test_compute_before_any_update_is_one_line_for_every_metric(tmp_path):
             metric.compute()
 
 
+def test_metric_objects_name_their_keyword_arguments_in_errors(tmp_path):
+    """The runner's messages name config keys (metrics.kid.subset_size, reference.path=); a metric made in
+    Python names the keyword argument to change instead."""
+    from evalrun.errors import ConfigError, EvalrunError
+    from evalrun.metrics import CLIPScore, FID, KID
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ref.png")
+    with pytest.raises(ConfigError, match=r"^subset_size must") as err:
+        KID(reference=str(tmp_path), subset_size=0)
+    assert "metrics.kid" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"kid needs a reference: pass reference=DIR"):
+        KID()
+    clip = CLIPScore(clip_model="evalrun/tiny-clip")
+    with pytest.raises(EvalrunError) as err:
+        clip.update(torch.zeros((1, 3, 8, 8), dtype=torch.uint8))  # no prompts
+    assert "metrics.clip_score" not in str(err.value) and "text_key" in str(err.value)
+    with pytest.raises(EvalrunError) as err:
+        FID(reference=str(tmp_path / "nowhere")).update(torch.zeros((2, 3, 8, 8), dtype=torch.uint8))
+    assert "reference.path" not in str(err.value) and "reference=" in str(err.value)
+
+
 def test_expand_is_hydras_product():
     from evalrun.api import expand
 

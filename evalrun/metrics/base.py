@@ -13,9 +13,10 @@ metric's settings before anything heavy loads. Models load in :meth:`Metric.load
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 DIRECTIONS = ("higher", "lower", None)
 MAX_SEED = 2**32 - 1  # numpy's RandomState (subset draws, split permutations) takes seeds in [0, 2**32)
@@ -157,10 +158,11 @@ class Metric(abc.ABC):
         own = cls.__dict__.get("update")
         if own is not None and not getattr(own, "_accepts_images", False):
             def update(self, batch: Any, *args: Any, **fields: Any) -> None:
-                if isinstance(batch, ImageBatch):
-                    self._updated = True
-                    return own(self, batch)
-                return self.add(batch, *args, **fields)
+                with self._in_api_words():
+                    if isinstance(batch, ImageBatch):
+                        self._updated = True
+                        return own(self, batch)
+                    return self.add(batch, *args, **fields)
 
             update.__doc__, update.__name__, update.__qualname__ = own.__doc__, "update", own.__qualname__
             update._accepts_images = True
@@ -173,7 +175,8 @@ class Metric(abc.ABC):
                     from evalrun.errors import EvalrunError
 
                     raise EvalrunError(f"{self.name}: no images yet; call update(images, ...) before compute()")
-                return own_compute(self)
+                with self._in_api_words():
+                    return own_compute(self)
 
             compute.__doc__, compute.__name__, compute.__qualname__ = own_compute.__doc__, "compute", \
                 own_compute.__qualname__
@@ -183,6 +186,19 @@ class Metric(abc.ABC):
     def __init__(self, context: MetricContext | None = None) -> None:
         """Store and check settings only: nothing heavy here (see ``load``)."""
         self.context = context or MetricContext()
+
+    @contextlib.contextmanager
+    def _in_api_words(self) -> Iterator[None]:
+        """A metric made by the Python API (``evalrun.metrics.FID(...)``) names its keyword arguments in
+        errors, where the runner's name config keys (``metrics.fid.splits``, ``reference.path=``)."""
+        from evalrun.errors import EvalrunError, api_words
+
+        try:
+            yield
+        except EvalrunError as exc:
+            if getattr(self, "api", False) and exc.args:
+                exc.args = (api_words(str(exc.args[0]), self.name), *exc.args[1:])
+            raise
 
     def required_images(self) -> int:
         """The smallest image count this metric, with its settings, can score."""

@@ -66,9 +66,18 @@ def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0,
     ``reference`` config dict; settings as in ``conf/metrics/<name>.yaml``. Feed it with ``add(images)``."""
     from pathlib import Path
 
+    from evalrun.errors import EvalrunError, api_words
+
     if isinstance(reference, (str, Path)):
         reference = {"kind": "npz" if str(reference).endswith(".npz") else "folder", "path": str(reference)}
-    return build_metric(name, settings, MetricContext(device=device, reference=reference, seed=seed, cache_dir=cache_dir))
+    context = MetricContext(device=device, reference=reference, seed=seed, cache_dir=cache_dir)
+    try:
+        metric = build_metric(name, settings, context)
+    except EvalrunError as exc:  # its keyword arguments, not the config keys the runner's messages name
+        exc.args = (api_words(str(exc.args[0]), name), *exc.args[1:]) if exc.args else exc.args
+        raise
+    metric.api = True
+    return metric
 
 
 def _constructor(name: str, class_name: str):
