@@ -194,6 +194,7 @@ def test_compute_before_any_update_is_one_line_for_every_metric(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ref.png")
     for name in sorted(METRICS):
         metric = create(name, reference=str(tmp_path))
+        metric.update([], prompts=[])  # an empty batch adds nothing (was torch's "stack expects a non-empty" error)
         with pytest.raises(EvalrunError, match=rf"^{name}: no images yet; call update\(images, ...\) before compute"):
             metric.compute()
 

@@ -245,6 +245,9 @@ class Metric(abc.ABC):
                         start = stop
                 return
             images = np.stack(arrays) if arrays else np.zeros((0, 0, 0, 3), np.uint8)
+        if len(images) == 0:  # an empty batch (the tail of a split list) adds nothing, as in torchmetrics
+            self._check_counts(columns, 0)
+            return
         self._add(images, columns)
 
     @staticmethod
