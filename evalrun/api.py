@@ -101,13 +101,18 @@ def _is_sweep(override: str) -> bool:
 @contextlib.contextmanager
 def _process_state_kept() -> Iterator[None]:
     """A notebook's process as it was: the global torch RNG (pipelines that ignore the per-image generators
-    draw from it, so runs seed it) and ``$EVALRUN_CACHE`` (a run points it at its paths.cache_dir, which a
-    later call without that key must not inherit)."""
+    draw from it, so runs seed it), ``$EVALRUN_CACHE`` (a run points it at its paths.cache_dir, which a
+    later call without that key must not inherit), and the libraries' log levels and progress-bar settings
+    that runs quiet."""
     import os
 
     import torch
 
-    cache, rng = os.environ.get("EVALRUN_CACHE"), torch.random.get_rng_state()
+    from evalrun.console import QUIET_ENV, QUIET_LOGGERS
+
+    env = {key: os.environ.get(key) for key in ("EVALRUN_CACHE", *QUIET_ENV)}
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    rng = torch.random.get_rng_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
@@ -115,10 +120,14 @@ def _process_state_kept() -> Iterator[None]:
         torch.random.set_rng_state(rng)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-        if cache is None:
-            os.environ.pop("EVALRUN_CACHE", None)
-        else:
-            os.environ["EVALRUN_CACHE"] = cache
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for name, level in levels.items():
+            if logging.getLogger(name).level != level:
+                logging.getLogger(name).setLevel(level)
 
 
 def _stamp(kind: str, cfg: Any) -> Path:

@@ -14,13 +14,17 @@ import time
 log = logging.getLogger("evalrun")
 
 
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
+             "TQDM_DISABLE": "1"}
+QUIET_LOGGERS = ("diffusers", "transformers", "huggingface_hub", "datasets", "urllib3", "PIL")
+
+
 def quiet_libraries() -> None:
-    """Silence loading bars and chatty warnings of the libraries evalrun drives."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    for name in ("diffusers", "transformers", "huggingface_hub", "datasets", "urllib3", "PIL"):
+    """Silence loading bars and chatty warnings of the libraries evalrun drives (the Python API puts
+    them back after each call: evalrun.api)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level != logging.ERROR:  # setLevel clears every logger's cache: once, not per job
             logger.setLevel(logging.ERROR)

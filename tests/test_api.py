@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -168,12 +169,16 @@ def test_api_calls_leave_the_notebook_as_it_was(tmp_path):
         evalrun.compose(["steps=2"])
         assert hydra_compose("mine").x == 1  # GlobalHydra was cleared under the caller's feet
     cache = os.environ["EVALRUN_CACHE"]
+    os.environ.pop("DIFFUSERS_VERBOSITY", None)  # a notebook's own settings, which a run quiets for its duration
+    logging.getLogger("diffusers").setLevel(logging.WARNING)
+    diffusers_level = logging.getLogger("diffusers").level
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
     evalrun.evaluate(["prompts.limit=1", "steps=2", "metrics=[]", f"paths.cache_dir={tmp_path / 'c2'}"],
                      run_dir=tmp_path / "run")
     assert torch.equal(torch.rand(3), expected) and os.environ["EVALRUN_CACHE"] == cache
+    assert "DIFFUSERS_VERBOSITY" not in os.environ and logging.getLogger("diffusers").level == diffusers_level
     with pytest.raises(ConfigError, match=r"^seed=0,1 is a sweep \(several values\): evaluate\(\) makes one run; use "
                                           r"evalrun.sweep"):
         evalrun.evaluate(["seed=0,1"])
