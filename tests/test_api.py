@@ -216,6 +216,11 @@ def test_metric_objects_name_their_keyword_arguments_in_errors(tmp_path):
     assert "metrics.kid" not in str(err.value)
     with pytest.raises(ConfigError, match=r"kid needs a reference: pass reference=DIR"):
         KID()
+    with pytest.raises(ConfigError, match=r"^seed must be null \(the run's seed\) or an integer from 0 to 2\*\*32 - 1"):
+        KID(reference=str(tmp_path), seed=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^device='cuda' but CUDA is not available here"):
+            KID(reference=str(tmp_path), device="cuda")
     clip = CLIPScore(clip_model="evalrun/tiny-clip")
     with pytest.raises(EvalrunError) as err:
         clip.update(torch.zeros((1, 3, 8, 8), dtype=torch.uint8))  # no prompts

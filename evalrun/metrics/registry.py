@@ -70,9 +70,16 @@ def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0,
 
     if isinstance(reference, (str, Path)):
         reference = {"kind": "npz" if str(reference).endswith(".npz") else "folder", "path": str(reference)}
-    context = MetricContext(device=device, reference=reference, seed=seed, cache_dir=cache_dir)
     try:
-        metric = build_metric(name, settings, context)
+        from evalrun.metrics.base import setting_seed
+
+        setting_seed(name, "seed", seed, 0)  # checked here: the run's would have been, KID's subsets failed late
+        if isinstance(device, str):  # one line for cuda without a GPU, not torch's driver message
+            from evalrun.config import resolve_device
+
+            device = resolve_device(device)
+        metric = build_metric(name, settings, MetricContext(device=device, reference=reference, seed=seed,
+                                                            cache_dir=cache_dir))
     except EvalrunError as exc:  # its keyword arguments, not the config keys the runner's messages name
         exc.args = (api_words(str(exc.args[0]), name), *exc.args[1:]) if exc.args else exc.args
         raise
