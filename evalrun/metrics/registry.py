@@ -74,10 +74,11 @@ def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0,
         from evalrun.metrics.base import setting_seed
 
         setting_seed(name, "seed", seed, 0)  # checked here: the run's would have been, KID's subsets failed late
-        if isinstance(device, str):  # one line for cuda without a GPU, not torch's driver message
-            from evalrun.config import resolve_device
+        if str(device).startswith("cuda"):  # one line for cuda without a GPU, not torch's driver message
+            import torch
 
-            device = resolve_device(device)
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu")
         metric = build_metric(name, settings, MetricContext(device=device, reference=reference, seed=seed,
                                                             cache_dir=cache_dir))
     except EvalrunError as exc:  # its keyword arguments, not the config keys the runner's messages name
