@@ -88,6 +88,12 @@ def summarise(runs, grouped: tuple[list[str], list] | None = None):
     return pd.DataFrame(out)
 
 
+def nothing_finished(sweep_dir: Path) -> str:
+    """What to say when no job of a sweep finished (write_summary has listed each one's error)."""
+    return (f"no job of this sweep finished: nothing to summarise (each one's error is in "
+            f"{Path(sweep_dir) / FAILED_RUNS_FILE})")
+
+
 def write_failed(sweep_dir: Path, failed: dict[str, str]) -> Path | None:
     """``failed_runs.csv``: each failed job dir with the first line of its error (removed when none failed)."""
     import pandas as pd

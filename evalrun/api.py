@@ -182,7 +182,7 @@ def sweep_jobs(params: Any, overrides: Sequence[str]) -> list[list[str]]:
 def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> SweepResult:
     """Every combination of the overrides' comma lists (and of an experiment file's
     ``hydra.sweeper.params``), one run each, then the summary, as ``evalrun OVERRIDES -m`` does."""
-    from evalrun.aggregate import write_summary
+    from evalrun.aggregate import nothing_finished, write_summary
     from evalrun.__main__ import sweep_params
     from evalrun.composition import JobComposer
     from evalrun.added_keys import check_added_keys
@@ -213,14 +213,12 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
             named = [o for o in job if not o.lstrip("+~").startswith("hydra")]  # as Hydra's override_dirname
             run_dir = target / job_dirname(",".join(sorted(named)), str(target), varying=varying)
             failed += not _ran(run, cfg, run_dir, found)
-    if failed == len(jobs):  # nothing to summarise (write_summary would say only that)
-        from evalrun.aggregate import write_failed
-        from evalrun.runs import find_run_dirs, read_failure
-
-        write_failed(target, {str(d): e for d in find_run_dirs(target) if (e := read_failure(d)) is not None})
-        raise EvalrunError(f"no job of this sweep finished: nothing to summarise (each one's error is in "
-                           f"{target / 'failed_runs.csv'})")
-    write_summary(target)
+    try:
+        write_summary(target)
+    except FileNotFoundError:  # no finished run; failed_runs.csv is written, and says why each failed
+        if failed != len(jobs):
+            raise
+        raise EvalrunError(nothing_finished(target)) from None
     if failed:  # as the CLI: every job ran, the summary holds the others, and the sweep fails
         raise EvalrunError(f"{failed} of {len(jobs)} job(s) failed (listed in {target / 'failed_runs.csv'}); the "
                            f"others are summarised in {target / 'summary.csv'}")

@@ -52,8 +52,7 @@ class SummaryCallback(Callback):
             if isinstance(exc, FileNotFoundError) and any(sweep_dir.glob(f"*/{SHARD_FILE}")):
                 log.info("no merged run yet (shards of it are still to finish): the summary is written when one is")
             elif isinstance(exc, FileNotFoundError) and (sweep_dir / aggregate.FAILED_RUNS_FILE).exists():
-                log.error("no job of this sweep finished: nothing to summarise (each one's error is in %s)",
-                          sweep_dir / aggregate.FAILED_RUNS_FILE)
+                log.error("%s", aggregate.nothing_finished(sweep_dir))
             else:
                 log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
         else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 
 class EvalrunError(Exception):
@@ -33,6 +35,18 @@ def api_words(message: str, metric: str) -> str:
                             ("reference.path=", "reference="), (f"metrics.{metric}.", "")):
         message = message.replace(config, keyword)
     return message
+
+
+@contextlib.contextmanager
+def in_api_words(metric: str, active: bool = True) -> Iterator[None]:
+    """An EvalrunError raised inside, reworded by :func:`api_words` (when ``active``: a metric made by the
+    Python API, ``evalrun.metrics.FID(...)``, whose user passes keyword arguments, not config keys)."""
+    try:
+        yield
+    except EvalrunError as exc:
+        if active and exc.args:
+            exc.args = (api_words(str(exc.args[0]), metric), *exc.args[1:])
+        raise
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

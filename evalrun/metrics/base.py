@@ -13,10 +13,9 @@ metric's settings before anything heavy loads. Models load in :meth:`Metric.load
 from __future__ import annotations
 
 import abc
-import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 DIRECTIONS = ("higher", "lower", None)
 MAX_SEED = 2**32 - 1  # numpy's RandomState (subset draws, split permutations) takes seeds in [0, 2**32)
@@ -187,18 +186,11 @@ class Metric(abc.ABC):
         """Store and check settings only: nothing heavy here (see ``load``)."""
         self.context = context or MetricContext()
 
-    @contextlib.contextmanager
-    def _in_api_words(self) -> Iterator[None]:
-        """A metric made by the Python API (``evalrun.metrics.FID(...)``) names its keyword arguments in
-        errors, where the runner's name config keys (``metrics.fid.splits``, ``reference.path=``)."""
-        from evalrun.errors import EvalrunError, api_words
+    def _in_api_words(self):
+        """Errors in the keyword arguments' words for a metric the Python API made (``api`` set by it)."""
+        from evalrun.errors import in_api_words
 
-        try:
-            yield
-        except EvalrunError as exc:
-            if getattr(self, "api", False) and exc.args:
-                exc.args = (api_words(str(exc.args[0]), self.name), *exc.args[1:])
-            raise
+        return in_api_words(self.name, getattr(self, "api", False))
 
     def required_images(self) -> int:
         """The smallest image count this metric, with its settings, can score."""

@@ -9,8 +9,8 @@ import importlib
 import inspect
 from typing import Any, Mapping
 
-from evalrun.errors import ConfigError
-from evalrun.metrics.base import Metric, MetricContext
+from evalrun.errors import ConfigError, in_api_words
+from evalrun.metrics.base import Metric, MetricContext, setting_seed
 
 # name -> "module:Class". Lazy strings keep validation light (metric modules import no torch at
 # module level) and let optional dependencies fail only when their metric is asked for.
@@ -66,13 +66,9 @@ def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0,
     ``reference`` config dict; settings as in ``conf/metrics/<name>.yaml``. Feed it with ``add(images)``."""
     from pathlib import Path
 
-    from evalrun.errors import EvalrunError, api_words
-
     if isinstance(reference, (str, Path)):
         reference = {"kind": "npz" if str(reference).endswith(".npz") else "folder", "path": str(reference)}
-    try:
-        from evalrun.metrics.base import setting_seed
-
+    with in_api_words(name):  # its keyword arguments, not the config keys the runner's messages name
         setting_seed(name, "seed", seed, 0)  # checked here: the run's would have been, KID's subsets failed late
         if str(device).startswith("cuda"):  # one line for cuda without a GPU, not torch's driver message
             import torch
@@ -81,9 +77,6 @@ def create(name: str, reference: Any = None, device: Any = "cpu", seed: int = 0,
                 raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu")
         metric = build_metric(name, settings, MetricContext(device=device, reference=reference, seed=seed,
                                                             cache_dir=cache_dir))
-    except EvalrunError as exc:  # its keyword arguments, not the config keys the runner's messages name
-        exc.args = (api_words(str(exc.args[0]), name), *exc.args[1:]) if exc.args else exc.args
-        raise
     metric.api = True
     return metric
 
