@@ -132,7 +132,7 @@ def check_command_line(argv: Sequence[str]) -> str | None:
         fix = _misspelt(parts, chosen)
         if fix is not None:
             return f"{key} is not a key of the config; did you mean {fix}={value}?"
-        problem = None if own_configs else _not_in_config(parts, value, argv)
+        problem = None if own_configs else _not_in_config(parts, value, argv, valid_metrics)
         if problem:
             return problem
         if parts[:2] == ["scheduler", "kwargs"] and len(parts) == 3 and not own_configs:
@@ -256,7 +256,8 @@ def near_scheduler_kwarg(name: str) -> str | None:
     return f"scheduler.kwargs.{near}" if near else None
 
 
-def _not_in_config(parts: list[str], value: str, argv: Sequence[str]) -> str | None:
+def _not_in_config(parts: list[str], value: str, argv: Sequence[str],
+                   valid_metrics: list[str]) -> str | None:
     """A key no packaged config has, far from every known one (near ones are misspellings, above): Hydra
     refuses it in a page ("Could not override ... not in struct") that suggests adding it with ``+``."""
     key, add = ".".join(parts), f"; a key of your own is added with +{'.'.join(parts)}={value}"
@@ -265,9 +266,9 @@ def _not_in_config(parts: list[str], value: str, argv: Sequence[str]) -> str | N
         return None if group in top_level_keys() else f"{key} is not a key of the config (evalrun --help lists " \
                                                       f"them){add}"
     if group == "metrics" and len(parts) >= 3:
-        known, valid = metric_keys(name), sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
+        known = metric_keys(name)
         if known is None:
-            return f"{key}: there is no metric {name!r}; valid: {', '.join(valid)}"
+            return f"{key}: there is no metric {name!r}; valid: {', '.join(valid_metrics)}"
         if parts[2] not in known:
             return f"{key}: metric {name} has no setting {parts[2]!r}; its settings: {', '.join(sorted(known))}"
         listed = next((m.group(1) for a in argv if a.startswith("metrics=") and "(" not in a and "],[" not in a
