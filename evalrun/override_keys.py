@@ -279,5 +279,6 @@ def _not_in_config(parts: list[str], value: str, argv: Sequence[str],
                     f"metrics=[{','.join([*names, name])}]")
         return None
     if group in CLOSED_GROUPS and name not in group_keys(group):
-        return f"{key} is not a key of any {group} config (they have {', '.join(sorted(group_keys(group) - {'defaults'}))}){add}"
+        keys = ", ".join(sorted(group_keys(group) - {"defaults"}))
+        return f"{key} is not a key of any {group} config (they have {keys}){add}"
     return None
