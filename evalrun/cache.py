@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $EVALRUN_CACHE or ~/.cache/evalrun")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="entries and size per section")
+    shown = sub.add_parser("list", help="entries and size per section")
     cut = sub.add_parser("prune", help="remove entries not used for a while")
+    for command in (shown, cut):  # also after the command; SUPPRESS: not given there, the first one stands
+        command.add_argument("--cache-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     cut.add_argument("--section", action="append", choices=SECTIONS, help="repeatable (default: all)")
     cut.add_argument("--older-than", type=days, required=True, metavar="DAYS", help="unused for this many days (0: all)")
     cut.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")

@@ -181,6 +181,8 @@ def test_cli_lists_and_exports_a_cached_entry(tmp_path, capsys):
     feats, info = Reference(spec(folder), tmp_path / "c").features(extractor, "2048", "test")
     assert main(["--cache-dir", str(tmp_path / "c"), "list"]) == 0
     assert info["reference_cache_key"] in capsys.readouterr().out
+    assert main(["list", "--cache-dir", str(tmp_path / "c")]) == 0  # after the command too
+    assert info["reference_cache_key"] in capsys.readouterr().out
     out = tmp_path / "x.npz"
     assert main(["--cache-dir", str(tmp_path / "c"), "export", "--key", info["reference_cache_key"], str(out)]) == 0
     stats, meta = load_npz(out)

@@ -394,7 +394,9 @@ def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
     assert main(["--cache-dir", str(cache), "list"]) == 0
     out = capsys.readouterr().out
     assert "images" in out and "       2 entries" in out and "tiny" in out
-    assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0", "--dry-run"]) == 0
+    assert main(["list", "--cache-dir", str(cache)]) == 0  # after the command too, as users type it
+    assert capsys.readouterr().out == out
+    assert main(["prune", "--cache-dir", str(cache), "--section", "images", "--older-than", "0", "--dry-run"]) == 0
     assert "would remove 2 entries" in capsys.readouterr().out and len(list((cache / "images").rglob("*.png"))) == 2
     assert main(["--cache-dir", str(cache), "prune", "--section", "images", "--older-than", "0"]) == 0
     assert not list((cache / "images").rglob("*.png"))

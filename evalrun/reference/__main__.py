@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     adm = sub.add_parser("adm-batch", help="a finished run's images as an ADM sample batch (.npz for evaluator.py)")
     adm.add_argument("run_dir")
     adm.add_argument("out", nargs="?", default=None, help="default: RUN_DIR/adm_batch.npz")
+    for command in sub.choices.values():  # also after the command; SUPPRESS: not given there, the first one stands
+        command.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         return {"list": _list, "export": _export, "adm-batch": _adm_batch}[args.command](args)
