@@ -5,6 +5,7 @@ network is beside the point."""
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import shutil
 import sys
@@ -189,6 +190,21 @@ def test_cli_lists_and_exports_a_cached_entry(tmp_path, capsys):
     assert np.allclose(stats.mu, feats.astype(np.float64).mean(0))
     assert meta["extractor"]["weights"]["sha256"] == iw.sha256(iw.weights_path())
     assert main(["--cache-dir", str(tmp_path / "c"), "export", "--key", "nope", str(out)]) == 2
+
+
+def test_list_names_a_model_folders_weights_by_its_weights_file(tmp_path, capsys):
+    """A CLIP or DINOv2 entry records a sha256 per file of its folder: the listing shows the weights file's,
+    so two entries made with different networks read apart (they read "weights=files" alike)."""
+    from evalrun.reference.__main__ import main
+
+    for name, weights in (("a" * 32, "1" * 64), ("b" * 32, "2" * 64)):
+        (tmp_path / "c" / "reference" / name).mkdir(parents=True)
+        meta = {"n": 3, "reference": "folder:/x", "extractor": {"extractor": "clip", "layers": {"embedding": 1},
+                "weights": {"files": {"config.json": "9" * 64, "model.safetensors": weights}}}}
+        (tmp_path / "c" / "reference" / name / "meta.json").write_text(json.dumps(meta))
+    assert main(["--cache-dir", str(tmp_path / "c"), "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("weights=")[1].split()[0] for line in lines] == ["1" * 12, "2" * 12]
 
 
 def test_spec_accepts_hydra_dictconfig(photos):

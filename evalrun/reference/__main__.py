@@ -49,10 +49,21 @@ def _list(args) -> int:
         meta = json.loads(meta_path.read_text())
         ext = meta.get("extractor", {})
         weights = ext.get("weights", {})
-        digest = weights.get("sha256") or weights.get("tensors_sha256") or "files"
+        digest = weights.get("sha256") or weights.get("tensors_sha256") or _folder_digest(weights.get("files"))
         print(f"{meta_path.parent.name}  n={meta.get('n')}  {meta.get('reference')}  {ext.get('extractor')}  "
               f"layers={','.join(ext.get('layers', {}))}  weights={str(digest)[:12]}  skipped={len(meta.get('skipped', []))}")
     return 0
+
+
+def _folder_digest(files: dict[str, str] | None) -> str:
+    """A model folder's weights (CLIP, DINOv2: a sha256 per file) as one digest: its weights file's, the
+    one that tells two entries' networks apart, else a hash of the whole listing."""
+    from evalrun.hashing import stable_hash
+
+    if not files:
+        return "unrecorded"
+    weights = [name for name in files if name.endswith((".safetensors", ".bin", ".pt", ".pth"))]
+    return files[weights[0]] if len(weights) == 1 else stable_hash(files)
 
 
 def _export(args) -> int:
