@@ -22,7 +22,7 @@ from evalrun.report.__main__ import main as report_main
 from evalrun.report.latex import latex_escape
 from evalrun.report.tables import pivot_table, summary_table
 from evalrun.report.writers import to_markdown
-from report_synthetic import clip_value, config, make_run, make_sweep, read_metrics
+from report_synthetic import PROMPTS, clip_value, config, make_run, make_sweep, read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -384,3 +384,22 @@ def test_a_numeric_grid_of_int_and_float_keys_gets_the_paired_test(tmp_path: Pat
         best = table.stats[table.stats["best"]]
         assert len(best) == 1 and best.iloc[0]["steps"] == 2 and best.iloc[0]["guidance_scale"] == 5.0
         assert best.iloc[0]["test"].startswith("paired bootstrap, 12 pairs"), best.iloc[0]["test"]
+
+
+def test_markdown_cells_render_as_the_text_the_runs_hold(tmp_path: Path) -> None:
+    """A prompt category such as ``<Artifacts>`` was raw HTML to a Markdown renderer (the cell rendered empty);
+    ``*``, ``_``, ``[]`` and ``|`` formatted or split it. Rendered by a CommonMark parser (with GFM tables), every
+    cell reads as the text the runs hold."""
+    from markdown_it import MarkdownIt
+
+    odd = ["<Artifacts> & *odd*", "_under_ snake_case [link](x) a|b `tick` back\\slash"]
+    prompts = [dict(p, category=odd[i % 2]) for i, p in enumerate(PROMPTS)]
+    sweep = make_sweep(tmp_path / "sweep", prompts=prompts, seeds=(0,))
+    build_report([sweep], plots=False, gallery=False)
+    tokens = MarkdownIt("commonmark").enable("table").parse(
+        (sweep / "report" / "tables" / "clip_score_by_category.md").read_text())
+    start, end = (next(i for i, t in enumerate(tokens) if t.type == kind) for kind in ("table_open", "table_close"))
+    cells = [t.children for t in tokens[start:end] if t.type == "inline"]
+    texts = {"".join(c.content for c in children) for children in cells}
+    assert {f"Category = {text}" for text in odd} <= texts, texts  # the breakdown's column headers
+    assert {c.type for children in cells for c in children} == {"text"}  # no HTML, emphasis, link or code

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -16,7 +17,12 @@ if TYPE_CHECKING:
 
 
 def md_escape(text: str) -> str:
-    return str(text).replace("|", r"\|")
+    """Text from the runs (prompts, categories, config values) as literal Markdown: a ``|`` would end the cell,
+    ``<tag>`` is raw HTML to a renderer (the text vanished), ``*``/`` ` ``/``[]`` and a word-edge ``_`` format."""
+    text = str(text).replace("\\", "\\\\")
+    for special in "`*[]|":
+        text = text.replace(special, "\\" + special)
+    return re.sub(r"(?<!\w)_|_(?!\w)", r"\\_", text.replace("<", "&lt;"))
 
 
 def _numeric(values: Sequence) -> bool:
