@@ -74,3 +74,17 @@ def test_cost_columns_fronts_and_plots_in_the_report(tmp_path: Path) -> None:
     assert table.headers["sample_seconds_per_image"] == "Seconds per image (s) ↓"
     assert not table.stats.loc[table.stats["metric"].isin(sweep.costs), ["top", "best"]].any().any()
     assert "costs (NFE, Seconds per image) are not marked" in table.note
+
+
+def test_a_front_without_dominated_points_has_no_dominated_legend_entry(tmp_path: Path, monkeypatch) -> None:
+    from evalrun.report import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, stem, caption: figures.append(fig) or [])
+    for names in (["A", "E"], ["A", "B", "C"]):  # A and E: both on the front; C: dominated by B
+        table = pd.DataFrame([p for p in POINTS if p[0] in names], columns=["name", "cost_mean", "quality_mean"])
+        points = mark_front(table, quality_higher=True).assign(quality="clip_score", cost="seconds_per_image", n=2,
+                                                                cost_std=0.0, quality_std=0.0)
+        plots.plot_pareto(points, ["name"], tmp_path / "p")
+    legends = [[t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in figures]
+    assert legends == [["Pareto front"], ["dominated", "Pareto front"]]

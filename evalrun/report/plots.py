@@ -116,9 +116,10 @@ def plot_pareto(points: pd.DataFrame, keys: Sequence[str], stem: Path, labels: L
     ax = fig.add_subplot()
     front = points[points["pareto"]].sort_values("front_rank")
     rest = points[~points["pareto"].astype(bool)]
-    ax.errorbar(rest["cost_mean"], rest["quality_mean"], xerr=rest["cost_std"].fillna(0),
-                yerr=rest["quality_std"].fillna(0), fmt="o", mfc="white", color="0.55", capsize=2,
-                label="dominated")
+    if len(rest):  # an empty series would still put "dominated" in the legend
+        ax.errorbar(rest["cost_mean"], rest["quality_mean"], xerr=rest["cost_std"].fillna(0),
+                    yerr=rest["quality_std"].fillna(0), fmt="o", mfc="white", color="0.55", capsize=2,
+                    label="dominated")
     ax.errorbar(front["cost_mean"], front["quality_mean"], xerr=front["cost_std"].fillna(0),
                 yerr=front["quality_std"].fillna(0), fmt="o-", color="C3", capsize=2, linewidth=1.5,
                 label="Pareto front")
