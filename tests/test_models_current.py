@@ -93,6 +93,8 @@ def test_preset_runs_under_smoke_and_batching_does_not_change_images(tmp_path, n
     assert truncation and all("error" not in v for v in truncation.values()), truncation
     row = pd.read_csv(tmp_path / "b1" / "metrics.csv").iloc[0]
     assert row["guidance"] == _preset(name)["guidance"]
+    if name == "lumina2":  # the authors' CFG truncation after 25% of the steps reaches the pipeline: at 2
+        assert row["nfe"] == 2  # steps no step runs CFG's second pass (4 with the pipeline's default, 1.0)
     if name == "custom":  # AutoPipelineForText2Image resolved from the twin's model_index.json
         assert row["pipeline"] == "AutoPipelineForText2Image" and row["pipeline_class"] == "StableDiffusionPipeline"
     if name not in FIRST:
