@@ -75,6 +75,21 @@ def _record_identity(record: dict[str, Any], position: int) -> Any:
     return [record.get("prompt"), record.get("input_caption"), record.get("output_caption"), pixels]
 
 
+def scored_images_columns(task: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which images a scoring run read (``model=images``), as a column: its config is only the folder or table
+    and a seed, so two scorings of other images at one path (a folder refilled, a table edited) were repeats of
+    one configuration and the report kept the first. Each image's pixels, with what it is scored against (its
+    prompt, captions, input image file)."""
+    from evalrun.hashing import file_sha256, stable_hash
+
+    if task.generates:
+        return {}
+    keys = ("prompt", "category", "challenge", "input_caption", "output_caption", "seed")
+    return {"images_sha256": stable_hash([[r["image_id"], r["pixels"], *(r.get(k) for k in keys),
+                                           file_sha256(r["input_path"]) if r.get("input_path") else None]
+                                          for r in rows], length=16)}
+
+
 def identity_columns(model: dict[str, Any]) -> dict[str, Any]:
     """The weights that ran, as a column: runs whose weights differ (a checkpoint changed in place) are
     different configurations in the summary, never averaged together."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import evalrun.shards as shards
 from evalrun.checked import Checked, checked_classes, checked_config, point_cache
-from evalrun.columns import config_columns, identity_columns, prompts_columns
+from evalrun.columns import config_columns, identity_columns, prompts_columns, scored_images_columns
 from evalrun.config import check_image_count, resolve_device, resolve_dtype
 from evalrun.console import Phase, quiet_libraries
 from evalrun.plain import to_plain
@@ -155,7 +155,7 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
     from evalrun.outputs import write_run
 
     columns = {**config_columns(cfg, task, params, scheduler_config, device, dtype), **prompts_columns(task, records),
-               **identity_columns(model),
+               **scored_images_columns(task, scorer.rows), **identity_columns(model),
                **protocol_columns(cfg, metrics, results, len(jobs))}
     return write_run(run_dir, cfg, plan, columns, results,
                      scorer, stream, store, model=model, scheduler_config=scheduler_config, device=device,

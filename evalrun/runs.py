@@ -21,7 +21,7 @@ FAILED_FILE = "failed.json"
 DERIVED_COLUMNS = {"model_path": "model", "pipeline": "model", "model_weights_sha256": "model", "guidance": "model",
                    "scheduler_class": "scheduler", "scheduler_kwargs": "scheduler", "prompts_source": "prompts",
                    "prompts_filter": "prompts", "prompts_sha256": "prompts", "comparable_to_published": "protocol",
-                   "protocol_departures": "protocol"}
+                   "protocol_departures": "protocol", "images_sha256": "model"}
 
 
 # Folders that hold a run's contents, never another run: not walked (a run's images/ can hold 50,000 files).

@@ -313,6 +313,19 @@ def test_a_table_of_images_with_prompts_categories_and_edit_pairs(tmp_path):
     assert list(per_image["prompt"]) == ["a", "b", "c"] and list(per_image["category"]) == ["x", "y", "x"]
     assert per_image["clip_score"].notna().all() and per_image["clip_image_similarity"].between(-1, 1).all()
     assert sorted(p.name for p in (tmp_path / "run" / "images").iterdir()) == [f"0000{i}_00.png" for i in range(3)]
+    # An input image replaced in place: the same table and seed, other pairs, so another configuration
+    # (it was a repeat of the first, and the summary and report kept only the first).
+    Image.fromarray(np.full((48, 24), 200, np.uint8), "L").save(folder / "input2.png")
+    run_inprocess("model=images", f"model.path={tmp_path / 'pairs.csv'}", "metrics=[clip_score,clip_image_similarity]",
+                  "metrics.clip_score.clip_model=evalrun/tiny-clip",
+                  "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run2")
+    from evalrun.aggregate import write_summary
+
+    first, second = (pd.read_csv(tmp_path / r / "metrics.csv").iloc[0] for r in ("run", "run2"))
+    assert first["images_sha256"] != second["images_sha256"] and first["clip_score"] == second["clip_score"]
+    write_summary(tmp_path)
+    assert sorted(pd.read_csv(tmp_path / "summary.csv")["images_sha256"]) == sorted([first["images_sha256"],
+                                                                                     second["images_sha256"]])
 
 
 def test_scoring_existing_images_refuses_generation_knobs(tmp_path):
