@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def _frame_to_records(frame, prompt_col: str, where: str) -> list[dict[str, Any]
         shown = ", ".join(str(i) for i in empty[:10]) + (", ..." if len(empty) > 10 else "")
         raise ConfigError(f"{where}: {len(empty)} empty prompt(s) in column {prompt_col!r} (data rows {shown}, "
                           f"counting from 0); fill or remove them")
-    return [{"prompt_id": i, "prompt": str(values[prompt_col]).strip(),
+    return [{"prompt_id": i, "prompt": str(values[prompt_col]),  # verbatim: a model's tokenizer may see a space
              "category": None if cat is None or is_missing(values[cat]) else str(values[cat]),
              "challenge": None if chal is None or is_missing(values[chal]) else str(values[chal])}
             for i, values in enumerate(rows)]
@@ -99,8 +100,27 @@ def _read_text(path: Path, encoding: str) -> str:
         raise ConfigError(f"prompts.encoding={encoding!r} is not an encoding Python knows") from None
 
 
+def text_lines(text: str) -> list[str]:
+    """Lines at ``\n`` (or ``\r\n``) only: ``str.splitlines`` also breaks at U+2028, U+0085, form feeds and
+    other characters a prompt may hold (JSON writers leave them unescaped), splitting one prompt in two."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
+
+
+def _unquoted(value: Any) -> Any:
+    """A TSV cell as written: quotes are text (PartiPrompts' ``"G I G G L E" painted ...`` keeps them), except a
+    cell quoted whole with its inner quotes doubled, as pandas and Excel write a cell that holds a quote."""
+    if isinstance(value, str) and (found := _QUOTED.fullmatch(value)):
+        return found[1].replace('""', '"')
+    return value
+
+
 def read_table(path: str | Path, encoding: str = "utf-8"):
-    """CSV, TSV or JSONL into a DataFrame (local files only), with one-line errors."""
+    """CSV, TSV or JSONL into a DataFrame of text cells (local files only), with one-line errors: ``007`` stays
+    ``007``, never the number 7."""
+    import csv
     import io
 
     import pandas as pd
@@ -112,7 +132,7 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
     text = _read_text(path, encoding)
     if suffix == ".jsonl":
         rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
+        for n, line in enumerate(text_lines(text), start=1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
@@ -123,14 +143,16 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
             raise ConfigError(f"prompts.path={str(path)!r}: each line must be a JSON object with named fields")
         return pd.DataFrame(rows)
     try:
-        if suffix == ".json":
-            return pd.read_json(io.StringIO(text))
+        if suffix == ".json":  # values as JSON types them (no "007" -> 7, no dates)
+            return pd.read_json(io.StringIO(text), dtype=False, convert_dates=False)
         # Blank lines are rows too: in a one-column file an empty prompt is a blank line, and skipping it
         # would silently shift every later prompt's id (and noise). Those at the end shift nothing: an
         # editor's trailing blank line is not an empty prompt.
         text = text.rstrip("\r\n") + "\n"
-        return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
-                           na_values=[""], skip_blank_lines=False)
+        tsv = suffix == ".tsv"  # TSV has no quoting: a quote is part of the text (see _unquoted)
+        frame = pd.read_csv(io.StringIO(text), sep="\t" if tsv else ",", dtype=str, keep_default_na=False,
+                            na_values=[""], skip_blank_lines=False, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        return frame.map(_unquoted).rename(columns=_unquoted) if tsv else frame
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"prompts.path={str(path)!r} cannot be parsed as {suffix[1:].upper()} "
                           f"({str(exc).splitlines()[0]})") from None
@@ -184,8 +206,9 @@ def _file(cfg: Any) -> list[dict[str, Any]]:
         raise ConfigError("prompts=file needs prompts.path=FILE (.txt one prompt per line, or .csv/.tsv/.jsonl)")
     path = Path(str(cfg.path)).expanduser()
     if path.suffix.lower() == ".txt":
-        lines = [ln.strip() for ln in _read_text(_check_file(path), cfg.get("encoding") or "utf-8").splitlines()]
-        return [{"prompt_id": i, "prompt": p, "category": None, "challenge": None} for i, p in enumerate(lines) if p]
+        lines = text_lines(_read_text(_check_file(path), cfg.get("encoding") or "utf-8"))
+        return [{"prompt_id": i, "prompt": p, "category": None, "challenge": None} for i, p in enumerate(lines)
+                if p.strip()]  # a blank line is no prompt; a prompt is read verbatim
     frame = read_table(path, cfg.get("encoding") or "utf-8")
     col = _prompt_column(frame, cfg, "prompt", "prompts", "text")
     return _frame_to_records(frame, col, f"prompts.path={str(path)!r}")

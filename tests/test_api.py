@@ -512,7 +512,7 @@ def test_existing_edit_pairs_are_scored_as_the_guide_does_each_image_at_its_own_
 
     # A table's mistakes: a missing or unreadable input image and a seed that is not an integer, one line each.
     (tmp_path / "notes.png").write_text("not an image")
-    for column, value, message in (("input_image", "nope.png", "input image file"), ("seed", 1.7, "seed=1.7 is not"),
+    for column, value, message in (("input_image", "nope.png", "input image file"), ("seed", 1.7, "seed='1.7' is not"),
                                    ("input_image", "notes.png", "row 0: 'input_image' file"),
                                    ("image", "notes.png", "row 0: 'image' file")):
         bad = pd.read_csv(tmp_path / "pairs.csv").assign(**{column: [value]})

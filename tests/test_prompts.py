@@ -17,7 +17,7 @@ def test_parti_local_tsv_has_all_rows_with_category_and_challenge():
     records = load_prompts(compose("prompts=parti", f"prompts.path={PARTI_TSV}").prompts)
     frame = pd.read_csv(PARTI_TSV, sep="\t")
     assert len(records) == len(frame) == 1632
-    assert [r["prompt"] for r in records[:3]] == [p.strip() for p in frame["Prompt"][:3]]
+    assert [r["prompt"] for r in records[:3]] == list(frame["Prompt"][:3])
     assert {r["category"] for r in records} == set(frame["Category"])
     assert {r["challenge"] for r in records} == set(frame["Challenge"])
     assert [r["prompt_id"] for r in records] == list(range(1632))
@@ -37,7 +37,7 @@ def test_parti_filters_shuffle_and_limit_keep_prompt_ids():
     other = load_prompts(compose(*base, "prompts.shuffle=true", "prompts.shuffle_seed=4", "prompts.limit=20").prompts)
     assert shuffled == again and shuffled != other and len(shuffled) == 20
     for rec in shuffled:  # ids point back at the source row whatever the order
-        assert frame["Prompt"][rec["prompt_id"]].strip() == rec["prompt"]
+        assert frame["Prompt"][rec["prompt_id"]] == rec["prompt"]
 
 
 @needs_parti
@@ -80,9 +80,9 @@ def test_unknown_category_lists_valid_ones(tmp_path):
 
 def test_txt_file_and_drawbench_csv(tmp_path):
     txt = tmp_path / "mine.txt"
-    txt.write_text("a red cube\n\n  a blue sphere  \n")
+    txt.write_text("a red cube\n\n  \n  a blue sphere  \n")
     recs = load_prompts(compose("prompts=file", f"prompts.path={txt}").prompts)
-    assert [r["prompt"] for r in recs] == ["a red cube", "a blue sphere"]
+    assert [(r["prompt_id"], r["prompt"]) for r in recs] == [(0, "a red cube"), (3, "  a blue sphere  ")]  # verbatim
     db = tmp_path / "drawbench.tsv"
     pd.DataFrame({"Prompts": ["A tiny cat", "Two dogs"], "Category": ["Counting", "Colors"]}).to_csv(db, sep="\t", index=False)
     recs = load_prompts(compose("prompts=drawbench", f"prompts.path={db}", "prompts.limit=1").prompts)
@@ -140,3 +140,45 @@ def test_trailing_blank_lines_of_a_table_are_not_empty_prompts(tmp_path):
     (tmp_path / "middle.csv").write_text("prompt\na red cube\n\na blue sphere\n")
     with pytest.raises(ConfigError, match="empty prompt"):
         load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'middle.csv'}").prompts)
+
+
+def test_prompt_text_is_read_verbatim_from_every_kind_of_file(tmp_path):
+    """What the file says is what the model gets: TSV quotes are text (PartiPrompts row 1560 lost the quotes
+    of '"G I G G L E" painted ...' to CSV quoting), a line separator inside a prompt does not split it
+    (str.splitlines broke at U+2028), a numeric-looking prompt stays text ('007' ran as 7.0), and spaces at
+    either end are kept. A TSV cell quoted whole with doubled quotes (as pandas writes one) is unquoted."""
+    import json
+
+    texts = ['"Stop" sign on a pole', "a red cube\u2028on a table", "007", "1.50", " a sloth in a go kart ",
+             'a "quoted" word, with a comma']
+    frame = pd.DataFrame({"prompt": texts, "category": ["c"] * len(texts)})
+    files = {"csv": lambda p: frame.to_csv(p, index=False), "jsonl": lambda p: p.write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in frame.to_dict("records")) + "\n", encoding="utf-8"),
+        "tsv": lambda p: p.write_text("prompt\tcategory\n" + "".join(f"{t}\tc\n" for t in texts), encoding="utf-8"),
+        "txt": lambda p: p.write_text("\r\n".join(texts) + "\r\n", encoding="utf-8")}
+    for suffix, write in files.items():
+        write(tmp_path / f"p.{suffix}")
+        recs = load_prompts(compose("prompts=file", f"prompts.path={tmp_path / f'p.{suffix}'}").prompts)
+        assert [r["prompt"] for r in recs] == texts, suffix
+    frame.to_csv(tmp_path / "pandas.tsv", sep="\t", index=False)  # quotes the cells that hold a quote
+    assert '"""Stop"" sign on a pole"' in (tmp_path / "pandas.tsv").read_text()
+    recs = load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'pandas.tsv'}").prompts)
+    assert [r["prompt"] for r in recs] == texts
+
+
+@needs_parti
+def test_parti_prompts_are_the_published_text():
+    """Every PartiPrompts row as the TSV holds it: split at tabs only (the format has no quoting)."""
+    records = load_prompts(compose("prompts=parti", f"prompts.path={PARTI_TSV}").prompts)
+    rows = [line.split("\t") for line in PARTI_TSV.read_text(encoding="utf-8").split("\n")[1:] if line]
+    assert [r["prompt"] for r in records] == [row[0] for row in rows]
+    assert '"G I G G L E" painted in thick colorful lettering' in records[1560]["prompt"]
+
+
+def test_edit_instructions_and_captions_are_read_verbatim_too():
+    from evalrun.tasks.edit_data import COLUMN_KEYS, _edit_records
+
+    names = {key: key for key in COLUMN_KEYS}
+    row = {"input_caption_column": " a cat ", "edit_column": '"make it" blue', "output_caption_column": "007"}
+    record = _edit_records([row], names, "test")[0]
+    assert (record["input_caption"], record["prompt"], record["output_caption"]) == (" a cat ", '"make it" blue', "007")

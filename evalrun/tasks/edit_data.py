@@ -54,7 +54,7 @@ def _require_columns(columns: list[str], cfg: Any, where: str) -> dict[str, str]
 def _text(value: Any, row: int, column: str, key: str, where: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
         raise ConfigError(f"{where} row {row}: empty {column!r} (prompts.{key})")
-    return str(value).strip()
+    return str(value)  # verbatim, as prompts are (evalrun.prompts)
 
 
 def _edit_records(rows: list[dict[str, Any]], names: dict[str, str], where: str) -> list[dict[str, Any]]:
