@@ -67,7 +67,8 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
         raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input
     degenerate = sum(1 for r in rows if isinstance(r.get("degenerate"), str) and r["degenerate"] != "")
     summary = {**columns, **values, "n_images": len(rows), "n_degenerate": degenerate}
-    smoke = bool(model.get("random_weights"))
+    random_models = random_weight_models(model, settings, results)
+    smoke = bool(random_models)
     record = {
         "status": "complete", "run_key": run_key, "config_key": config_key, "generation_key": generation_key,
         "config_columns": list(columns), "metric_columns": list(values), "columns": declared,
@@ -77,7 +78,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
         "values": values,
         "provenance": {
             "model": to_plain(cfg.model), "model_weights": {k: model.get(k) for k in ("source", "snapshot", "weights_sha256")},
-            "smoke_model_random_weights": smoke,
+            "smoke_model_random_weights": smoke, "random_weight_models": random_models,
             "scheduler_config": scheduler_config, "dtype": columns["dtype"], "device": str(device),
             "environment": environment(device), "batch_size": int(cfg.batch_size),
             "batch_size_used": getattr(stream, "batch_size", None), "n_images": len(rows),
@@ -103,6 +104,30 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     log.info("run complete%s: %s -> %s", " (SMOKE MODEL, random weights: numbers mean nothing)" if smoke else "",
              ", ".join(f"{k}={v}" for k, v in shown.items()) or "images only (no metrics)", run_dir)
     return record
+
+
+def random_weight_models(model: dict, settings: dict[str, dict[str, Any]], results: dict) -> list[str]:
+    """What ran with random weights (a tiny twin): the pipeline, or a metric's model. A run that scores with a
+    tiny CLIP means nothing either, whatever made its images (a scoring run has no pipeline at all)."""
+    from evalrun import tiny
+
+    def random_source(value: Any) -> bool:
+        if not isinstance(value, str) or not value:
+            return False
+        folder = Path(value).expanduser()
+        return tiny.is_tiny(value) or (folder.is_absolute() and folder.is_dir() and tiny.is_random_weights(folder))
+
+    def says_random(info: Any) -> bool:  # extractors record it in their weights identity (inception, dinov2)
+        if isinstance(info, dict):
+            return info.get("random_weights") is True or any(says_random(v) for v in info.values())
+        return isinstance(info, list) and any(says_random(v) for v in info)
+
+    found = ["pipeline"] if model.get("random_weights") else []
+    for name, values in settings.items():
+        found += [f"{name}.{key}" for key, value in values.items() if random_source(value)]
+        if says_random(results[name].info if name in results else None) and not any(f.startswith(f"{name}.") for f in found):
+            found.append(name)
+    return found
 
 
 def _write_files(run_dir: Path, images_written: Any, rows: list[dict], results: dict, summary: dict, grid: Any,

@@ -306,9 +306,12 @@ def test_a_table_of_images_with_prompts_categories_and_edit_pairs(tmp_path):
                           "category": ["x", "y", "x"], "input_image": [f"imgs/input{i}.png" for i in range(3)],
                           "input_caption": ["grey"] * 3, "output_caption": ["dark", "mid", "light"]})
     table.to_csv(tmp_path / "pairs.csv", index=False)
-    run_inprocess("model=images", f"model.path={tmp_path / 'pairs.csv'}", "metrics=[clip_score,clip_image_similarity]",
-                  "metrics.clip_score.clip_model=evalrun/tiny-clip",
-                  "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run")
+    record = run_inprocess("model=images", f"model.path={tmp_path / 'pairs.csv'}",
+                           "metrics=[clip_score,clip_image_similarity]", "metrics.clip_score.clip_model=evalrun/tiny-clip",
+                           "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run")
+    # No pipeline, but scored with a random-weights CLIP: marked, so the report says the numbers mean nothing.
+    assert record["provenance"]["random_weight_models"] == ["clip_score.clip_model", "clip_image_similarity.clip_model"]
+    assert record["provenance"]["smoke_model_random_weights"] is True
     per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
     assert list(per_image["prompt"]) == ["a", "b", "c"] and list(per_image["category"]) == ["x", "y", "x"]
     assert per_image["clip_score"].notna().all() and per_image["clip_image_similarity"].between(-1, 1).all()
@@ -620,3 +623,21 @@ def test_edit_metrics_take_input_images_in_memory_as_pil_arrays_or_tensors():
         scores[form] = metric.compute().per_image["clip_image_similarity"]
     np.testing.assert_array_equal(scores["array"], scores["tensor"])
     np.testing.assert_array_equal(scores["pil"], scores["tensor"])
+
+
+def test_random_weight_models_names_each_tiny_model_and_nothing_else(tmp_path):
+    from types import SimpleNamespace
+
+    from evalrun import tiny
+    from evalrun.outputs import random_weight_models
+
+    saved = tmp_path / "my-clip"  # a user's folder: no tiny builder's marker
+    saved.mkdir()
+    built = Path(tiny.resolve("evalrun/tiny-clip"))  # a tiny builder's folder, named by its path
+    settings = {"clip_score": {"clip_model": str(saved), "scale": 100.0}, "pick_score": {"model": str(built)},
+                "fid": {"weights": "/w/pt_inception.pth"}}
+    results = {"fid": SimpleNamespace(info={"extractor": {"weights": {"random_weights": True}}}),
+               "clip_score": SimpleNamespace(info={})}
+    assert random_weight_models({"random_weights": False}, settings, results) == ["pick_score.model", "fid"]
+    assert random_weight_models({"random_weights": True}, {"clip_score": settings["clip_score"]}, {}) == ["pipeline"]
+    assert random_weight_models({}, {"clip_score": settings["clip_score"]}, {}) == []

@@ -41,8 +41,9 @@ def test_local_model_path_runs_and_is_recorded(tmp_path):
     prov = json.loads((run_dir / "run.json").read_text())["provenance"]
     assert prov["scheduler_config"]["class"] == "EulerDiscreteScheduler"
     assert prov["model"]["path"] == str(local)
-    # The preset is a smoke model, but these weights were saved by a user: no random-weights marker.
-    assert prov["smoke_model_random_weights"] is False
+    # The preset is a smoke model, but these weights were saved by a user: no random-weights marker. The
+    # tiny preset's CLIP has random weights, so the run is still marked (its scores mean nothing).
+    assert prov["random_weight_models"] == ["clip_score.clip_model"] and prov["smoke_model_random_weights"] is True
     # Each component is identified by the sha256 of its files, computed here with hashlib.
     unet = {f"unet/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((local / "unet").iterdir())}
     assert prov["model_weights"]["weights_sha256"]["unet"] == stable_hash(unet, length=64)
