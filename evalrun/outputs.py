@@ -109,7 +109,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
 def random_weight_models(model: dict, settings: dict[str, dict[str, Any]], results: dict) -> list[str]:
     """What ran with random weights (a tiny twin): the pipeline, or a metric's model. A run that scores with a
     tiny CLIP means nothing either, whatever made its images (a scoring run has no pipeline at all)."""
-    from evalrun import tiny
+    import evalrun.tiny as tiny
 
     def random_source(value: Any) -> bool:
         if not isinstance(value, str) or not value:
