@@ -26,7 +26,7 @@ def try_merge(shard_dir: Path) -> Path | None:
     if record is None:
         return None
     merged_dir = Path(record["merged_dir"])
-    done = siblings(Path(shard_dir).parent, merged_dir, record.get("config"))
+    done = siblings(Path(shard_dir).parent, merged_dir, record)
     missing = sorted(set(range(record["num_shards"])) - set(done))
     if missing:
         log.info("shards %s of %d not finished yet: the merge into %s waits for them (or run "
@@ -53,7 +53,7 @@ def plan(sweep_dir: Path) -> dict[Path, dict]:
             continue
         merged = Path(record["merged_dir"])
         seen.append((merged, record.get("config")))
-        done = siblings(sweep_dir, merged, record.get("config"))
+        done = siblings(sweep_dir, merged, record)
         group = {"shards": done, "num_shards": record["num_shards"], "first": child,
                  "missing": sorted(set(range(record["num_shards"])) - set(done))}
         groups[merged if merged not in groups else child] = group  # one merge dir, two configurations: both listed
@@ -66,9 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from evalrun.aggregate import write_summary
+    from evalrun.runs import check_sweep_dir
 
     status = 0
     for sweep_dir in args.sweep_dirs:
+        try:
+            check_sweep_dir(sweep_dir)
+        except EvalrunError as exc:
+            print(f"evalrun.merge: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
         groups = plan(sweep_dir)
         if not groups:
             print(f"{sweep_dir}: no finished shards (shard.json) found", file=sys.stderr)

@@ -104,17 +104,28 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return record if record.get("status") == "complete" else None
 
 
-def siblings(sweep_dir: Path, merged_dir: Path, config: dict | None = None) -> dict[int, Path]:
-    """Complete shard dirs under ``sweep_dir`` that merge into ``merged_dir``, by shard index; with ``config``
-    (a shard record's unsplit config), only the shards of that configuration: one ``shard_merge_dir`` shared
-    by a sweep over seeds must not complete seed 1's shards with seed 0's."""
+def siblings(sweep_dir: Path, merged_dir: Path, like: dict | None = None) -> dict[int, Path]:
+    """Complete shard dirs under ``sweep_dir`` that merge into ``merged_dir``, by shard index; with ``like`` (a
+    shard record), only the shards of its configuration (one ``shard_merge_dir`` shared by a sweep over seeds
+    must not complete seed 1's shards with seed 0's) split the same way: shard 0 of 2 is not shard 0 of 3,
+    and counting it would leave a block of images to the merging job, unannounced."""
     found = {}
     for child in [*Path(sweep_dir).iterdir(), *_registered(Path(merged_dir))]:
         record = read_record(child) if child.is_dir() else None
-        if record is not None and Path(record["merged_dir"]) == Path(merged_dir) \
-                and (config is None or record.get("config") == config):
-            found.setdefault(int(record["shard"]), child)
+        if record is None or Path(record["merged_dir"]) != Path(merged_dir) \
+                or (like is not None and record.get("config") != like.get("config")):
+            continue
+        if like is not None and _split(record) != _split(like):
+            log.warning("%s is shard %d of %d (%s) of this configuration, where this merge's shards are of %d (%s): "
+                        "not merged with them; run every shard with the same num_shards and shard_mode", child,
+                        record["shard"], *_split(record)[:2], *_split(like)[:2])
+            continue
+        found.setdefault(int(record["shard"]), child)
     return found
+
+
+def _split(record: dict) -> tuple:
+    return record.get("num_shards"), record.get("shard_mode"), record.get("chunk")
 
 
 def _registered(merged_dir: Path) -> list[Path]:

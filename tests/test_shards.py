@@ -174,3 +174,29 @@ def test_shards_run_apart_with_a_merge_dir_find_each_other(tmp_path):
         run(*common, f"shard={shard}", run_dir=tmp_path / f"node{shard}" / "run")
         assert try_merge(tmp_path / f"node{shard}" / "run") == (merged if shard == 1 else None)
     assert len(pd.read_csv(merged / "images.csv")) == 4 and (merged / "run.json").exists()
+
+
+def test_shards_of_another_split_are_not_merged_with_these(tmp_path, caplog):
+    """Shard 0 of 2 is not shard 0 of 3 (nor a strided shard a contiguous one): counted, it left a block of
+    images for the merging job to sample, unannounced. The merge waits for its own shards and says why."""
+    from conftest import run_inprocess as run
+
+    merged = tmp_path / "merged"
+    common = ["model=tiny_ddpm", "num_images=1", "steps=1", "metrics=[]", f"shard_merge_dir={merged}"]
+    run(*common, "num_shards=2", "shard=0", run_dir=tmp_path / "a" / "run")
+    run(*common, "num_shards=3", "shard=1", run_dir=tmp_path / "b1" / "run")
+    run(*common, "num_shards=3", "shard=2", run_dir=tmp_path / "b2" / "run")
+    with caplog.at_level(logging.WARNING):
+        assert try_merge(tmp_path / "b2" / "run") is None
+    assert "is shard 0 of 2 (contiguous) of this configuration, where this merge's shards are of 3 (contiguous)" \
+        in caplog.text and not (merged / "run.json").exists()
+
+
+def test_merge_by_hand_names_a_wrong_folder_in_one_line(tmp_path, capsys):
+    from evalrun.merge import main as merge_main
+
+    (tmp_path / "afile").write_text("")
+    for wrong, what in ((tmp_path / "nope", "does not exist"), (tmp_path / "afile", "is a file, not a folder")):
+        assert merge_main([str(wrong)]) == 2  # was os.listdir's traceback
+        err = capsys.readouterr().err
+        assert err.startswith("evalrun.merge: error: sweep dir") and what in err and len(err.splitlines()) == 1
