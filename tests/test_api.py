@@ -426,6 +426,11 @@ def test_score_takes_any_folder_name_and_answers_mistakes_in_one_line(tmp_path, 
         assert main([str(folder), *argv, "--out", str(tmp_path / "bad")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("evalrun.score: error: ") and expected in err and err.count("\n") == 1, err
+    # A file that is no image (macOS's ._ twin) is named before any metric model loads (this one does not exist).
+    (folder / "._00001.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert main([str(folder), "metrics.clip_score.clip_model=/no/such/clip", "--out", str(tmp_path / "bad2")]) == 2
+    err = capsys.readouterr().err
+    assert "1 file(s) are not readable images, the first" in err and "._00001.png" in err and err.count("\n") == 1
 
 
 def test_too_few_reference_images_and_broken_statistics_are_one_line(tmp_path, capsys):

@@ -20,9 +20,23 @@ OPTIONAL = ("prompt", "category", "challenge", "seed", "input_caption", "output_
 
 
 def _files(folder: Path) -> list[Path]:
+    """The folder's images, each opened (its header only) before any model loads: a file that is no image (a
+    macOS ``._x.png``, a cut download) is named now, not after the metric models have loaded."""
+    from PIL import Image, UnidentifiedImageError
+
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ConfigError(f"model.path={str(folder)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    unreadable = []
+    for path in files:
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, UnidentifiedImageError, SyntaxError):
+            unreadable.append(path)
+    if unreadable:
+        raise ConfigError(f"model.path={str(folder)!r}: {len(unreadable)} file(s) are not readable images, the first "
+                          f"{str(unreadable[0])!r}; remove them (or list the images to score in a table)")
     return files
 
 
