@@ -479,6 +479,15 @@ def test_in_memory_images_with_prompts_that_do_not_fit_are_refused_and_mixed_siz
         one_by_one.update(a[None], prompts=[p])
     np.testing.assert_allclose(metric.compute().per_image["clip_score"],
                                one_by_one.compute().per_image["clip_score"], rtol=1e-6)
+    # Grayscale (H, W) and (H, W, 1) arrays in a list are made RGB as grayscale files are (they were stacked
+    # into an (N, H, W) batch and told to "add a batch axis"); a grayscale batch gets the hint that fits it.
+    gray = [a[..., 0] for a in (arrays[0], arrays[2])]
+    listed, as_rgb = CLIPScore(clip_model="evalrun/tiny-clip"), CLIPScore(clip_model="evalrun/tiny-clip")
+    listed.update([gray[0], gray[1][..., None]], prompts=prompts[:2])
+    as_rgb.update(np.stack([np.repeat(g[..., None], 3, -1) for g in gray]), prompts=prompts[:2])
+    assert listed.compute().values == as_rgb.compute().values
+    with pytest.raises(ValueError, match=r"for grayscale \(N, H, W\) images, pass a list of them"):
+        metric.update(np.stack(gray), prompts=prompts[:2])
 
 
 def test_existing_edit_pairs_are_scored_as_the_guide_does_each_image_at_its_own_size(tmp_path, capsys):

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from evalrun.metrics.memory_images import chw_uint8, rgb_array
+
 DIRECTIONS = ("higher", "lower", None)
 MAX_SEED = 2**32 - 1  # numpy's RandomState (subset draws, split permutations) takes seeds in [0, 2**32)
 KINDS = ("score", "cost", "spread", "bound", "count", "diagnostic")
@@ -118,25 +120,6 @@ class MetricContext:
     run_dir: Path | None = None       # where the run writes (a metric that writes a file, e.g. adm's batch)
 
 
-def _chw_uint8(image: Any) -> Any:
-    """One in-memory image as a uint8 (3, H, W) tensor, the way ``Metric.add`` reads a batch: a PIL image
-    through ``to_rgb``, an array as (H, W, 3), a tensor as (3, H, W) where both axes could be channels.
-    Anything else is passed on for the metric to refuse."""
-    import numpy as np
-    import torch
-
-    if hasattr(image, "convert"):
-        from evalrun.images import to_rgb
-
-        image = np.asarray(to_rgb(image))
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
-        image = torch.from_numpy(np.ascontiguousarray(image))
-        return image.permute(2, 0, 1).contiguous() if image.shape[-1] == 3 else image
-    if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] != 3 and image.shape[-1] == 3:
-        return image.permute(2, 0, 1).contiguous()
-    return image
-
-
 class Metric(abc.ABC):
     name: ClassVar[str]
     #: Every column ``compute`` writes, in order; the first is the headline score.
@@ -225,9 +208,7 @@ class Metric(abc.ABC):
                 raise ValueError(f"{key} must be a list with one value per image, got {type(values).__name__}")
         columns = {k: list(v) for k, v in columns.items()}  # by position: a pandas Series would index by label
         if isinstance(images, (list, tuple)):
-            from evalrun.images import to_rgb
-
-            arrays = [np.asarray(to_rgb(im) if hasattr(im, "convert") else im) for im in images]
+            arrays = [rgb_array(im) for im in images]
             if len({a.shape for a in arrays}) > 1:  # images of several sizes: one update per run of one size
                 self._check_counts(columns, len(arrays))
                 start = 0
@@ -256,14 +237,16 @@ class Metric(abc.ABC):
         if channels_last:
             images = torch.from_numpy(np.ascontiguousarray(images))
         if getattr(images, "ndim", 0) != 4:
-            raise ValueError(f"images must be a batch, (N, 3, H, W) or (N, H, W, 3); got shape "
-                             f"{tuple(getattr(images, 'shape', ()))}: add a batch axis (images[None])")
+            shape = tuple(getattr(images, "shape", ()))
+            raise ValueError(f"images must be a batch, (N, 3, H, W) or (N, H, W, 3); got shape {shape}: " + (
+                "add a batch axis (images[None])" if 3 in shape[:1] + shape[-1:] else "for grayscale (N, H, W) "
+                "images, pass a list of them (made RGB as files are) or add channels: np.repeat(images[..., None], 3, -1)"))
         if images.shape[-1] == 3 and (channels_last or images.shape[1] != 3):
             images = images.permute(0, 3, 1, 2)
         n = len(images)
         self._check_counts(columns, n)
         if "input_image" in columns:  # an edit's inputs, read as the images are (PIL, HWC arrays, CHW tensors)
-            columns = {**columns, "input_image": [_chw_uint8(x) for x in columns["input_image"]]}
+            columns = {**columns, "input_image": [chw_uint8(x) for x in columns["input_image"]]}
         records = [{k: v[i] for k, v in columns.items()} for i in range(n)]
         self.update(ImageBatch(images.contiguous(), [self._numbered(record) for record in records]))
 
