@@ -130,6 +130,20 @@ def _process_state_kept() -> Iterator[None]:
                 logging.getLogger(name).setLevel(level)
 
 
+@contextlib.contextmanager
+def _hydra_refusals() -> Iterator[None]:
+    """Hydra's and OmegaConf's refusals of an override (a key not in the config, a parse error) as a one-line
+    ConfigError, as the CLIs print them, with Hydra's advice (``To append to your config use +key=...``) kept."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only Hydra's and OmegaConf's own; anything else is raised as it is
+        if not type(exc).__module__.startswith(("hydra.", "omegaconf.")):
+            raise
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raise ConfigError(" ".join(line if line.endswith((".", ";", ":")) else line + ";" for line in lines[:-1])
+                          + (" " if len(lines) > 1 else "") + lines[-1]) from None
+
+
 def _stamp(kind: str, cfg: Any) -> Path:
     now = datetime.datetime.now()
     return Path(str(cfg.paths.output_dir)) / kind / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
@@ -149,7 +163,8 @@ def evaluate(overrides: Sequence[str] = (), *, config: Any = None, run_dir: str 
         if swept:  # Hydra's own message advises --multirun
             raise ConfigError(f"{swept[0]} is a sweep (several values): evaluate() makes one run; use "
                               f"evalrun.sweep([...])")
-    cfg = config if config is not None else compose(overrides)
+    with _hydra_refusals():
+        cfg = config if config is not None else compose(overrides)
     check_added_keys(overrides, cfg)
     target = Path(run_dir) if run_dir is not None else _stamp("runs", cfg)
     with _process_state_kept():
@@ -194,12 +209,13 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     _check_overrides(overrides)
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
-    configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/composition.py)
-    jobs = sweep_jobs(sweep_params(configs.sweep_config(fixed).hydra), overrides)
+    with _hydra_refusals():
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # Hydra refuses lists outside -m
+        configs = JobComposer()  # one Hydra composition per sweep; jobs rebuilt from it (evalrun/composition.py)
+        jobs = sweep_jobs(sweep_params(configs.sweep_config(fixed).hydra), overrides)
+        composed = [configs(job) for job in jobs]
     varying = {k.split("=", 1)[0] for k in jobs[0] if len({job[jobs[0].index(k)] for job in jobs}) > 1}
-    composed = [configs(job) for job in jobs]
     for job, cfg in zip(jobs, composed):
         check_added_keys(job, cfg)
         if int(cfg.get("num_shards") or 1) > 1 and not cfg.get("shard_merge_dir"):  # the CLI's sweeper names it

@@ -102,6 +102,15 @@ def test_api_mistakes_are_one_line(tmp_path):
         with pytest.raises(ConfigError, match=rf"^{item}: the Python API does not run Hydra's app, so hydra.\* "
                                               rf"settings other than hydra.searchpath and hydra.sweeper.params"):
             evalrun.sweep([item, "seed=0,1"], sweep_dir=tmp_path / "s")
+    # Hydra's own refusals (a key not in its config, an override it cannot parse): one line with its advice,
+    # an evalrun ConfigError (they were Hydra's multi-line exceptions).
+    for call, expected in ((lambda: evalrun.sweep(["hydra.sweeper.params.seed=0,1"], sweep_dir=tmp_path / "s"),
+                            r"^Could not override 'hydra.sweeper.params.seed'. To append to your config use \+"),
+                           (lambda: evalrun.evaluate(["model.path=[a"], run_dir=tmp_path / "r"),
+                            r"^no viable alternative at input '\[a'; See https://hydra.cc/")):
+        with pytest.raises(ConfigError, match=expected) as refused:
+            call()
+        assert "\n" not in str(refused.value)
 
 
 def test_an_api_sweep_runs_every_job_and_summarises_the_others_when_one_fails(tmp_path, monkeypatch):
