@@ -11,7 +11,7 @@ import pytest
 from evalrun.errors import EvalrunError
 from evalrun.report import build_report, load_sweep
 from evalrun.report.__main__ import main as report_main
-from evalrun.report.compare import bootstrap_ci, compare, parse_selector
+from evalrun.report.compare import bootstrap_t_ci, compare, parse_selector
 from report_synthetic import clip_value, make_sweep, read_metrics
 
 
@@ -19,18 +19,21 @@ def _result(comparison, metric: str) -> pd.Series:
     return comparison.results.set_index("metric").loc[metric]
 
 
-def test_bootstrap_is_deterministic_and_equals_the_textbook_percentile_ci() -> None:
+def test_bootstrap_t_is_deterministic_and_equals_the_textbook_studentized_interval() -> None:
     diffs = np.random.default_rng(123).normal(0.5, 2.0, size=24)
-    first = bootstrap_ci(diffs, seed=7, resamples=10_000)
-    assert first == bootstrap_ci(diffs, seed=7, resamples=10_000)
-    assert first != bootstrap_ci(diffs, seed=8, resamples=10_000)
-    rng = np.random.default_rng(7)
-    means = diffs[rng.integers(0, diffs.size, size=(10_000, diffs.size))].mean(axis=1)
-    np.testing.assert_allclose(first, np.percentile(means, [2.5, 97.5]), rtol=1e-12, atol=1e-12)
+    first = bootstrap_t_ci(diffs, seed=7, resamples=10_000)
+    assert first == bootstrap_t_ci(diffs, seed=7, resamples=10_000)
+    assert first != bootstrap_t_ci(diffs, seed=8, resamples=10_000)
+    rng = np.random.default_rng(7)  # Efron & Tibshirani (1993), 12.5: t* = (mean* - mean) / se*, one resample at a time
+    n, mean, se = diffs.size, diffs.mean(), diffs.std(ddof=1) / np.sqrt(diffs.size)
+    drawn = diffs[rng.integers(0, n, size=(10_000, n))]
+    t = [(row.mean() - mean) / (row.std(ddof=1) / np.sqrt(n)) for row in drawn]
+    q_low, q_high = np.percentile(t, [2.5, 97.5])
+    np.testing.assert_allclose(first, (mean - q_high * se, mean - q_low * se), rtol=1e-12, atol=1e-12)
     assert first[0] < diffs.mean() < first[1]
     big = np.arange(5000.0)  # chunked resampling (memory bound) stays deterministic
-    assert bootstrap_ci(big, seed=1, resamples=3000) == bootstrap_ci(big, seed=1, resamples=3000)
-    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    assert bootstrap_t_ci(big, seed=1, resamples=3000) == bootstrap_t_ci(big, seed=1, resamples=3000)
+    assert bootstrap_t_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
 
 
 def test_is_sd15_better_than_sd14_on_clip_score_over_3_seeds(tmp_path: Path) -> None:
@@ -44,6 +47,7 @@ def test_is_sd15_better_than_sd14_on_clip_score_over_3_seeds(tmp_path: Path) -> 
     c = compare(sweep, "model=sd14", "model=sd15", seed=0)
     r = _result(c, "clip_score")
     assert r["kind"] == "per-image" and r["pairs"] == 4 * 2 * 3  # prompts x images x seeds
+    assert (r["units"], r["unit"]) == (4, "prompts")  # tested over prompts: their images are not independent
     assert r["diff"] == pytest.approx(1.0) and r["ci95_low"] == pytest.approx(1.0) and r["excludes_zero"]
     assert r["verdict"] == "model=sd15 better"
     assert c.paired_on == ["seed"] and c.differs == {"model_path": "runwayml/sd14 vs runwayml/sd15"}
@@ -148,7 +152,7 @@ def test_too_few_resamples_fail_in_one_line(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(EvalrunError, match=rf"^resamples={resamples}: .*at least 1000"):
         build_report([sweep_dir], out_dir=out, resamples=resamples, plots=False, gallery=False)
     with pytest.raises(EvalrunError, match=rf"^resamples={resamples}: "):
-        bootstrap_ci(np.arange(12.0), resamples=resamples)
+        bootstrap_t_ci(np.arange(12.0), resamples=resamples)
     with pytest.raises(EvalrunError, match=rf"^resamples={resamples}: "):  # below 10 pairs too (Student-t)
         compare(load_sweep([sweep_dir]), "model=sd14", "model=sd15", metrics=["fid"], resamples=resamples)
     assert not out.exists()
@@ -160,10 +164,10 @@ def test_bootstrap_minimum_and_seed_are_checked(tmp_path: Path, capsys: pytest.C
     assert capsys.readouterr().err == ("evalrun.report: error: --seed -1: the bootstrap seed must be a whole "
                                        "number >= 0, e.g. 0\n")
     with pytest.raises(EvalrunError, match="^resamples=True: "):
-        bootstrap_ci([1.0, 2.0], resamples=True)
+        bootstrap_t_ci([1.0, 2.0], resamples=True)
     with pytest.raises(EvalrunError, match=r"^resamples=1500\.0: "):
-        bootstrap_ci([1.0, 2.0], resamples=1500.0)
-    low, high = bootstrap_ci(np.arange(12.0), seed=0, resamples=1000)  # the minimum itself is fine
+        bootstrap_t_ci([1.0, 2.0], resamples=1500.0)
+    low, high = bootstrap_t_ci(np.arange(12.0), seed=0, resamples=1000)  # the minimum itself is fine
     assert 3.0 < low < 5.5 < high < 8.0
     assert report_main([str(sweep_dir), "--resamples", "1000", "--no-plots", "--no-gallery"]) == 0
     assert (pd.read_csv(sweep_dir / "report" / "comparisons.csv")["resamples"] == 1000).all()

@@ -383,7 +383,7 @@ def test_a_numeric_grid_of_int_and_float_keys_gets_the_paired_test(tmp_path: Pat
     for table in (summary_table(sweep, ["clip_score"]), pivot_table(sweep, ["guidance_scale"], ["steps"], "clip_score")):
         best = table.stats[table.stats["best"]]
         assert len(best) == 1 and best.iloc[0]["steps"] == 2 and best.iloc[0]["guidance_scale"] == 5.0
-        assert best.iloc[0]["test"].startswith("paired bootstrap, 12 pairs"), best.iloc[0]["test"]
+        assert best.iloc[0]["test"].startswith("paired t, 4 prompts"), best.iloc[0]["test"]  # 12 image pairs
 
 
 def test_markdown_cells_render_as_the_text_the_runs_hold(tmp_path: Path) -> None:

@@ -5,10 +5,11 @@ paired on every other config key that varies within a side (so ``model=sd14`` vs
 in a sweep over schedulers pairs ddim with ddim) plus the seed; per-image metrics are further
 paired by the prompt (its id and its text: ids are positions in a prompt set, and two sets' first
 prompts are different prompts) and ``image_index``. A metric without pairs is left out of its
-comparison (and named in it); the others are still compared. The difference is B − A; its 95%
-interval is a percentile bootstrap of the mean paired difference with
-``numpy.random.default_rng(seed)`` (so the report is reproducible) when there are at least
-``MIN_BOOTSTRAP_PAIRS`` (10) pairs, and a Student-t interval of the mean difference with fewer (see
+comparison (and named in it); the others are still compared. The difference is B − A, tested over
+independent units: per-image differences averaged per prompt (the images of one prompt are not
+independent of each other), run-level ones per run pair. Its 95% interval is a bootstrap-t interval of the
+mean with ``numpy.random.default_rng(seed)`` (so the report is reproducible) when there are at least
+``MIN_BOOTSTRAP_PAIRS`` (10) units, and a Student-t interval with fewer (see
 :mod:`evalrun.report.significance`: the same rule decides which table cells are bold).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from evalrun.errors import EvalrunError
-from evalrun.report.significance import MIN_BOOTSTRAP_PAIRS, bootstrap_ci, paired_interval
+from evalrun.report.significance import MIN_BOOTSTRAP_PAIRS, bootstrap_t_ci, independent_units, paired_interval
 from evalrun.report.sweep import PROMPT_UNIT, value_text
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from evalrun.report.sweep import Sweep
 
 IMAGE_KEYS = [PROMPT_UNIT, "image_index"]
-__all__ = ["Comparison", "bootstrap_ci", "compare", "default_comparisons", "parse_selector", "select", "to_markdown",
+__all__ = ["Comparison", "bootstrap_t_ci", "compare", "default_comparisons", "parse_selector", "select", "to_markdown",
            "write_comparisons"]
 
 
@@ -148,14 +149,16 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
             skipped[metric] = (f"the sides share no {unit} with a {metric} value (paired on {', '.join(keys)}); "
                                f"seeds: {_seeds(a_runs)} vs {_seeds(b_runs)}")
             continue
-        diffs = vb[ok] - va[ok]
-        low, high, method = paired_interval(diffs, seed=seed, resamples=resamples)
+        diffs = pd.Series(vb[ok] - va[ok], index=pd.MultiIndex.from_frame(pairs.loc[ok, keys].astype(str)))
+        units, unit = independent_units(diffs)
+        low, high, method = paired_interval(units, seed=seed, resamples=resamples)
         higher = sweep.direction(metric)
         testable = method != "untestable"
-        verdict = (_verdict(diffs.mean(), low, high, higher, name_a, name_b) if testable
-                   else "not testable (one pair)")
+        verdict = (_verdict(units.mean(), low, high, higher, name_a, name_b) if testable
+                   else f"not testable (one {unit[:-1]})")
         rows.append({"a": name_a, "b": name_b, "metric": metric, "kind": kind, "pairs": int(ok.sum()),
-                     "mean_a": va[ok].mean(), "mean_b": vb[ok].mean(), "diff": diffs.mean(),
+                     "units": int(units.size), "unit": unit,
+                     "mean_a": va[ok].mean(), "mean_b": vb[ok].mean(), "diff": units.mean(),
                      "ci95_low": low, "ci95_high": high, "excludes_zero": testable and not (low <= 0 <= high),
                      "method": method, "higher_is_better": higher, "verdict": verdict,
                      "paired_on": " ".join(keys), "bootstrap_seed": seed, "resamples": resamples})
@@ -192,11 +195,12 @@ def to_markdown(comparisons: Sequence[Comparison], labels: Labels | None = None)
         lines += [f"### B = `{c.b}` vs A = `{c.a}`", "",
                   f"Paired on {', '.join(c.paired_on)} (per-image metrics also on the prompt and image index)."
                   + (f" Sides also differ in: {', '.join(f'{k} ({v})' for k, v in c.differs.items())}." if c.differs else ""),
-                  "", "| metric | kind | pairs | A mean | B mean | B − A | 95% CI | test | excludes 0 | verdict |",
+                  "", "| metric | kind | pairs (test units) | A mean | B mean | B − A | 95% CI | test | excludes 0 | verdict |",
                   "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
         for r in c.results.itertuples(index=False):
             name = md_escape(labels(r.metric) if labels is not None else r.metric)
-            lines.append(f"| {name} | {r.kind} | {r.pairs} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
+            units = f"{r.pairs} ({r.units} {r.unit})" if r.unit == "prompts" else str(r.pairs)
+            lines.append(f"| {name} | {r.kind} | {units} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
                          f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {r.method} "
                          f"| {'yes' if r.excludes_zero else 'no'} | {md_escape(r.verdict)} |")
         if c.skipped:
@@ -206,10 +210,10 @@ def to_markdown(comparisons: Sequence[Comparison], labels: Labels | None = None)
     done = [c for c in comparisons if not c.results.empty]
     if done:
         r = done[0].results.iloc[0]
-        lines.append(f"_95% interval of the mean paired difference: percentile bootstrap with {MIN_BOOTSTRAP_PAIRS} "
-                     f"or more pairs ({r.resamples} resamples, numpy default_rng({r.bootstrap_seed})), Student-t "
-                     "with fewer. Pairs are treated as independent; per-image pairs share seeds and prompts, so "
-                     "their interval is optimistic._")
+        lines.append(f"_95% interval of the mean paired difference over independent units (per-image metrics: "
+                     f"prompts, each the mean of its paired image differences; set metrics: run pairs): bootstrap-t "
+                     f"with {MIN_BOOTSTRAP_PAIRS} or more units ({r.resamples} resamples, numpy "
+                     f"default_rng({r.bootstrap_seed})), Student-t with fewer._")
     return "\n".join(lines)
 
 
