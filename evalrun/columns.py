@@ -60,9 +60,9 @@ def prompts_columns(task: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _record_identity(record: dict[str, Any], position: int) -> Any:
-    """A record as its images depend on it: the prompt, and its id where that is not its position (the id
-    seeds the images: a blank line inserted at the top of a file moves every id) or a class id (two
-    ImageNet classes share the word "crane")."""
+    """A record as its images depend on it: the prompt (an edit's captions and input pixels too), and its id
+    where that is not its position (the id seeds the images: a row inserted at the top of a file, outside a
+    category filter, moves every id) or a class id (two ImageNet classes share the word "crane")."""
     image = record.get("input_image")
     if image is None:
         prompt = record.get("prompt")
@@ -72,7 +72,8 @@ def _record_identity(record: dict[str, Any], position: int) -> Any:
     from evalrun.images import pixel_hash
 
     pixels = pixel_hash(image.permute(1, 2, 0).numpy()) if hasattr(image, "permute") else str(image)
-    return [record.get("prompt"), record.get("input_caption"), record.get("output_caption"), pixels]
+    edit = [record.get("prompt"), record.get("input_caption"), record.get("output_caption"), pixels]
+    return edit if record.get("prompt_id", position) == position else [*edit, record.get("prompt_id")]
 
 
 def scored_images_columns(task: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -513,6 +513,9 @@ def test_an_edit_input_replaced_in_place_is_another_prompt_set_in_the_summary():
     classes = get_task("class2img")
     assert prompts_columns(classes, [{"prompt": "crane", "prompt_id": 0, "class_id": 134}]) != \
         prompts_columns(classes, [{"prompt": "crane", "prompt_id": 0, "class_id": 517}])
+    # Edits too: a row inserted above a category filter's rows moves their ids (and noise); the column stood still.
+    assert prompts_columns(task, [{**record, "prompt_id": 0}]) == prompts_columns(task, [record])
+    assert prompts_columns(task, [{**record, "prompt_id": 1}]) != prompts_columns(task, [record])
 
 
 def test_scoring_an_edit_runs_images_folder_keeps_its_captions_and_inputs(photo_sweep, tmp_path):
