@@ -318,6 +318,14 @@ def test_a_table_of_images_with_prompts_categories_and_edit_pairs(tmp_path):
     record = run_inprocess("model=images", f"model.path={tmp_path / 'pairs.csv'}",
                            "metrics=[clip_score,clip_image_similarity]", "metrics.clip_score.clip_model=evalrun/tiny-clip",
                            "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run")
+    # An edit pair's CLIP score is against its output caption (its prompt is the instruction), as an edit run's.
+    from evalrun.metrics import CLIPScore
+
+    alone = CLIPScore(clip_model="evalrun/tiny-clip")
+    alone.update([Image.open(folder / f"edited{i}.png") for i in range(3)], prompts=["dark", "mid", "light"])
+    scored = pd.read_csv(tmp_path / "run" / "per_image.csv")["clip_score"].to_numpy()
+    np.testing.assert_allclose(scored, alone.compute().per_image["clip_score"], rtol=1e-6)
+    assert record["columns"]["clip_score"] and record["config"]["metrics"]["clip_score"]["text_key"] == "auto"
     # No pipeline, but scored with a random-weights CLIP: marked, so the report says the numbers mean nothing.
     assert record["provenance"]["random_weight_models"] == ["clip_score.clip_model", "clip_image_similarity.clip_model"]
     assert record["provenance"]["smoke_model_random_weights"] is True

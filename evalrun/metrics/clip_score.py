@@ -6,14 +6,15 @@ from typing import Any
 
 from evalrun.errors import ConfigError
 from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
-from evalrun.metrics.common import ExtractorMetric
+from evalrun.metrics.common import ExtractorMetric, texts_of
 
 
 class CLIPScore(ExtractorMetric):
     """Mean over images of ``scale * max(cos(image, text), 0)``.
 
     ``text_key`` picks which record field is the text: ``prompt`` for text-to-image,
-    ``output_caption`` for edits. Prompts over the CLIP context are truncated keeping the
+    ``output_caption`` for edits, ``auto`` (images made elsewhere) an edit pair's output caption and
+    any other image's prompt. Prompts over the CLIP context are truncated keeping the
     end token, and counted in the result (``clip_score_truncated_texts`` in run.json).
     Each distinct text is encoded once per run, shared with the edit metrics.
     """
@@ -37,11 +38,7 @@ class CLIPScore(ExtractorMetric):
 
         from evalrun.metrics.functional.clip import clip_score
 
-        missing = [i for i, r in enumerate(batch.records) if r.get(self.text_key) is None]
-        if missing:
-            raise ConfigError(f"clip_score: {len(missing)} image(s) have no {self.text_key!r} text; set "
-                              f"metrics.clip_score.text_key to a record field that holds the prompt")
-        texts = [str(r[self.text_key]) for r in batch.records]
+        texts = texts_of(batch, self.text_key, "clip_score")
         self._texts.update(texts)
         images = torch.from_numpy(self.features(batch))
         self._scores.append(clip_score(images, self.store().texts(self.extractor, texts), self.scale))

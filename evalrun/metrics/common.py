@@ -12,6 +12,27 @@ from typing import Any
 from evalrun.errors import ConfigError
 from evalrun.metrics.base import ImageBatch, Metric, MetricContext
 
+# text_key=auto (scoring images made elsewhere): an edit pair's output caption, any other image's prompt.
+AUTO_TEXT = "auto"
+
+
+def texts_of(batch: ImageBatch, key: str, metric: str) -> list[str]:
+    """Each image's text for a text-image score: the record's ``key`` field. ``auto`` is the output caption where
+    a record has one (an edit pair: its ``prompt`` is the instruction, not a description of the edit), else the
+    prompt."""
+    def text(record: dict[str, Any]) -> Any:
+        if key == AUTO_TEXT:
+            return record.get("output_caption") if record.get("output_caption") is not None else record.get("prompt")
+        return record.get(key)
+
+    texts = [text(r) for r in batch.records]
+    missing = [i for i, t in enumerate(texts) if t is None]
+    if missing:
+        raise ConfigError(f"{metric}: {len(missing)} image(s) have no {key!r} text; set metrics.{metric}.text_key "
+                          f"to a record field that holds the prompt")
+    return [str(t) for t in texts]
+
+
 # The layer a Frechet distance / kernel metric uses on each backbone by default.
 DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding",
                   "python": "embedding"}

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from evalrun.errors import ConfigError
 from evalrun.metrics.base import ImageBatch, Metric, MetricContext, MetricResult, Output
+from evalrun.metrics.common import texts_of
 
 DTYPES = ("float32", "float16", "bfloat16")
 _SCORERS: dict[tuple, Any] = {}
@@ -39,14 +40,6 @@ def load_scorer_once(name: str, path: str, device: Any, dtype: str, **options: A
 
 def clear_cache() -> None:
     _SCORERS.clear()
-
-
-def texts_of(batch: ImageBatch, key: str, metric: str) -> list[str]:
-    missing = [i for i, r in enumerate(batch.records) if r.get(key) is None]
-    if missing:
-        raise ConfigError(f"{metric}: {len(missing)} image(s) have no {key!r} text; set metrics.{metric}.text_key "
-                          f"to a record field that holds the prompt")
-    return [str(r[key]) for r in batch.records]
 
 
 def under(resolved: str, base: str, label: str) -> str:
