@@ -406,6 +406,17 @@ def test_crop_keeps_aspect_ratio_and_stretch_does_not(tmp_path):
     with pytest.raises(ConfigError, match="prompts.resize='pad' is not valid; use one of stretch, crop"):
         prepared(*base, "prompts.resize=pad")
 
+    # An EXIF-rotated input (a phone photo: 48x32 stored, 32x48 as seen) records the size as seen, as the
+    # pipeline gets it (it recorded the stored 48x32).
+    tall = Image.fromarray(np.zeros((32, 48, 3), np.uint8))
+    exif = tall.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    tall.save(tmp_path / "rotated.jpg", exif=exif)
+    pd.DataFrame([{"image": "rotated.jpg", "input": "a", "edit": "b", "output": "c"}]).to_csv(tmp_path / "r.csv",
+                                                                                              index=False)
+    record = prepared("prompts=instructpix2pix_demo", f"prompts.path={tmp_path / 'r.csv'}", "height=32", "width=32")[0]
+    assert (record["input_width"], record["input_height"]) == (32, 48)
+
 
 @needs_photos
 def test_real_photos_mixed_sizes_and_grayscale(tmp_path):

@@ -144,8 +144,9 @@ def load_input(record: dict[str, Any], height: int, width: int, mode: str) -> tu
             with Image.open(record["input_path"]) as opened:
                 opened.load()
                 image = opened.copy()
-        original = {"input_mode": image.mode, "input_width": image.width, "input_height": image.height}
-        rgb = fit_image(to_rgb(image), height, width, mode)
+        upright = to_rgb(image)  # EXIF rotation applied: the size as the image is seen (and the pipeline gets it)
+        original = {"input_mode": image.mode, "input_width": upright.width, "input_height": upright.height}
+        rgb = fit_image(upright, height, width, mode)
     except (OSError, UnidentifiedImageError) as exc:
         raise EvalrunError(f"prompt {record['prompt_id']}: could not read input image {record['input_path']!r} "
                            f"({exc})") from None
