@@ -108,6 +108,22 @@ def test_edit_gallery_shows_input_then_edits_with_all_three_texts(edit_gallery: 
     assert len(copied) == len(PROMPTS) and Image.open(copied[0]).size == (8, 12)
 
 
+def test_edits_of_other_input_images_are_never_shown_beside_one_input(tmp_path: Path) -> None:
+    """Two edit tables with the same instructions on other input files: each input gets its own section with
+    the edits made from it (a section showed the first table's input beside the second table's edits, and
+    the highlighting compared edits of different images)."""
+    sweep_dir = tmp_path / "sweep"
+    make_sweep(sweep_dir, schedulers=("ddim",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "a")
+    make_sweep(sweep_dir, schedulers=("dpm",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "b")
+    html = build_report([sweep_dir], plots=False)["gallery"][0].read_text()
+    sections = re.findall(r'<section class="prompt".*?</section>', html, flags=re.S)
+    assert len(sections) == 2 * len(PROMPTS)
+    for section in sections:
+        parser = _Links()
+        parser.feed(section)
+        assert len(parser.imgs) == 2  # its input, then the one edit made from it
+
+
 def test_edit_input_that_is_not_a_file_is_named_not_linked(tmp_path: Path) -> None:
     sweep_dir = make_sweep(tmp_path / "edit", schedulers=("ddim",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "p")
     for per_image in sweep_dir.rglob("per_image.csv"):

@@ -16,8 +16,9 @@ from evalrun.errors import EvalrunError, first_line
 from evalrun.report.added_metrics import merge_added_metrics, per_image_columns
 
 log = logging.getLogger(__name__)
-# A prompt as images are paired and grouped by: its id (a position in its prompt set) and its text, as
-# one value. Ids alone would pair two prompt sets' first prompts, which are different prompts.
+# A prompt as images are paired and grouped by: its id (a position in its prompt set), its text and, for
+# edits, its input image file, as one value. Ids alone would pair two prompt sets' first prompts, which are
+# different prompts; id and instruction alone, two edit tables' first rows, edits of different images.
 PROMPT_UNIT = "prompt_unit"
 
 
@@ -157,6 +158,8 @@ class Sweep:
                 if "prompt_id" in merged:
                     text = merged["prompt"].fillna("") if "prompt" in merged else ""
                     merged[PROMPT_UNIT] = merged["prompt_id"].astype(str) + "\x1f" + text
+                    if "input_path" in merged:
+                        merged[PROMPT_UNIT] += "\x1f" + merged["input_path"].fillna("").astype(str)
                 self._per_image = merged.merge(self.runs[["run_dir", *self.keys]], on="run_dir", how="left")
         return self._per_image
 
