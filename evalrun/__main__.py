@@ -107,7 +107,12 @@ def cli() -> None:
     if problem:
         print(f"evalrun: error: {problem}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: a line, not torch's and diffusers' stack, and how to go on
+        print("\nevalrun: interrupted; every finished image and run is kept: run the same command again to resume",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

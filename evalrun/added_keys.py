@@ -7,7 +7,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError
 from evalrun.hydra_flags import nearest
-from evalrun.override_keys import CLOSED_GROUPS, near_scheduler_kwarg, group_keys, groups, top_level_keys
+from evalrun.override_keys import CLOSED_GROUPS, group_keys, groups, metric_keys, near_scheduler_kwarg, top_level_keys
 
 
 def check_added_keys(overrides: Any, cfg: Any) -> None:
@@ -30,6 +30,11 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
             hint = f"did you mean {near}={value}?" if near else f"the top-level keys are {', '.join(sorted(known))}"
             raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
         group, name = parts[:2]
+        if group == "metrics" and len(parts) >= 3 and (metric_keys(name) or set()) - set((cfg.get("metrics") or {}).get(name) or {}):
+            listed = [str(m) for m in (cfg.get("metrics") or {}) if m != name]  # what + made is all kid has: not listed
+            raise ConfigError(f"{override} adds a setting of {name}, which is not among this run's metrics "
+                              f"({', '.join(listed) or 'none'}): it would run {name} half-configured; list it and set "
+                              f"it without +: metrics=[{','.join([*listed, name])}] {key}={value}")
         if group == "scheduler" and name == "kwargs" and len(parts) == 3 and near_scheduler_kwarg(parts[2]):
             raise ConfigError(f"{override} adds scheduler.kwargs.{parts[2]}, which no scheduler option uses; "
                               f"did you mean {near_scheduler_kwarg(parts[2])}={value}?")

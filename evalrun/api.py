@@ -77,7 +77,7 @@ def _check_overrides(overrides: Sequence[str]) -> None:
     from evalrun.errors import ConfigError
     from evalrun.override_keys import check_command_line, override_list
 
-    problem = check_command_line(override_list(overrides))
+    problem = check_command_line(override_list(overrides), cli=False)
     if problem:
         raise ConfigError(problem)
     for item in overrides:  # composed with Hydra, run without its app: its run dirs and launchers never apply

@@ -69,9 +69,9 @@ def _check_runtime(cfg: Any) -> None:
     from evalrun.acceleration import validate as validate_acceleration
 
     validate_acceleration(cfg)
-    for key in ("num_images_per_prompt",):
-        value = cfg.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    for key, low in (("num_images_per_prompt", 1), ("grid_max_images", 1)):  # a grid of -1 dropped the last image
+        value = cfg.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     seed = cfg.seed
     # `is not None`, not truthiness: seed 0 is a seed (lightning-hydra-template skips it).

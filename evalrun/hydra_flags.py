@@ -25,8 +25,49 @@ MODES = {"--run": "-r", "--multirun": "-m", "--cfg": "-c", "--info": "-i", "--sh
 HYDRA_OPTIONS = {"launcher": ("basic", "joblib", "submitit_local", "submitit_slurm", "ray"), "sweeper": ("basic",)}
 
 
-def hydra_problem(argv: Sequence[str]) -> str | None:
-    return _misspelt_option(argv) or _launcher_problem(argv) or _modes_problem(argv) or _chdir_problem(argv)
+def hydra_problem(argv: Sequence[str], cli: bool = True) -> str | None:
+    """``cli=False``: the Python API's overrides (its sweeps take value lists without ``-m``)."""
+    return (_misspelt_option(argv) or _launcher_problem(argv) or _modes_problem(argv) or _chdir_problem(argv)
+            or _grammar_problem(argv, cli))
+
+
+def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
+    """Overrides Hydra's grammar reads otherwise than meant: a value it cannot parse (``Food & Beverage``
+    unquoted: a lexer traceback), a list where a group takes one option (``scheduler=[ddim,dpm]``: Hydra merges
+    both files into one run, the last one winning), several values without ``-m`` (five lines of "Ambiguous
+    value" advising that list)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    parser, single = OverridesParser.create(), set(_groups()) - {"metrics"}
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            override = parser.parse_overrides([arg])[0]
+        except HydraException as exc:
+            key, value = arg.split("=", 1)
+            shell = f" (in a shell: \"{key}='{value}'\")" if cli else ""
+            return f"{arg}: Hydra cannot read this value ({str(exc).splitlines()[0]}); quote it, e.g. {key}='{value}'{shell}"
+        key = override.get_key_element().lstrip("+~")
+        if key in single and override.value_type is not None and override.value_type.name == "ELEMENT" \
+                and isinstance(override.value(), list):
+            names = ",".join(map(str, override.value()))
+            return f"{arg}: {key} takes one option per run; to compare several, sweep them: {key}={names} -m"
+        simple_list = override.value_type is not None and override.value_type.name == "SIMPLE_CHOICE_SWEEP"
+        if cli and override.is_sweep_override() and not multirun and not key.startswith("hydra") and (
+                simple_list or key != "metrics"):  # metrics=glob(clip_*) picks a list: Hydra's
+            if key == "metrics":
+                names = ",".join(override.sweep_string_iterator())
+                return (f"{arg}: a run's metrics are one list, metrics=[{names}] (with -m, {arg} would sweep one "
+                        f"metric per job)")
+            return f"{arg} gives several values: add -m (--multirun) to run one job per value"
+    return None
+
+
+def _groups() -> list[str]:
+    return [p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"]
 
 
 def nearest(name: str, known: Iterable[str], cutoff: float) -> str | None:
@@ -40,11 +81,50 @@ def option_in(root: Path | Any, group: str, option: str) -> bool:
     return (root / group / f"{option}.yaml").is_file()
 
 
-def no_such_option(group: str, option: str, valid: Iterable[str] | None = None) -> str:
-    """``group=option`` refused, with the nearest option and the valid ones (default: ``conf/<group>/``)."""
-    valid = sorted(valid if valid is not None else (p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+# Sampler names of other tools (A1111 / k-diffusion, diffusers class names) -> evalrun's scheduler options.
+SCHEDULER_ALIASES = {"dpmpp_2m": "dpm", "dpmpp_2m_karras": "dpm_karras", "dpmpp_sde": "dpm_sde",
+                     "dpmpp_sde_karras": "dpm_sde_karras", "dpmpp_2s": "dpm_single", "dpm_solver": "dpm",
+                     "dpmsolvermultistep": "dpm", "euler_ancestral": "euler_a", "k_euler": "euler", "k_euler_a": "euler_a",
+                     "k_lms": "lms", "dpm2": "kdpm2", "dpm2_a": "kdpm2_a", "uni_pc": "unipc", "unipcmultistep": "unipc",
+                     "pndm_plms": "pndm", "plms": "pndm", "ddim_scheduler": "ddim"}
+
+
+def suggestions(group: str, option: str, valid: Iterable[str]) -> list[str]:
+    """The options ``option`` most likely meant: the same name in other case (``SDXL``), another tool's name for a
+    sampler (``dpmpp_2m``), the options it begins (``sd35``: the SD 3.5 presets), else the fewest edits away
+    (``sd16``: sd14 and sd15, not sd21 as a similarity ratio ranked them)."""
+    valid, wanted = sorted(valid), option.lower().replace("++", "pp").replace("-", "_")
+    same = [v for v in valid if v.lower() == wanted]
+    alias = SCHEDULER_ALIASES.get(wanted) if group == "scheduler" else None
+    if same or alias in valid:
+        return same or [alias]
+    begun = [v for v in valid if v.lower().startswith(wanted)]
+    if begun:
+        return begun[:4]
+    edits = {v: _edits(wanted, v.lower()) for v in valid}
+    fewest = min(edits.values(), default=0)
+    if valid and fewest <= max(1, len(wanted) // 3):
+        return [v for v in valid if edits[v] == fewest][:3]
     near = nearest(option, valid, 0.6)
-    hint = f"did you mean {group}={near}? " if near else ""
+    return [near] if near else []
+
+
+def _edits(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) from ``a`` to ``b``: optimal string alignment."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def no_such_option(group: str, option: str, valid: Iterable[str] | None = None) -> str:
+    """``group=option`` refused, with the likely options and the valid ones (default: ``conf/<group>/``)."""
+    valid = sorted(valid if valid is not None else (p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+    near = suggestions(group.rsplit("/", 1)[-1], option, valid)
+    hint = f"did you mean {' or '.join(f'{group}={n}' for n in near)}? " if near else ""
     return (f"{group}={option}: no such {group.rsplit('/', 1)[-1]}; {hint}valid: {', '.join(valid)} (or "
             f"{group}/{option}.yaml in a config dir of your own on hydra.searchpath)")
 

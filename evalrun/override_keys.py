@@ -95,11 +95,12 @@ def metric_keys(metric: str) -> set[str] | None:
     return set(_mapping(path).get(metric) or {}) if path.is_file() else None
 
 
-def check_command_line(argv: Sequence[str]) -> str | None:
-    """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra)."""
+def check_command_line(argv: Sequence[str], cli: bool = True) -> str | None:
+    """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra).
+    ``cli=False``: the Python API's overrides (no ``-m``: its sweep takes value lists as they are)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
     chosen = _choices(argv)
-    problem = hydra_problem(argv)
+    problem = hydra_problem(argv, cli)
     if problem:
         return problem
     own_configs = any(a.startswith(_MORE_CONFIG) for a in argv)  # config dirs of your own: checked once composed
@@ -172,7 +173,7 @@ def _unknown_option(argv: Sequence[str]) -> str | None:
     has: Hydra answers with a page listing the options and a pointer to HYDRA_FULL_ERROR."""
     known = groups() - {"metrics"}  # metric lists are checked above, with the names they may hold
     for arg in argv:
-        match = re.fullmatch(r"(\w+)=([\w\-]+(?:,[\w\-]+)*)", arg)  # plain names only: not glob(), range(), ...
+        match = re.fullmatch(r"(\w+)=([\w\-.+]+(?:,[\w\-.+]+)*)", arg)  # plain names only: not glob(), range(), ...
         if not match or match.group(1) not in known:
             continue
         group = match.group(1)
@@ -203,6 +204,21 @@ def check_optional_choices(hydra_cfg: Any) -> None:
                 return  # a source that cannot be listed: leave it to Hydra
         if not any(option_in(root, group, str(option)) for root in roots):
             raise ConfigError(no_such_option(group, str(option)))
+
+
+def _default_metric_list(chosen: dict[str, str]) -> str | None:
+    """The metrics a run lists when the command line names none: the model preset's (edit models override
+    config.yaml's), as ``a,b``; None where an experiment or protocol may set them (left to Hydra)."""
+    if any(chosen.get(g) not in (None, "None", "null", "none") for g in ("experiment", "protocol")):
+        return None
+    for path in (CONF_DIR / "model" / f"{chosen.get('model')}.yaml", CONF_DIR / "config.yaml"):
+        entries = _mapping(path).get("defaults") if path.is_file() else None
+        for entry in entries or []:
+            names = next((v for k, v in entry.items() if k.removeprefix("override ").lstrip("/").startswith("metrics")), None) \
+                if isinstance(entry, dict) else None
+            if isinstance(names, list):
+                return ",".join(map(str, names))
+    return None
 
 
 def _choices(argv: Sequence[str]) -> dict[str, str]:
@@ -273,6 +289,8 @@ def _not_in_config(parts: list[str], value: str, argv: Sequence[str],
             return f"{key}: metric {name} has no setting {parts[2]!r}; its settings: {', '.join(sorted(known))}"
         listed = next((m.group(1) for a in argv if a.startswith("metrics=") and "(" not in a and "],[" not in a
                        and (m := _METRIC_LIST.fullmatch(a))), None)
+        if listed is None:  # the default list (config.yaml's, or the model preset's), unless a file may set one
+            listed = _default_metric_list(_choices(argv))
         names = [n.strip() for n in (listed or "").split(",") if n.strip()]
         if listed is not None and name not in names:  # the list given replaces every other: no metrics.<name> then
             return (f"{key}: {name} is not among this run's metrics ({', '.join(names) or 'none'}); add it: "

@@ -107,7 +107,8 @@ def test_api_mistakes_are_one_line(tmp_path):
     for call, expected in ((lambda: evalrun.sweep(["hydra.sweeper.params.seed=0,1"], sweep_dir=tmp_path / "s"),
                             r"^Could not override 'hydra.sweeper.params.seed'. To append to your config use \+"),
                            (lambda: evalrun.evaluate(["model.path=[a"], run_dir=tmp_path / "r"),
-                            r"^no viable alternative at input '\[a'; See https://hydra.cc/")):
+                            r"^model.path=\[a: Hydra cannot read this value \(no viable alternative at input '\[a'\); "
+                            r"quote it, e.g. model.path='\[a'$")):
         with pytest.raises(ConfigError, match=expected) as refused:
             call()
         assert "\n" not in str(refused.value)

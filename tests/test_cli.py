@@ -98,6 +98,7 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["scheduler.class_name=NoSuchScheduler"], "unknown scheduler class 'NoSuchScheduler'; valid: "),
     (["model.path=/does/not/exist"], "model.path='/does/not/exist' does not exist"),
     (["seed=-1"], "seed must be a non-negative integer"),
+    (["grid_max_images=-1"], "grid_max_images must be a positive integer, got -1"),  # ran, dropping an image
     (["seed=4294967296"], "seed must be a non-negative integer (at most 2**32 - 1), got 4294967296"),
     # Metric settings int() truncated (degree=2.5 ran a quadratic kernel) or numpy refused after sampling.
     (["metrics=[kid]", "reference=folder", "reference.path=.", "metrics.kid.degree=2.5"],
@@ -408,6 +409,30 @@ def test_added_keys_that_something_reads_are_let_through():
     (["metrics.nope.x=1"], "metrics.nope.x: there is no metric 'nope'; valid: adm, clip_directional,"),
     (["metrics=[clip_score]", "metrics.kid.subsets=5"], "metrics.kid.subsets: kid is not among this run's metrics "
                                                         "(clip_score); add it: metrics=[clip_score,kid]"),
+    # No list on the command line: the model preset's (an edit model's) or config.yaml's.
+    (["metrics.kid.subsets=5"], "metrics.kid.subsets: kid is not among this run's metrics (clip_score); add it: "
+                                "metrics=[clip_score,kid]"),
+    (["model=instruct_pix2pix", "metrics.kid.subsets=5"], "kid is not among this run's metrics (clip_directional, "
+                                                          "clip_image_similarity, clip_score); add it: metrics=["),
+    # Hydra's grammar read otherwise than meant: a list merged two options into one run; several values
+    # without -m, and an unquoted & were pages and tracebacks.
+    (["scheduler=[ddim,dpm]"], "scheduler=[ddim,dpm]: scheduler takes one option per run; to compare several, "
+                               "sweep them: scheduler=ddim,dpm -m"),
+    (["model=[tiny,tiny_sd3]", "-m"], "model takes one option per run; to compare several, sweep them: "
+                                      "model=tiny,tiny_sd3 -m"),
+    (["seed=0,1,2"], "seed=0,1,2 gives several values: add -m (--multirun) to run one job per value"),
+    (["metrics=clip_score,fid"], "metrics=clip_score,fid: a run's metrics are one list, metrics=[clip_score,fid] "
+                                 "(with -m, metrics=clip_score,fid would sweep one metric per job)"),
+    (["prompts=parti", "prompts.category=Food & Beverage"], "Hydra cannot read this value (LexerNoViableAltException:"
+                                                            " prompts.category=Food & Beverage); quote it, e.g. "
+                                                            "prompts.category='Food & Beverage'"),
+    # The options meant: the same name in other case, one edit away, those a name begins, another tool's name.
+    (["model=sd1.5"], "model=sd1.5: no such model; did you mean model=sd15? valid:"),
+    (["model=sd16"], "did you mean model=sd14 or model=sd15? valid:"),
+    (["model=SDXL"], "did you mean model=sdxl? valid:"),
+    (["model=sd35"], "did you mean model=sd35_large or model=sd35_large_turbo or model=sd35_medium? valid:"),
+    (["scheduler=dpmpp_2m"], "did you mean scheduler=dpm? valid:"),
+    (["scheduler=DPM++_2M_Karras"], "did you mean scheduler=dpm_karras? valid:"),
     # Hydra refuses a kwarg the option does not hold in several lines (not in struct): ++ adds or sets it.
     (["scheduler=dpm,ddim", "scheduler.kwargs.use_karras_sigmas=true", "-m"],
      "scheduler=dpm does not set use_karras_sigmas in its kwargs, so Hydra cannot override it; add it with "
@@ -417,6 +442,28 @@ def test_a_misspelt_key_is_answered_before_hydra_in_one_line(argv, expected):
     from evalrun.override_keys import check_command_line
 
     assert expected in check_command_line(argv)
+
+
+def test_the_python_api_takes_value_lists_without_dash_m():
+    from evalrun.override_keys import check_command_line
+
+    assert check_command_line(["seed=0,1", "scheduler=ddim,dpm"], cli=False) is None
+
+
+def test_a_metric_setting_added_with_plus_is_refused_once_composed():
+    """+metrics.kid.subset_size=2 (what Hydra advises for metrics.kid.subset_size=2) switched kid on, half
+    configured: without its preset, the smoke profile's tiny Inception was not used."""
+    from conftest import compose
+    from evalrun.added_keys import check_added_keys
+    from evalrun.errors import ConfigError
+
+    overrides = ["metrics=[clip_score]", "+metrics.kid.subset_size=2"]
+    with pytest.raises(ConfigError, match=r"^\+metrics.kid.subset_size=2 adds a setting of kid, which is not among "
+                                          r"this run's metrics \(clip_score\): it would run kid half-configured; list "
+                                          r"it and set it without \+: metrics=\[clip_score,kid\] metrics.kid.subset_size=2$"):
+        check_added_keys(overrides, compose(*overrides))
+    listed = ["metrics=[fd]", "+metrics.fd.feature_extractor_options.pos_embedding=interpolate"]
+    check_added_keys(listed, compose(*listed))  # a key of an open mapping of a listed metric: fine
 
 
 def test_keys_the_configs_define_or_ones_own_configs_may_define_go_to_hydra():
@@ -617,3 +664,21 @@ def test_a_weights_variant_is_a_config_column():
                               torch.device("cpu"), torch.float32)
 
     assert columns("model.variant=fp16")["model_variant"] == "fp16" and "model_variant" not in columns()
+
+
+def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
+    """Ctrl-C printed ~120 lines of torch's and diffusers' stack (exit 130) and no word on resuming."""
+    import sys
+
+    import evalrun.__main__ as entry
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "main", interrupted)
+    monkeypatch.setattr(sys, "argv", ["evalrun", "prompts.limit=2"])
+    with pytest.raises(SystemExit) as stopped:
+        entry.cli()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.strip() == ("evalrun: interrupted; every finished image and run is kept: run the "
+                                               "same command again to resume")
