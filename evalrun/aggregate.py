@@ -106,6 +106,16 @@ def write_failed(sweep_dir: Path, failed: dict[str, str]) -> Path | None:
     return path
 
 
+def grouped_errors(problems: dict[str, str]) -> str:
+    """Jobs' errors, each distinct one once with the jobs that had it (a missing model failed every job of a
+    sweep with one long line, printed once per job)."""
+    by_error: dict[str, list[str]] = {}
+    for job, error in sorted(problems.items()):
+        by_error.setdefault(error, []).append(Path(job).name)
+    return "; ".join(f"{jobs[0]}: {error}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0]}, ...): {error}"
+                     for error, jobs in by_error.items())
+
+
 def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
     # In run-dir order whatever order the index has, so a repeated (config, seed) keeps the run the report keeps.
     runs = frame(sorted(entries, key=lambda e: run_order(e["run_dir"])))
@@ -113,7 +123,7 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
     write_failed(sweep_dir, failed)
     if failed and not quiet:
         log.error("%d job(s) failed (listed in %s): %s", len(failed), sweep_dir / FAILED_RUNS_FILE,
-                  "; ".join(f"{Path(d).name}: {e}" for d, e in sorted(failed.items())))
+                  grouped_errors(failed))
     if missing and not quiet:
         log.warning("%d job dir(s) have no finished run and are left out of the summary: %s",
                     len(missing), ", ".join(missing))

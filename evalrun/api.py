@@ -103,8 +103,9 @@ def _process_state_kept() -> Iterator[None]:
     """A notebook's process as it was: the global torch RNG (pipelines that ignore the per-image generators
     draw from it, so runs seed it), ``$EVALRUN_CACHE`` (a run points it at its paths.cache_dir, which a
     later call without that key must not inherit), and the libraries' log levels and progress-bar settings
-    that runs quiet."""
+    that runs quiet, and the warning filters."""
     import os
+    import warnings
 
     import torch
 
@@ -114,9 +115,11 @@ def _process_state_kept() -> Iterator[None]:
     levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     rng = torch.random.get_rng_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    filters = list(warnings.filters)
     try:
         yield
     finally:
+        warnings.filters[:] = filters
         torch.random.set_rng_state(rng)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 
 log = logging.getLogger("evalrun")
 
@@ -28,6 +29,8 @@ def quiet_libraries() -> None:
         logger = logging.getLogger(name)
         if logger.level != logging.ERROR:  # setLevel clears every logger's cache: once, not per job
             logger.setLevel(logging.ERROR)
+    # diffusers passes huggingface_hub an argument it deprecated: a two-line warning before every model load.
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated", category=UserWarning)
 
 
 class Phase:

@@ -682,3 +682,18 @@ def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
     assert stopped.value.code == 130
     assert capsys.readouterr().err.strip() == ("evalrun: interrupted; every finished image and run is kept: run the "
                                                "same command again to resume")
+
+
+def test_the_hub_deprecation_warning_before_each_model_load_is_quieted():
+    """diffusers passes huggingface_hub a deprecated argument: two lines before every real model's load."""
+    import warnings
+
+    from evalrun.console import quiet_libraries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_libraries()
+        warnings.warn("The `local_dir_use_symlinks` argument is deprecated and ignored in `hf_hub_download`.",
+                      UserWarning)
+        warnings.warn("another library warning", UserWarning)
+    assert [str(w.message) for w in caught] == ["another library warning"]
