@@ -48,3 +48,13 @@ def test_local_model_path_runs_and_is_recorded(tmp_path):
     unet = {f"unet/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((local / "unet").iterdir())}
     assert prov["model_weights"]["weights_sha256"]["unet"] == stable_hash(unet, length=64)
     assert set(prov["model_weights"]["weights_sha256"]) >= {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}
+
+
+def test_sd21_rehearses_on_a_v_prediction_twin(tmp_path):
+    """model=sd21 debug=smoke ran on the epsilon twin: its v-prediction path was never rehearsed (run.json read
+    prediction v_prediction beside a scheduler predicting epsilon). A sampler swapped in keeps v-prediction."""
+    for scheduler in ("default", "dpm"):
+        record = run_inprocess("model=sd21", "debug=smoke", "steps=2", "prompts.limit=1", f"scheduler={scheduler}",
+                               run_dir=tmp_path / scheduler)
+        assert record["provenance"]["scheduler_config"]["prediction_type"] == "v_prediction", scheduler
+    assert record["provenance"]["scheduler_config"]["class"] == "DPMSolverMultistepScheduler"

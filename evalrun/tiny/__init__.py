@@ -24,6 +24,7 @@ MARKER = "EVALRUN_RANDOM_WEIGHTS"
 # every tiny name resolves whichever modules a process happened to import before.
 BUILDERS: dict[str, str] = {
     "evalrun/tiny-sd": "evalrun.tiny.sd:build_tiny_sd",
+    "evalrun/tiny-sd-v": "evalrun.tiny.sd:build_tiny_sd_v",
     "evalrun/tiny-pix2pix": "evalrun.tiny.sd:build_tiny_pix2pix",
     "evalrun/tiny-clip": "evalrun.tiny.sd:build_tiny_clip",
     "evalrun/tiny-dit": "evalrun.tiny.unet:build_tiny_dit",

@@ -42,12 +42,13 @@ def _text_config(vocab_size: int):
 
 
 # ----------------------------------------------------------------------------- builders
-def build_tiny_sd(target: Path, in_channels: int = 4) -> None:
+def build_tiny_sd(target: Path, in_channels: int = 4, v_prediction: bool = False) -> None:
     """Tiny StableDiffusion: UNet 32/64 channels, 2-layer CLIP text encoder, tiny VAE.
 
-    ``in_channels=8`` gives the InstructPix2Pix layout (latents + image latents).
+    ``in_channels=8`` gives the InstructPix2Pix layout (latents + image latents); ``v_prediction``, SD 2.x 768-v's
+    scheduler (the DDIM config with ``prediction_type: v_prediction`` stabilityai/stable-diffusion-2-1 ships).
     """
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     write_char_tokenizer(target / "tokenizer")
@@ -67,12 +68,20 @@ def build_tiny_sd(target: Path, in_channels: int = 4) -> None:
     scheduler = PNDMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
         steps_offset=1, set_alpha_to_one=False, num_train_timesteps=1000,
+    ) if not v_prediction else DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1,
+        set_alpha_to_one=False, num_train_timesteps=1000, prediction_type="v_prediction",
     )
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(target)
+
+
+def build_tiny_sd_v(target: Path) -> None:
+    """SD 2.x 768-v's layout at toy width (``model=sd21 debug=smoke``): a v-prediction scheduler."""
+    build_tiny_sd(target, v_prediction=True)
 
 
 def build_tiny_pix2pix(target: Path) -> None:
