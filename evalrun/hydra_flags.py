@@ -54,6 +54,8 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
         if key in single and override.value_type is not None and override.value_type.name == "ELEMENT" \
                 and isinstance(override.value(), list):
             names = ",".join(map(str, override.value()))
+            if len(override.value()) == 1:
+                return f"{arg}: {key} takes one option, not a list: {key}={names}"
             return f"{arg}: {key} takes one option per run; to compare several, sweep them: {key}={names} -m"
         simple_list = override.value_type is not None and override.value_type.name == "SIMPLE_CHOICE_SWEEP"
         if cli and override.is_sweep_override() and not multirun and not key.startswith("hydra") and (

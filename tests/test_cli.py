@@ -420,6 +420,7 @@ def test_added_keys_that_something_reads_are_let_through():
                                "sweep them: scheduler=ddim,dpm -m"),
     (["model=[tiny,tiny_sd3]", "-m"], "model takes one option per run; to compare several, sweep them: "
                                       "model=tiny,tiny_sd3 -m"),
+    (["prompts=[doc]"], "prompts=[doc]: prompts takes one option, not a list: prompts=doc"),
     (["seed=0,1,2"], "seed=0,1,2 gives several values: add -m (--multirun) to run one job per value"),
     (["metrics=clip_score,fid"], "metrics=clip_score,fid: a run's metrics are one list, metrics=[clip_score,fid] "
                                  "(with -m, metrics=clip_score,fid would sweep one metric per job)"),
