@@ -80,12 +80,12 @@ def scored_images_columns(task: Any, rows: list[dict[str, Any]]) -> dict[str, An
     """Which images a scoring run read (``model=images``), as a column: its config is only the folder or table
     and a seed, so two scorings of other images at one path (a folder refilled, a table edited) were repeats of
     one configuration and the report kept the first. Each image's pixels, with what it is scored against (its
-    prompt, captions, input image file)."""
+    prompt, captions, input image file); not the seed, so a seed sweep over one folder is one configuration."""
     from evalrun.hashing import file_sha256, stable_hash
 
     if task.generates:
         return {}
-    keys = ("prompt", "category", "challenge", "input_caption", "output_caption", "seed")
+    keys = ("prompt", "category", "challenge", "input_caption", "output_caption")  # not the seed: a run's own
     return {"images_sha256": stable_hash([[r["image_id"], r["pixels"], *(r.get(k) for k in keys),
                                            file_sha256(r["input_path"]) if r.get("input_path") else None]
                                           for r in rows], length=16)}

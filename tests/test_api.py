@@ -346,11 +346,17 @@ def test_a_table_of_images_with_prompts_categories_and_edit_pairs(tmp_path):
                   "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run2")
     from evalrun.aggregate import write_summary
 
-    first, second = (pd.read_csv(tmp_path / r / "metrics.csv").iloc[0] for r in ("run", "run2"))
+    # The same images at another seed: the same configuration, averaged over seeds (not a column per seed).
+    run_inprocess("model=images", f"model.path={tmp_path / 'pairs.csv'}", "metrics=[clip_score,clip_image_similarity]",
+                  "metrics.clip_score.clip_model=evalrun/tiny-clip", "seed=1",
+                  "metrics.clip_image_similarity.clip_model=evalrun/tiny-clip", run_dir=tmp_path / "run3")
+    first, second, third = (pd.read_csv(tmp_path / r / "metrics.csv").iloc[0] for r in ("run", "run2", "run3"))
     assert first["images_sha256"] != second["images_sha256"] and first["clip_score"] == second["clip_score"]
+    assert third["images_sha256"] == second["images_sha256"]
     write_summary(tmp_path)
-    assert sorted(pd.read_csv(tmp_path / "summary.csv")["images_sha256"]) == sorted([first["images_sha256"],
-                                                                                     second["images_sha256"]])
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("images_sha256")
+    assert sorted(summary.index) == sorted([first["images_sha256"], second["images_sha256"]])
+    assert summary.loc[second["images_sha256"], "clip_score_n"] == 2
 
 
 def test_scoring_existing_images_refuses_generation_knobs(tmp_path):
