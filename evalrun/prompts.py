@@ -117,6 +117,19 @@ def _unquoted(value: Any) -> Any:
     return value
 
 
+def _strictly_quoted(text: str) -> bool:
+    """Whether a TSV's quotes all follow CSV quoting (Python's csv, strict): then they are quoting."""
+    import csv
+    import io
+
+    try:
+        for _ in csv.reader(io.StringIO(text), dialect="excel-tab", strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
 def read_table(path: str | Path, encoding: str = "utf-8"):
     """CSV, TSV or JSONL into a DataFrame of text cells (local files only), with one-line errors: ``007`` stays
     ``007``, never the number 7."""
@@ -149,10 +162,14 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
         # would silently shift every later prompt's id (and noise). Those at the end shift nothing: an
         # editor's trailing blank line is not an empty prompt.
         text = text.rstrip("\r\n") + "\n"
-        tsv = suffix == ".tsv"  # TSV has no quoting: a quote is part of the text (see _unquoted)
-        frame = pd.read_csv(io.StringIO(text), sep="\t" if tsv else ",", dtype=str, keep_default_na=False,
-                            na_values=[""], skip_blank_lines=False, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        return frame.map(_unquoted).rename(columns=_unquoted) if tsv else frame
+        # TSV as written: a file quoted as pandas and Excel quote (a cell holding a newline, tab or quote) is read
+        # with that quoting; one whose quotes are text (PartiPrompts' '"G I G G L E" painted ...', which strict
+        # quoting refuses) verbatim, a quote being part of the text (see _unquoted).
+        verbatim = suffix == ".tsv" and not _strictly_quoted(text)
+        frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
+                            na_values=[""], skip_blank_lines=False,
+                            quoting=csv.QUOTE_NONE if verbatim else csv.QUOTE_MINIMAL)
+        return frame.map(_unquoted).rename(columns=_unquoted) if verbatim else frame
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"prompts.path={str(path)!r} cannot be parsed as {suffix[1:].upper()} "
                           f"({str(exc).splitlines()[0]})") from None

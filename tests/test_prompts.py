@@ -164,6 +164,12 @@ def test_prompt_text_is_read_verbatim_from_every_kind_of_file(tmp_path):
     assert '"""Stop"" sign on a pole"' in (tmp_path / "pandas.tsv").read_text()
     recs = load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'pandas.tsv'}").prompts)
     assert [r["prompt"] for r in recs] == texts
+    # A TSV quoted as pandas and Excel quote a cell with a newline or a tab is read with that quoting (read
+    # verbatim, the first prompt became two and every later id moved; the tab was refused).
+    quoted = [*texts, "a cat\non a mat", "a\ttab"]
+    pd.DataFrame({"prompt": quoted}).to_csv(tmp_path / "cells.tsv", sep="\t", index=False)
+    recs = load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'cells.tsv'}").prompts)
+    assert [r["prompt"] for r in recs] == quoted
 
 
 @needs_parti
