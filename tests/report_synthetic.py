@@ -64,13 +64,14 @@ def default_costs(config: dict[str, Any]) -> dict[str, float]:
 def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PROMPTS, images_per_prompt: int = 1,
              clip: Callable[..., float] = clip_value, status: str = "complete", size: int = 8,
              costs: Callable[[dict], dict[str, float]] | None = None, smoke: bool = False,
-             provenance: dict[str, Any] | None = None, edit_inputs: Path | None = None) -> Path:
+             provenance: dict[str, Any] | None = None, edit_inputs: Path | None = None, edit_pixels: str = "") -> Path:
     """One run dir; ``clip(model, scheduler, steps, seed, prompt_id, image_index)`` gives per-image scores.
 
     ``costs(config)``: cost columns to write (declared as in :data:`COST_COLUMNS`). ``smoke``: mark the
     run as made with a random-weights smoke model. ``provenance``: run.json's provenance (default
     :data:`PROVENANCE`). ``edit_inputs``: a folder for input images: the run becomes an edit run
-    (per-image ``input_path``, ``input_caption``, ``output_caption``; the prompt is the instruction)."""
+    (per-image ``input_path``, ``input_caption``, ``output_caption``; the prompt is the instruction), whose input
+    pixels ``edit_pixels`` seeds (the same in two folders: the same inputs)."""
     run_dir = Path(run_dir)
     (run_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -86,7 +87,7 @@ def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PR
                          "clip_score": clip(config["model"], config["scheduler"], config["steps"], config["seed"],
                                             prompt["prompt_id"], i)})
             if edit_inputs is not None:
-                rows[-1].update(edit_record(Path(edit_inputs), p_index, prompt, size))
+                rows[-1].update(edit_record(Path(edit_inputs), p_index, prompt, size, edit_pixels))
     per_image = pd.DataFrame(rows)
     per_image.drop(columns=["clip_score"]).to_csv(run_dir / "images.csv", index=False)
     per_image.to_csv(run_dir / "per_image.csv", index=False)
@@ -108,15 +109,18 @@ def make_run(run_dir: Path, config: dict[str, Any], prompts: Sequence[dict] = PR
     return run_dir
 
 
-def edit_record(folder: Path, p_index: int, prompt: dict, size: int) -> dict[str, Any]:
-    """An edit's input (a PNG under ``folder``, written once) and its captions."""
+def edit_record(folder: Path, p_index: int, prompt: dict, size: int, pixels_from: str = "") -> dict[str, Any]:
+    """An edit's input (a PNG under ``folder``, written once) and its captions; ``pixels_from`` seeds other pixels."""
+    from evalrun.images import pixel_hash
+
     path = folder / f"input_{p_index}.png"
+    pixels = _rng("input", p_index, pixels_from).integers(0, 256, (size + 4, size, 3), dtype=np.uint8)
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_rng("input", p_index).integers(0, 256, (size + 4, size, 3), dtype=np.uint8)).save(path)
+        Image.fromarray(pixels).save(path)
     return {"input_path": str(path.resolve()), "input_caption": f"before: {prompt['prompt']}",
             "output_caption": f"after <{p_index}> & done", "input_mode": "RGB", "input_width": size,
-            "input_height": size + 4}
+            "input_height": size + 4, "input_pixels": pixel_hash(pixels)}
 
 
 def make_failed(run_dir: Path, error: str) -> Path:

@@ -416,6 +416,11 @@ def test_crop_keeps_aspect_ratio_and_stretch_does_not(tmp_path):
                                                                                               index=False)
     record = prepared("prompts=instructpix2pix_demo", f"prompts.path={tmp_path / 'r.csv'}", "height=32", "width=32")[0]
     assert (record["input_width"], record["input_height"]) == (32, 48)
+    # The input's pixels as seen (what the report pairs and groups edits by, wherever the file is).
+    from evalrun.images import pixel_hash
+
+    crop = prepared(*base, "prompts.resize=crop")[0]
+    assert crop["input_pixels"] == pixel_hash(wide) and record["input_pixels"] == pixel_hash(np.zeros((48, 32, 3), np.uint8))
 
 
 @needs_photos

@@ -113,8 +113,8 @@ def test_edits_of_other_input_images_are_never_shown_beside_one_input(tmp_path: 
     the edits made from it (a section showed the first table's input beside the second table's edits, and
     the highlighting compared edits of different images)."""
     sweep_dir = tmp_path / "sweep"
-    make_sweep(sweep_dir, schedulers=("ddim",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "a")
-    make_sweep(sweep_dir, schedulers=("dpm",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "b")
+    make_sweep(sweep_dir, schedulers=("ddim",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "a", edit_pixels="a")
+    make_sweep(sweep_dir, schedulers=("dpm",), steps=(2,), seeds=(0,), edit_inputs=tmp_path / "b", edit_pixels="b")
     html = build_report([sweep_dir], plots=False)["gallery"][0].read_text()
     sections = re.findall(r'<section class="prompt".*?</section>', html, flags=re.S)
     assert len(sections) == 2 * len(PROMPTS)
@@ -122,6 +122,17 @@ def test_edits_of_other_input_images_are_never_shown_beside_one_input(tmp_path: 
         parser = _Links()
         parser.feed(section)
         assert len(parser.imgs) == 2  # its input, then the one edit made from it
+    # The same inputs in two folders (one table run from two checkouts): the same edits, grouped and paired.
+    same = tmp_path / "same"
+    make_sweep(same, schedulers=("ddim",), steps=(2,), seeds=(0, 1), edit_inputs=tmp_path / "c", edit_pixels="c")
+    make_sweep(same, schedulers=("dpm",), steps=(2,), seeds=(0, 1), edit_inputs=tmp_path / "d", edit_pixels="c")
+    html = build_report([same], plots=False)["gallery"][0].read_text()
+    assert len(re.findall(r'<section class="prompt"', html)) == len(PROMPTS)
+    from evalrun.report import load_sweep
+    from evalrun.report.compare import compare
+
+    result = compare(load_sweep([same]), "scheduler=ddim", "scheduler=dpm").results.set_index("metric")
+    assert result.loc["clip_score", "pairs"] == 2 * len(PROMPTS)  # prompts x seeds
 
 
 def test_edit_input_that_is_not_a_file_is_named_not_linked(tmp_path: Path) -> None:

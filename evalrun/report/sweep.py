@@ -158,8 +158,10 @@ class Sweep:
                 if "prompt_id" in merged:
                     text = merged["prompt"].fillna("") if "prompt" in merged else ""
                     merged[PROMPT_UNIT] = merged["prompt_id"].astype(str) + "\x1f" + text
-                    if "input_path" in merged:
-                        merged[PROMPT_UNIT] += "\x1f" + merged["input_path"].fillna("").astype(str)
+                    for column in ("input_pixels", "input_path"):  # the pixels where recorded, else the file
+                        if column in merged:
+                            merged[PROMPT_UNIT] += "\x1f" + merged[column].fillna("").astype(str)
+                            break
                 self._per_image = merged.merge(self.runs[["run_dir", *self.keys]], on="run_dir", how="left")
         return self._per_image
 

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from evalrun.prompts import is_missing, load_hub_dataset, read_table
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.images import to_rgb
+from evalrun.images import pixel_hash, to_rgb
 from evalrun.paths import resolve_data_path
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,9 @@ def load_input(record: dict[str, Any], height: int, width: int, mode: str) -> tu
         upright = to_rgb(image)  # EXIF rotation applied: the size as the image is seen (and the pipeline gets it)
         original = {"input_mode": image.mode, "input_width": upright.width, "input_height": upright.height}
         rgb = fit_image(upright, height, width, mode)
+        # What the report pairs and groups edits by: the input's pixels, wherever its file is (runs of one table
+        # from two folders are the same edits; two tables' first rows on other images are not).
+        original["input_pixels"] = pixel_hash(np.asarray(upright, dtype=np.uint8))
     except (OSError, UnidentifiedImageError) as exc:
         raise EvalrunError(f"prompt {record['prompt_id']}: could not read input image {record['input_path']!r} "
                            f"({exc})") from None

@@ -214,8 +214,11 @@ class ExistingImages(Task):
         out = []
         for record in records:
             if "input_path" in record:
+                from evalrun.images import pixel_hash
+
                 rgb = read_rgb(record["input_path"])
-                record = {**record, "input_image": torch.from_numpy(rgb.copy()).permute(2, 0, 1)}
+                record = {**record, "input_image": torch.from_numpy(rgb.copy()).permute(2, 0, 1),
+                          "input_pixels": pixel_hash(rgb)}  # as an edit run records them (tasks/edit_data.py)
             out.append(record)
         return out
 
