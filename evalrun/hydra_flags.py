@@ -39,7 +39,7 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+    multirun = any(a in ("-m", "--multirun") or re.fullmatch(r"\+*hydra\.mode=MULTIRUN", a) for a in argv)
     parser, single = OverridesParser.create(), set(_groups()) - {"metrics"}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -48,8 +48,7 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
             override = parser.parse_overrides([arg])[0]
         except HydraException as exc:
             key, value = arg.split("=", 1)
-            shell = f" (in a shell: \"{key}='{value}'\")" if cli else ""
-            return f"{arg}: Hydra cannot read this value ({str(exc).splitlines()[0]}); quote it, e.g. {key}='{value}'{shell}"
+            return f"{arg}: Hydra cannot read this value ({str(exc).splitlines()[0]}); quote it, e.g. {_quoted(key, value, cli)}"
         key = override.get_key_element().lstrip("+~")
         if key in single and override.value_type is not None and override.value_type.name == "ELEMENT" \
                 and isinstance(override.value(), list):
@@ -60,12 +59,24 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
         simple_list = override.value_type is not None and override.value_type.name == "SIMPLE_CHOICE_SWEEP"
         if cli and override.is_sweep_override() and not multirun and not key.startswith("hydra") and (
                 simple_list or key != "metrics"):  # metrics=glob(clip_*) picks a list: Hydra's
-            if key == "metrics":
-                names = ",".join(override.sweep_string_iterator())
-                return (f"{arg}: a run's metrics are one list, metrics=[{names}] (with -m, {arg} would sweep one "
-                        f"metric per job)")
-            return f"{arg} gives several values: add -m (--multirun) to run one job per value"
+            values = list(override.sweep_string_iterator()) if simple_list else []
+            if key == "metrics" and values and not any(v.startswith("[") for v in values):
+                return (f"{arg}: a run's metrics are one list, metrics=[{','.join(values)}] (with -m, {arg} would "
+                        f"sweep one metric per job)")
+            numbers = all(re.fullmatch(r"[-+]?\d+(\.\d*)?(e[-+]?\d+)?", v) for v in values) and values
+            text = "" if key in single or key == "metrics" or numbers else (
+                f", or quote it for one value holding a comma: {_quoted(key, arg.split('=', 1)[1], cli)}")
+            return f"{arg} gives several values: add -m (--multirun) to run one job per value{text}"
     return None
+
+
+def _quoted(key: str, value: str, cli: bool) -> str:
+    """``key='value'`` (double quotes when the value holds a single one), and how a shell passes it on."""
+    if "'" not in value:
+        text = f"{key}='{value}'"
+        return f'{text} (in a shell: "{text}")' if cli else text
+    text = f'{key}="{value}"'
+    return f'{text} (in a shell: "{key}=\\"{value}\\"")' if cli else text
 
 
 def _groups() -> list[str]:

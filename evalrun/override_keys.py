@@ -289,7 +289,8 @@ def _not_in_config(parts: list[str], value: str, argv: Sequence[str],
             return f"{key}: metric {name} has no setting {parts[2]!r}; its settings: {', '.join(sorted(known))}"
         listed = next((m.group(1) for a in argv if a.startswith("metrics=") and "(" not in a and "],[" not in a
                        and (m := _METRIC_LIST.fullmatch(a))), None)
-        if listed is None:  # the default list (config.yaml's, or the model preset's), unless a file may set one
+        sets_list = any(a.split("=", 1)[0].lstrip("+~") in ("metrics", "hydra.sweeper.params.metrics") for a in argv)
+        if listed is None and not sets_list:  # no list anywhere on the command line: the preset's or config.yaml's
             listed = _default_metric_list(_choices(argv))
         names = [n.strip() for n in (listed or "").split(",") if n.strip()]
         if listed is not None and name not in names:  # the list given replaces every other: no metrics.<name> then

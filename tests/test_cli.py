@@ -451,6 +451,35 @@ def test_the_python_api_takes_value_lists_without_dash_m():
     assert check_command_line(["seed=0,1", "scheduler=ddim,dpm"], cli=False) is None
 
 
+@pytest.mark.parametrize("argv", [
+    # A list set anywhere on the command line (swept, globbed, a sweeper param): the default list says nothing.
+    ["metrics=[clip_score,fid],[fid,kid]", "metrics.fid.batch_size=8", "-m"],
+    ["metrics=glob(*)", "metrics.fid.batch_size=8", "-m"],
+    ["hydra.sweeper.params.metrics=[fid]", "metrics.fid.batch_size=8", "-m"],
+    ["hydra.mode=MULTIRUN", "seed=0,1"],  # Hydra's other way to ask for a sweep
+    ["prompts.texts=[a red cube,a blue ball]"], ["prompts=parti", "prompts.category=[Animals,Vehicles]"],
+    ["prompts.negative_prompt='blurry, ugly'"], ["height=${width}"], ["seed=range(0,3)", "-m"],
+])
+def test_valid_command_lines_pass(argv):
+    from evalrun.override_keys import check_command_line
+
+    assert check_command_line(argv) is None
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["metrics=[clip_score,fid],[clip_score,kid]"], "gives several values: add -m (--multirun) to run one job per value"),
+    (["prompts.negative_prompt=blurry,ugly"], "add -m (--multirun) to run one job per value, or quote it for one value "
+                                              "holding a comma: prompts.negative_prompt='blurry,ugly' (in a shell: "
+                                              "\"prompts.negative_prompt='blurry,ugly'\")"),
+    (["prompts.negative_prompt=don't"], "quote it, e.g. prompts.negative_prompt=\"don't\" (in a shell: "
+                                        "\"prompts.negative_prompt=\\\"don't\\\"\")"),
+])
+def test_grammar_messages_name_a_fix_that_works(argv, expected):
+    from evalrun.override_keys import check_command_line
+
+    assert expected in check_command_line(argv)
+
+
 def test_a_metric_setting_added_with_plus_is_refused_once_composed():
     """+metrics.kid.subset_size=2 (what Hydra advises for metrics.kid.subset_size=2) switched kid on, half
     configured: without its preset, the smoke profile's tiny Inception was not used."""
