@@ -43,16 +43,16 @@ def try_merge(shard_dir: Path) -> Path | None:
 
 def plan(sweep_dir: Path) -> dict[Path, dict]:
     """merged dir -> {"shards": {index: dir}, "num_shards": N, "missing": [...]}, from the shard records."""
-    from evalrun.shards import read_record, siblings
+    from evalrun.shards import read_record, siblings, split_of
 
     groups: dict[Path, dict] = {}
-    seen: list[tuple[Path, dict]] = []
+    seen: list[tuple[Path, dict, tuple]] = []  # each configuration and split once (a stale split beside a whole one)
     for child in sorted(Path(sweep_dir).iterdir()):
         record = read_record(child) if child.is_dir() else None
-        if record is None or (Path(record["merged_dir"]), record.get("config")) in seen:
+        if record is None or (Path(record["merged_dir"]), record.get("config"), split_of(record)) in seen:
             continue
         merged = Path(record["merged_dir"])
-        seen.append((merged, record.get("config")))
+        seen.append((merged, record.get("config"), split_of(record)))
         done = siblings(sweep_dir, merged, record)
         group = {"shards": done, "num_shards": record["num_shards"], "first": child,
                  "missing": sorted(set(range(record["num_shards"])) - set(done))}

@@ -115,16 +115,17 @@ def siblings(sweep_dir: Path, merged_dir: Path, like: dict | None = None) -> dic
         if record is None or Path(record["merged_dir"]) != Path(merged_dir) \
                 or (like is not None and record.get("config") != like.get("config")):
             continue
-        if like is not None and _split(record) != _split(like):
+        if like is not None and split_of(record) != split_of(like):
             log.warning("%s is shard %d of %d (%s) of this configuration, where this merge's shards are of %d (%s): "
                         "not merged with them; run every shard with the same num_shards and shard_mode", child,
-                        record["shard"], *_split(record)[:2], *_split(like)[:2])
+                        record["shard"], *split_of(record)[:2], *split_of(like)[:2])
             continue
         found.setdefault(int(record["shard"]), child)
     return found
 
 
-def _split(record: dict) -> tuple:
+def split_of(record: dict) -> tuple:
+    """How a shard's configuration was split: (num_shards, shard_mode, chunk)."""
     return record.get("num_shards"), record.get("shard_mode"), record.get("chunk")
 
 

@@ -192,6 +192,23 @@ def test_shards_of_another_split_are_not_merged_with_these(tmp_path, caplog):
         in caplog.text and not (merged / "run.json").exists()
 
 
+def test_merge_by_hand_merges_a_complete_split_beside_a_stale_one(tmp_path, monkeypatch):
+    """A stale shard 0 of 2 sorted first made the configuration's 'first' shard: the complete 3-way split
+    was never merged (it waited for shard 1 of 2)."""
+    from evalrun import merge
+
+    config = {"seed": 0}
+    for name, shard, of in (("a_old0", 0, 2), ("b_0", 0, 3), ("b_1", 1, 3), ("b_2", 2, 3)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "shard.json").write_text(json.dumps(
+            {"status": "complete", "shard": shard, "num_shards": of, "shard_mode": "contiguous", "chunk": 64,
+             "merged_dir": str(tmp_path / "merged"), "config": config}))
+    groups = list(merge.plan(tmp_path).values())
+    assert sorted((g["num_shards"], g["missing"]) for g in groups) == [(2, [1]), (3, [])]
+    complete = next(g for g in groups if not g["missing"])
+    assert sorted(complete["shards"]) == [0, 1, 2] and complete["first"].name.startswith("b_")
+
+
 def test_merge_by_hand_names_a_wrong_folder_in_one_line(tmp_path, capsys):
     from evalrun.merge import main as merge_main
 
