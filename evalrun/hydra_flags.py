@@ -48,7 +48,8 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
             override = parser.parse_overrides([arg])[0]
         except HydraException as exc:
             key, value = arg.split("=", 1)
-            return f"{arg}: Hydra cannot read this value ({str(exc).splitlines()[0]}); quote it, e.g. {_quoted(key, value, cli)}"
+            return (f"{arg}: Hydra cannot read this value ({str(exc).splitlines()[0]}); quote it, e.g. "
+                    f"{_quoted(key, value, cli)}")
         key = override.get_key_element().lstrip("+~")
         if key in single and override.value_type is not None and override.value_type.name == "ELEMENT" \
                 and isinstance(override.value(), list):
@@ -63,8 +64,8 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
             if key == "metrics" and values and not any(v.startswith("[") for v in values):
                 return (f"{arg}: a run's metrics are one list, metrics=[{','.join(values)}] (with -m, {arg} would "
                         f"sweep one metric per job)")
-            numbers = all(re.fullmatch(r"[-+]?\d+(\.\d*)?(e[-+]?\d+)?", v) for v in values) and values
-            text = "" if key in single or key == "metrics" or numbers else (
+            numbers = all(re.fullmatch(r"[-+]?\d+(\.\d*)?(e[-+]?\d+)?", v) for v in values)
+            text = "" if not simple_list or numbers or key in single or key == "metrics" else (
                 f", or quote it for one value holding a comma: {_quoted(key, arg.split('=', 1)[1], cli)}")
             return f"{arg} gives several values: add -m (--multirun) to run one job per value{text}"
     return None

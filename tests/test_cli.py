@@ -471,13 +471,14 @@ def test_valid_command_lines_pass(argv):
     (["prompts.negative_prompt=blurry,ugly"], "add -m (--multirun) to run one job per value, or quote it for one value "
                                               "holding a comma: prompts.negative_prompt='blurry,ugly' (in a shell: "
                                               "\"prompts.negative_prompt='blurry,ugly'\")"),
+    (["seed=range(0,3)"], "seed=range(0,3) gives several values: add -m (--multirun) to run one job per value"),
     (["prompts.negative_prompt=don't"], "quote it, e.g. prompts.negative_prompt=\"don't\" (in a shell: "
                                         "\"prompts.negative_prompt=\\\"don't\\\"\")"),
 ])
 def test_grammar_messages_name_a_fix_that_works(argv, expected):
     from evalrun.override_keys import check_command_line
 
-    assert expected in check_command_line(argv)
+    assert check_command_line(argv).endswith(expected), check_command_line(argv)
 
 
 def test_a_metric_setting_added_with_plus_is_refused_once_composed():
