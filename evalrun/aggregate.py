@@ -109,11 +109,10 @@ def write_failed(sweep_dir: Path, failed: dict[str, str]) -> Path | None:
 def grouped_errors(problems: dict[str, str]) -> str:
     """Jobs' errors, each distinct one once with the jobs that had it (a missing model failed every job of a
     sweep with one long line, printed once per job)."""
-    by_error: dict[str, list[str]] = {}
-    for job, error in sorted(problems.items()):
-        by_error.setdefault(error, []).append(Path(job).name)
-    return "; ".join(f"{jobs[0]}: {error}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0]}, ...): {error}"
-                     for error, jobs in by_error.items())
+    from evalrun.errors import by_problem, jobs_text
+
+    grouped = by_problem((Path(job).name, error) for job, error in sorted(problems.items()))
+    return "; ".join(f"{jobs_text(jobs)}: {error}" for error, jobs in grouped.items())
 
 
 def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 class EvalrunError(Exception):
@@ -88,3 +88,17 @@ def load_error(what: str, name: str, exc: BaseException, key: str, local_dir: st
     reason = "it is not in the local Hugging Face cache and the hub cannot be reached" if offline else text
     return EvalrunError(f"could not load {what} {name!r}: {reason}. Download it once where there is network "
                         f"(`hf download {name} --local-dir DIR`) and set {key}=DIR")
+
+
+def by_problem(failures: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(job, problem) pairs as problem -> its jobs, in the order first seen: a problem many jobs of a sweep
+    share (a missing model) is said once, not once per job."""
+    found: dict[str, list[str]] = {}
+    for job, problem in failures:
+        found.setdefault(problem, []).append(job)
+    return found
+
+
+def jobs_text(jobs: list[str], one: str = "") -> str:
+    """``job`` (after ``one``) for a single job, ``N jobs (first, ...)`` for several."""
+    return f"{one}{jobs[0]}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0]}, ...)"

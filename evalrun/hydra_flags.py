@@ -40,7 +40,7 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
     from hydra.errors import HydraException
 
     multirun = any(a in ("-m", "--multirun") or re.fullmatch(r"\+*hydra\.mode=MULTIRUN", a) for a in argv)
-    parser, single = OverridesParser.create(), set(_groups()) - {"metrics"}
+    parser, single = OverridesParser.create(), groups() - {"metrics"}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -80,8 +80,9 @@ def _quoted(key: str, value: str, cli: bool) -> str:
     return f'{text} (in a shell: "{key}=\\"{value}\\"")' if cli else text
 
 
-def _groups() -> list[str]:
-    return [p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"]
+def groups() -> set[str]:
+    """The packaged config groups (conf/<group>/), Hydra's own left out."""
+    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} - {"hydra"}
 
 
 def nearest(name: str, known: Iterable[str], cutoff: float) -> str | None:
@@ -98,9 +99,9 @@ def option_in(root: Path | Any, group: str, option: str) -> bool:
 # Sampler names of other tools (A1111 / k-diffusion, diffusers class names) -> evalrun's scheduler options.
 SCHEDULER_ALIASES = {"dpmpp_2m": "dpm", "dpmpp_2m_karras": "dpm_karras", "dpmpp_sde": "dpm_sde",
                      "dpmpp_sde_karras": "dpm_sde_karras", "dpmpp_2s": "dpm_single", "dpm_solver": "dpm",
-                     "dpmsolvermultistep": "dpm", "euler_ancestral": "euler_a", "k_euler": "euler", "k_euler_a": "euler_a",
-                     "k_lms": "lms", "dpm2": "kdpm2", "dpm2_a": "kdpm2_a", "uni_pc": "unipc", "unipcmultistep": "unipc",
-                     "pndm_plms": "pndm", "plms": "pndm", "ddim_scheduler": "ddim"}
+                     "dpmsolvermultistep": "dpm", "euler_ancestral": "euler_a", "k_euler": "euler",
+                     "k_euler_a": "euler_a", "k_lms": "lms", "dpm2": "kdpm2", "dpm2_a": "kdpm2_a", "uni_pc": "unipc",
+                     "unipcmultistep": "unipc", "pndm_plms": "pndm", "plms": "pndm", "ddim_scheduler": "ddim"}
 
 
 def suggestions(group: str, option: str, valid: Iterable[str]) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from evalrun.errors import ConfigError
-from evalrun.hydra_flags import hydra_problem, nearest, no_such_option, option_in
+from evalrun.hydra_flags import groups, hydra_problem, nearest, no_such_option, option_in
 from evalrun.paths import CONF_DIR
 
 # Groups whose keys are a fixed set. Deeper keys are open mappings (scheduler.kwargs, model.call_kwargs)
@@ -64,10 +64,6 @@ def _config_yaml() -> tuple[dict, str]:
 def _global_files() -> tuple[dict, ...]:
     """The option files that write from the root (experiments, protocols, debug profiles)."""
     return tuple(_mapping(f) for f in sorted(CONF_DIR.glob("*/*.yaml")) if "# @package _global_" in f.read_text())
-
-
-def groups() -> set[str]:
-    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} - {"hydra"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -213,9 +209,9 @@ def _default_metric_list(chosen: dict[str, str]) -> str | None:
         return None
     for path in (CONF_DIR / "model" / f"{chosen.get('model')}.yaml", CONF_DIR / "config.yaml"):
         entries = _mapping(path).get("defaults") if path.is_file() else None
-        for entry in entries or []:
-            names = next((v for k, v in entry.items() if k.removeprefix("override ").lstrip("/").startswith("metrics")), None) \
-                if isinstance(entry, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            group = next(iter(entry), "") if isinstance(entry, dict) else ""  # "override /metrics@_global_.metrics"
+            names = entry[group] if group.removeprefix("override ").lstrip("/").startswith("metrics") else None
             if isinstance(names, list):
                 return ",".join(map(str, names))
     return None

@@ -116,6 +116,7 @@ class EvalrunSweeper(BasicSweeper):
         each job that will fail them is named now, not after the jobs before it have sampled. They still
         run (and fail alone, in a second): a sweep over models x samplers runs the pairs that fit."""
         from evalrun.console import quiet_libraries
+        from evalrun.errors import by_problem, jobs_text
         from evalrun.preflight import already_complete, problems
 
         tic = time.perf_counter()
@@ -124,15 +125,12 @@ class EvalrunSweeper(BasicSweeper):
         jobs = ((list(o), loader.load_sweep_config(self.config, list(o))) for batch in self.overrides for o in batch)
         checked, found = problems((o, cfg) for o, cfg in jobs if not already_complete(cfg))
         n = len(checked)
-        by_problem: dict = {}  # each distinct problem once, with its jobs (a missing model: every job, one line)
-        for job, problem in found:
-            by_problem.setdefault(problem, []).append(job)
-        for problem, failing in list(by_problem.items())[:10]:
-            which = f"job {failing[0]}" if len(failing) == 1 else f"{len(failing)} jobs ({failing[0]}, ...)"
-            print(f"evalrun: warning: {which} will fail: {problem}", file=sys.stderr)
+        grouped = by_problem(found)  # each distinct problem once, with its jobs (a missing model: every job)
+        for problem, failing in list(grouped.items())[:10]:
+            print(f"evalrun: warning: {jobs_text(failing, one='job ')} will fail: {problem}", file=sys.stderr)
         if found:
             print(f"evalrun: warning: {len(found)} of {n} jobs will fail (listed in failed_runs.csv at the end)"
-                  + (f"; {len(by_problem) - 10} more problems not shown" if len(by_problem) > 10 else ""),
+                  + (f"; {len(grouped) - 10} more problems not shown" if len(grouped) > 10 else ""),
                   file=sys.stderr)
         log.debug("checked the configs of %d jobs in %.2f s", n, time.perf_counter() - tic)
 
