@@ -30,8 +30,9 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
             hint = f"did you mean {near}={value}?" if near else f"the top-level keys are {', '.join(sorted(known))}"
             raise ConfigError(f"{override} adds a top-level key evalrun never reads; {hint}")
         group, name = parts[:2]
-        if group == "metrics" and len(parts) >= 3 and (metric_keys(name) or set()) - set((cfg.get("metrics") or {}).get(name) or {}):
-            listed = [str(m) for m in (cfg.get("metrics") or {}) if m != name]  # what + made is all kid has: not listed
+        metrics = cfg.get("metrics") or {}
+        if group == "metrics" and len(parts) >= 3 and (metric_keys(name) or set()) - set(metrics.get(name) or {}):
+            listed = [str(m) for m in metrics if m != name]  # what + made is all the metric has: not listed
             raise ConfigError(f"{override} adds a setting of {name}, which is not among this run's metrics "
                               f"({', '.join(listed) or 'none'}): it would run {name} half-configured; list it and set "
                               f"it without +: metrics=[{','.join([*listed, name])}] {key}={value}")
