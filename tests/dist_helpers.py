@@ -36,6 +36,14 @@ class ChannelMeans(torch.nn.Module):
         return x.mean(dim=(2, 3)) * self.scale
 
 
+class WhiteIsNaN(ChannelMeans):
+    """Channel means, NaN for an all-white image: a backbone that overflows on some inputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return torch.where((x.flatten(1).min(1).values >= 1.0)[:, None], torch.full_like(out, float("nan")), out)
+
+
 class TinyEncoder(torch.nn.Module):
     """A seeded conv encoder with ``dim`` outputs (deterministic weights, so a stable state_dict hash)."""
 

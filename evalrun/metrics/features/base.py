@@ -91,8 +91,19 @@ class FeatureExtractor(abc.ABC):
                 feats = self._extract(images[start:start + self.batch_size].to(self.device))
                 for layer in out:
                     out[layer].append(feats[layer].float().cpu().numpy())
-        return {layer: np.concatenate(v) if v else np.zeros((0, self.layers[layer]), np.float32)
-                for layer, v in out.items()}
+        found = {layer: np.concatenate(v) if v else np.zeros((0, self.layers[layer]), np.float32)
+                 for layer, v in out.items()}
+        for layer, feats in found.items():
+            # A NaN row would be cached and then scored: FID's eigensolver fails on it, ADM counts it off the
+            # manifold, a mean turns NaN. Refused here, once for every metric and the reference alike.
+            bad = ~np.isfinite(feats).all(axis=1)
+            if bad.any():
+                from evalrun.errors import EvalrunError
+
+                raise EvalrunError(f"feature extractor {self.name} gave NaN or infinite {layer!r} features for "
+                                   f"{int(bad.sum())} of {len(feats)} images (first: image {int(np.argmax(bad))} of "
+                                   f"the batch); no metric can use them: check the extractor's weights and inputs")
+        return found
 
     def info(self) -> dict[str, Any]:
         """Provenance written next to every number computed from these features."""

@@ -69,7 +69,10 @@ def _features(x, name: str, device) -> torch.Tensor:
     if t.ndim != 2 or len(t) == 0:
         raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {tuple(t.shape)}")
     # The evaluator feeds float32 placeholders: features are float32 before any cast to float16.
-    return t.to(device=device, dtype=torch.float32)
+    t = t.to(device=device, dtype=torch.float32)
+    if not torch.isfinite(t).all():  # a NaN row is never within a radius: it would count as off the manifold
+        raise ValueError(f"{name} has NaN or infinite values")
+    return t
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:

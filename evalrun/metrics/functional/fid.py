@@ -143,6 +143,9 @@ def frechet_distance_info(a: GaussianStats, b: GaussianStats, device: torch.devi
     """(FID, how the trace of the square root was computed)."""
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
         raise ValueError(f"feature dimensions differ: {a.mu.shape} vs {b.mu.shape}")
+    for which, stats in (("first", a), ("second", b)):  # the eigensolver fails on them with a LinAlgError
+        if not (np.isfinite(stats.mu).all() and np.isfinite(stats.sigma).all()):
+            raise ValueError(f"the {which} set's statistics hold NaN or infinite values (non-finite features)")
     diff = np.asarray(a.mu, np.float64) - np.asarray(b.mu, np.float64)
     tr = np.trace(np.asarray(a.sigma, np.float64)) + np.trace(np.asarray(b.sigma, np.float64))
     tr_sqrt, method = trace_sqrt_product(a, b, device)
