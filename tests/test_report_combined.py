@@ -84,11 +84,18 @@ def test_a_key_that_moves_with_another_is_shown(tmp_path: Path) -> None:
             make_run(sweep_dir / f"scheduler={scheduler},seed={seed}", config(scheduler=scheduler, steps=steps, seed=seed))
     sweep = load_sweep([sweep_dir])
     assert sweep.keys == ["scheduler"] and sweep.moves_with == {"steps": "scheduler"}  # scheduler_class: declared
-    build_report([sweep_dir], out_dir=tmp_path / "r", plots=False, gallery=False)
+    build_report([sweep_dir], out_dir=tmp_path / "r", plots=False, gallery=True)
     report = (tmp_path / "r" / "report.md").read_text()
     assert "varying with them (one value per value of the key): Steps (`steps`, with `scheduler`)" in report
     summary = pd.read_csv(tmp_path / "r" / "tables" / "summary.csv")
     assert summary[["scheduler", "steps"]].drop_duplicates().values.tolist() == [["ddim", 2], ["dpm", 3]]
+    # The gallery's summary holds the same cells, the moving column included (it showed a dash in every cell).
+    page = (tmp_path / "r" / "index.html").read_text()
+    table = page.split("<table>", 1)[1].split("</table>", 1)[0]
+    rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in table.split("</tr>")[:-1]]
+    assert rows[0][:3] == ["Scheduler", "Steps", "CLIP score ↑"]
+    cells = summary[summary["metric"] == "clip_score"]
+    assert [row[:3] for row in rows[1:]] == [[w.scheduler, str(w.steps), w.cell] for w in cells.itertuples()]
 
 
 def test_a_rebuilt_report_leaves_no_file_of_the_last_build(tmp_path: Path) -> None:

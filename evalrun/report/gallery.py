@@ -100,11 +100,14 @@ def _num_class(value: Any) -> str:
 
 def summary_html(sweep: Sweep, table: Table, page_dir: Path) -> str:
     """The summary table with, per configuration, links to its run dirs (one per seed)."""
-    keys, labels = sweep.row_keys, table.labels
+    # The table's own row keys: the sweep's keys and the columns that move with them (prompts_sha256 beside
+    # prompts_filter), as its cells are indexed; the sweep's keys alone found no cell.
+    keys, labels = table.row_keys, table.labels
     head = "".join(f"<th>{esc(table.key_header(k))}</th>" for k in keys) + "".join(
         f"<th>{esc(table.headers[c])}</th>" for c in table.columns) + "<th>runs</th>"
     body = []
-    for label, runs in sweep.configurations():
+    for _, runs in sweep.configurations():
+        label = tuple(runs[k].iloc[0] for k in keys)
         cells = []
         for column in table.columns:
             hit = table.cell(label, column)
