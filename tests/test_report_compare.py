@@ -87,6 +87,40 @@ def test_pairs_match_on_prompt_id_not_row_order_and_on_other_keys(tmp_path: Path
     r = _result(c, "clip_score")
     assert r["pairs"] == len(pairs) == 2 * 2 * 4
     assert r["diff"] == pytest.approx((pairs["clip_score_y"] - pairs["clip_score_x"]).mean(), rel=1e-12)
+    # A set metric paired on steps and seed: the two runs of a seed share their starting noise, so the units are
+    # seeds (each the mean of its steps' differences); the 4 run pairs were tested as independent.
+    fid, runs = _result(c, "fid"), read_metrics(sweep_dir)
+    wide = runs.pivot_table(index=["steps", "seed"], columns="scheduler", values="fid")
+    per_seed = (wide["dpm"] - wide["ddim"]).groupby(level="seed").mean()
+    assert (fid["pairs"], fid["units"], fid["unit"]) == (4, 2, "seeds")
+    assert fid["diff"] == pytest.approx(per_seed.mean(), rel=1e-12)
+    assert fid["mean_b"] - fid["mean_a"] == pytest.approx(fid["diff"], rel=1e-12)
+
+
+def test_the_two_means_weigh_units_as_their_difference_does(tmp_path: Path) -> None:
+    """A prompt with fewer image pairs: the means were over image pairs and B - A over prompts, so the row read
+    A 19.66, B 19.18, B - A -0.064."""
+    sweep_dir = make_sweep(tmp_path / "s", schedulers=("ddim", "dpm"), steps=(2,), seeds=(0, 1, 2), images_per_prompt=2)
+    for run in sweep_dir.glob("*scheduler=dpm*"):  # dpm kept one image of the first prompt only
+        frame = pd.read_csv(run / "per_image.csv")
+        frame[~((frame["prompt_index"] == 0) & (frame["image_index"] == 1))].to_csv(run / "per_image.csv", index=False)
+    r = _result(compare(load_sweep([sweep_dir]), "scheduler=ddim", "scheduler=dpm"), "clip_score")
+    frames = {s: pd.concat(pd.read_csv(d / "per_image.csv").assign(seed=int(d.name.split("seed=")[1].split(",")[0]))
+                           for d in sweep_dir.glob(f"*scheduler={s},*")) for s in ("ddim", "dpm")}
+    pairs = frames["ddim"].merge(frames["dpm"], on=["seed", "prompt_id", "image_index"], suffixes=("_a", "_b"))
+    per_prompt = pairs.groupby("prompt_id")[["clip_score_a", "clip_score_b"]].mean()
+    assert r["pairs"] == 4 * 2 * 3 - 3 and r["units"] == 4
+    assert (r["mean_a"], r["mean_b"]) == pytest.approx(tuple(per_prompt.mean()), rel=1e-12)
+    assert r["diff"] == pytest.approx(r["mean_b"] - r["mean_a"], rel=1e-12)
+    assert pairs["clip_score_a"].mean() != pytest.approx(per_prompt["clip_score_a"].mean(), rel=1e-9)  # it matters
+
+
+def test_every_value_of_a_key_is_compared_with_the_first_however_many(tmp_path: Path) -> None:
+    # A key with more than 6 values (a 7-sampler or 7-step sweep) was left out of the comparisons, silently.
+    sweep_dir = make_sweep(tmp_path / "s", schedulers=("ddim",), steps=(2, 3, 4, 5, 6, 7, 8), seeds=(0,))
+    build_report([sweep_dir], out_dir=tmp_path / "r", plots=False, gallery=False)
+    got = pd.read_csv(tmp_path / "r" / "comparisons.csv")
+    assert sorted(set(zip(got["a"], got["b"]))) == [("steps=2", f"steps={n}") for n in range(3, 9)]
 
 
 def _keys(name: str) -> tuple[str, int]:

@@ -7,7 +7,8 @@ paired by the prompt (its id and its text: ids are positions in a prompt set, an
 prompts are different prompts) and ``image_index``. A metric without pairs is left out of its
 comparison (and named in it); the others are still compared. The difference is B − A, tested over
 independent units: per-image differences averaged per prompt (the images of one prompt are not
-independent of each other), run-level ones per run pair. Its 95% interval is a bootstrap-t interval of the
+independent of each other), run-level ones per seed (per run pair with one seed). The A and B means are
+over the same units, so B − A is their difference. Its 95% interval is a bootstrap-t interval of the
 mean with ``numpy.random.default_rng(seed)`` (so the report is reproducible) when there are at least
 ``MIN_BOOTSTRAP_PAIRS`` (10) units, and a Student-t interval with fewer (see
 :mod:`evalrun.report.significance`: the same rule decides which table cells are bold).
@@ -151,6 +152,9 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
             continue
         diffs = pd.Series(vb[ok] - va[ok], index=pd.MultiIndex.from_frame(pairs.loc[ok, keys].astype(str)))
         units, unit = independent_units(diffs)
+        # Each side's mean over the same units, each unit weighted alike, so that B - A is their difference
+        # (over image pairs, prompts with more pairs weighed more in the means than in the difference).
+        unit_means = [independent_units(pd.Series(v[ok], index=diffs.index))[0].mean() for v in (va, vb)]
         low, high, method = paired_interval(units, seed=seed, resamples=resamples)
         higher = sweep.direction(metric)
         testable = method != "untestable"
@@ -158,7 +162,7 @@ def compare(sweep: Sweep, a: str | Mapping[str, Any], b: str | Mapping[str, Any]
                    else f"not testable (one {unit[:-1]})")
         rows.append({"a": name_a, "b": name_b, "metric": metric, "kind": kind, "pairs": int(ok.sum()),
                      "units": int(units.size), "unit": unit,
-                     "mean_a": va[ok].mean(), "mean_b": vb[ok].mean(), "diff": units.mean(),
+                     "mean_a": unit_means[0], "mean_b": unit_means[1], "diff": units.mean(),
                      "ci95_low": low, "ci95_high": high, "excludes_zero": testable and not (low <= 0 <= high),
                      "method": method, "higher_is_better": higher, "verdict": verdict,
                      "paired_on": " ".join(keys), "bootstrap_seed": seed, "resamples": resamples})
@@ -172,12 +176,12 @@ def _seeds(runs: pd.DataFrame) -> str:
     return "[" + ", ".join(value_text(s) for s in sorted(set(runs["seed"].tolist()))) + "]"
 
 
-def default_comparisons(sweep: Sweep, max_levels: int = 6) -> list[tuple[dict[str, str], dict[str, str]]]:
-    """For each varying key with 2..``max_levels`` values: every value against the first (sorted)."""
+def default_comparisons(sweep: Sweep) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """For each varying key: every value against the first (sorted); a sweep over 17 samplers gets 16."""
     out = []
     for key in sweep.keys:
         levels = sorted(sweep.runs[key].dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
-        if 2 <= len(levels) <= max_levels:
+        if len(levels) >= 2:
             first = value_text(levels[0])
             out += [({key: first}, {key: value_text(v)}) for v in levels[1:]]
     return out

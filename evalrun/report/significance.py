@@ -142,9 +142,14 @@ def paired_interval(diffs: Sequence[float], seed: int = 0, resamples: int = 10_0
 def independent_units(diffs: pd.Series, prompt_level: str = PROMPT_UNIT) -> tuple[np.ndarray, str]:
     """Paired differences as the test's independent units, and what they are. Per-image differences (a level
     ``prompt_level`` in the index) are averaged per prompt, over the seeds and images both sides have; with a
-    single prompt its images are the units. Run-level differences (per seed) are the units as they are."""
+    single prompt its images are the units. Run-level differences are averaged per seed when they are paired
+    on other keys too (ddim vs dpm at 2 and at 3 steps: the two runs of a seed share their starting noise);
+    with a single seed, or only seeds, the run pairs are the units."""
     d = diffs[np.isfinite(diffs.to_numpy(dtype=float))]
-    if prompt_level not in (d.index.names or []):
+    names = list(d.index.names or [])
+    if prompt_level not in names:
+        if "seed" in names and len(names) > 1 and d.index.get_level_values("seed").nunique() >= 2:
+            return d.groupby(level="seed", sort=False).mean().to_numpy(dtype=float), "seeds"
         return d.to_numpy(dtype=float), "pairs"
     if d.index.get_level_values(prompt_level).nunique() < 2:
         return d.to_numpy(dtype=float), "images"
