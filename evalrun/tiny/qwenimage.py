@@ -57,7 +57,7 @@ def _components(target: Path):
     torch.manual_seed(0)
     text_encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
     torch.manual_seed(0)
-    vae = AutoencoderKLQwenImage(base_dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
+    vae = AutoencoderKLQwenImage(base_dim=2, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
                                  temperal_downsample=[False, True, True]).eval()
     torch.manual_seed(0)
     transformer = QwenImageTransformer2DModel(
