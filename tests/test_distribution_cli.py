@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import evalrun
 from conftest import cli
 from evalrun import tiny
 
@@ -38,6 +39,7 @@ def test_sweep_scores_distribution_metrics_and_reuses_reference_features(tmp_pat
     records = [json.loads((d / "run.json").read_text()) for d in run_dirs]
     caches = [r["provenance"]["metrics"]["fid"]["reference_cache"] for r in records]
     assert caches.count("computed") == 1 and caches.count("hit") == 3  # reference features once per sweep
+    assert {r["provenance"]["metrics"]["kid"]["kid_subset_size"] for r in records} == {6}
     assert {k: v for k, v in records[0]["higher_is_better"].items() if records[0]["columns"][k]["kind"] == "score"} == \
         {"fid": False, "kid_mean": False, "is_mean": True, "cmmd": False}
 
@@ -58,12 +60,13 @@ def test_sweep_scores_distribution_metrics_and_reuses_reference_features(tmp_pat
     assert row["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
     assert row["is_mean"] == pytest.approx(ref["inception_score_mean"], rel=1e-4)
 
-    # A second sweep (another directory) finds the reference features in the cache.
+    # A second sweep (another directory, other images) finds the reference features in the cache: in this
+    # process, through the Python API (the CLI's sweep is the one above).
     again = tmp_path / "again"
-    cli(*common, "scheduler=ddim", "seed=5", f"hydra.sweep.dir={again}", "-m")
+    evalrun.sweep(["model=tiny_ddpm", "num_images=2", "metrics=[fid]", "reference=folder",
+                   f"reference.path={reference_dir}", "scheduler=ddim", "seed=5"], sweep_dir=again)
     record = json.loads(next(again.glob("*/run.json")).read_text())
     assert record["provenance"]["metrics"]["fid"]["reference_cache"] == "hit"
-    assert record["provenance"]["metrics"]["kid"]["kid_subset_size"] == 6
 
 
 def test_fid_without_reference_is_one_clear_line(tmp_path):
