@@ -98,18 +98,34 @@ def test_protocol_run_writes_the_five_numbers_as_the_evaluator_computes_them(adm
 
 
 def test_sample_batch_is_the_run_in_the_evaluators_layout(adm):
+    """The batch holds the run's images in the seeded order of the protocol's IS splits (the run samples class by
+    class; in that order every 5000-image split holds 100 classes, which caps IS at 100), so the evaluator's IS
+    on the written batch, consecutive splits of it, is the run's."""
     from evalrun.metrics.functional.adm_batches import npz_keys, read_images, read_labels
+    from evalrun.metrics.functional.inception_score import inception_score_chunks, split_permutation
 
     path = adm["run_dir"] / "adm_batch.npz"
-    assert set(npz_keys(path)) == {"arr_0", "arr_1"}
-    np.testing.assert_array_equal(read_images(path), adm["images"].permute(0, 2, 3, 1).numpy())
-    np.testing.assert_array_equal(read_labels(path), pd.read_csv(adm["run_dir"] / "images.csv")["class_id"].to_numpy())
+    order = np.random.RandomState(0).permutation(8)   # the run's seed, 0
+    classes = pd.read_csv(adm["run_dir"] / "images.csv")["class_id"].to_numpy()
+    assert set(npz_keys(path)) == {"arr_0", "arr_1"} and list(classes) == sorted(classes)   # sampled class by class
+    np.testing.assert_array_equal(read_images(path), adm["images"].permute(0, 2, 3, 1).numpy()[order])
+    np.testing.assert_array_equal(read_labels(path), classes[order])
     assert not list(adm["run_dir"].glob("*.tmp"))
+    _, batch_logits, _ = direct_inception(torch.from_numpy(read_images(path)).permute(0, 3, 1, 2).contiguous())
+    p = torch.from_numpy(batch_logits).double().softmax(1).numpy()
+    evaluator = [np.exp((q * (np.log(q) - np.log(q.mean(0, keepdims=True)))).sum(1).mean()) for q in (p[:3], p[3:6], p[6:])]
+    run_is = inception_score_chunks(adm["direct"][1], 3, split_permutation(8, 0))   # the metric's splits, 3 a split
+    np.testing.assert_allclose(run_is, evaluator, rtol=1e-9)
+    info = adm["record"]["provenance"]["metrics"]
+    assert info["inception_score"]["is_shuffle"] is True and info["inception_score"]["is_seed"] == 0
+    assert info["adm"]["adm_batch_seed"] == 0
     from evalrun.reference.__main__ import main   # the same batch from a finished run's folder, after the fact
 
     assert main(["adm-batch", str(adm["run_dir"]), str(adm["tmp"] / "after.npz")]) == 0
     np.testing.assert_array_equal(read_images(adm["tmp"] / "after.npz"), read_images(path))
     np.testing.assert_array_equal(read_labels(adm["tmp"] / "after.npz"), read_labels(path))
+    assert main(["adm-batch", str(adm["run_dir"]), str(adm["tmp"] / "other.npz"), "--seed", "3"]) == 0
+    np.testing.assert_array_equal(read_labels(adm["tmp"] / "other.npz"), classes[np.random.RandomState(3).permutation(8)])
     # The written batch is itself a valid reference: its arr_0 gives the run's own FID statistics.
     from evalrun.metrics.features import build_extractor
     from evalrun.reference.cache import Reference
@@ -118,8 +134,21 @@ def test_sample_batch_is_the_run_in_the_evaluators_layout(adm):
     ext = build_extractor("inception", path="evalrun/tiny-inception")
     ref = Reference(ReferenceSpec.from_config({"kind": "adm", "path": str(path)}, "t"), adm["tmp"] / "c")
     feats, info = ref.features(ext, "spatial", "t")
-    np.testing.assert_allclose(feats, adm["direct"][2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(feats, adm["direct"][2][order], rtol=1e-5, atol=1e-5)
     assert info["reference_images"] == 8 and info["reference_image_size"] == "32x32"
+
+
+def test_protocol_is_splits_a_class_sorted_run_after_a_seeded_permutation():
+    """20 classes x 10 images, class by class, a confident classifier, splits of 50: in run order each split
+    holds 5 classes and IS is at most 5; the protocol's shuffle gives the score of a random class order."""
+    from evalrun.metrics.functional.inception_score import inception_score_chunks, split_permutation
+
+    assert compose("model=tiny_dit", "protocol=adm").metrics.inception_score.shuffle is True
+    logits = np.full((200, 1008), -6.0)
+    logits[np.arange(200), np.repeat(np.arange(20), 10)] = 6.0
+    in_run_order = inception_score_chunks(logits, 50, None)
+    shuffled = inception_score_chunks(logits, 50, split_permutation(200, 0))
+    assert in_run_order.max() <= 5.0 and shuffled.mean() > 10.0
 
 
 def test_reference_batch_statistics_round_trip_and_images_only_files(adm, tmp_path):
@@ -231,10 +260,11 @@ def test_comparable_only_with_everything_as_published(adm, tmp_path):
     cols = protocol_columns(cfg, metrics, results, 50000)
     assert cols == {"protocol": "adm", "comparable_to_published": True, "protocol_departures": ""}
     metrics["adm"].k = 5
+    metrics["inception_score"].shuffle = False   # in run order, a class-sorted run caps IS at 100
     results["fid"].info["fid_generated_sizes"] = ["64x64"]
     cols = protocol_columns(cfg, metrics, results, 50000)
     assert not cols["comparable_to_published"] and "k=5" in cols["protocol_departures"] \
-        and "64x64" in cols["protocol_departures"]
+        and "64x64" in cols["protocol_departures"] and "randomly ordered batch" in cols["protocol_departures"]
     none = protocol_columns(compose("model=tiny_dit"), {}, {}, 12)
     assert none["protocol"] == "none" and none["comparable_to_published"] is False
 

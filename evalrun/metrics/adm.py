@@ -9,10 +9,13 @@
   ``arr_0`` (10,000 images in the published batches); precision: samples inside it; recall:
   reference images inside the samples' manifold.
 - ``write_batch``: ``true`` writes the run's images as ``run_dir/adm_batch.npz`` (``arr_0``:
-  uint8 NHWC in run order; ``arr_1``: class labels for class-conditional runs), which the
-  original ``evaluator.py`` reads; a path writes there instead. The images are streamed to a
-  temporary file as they are scored and copied into the .npz at the end (memory stays flat;
-  disk holds the images twice for a moment). No statistics are written into it: the
+  uint8 NHWC; ``arr_1``: class labels for class-conditional runs), which the original
+  ``evaluator.py`` reads; a path writes there instead. The order is ``RandomState(seed).permutation``
+  of the run's (its seed): a run samples class by class, the published batches were sampled with a
+  random class per image, and the evaluator's IS takes consecutive splits (protocol=adm's IS splits
+  the same order, so the evaluator reproduces it). The images are streamed to a temporary file as
+  they are scored and copied into the .npz at the end (memory stays flat; disk holds the images
+  twice for a moment). No statistics are written into it: the
   evaluator would then use them instead of its own TensorFlow Inception.
 """
 
@@ -98,25 +101,23 @@ class ADMPrecisionRecall(ExtractorMetric):
     def _write_batch(self) -> dict[str, Any]:
         import numpy as np
 
-        from evalrun.metrics.functional.adm_batches import write_adm_batch
+        from evalrun.metrics.functional.adm_batches import batch_order, write_adm_batch
 
         target, raw_path = self.batch_path(), Path(self._raw.name)
         self._raw.close()
-        labels = np.asarray(self._labels, np.int64) if self._labels and None not in self._labels else None
-        frame_bytes = int(np.prod(self._frame))
-
-        def chunks():
-            with open(raw_path, "rb") as fh:
-                while data := fh.read(frame_bytes * 256):
-                    yield np.frombuffer(data, np.uint8).reshape(-1, *self._frame)
-
+        order = batch_order(self._count, self.context.seed)
+        labels = np.asarray(self._labels, np.int64)[order] if self._labels and None not in self._labels else None
         try:
-            write_adm_batch(target, chunks(), count=self._count, labels=labels)
+            frames = np.memmap(raw_path, np.uint8, "r", shape=(self._count, *self._frame))
+            write_adm_batch(target, (frames[order[lo:lo + 256]] for lo in range(0, self._count, 256)),
+                            count=self._count, labels=labels)
+            del frames
         finally:
             raw_path.unlink(missing_ok=True)
         return {"adm_batch_file": str(target), "adm_batch_images": self._count,
-                "adm_batch_labels": labels is not None,
-                "adm_batch_layout": "arr_0 uint8 NHWC in run order" + (", arr_1 class labels" if labels is not None else "")}
+                "adm_batch_labels": labels is not None, "adm_batch_seed": self.context.seed,
+                "adm_batch_layout": "arr_0 uint8 NHWC in numpy RandomState(seed).permutation of run order"
+                                    + (", arr_1 class labels" if labels is not None else "")}
 
     def compute(self) -> MetricResult:
         import numpy as np

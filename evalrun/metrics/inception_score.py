@@ -16,8 +16,10 @@ class InceptionScore(ExtractorMetric):
 
     ``split_size`` (null by default) switches to the ADM evaluator's rule instead: consecutive
     splits of that many images (5000 there), the last one shorter; ``splits`` is then unused.
-    The ADM protocol sets ``split_size=5000, shuffle=false``: at N=50,000 both rules give the
-    same ten splits, at other N only this one is the evaluator's."""
+    The ADM protocol sets ``split_size=5000, shuffle=true``: at N=50,000 both rules give the
+    same ten splits, at other N only this one is the evaluator's. The shuffle stands for the random
+    class order of the published sample batches: a run samples class by class, and consecutive
+    splits of it hold 100 classes each, which caps IS at 100."""
 
     name = "inception_score"
     outputs = (Output("is_mean", "higher", fmt=".2f", label="IS"),

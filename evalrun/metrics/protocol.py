@@ -96,8 +96,9 @@ def _metric_departures(name: str, metric: Any, info: dict[str, Any]) -> list[str
         if not str(info.get("reference_stats_source", "")).startswith("file"):
             out.append(f"{name}: reference statistics not the batch's stored ones")
     elif name == "inception_score":
-        if metric.split_size != 5000 or metric.shuffle:
-            out.append("inception_score: not the evaluator's split rule (split_size=5000, shuffle=false)")
+        if metric.split_size != 5000 or not metric.shuffle:  # unshuffled, a class-sorted run caps IS at 100
+            out.append("inception_score: not the evaluator's split rule on a randomly ordered batch "
+                       "(split_size=5000, shuffle=true)")
     elif name == "adm":
         if metric.k != 3 or metric.arithmetic != "float16":
             out.append(f"adm: k={metric.k}, arithmetic={metric.arithmetic} (the evaluator: k=3, float16)")

@@ -3,7 +3,7 @@
     python -m evalrun.reference list
     python -m evalrun.reference export --kind folder --path DIR [--resize 256 --center-crop] OUT.npz
     python -m evalrun.reference export --key KEY OUT.npz     # a cached entry, as listed
-    python -m evalrun.reference adm-batch RUN_DIR [OUT.npz]  # a finished run's images for ADM's evaluator.py
+    python -m evalrun.reference adm-batch RUN_DIR [OUT.npz] [--seed N]  # a run's images for ADM's evaluator.py
 
 Exporting from a source computes (or finds in the cache) the Inception pool3 statistics
 exactly as the ``fid`` metric does, so the .npz gives the same FID as the images.
@@ -104,21 +104,34 @@ def _export(args) -> int:
     return 0
 
 
+def _run_seed(run_dir) -> int:
+    """The run's seed (metrics.csv), as its metrics.adm.write_batch order used."""
+    import pandas as pd
+
+    found = pd.read_csv(run_dir / "metrics.csv")["seed"] if (run_dir / "metrics.csv").exists() else None
+    if found is None or found.isna().any():
+        raise EvalrunError(f"{run_dir} has no seed in metrics.csv (an unfinished run?); give the batch order's --seed")
+    return int(found.iloc[0])
+
+
 def _adm_batch(args) -> int:
-    """A finished run's images (images.csv order) as an ADM sample batch: arr_0, and arr_1 class labels
-    when the run has them; streamed, as metrics.adm.write_batch writes it during a run."""
+    """A finished run's images as an ADM sample batch: arr_0, and arr_1 class labels when the run has them;
+    in the seeded order metrics.adm.write_batch writes during a run (functional.adm_batches.batch_order: the
+    run's seed unless --seed), streamed."""
     from pathlib import Path
 
     import pandas as pd
     from PIL import Image
 
     from evalrun.images import to_rgb
-    from evalrun.metrics.functional.adm_batches import write_adm_batch
+    from evalrun.metrics.functional.adm_batches import batch_order, write_adm_batch
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "images.csv").exists():
         raise EvalrunError(f"{run_dir} has no images.csv: not a finished evalrun run directory")
     rows = pd.read_csv(run_dir / "images.csv")
+    seed = args.seed if args.seed is not None else _run_seed(run_dir)
+    rows = rows.iloc[batch_order(len(rows), seed)]
     labels = rows["class_id"].astype("int64").to_numpy() if "class_id" in rows and rows["class_id"].notna().all() else None
 
     def batches(size: int = 256):
@@ -128,7 +141,8 @@ def _adm_batch(args) -> int:
 
     out = Path(args.out or run_dir / "adm_batch.npz")
     write_adm_batch(out, batches(), count=len(rows), labels=labels)
-    print(f"wrote {out} ({len(rows)} images{', with class labels' if labels is not None else ''})")
+    print(f"wrote {out} ({len(rows)} images{', with class labels' if labels is not None else ''}, in the "
+          f"permutation of seed {seed})")
     return 0
 
 
@@ -156,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     adm = sub.add_parser("adm-batch", help="a finished run's images as an ADM sample batch (.npz for evaluator.py)")
     adm.add_argument("run_dir")
     adm.add_argument("out", nargs="?", default=None, help="default: RUN_DIR/adm_batch.npz")
+    adm.add_argument("--seed", type=int, default=None,
+                     help="order: numpy RandomState(SEED).permutation of the run's images (default: the run's seed, "
+                          "the order of protocol=adm's Inception Score splits)")
     for command in sub.choices.values():  # also after the command; SUPPRESS: not given there, the first one stands
         command.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
