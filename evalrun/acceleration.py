@@ -54,7 +54,7 @@ def validate(cfg: Any) -> None:
     if not (compile_ is None or isinstance(compile_, bool) or compile_ in COMPILE_MODES):  # 1 == True: not a bool
         raise ConfigError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
                           f"got {compile_!r}")
-    for key in ("channels_last", "tf32"):
+    for key in ("channels_last", "tf32", "timing_warmup"):
         if not (cfg.get(key) is None or isinstance(cfg.get(key), bool)):
             raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
     attention = cfg.get("attention")

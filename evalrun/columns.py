@@ -33,6 +33,8 @@ def config_columns(cfg: Any, task: Any, params: dict[str, Any], scheduler_config
     from evalrun.acceleration import options
 
     cols.update(options(cfg))  # speed options, only when on
+    if cfg.get("timing_warmup") is False:  # seconds then include the first call's compilation and allocation
+        cols["timing_warmup"] = False
     if task.prompt_sources:  # unconditional runs have no prompt set
         prompts = cfg.prompts
         filters = ("category", "challenge", "limit", "shuffle", "shuffle_seed", "words", "random", "random_seed", "all",

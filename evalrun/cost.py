@@ -5,12 +5,19 @@ pipeline's denoiser (``unet``, ``transformer`` or ``prior``) adds up the batch r
 forward call, and the total is divided by the images of the call. Classifier-free guidance
 that doubles the batch counts twice, true CFG's separate passes count twice, and a Heun-type
 sampler's two evaluations per step count twice, whatever the pipeline does internally.
+
+Seconds are those of a warm pipeline: the first call a pipeline object makes at a set of batch
+shapes (``timing_warmup``, on by default) is an untimed warm-up with the same inputs. That call
+compiles the denoiser (``compile=true``: 19 s against 1 s a batch after), selects kernels and
+allocates; timed, it landed on whichever job of a sweep sampled first, so the seconds axis of a
+cost plot depended on job order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from typing import Any, Iterator
 
 from evalrun.metrics.base import Output
@@ -23,7 +30,10 @@ OUTPUTS = (
     Output("peak_memory_gib", "lower", kind="cost", fmt=".2f", label="Peak GPU memory", unit="GiB"),
 )
 # Settings that change time and memory but not the images (result columns only when not at their defaults).
-RUNTIME_OPTIONS = ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last", "attention", "tf32")
+RUNTIME_OPTIONS = ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last", "attention", "tf32",
+                   "timing_warmup")
+# Per pipeline object (dropped with it), the batch shapes it has been called at.
+_WARM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def depends_on(task: Any, cfg: Any) -> list[str]:
@@ -42,6 +52,36 @@ def denoiser(pipe: Any):
         if module is not None and hasattr(module, "register_forward_pre_hook"):
             return module
     return None
+
+
+def _shape(value: Any) -> Any:
+    if hasattr(value, "shape"):
+        return tuple(value.shape)
+    if isinstance(getattr(value, "size", None), tuple):  # a PIL image
+        return value.size
+    if isinstance(value, (list, tuple)):
+        inner = tuple(_shape(v) for v in value)
+        return inner if any(s is not None for s in inner) else None
+    return None
+
+
+def call_shapes(kwargs: dict[str, Any], n_images: int) -> tuple:
+    """A pipeline call's shapes: its batch, size and input tensors or images (text and scalars do not
+    reshape a compiled denoiser)."""
+    return (n_images, kwargs.get("height"), kwargs.get("width"),
+            *sorted((k, s) for k, v in kwargs.items() if (s := _shape(v)) is not None))
+
+
+def is_warm(pipe: Any, shapes: tuple) -> bool:
+    try:
+        return shapes in _WARM.get(pipe, ())
+    except TypeError:  # not weakly referable: warmed up before every call rather than timed cold
+        return False
+
+
+def mark_warm(pipe: Any, shapes: tuple) -> None:
+    with contextlib.suppress(TypeError):
+        _WARM.setdefault(pipe, set()).add(shapes)
 
 
 def _rows(args: tuple, kwargs: dict) -> int:
@@ -65,7 +105,8 @@ def measure(pipe: Any, n_images: int) -> Iterator[dict[str, float | None]]:
     if module is not None:
         handle = module.register_forward_pre_hook(lambda _m, args, kwargs: rows.__setitem__(0, rows[0] + _rows(args, kwargs)),
                                                   with_kwargs=True)
-    cuda = torch.cuda.is_available() and any(p.is_cuda for p in (module.parameters() if module is not None else []))
+    device = _cuda_device(pipe, module) if torch.cuda.is_available() else None
+    cuda = device is not None
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -80,9 +121,20 @@ def measure(pipe: Any, n_images: int) -> Iterator[dict[str, float | None]]:
             handle.remove()
     result["seconds"] = elapsed / max(n_images, 1)
     result["nfe"] = rows[0] / max(n_images, 1) if module is not None else None
-    result["device"] = device_name(next(module.parameters()).device if cuda else "cpu")
+    result["device"] = device_name(device if cuda else "cpu")
     if cuda:
         result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+
+
+def _cuda_device(pipe: Any, module: Any) -> Any:
+    """The CUDA device the call samples on, or None. An offloaded pipeline (offload=model or sequential) keeps
+    its denoiser on the CPU (or meta) between calls: its accelerate hooks' execution device says where it runs
+    (read only then: the property walks the pipeline's modules)."""
+    for p in (module.parameters() if module is not None else ()):
+        if p.is_cuda:
+            return p.device
+    device = getattr(pipe, "_execution_device", None)
+    return device if getattr(device, "type", None) == "cuda" else None
 
 
 def device_name(device: Any) -> str:

@@ -71,20 +71,28 @@ def _seed_global_rng(seed: int) -> None:
         torch.default_generator.manual_seed(seed)
 
 
-def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[str, Any] | None = None) -> np.ndarray:
+def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[str, Any] | None = None,
+           warmup: bool = False) -> np.ndarray:
     """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image; ``cost`` (if given)
-    receives what the call took per image (evalrun.cost.measure)."""
+    receives what the call took per image (evalrun.cost.measure). ``warmup``: the pipeline's first call at
+    these shapes is preceded by an untimed one with the same inputs (evalrun.cost: compile, kernels)."""
     import torch
 
     from evalrun.acceleration import sampling
-    from evalrun.cost import measure
+    from evalrun.cost import call_shapes, is_warm, mark_warm, measure
 
-    generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
-    # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
-    # fall back to the global RNG there: seed it too, so such runs still repeat.
-    _seed_global_rng(jobs[0].generator_seed)
-    kwargs = task.pipeline_kwargs(pipe, jobs, params)
     try:
+        shapes = call_shapes(task.pipeline_kwargs(pipe, jobs, params), len(jobs)) if warmup and cost is not None else None
+        if shapes is not None and not is_warm(pipe, shapes):
+            with sampling(pipe):  # its own inputs (a pipeline may rewrite its lists), throw-away generators
+                pipe(**task.pipeline_kwargs(pipe, jobs, params), output_type="np",
+                     generator=[torch.Generator("cpu").manual_seed(0) for _ in jobs])
+            mark_warm(pipe, shapes)
+        generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
+        # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
+        # fall back to the global RNG there: seed it too, so such runs still repeat.
+        _seed_global_rng(jobs[0].generator_seed)
+        kwargs = task.pipeline_kwargs(pipe, jobs, params)
         with measure(pipe, len(jobs)) as measured, sampling(pipe):
             out = pipe(**kwargs, generator=generators, output_type="np")
     except (ValueError, TypeError) as exc:
@@ -100,7 +108,7 @@ class ImageStream:
 
     def __init__(self, jobs: list[ImageJob], image_dir: Path, generation_key: str, store: ImageStore,
                  batch_size: int, shape: tuple[int, ...] | None = None, sources: list[Path] | None = None,
-                 threaded: bool = True) -> None:
+                 threaded: bool = True, warmup: bool = True) -> None:
         self.jobs, self.image_dir, self.generation_key = jobs, Path(image_dir), generation_key
         self.store, self.batch_size, self.shape = store, batch_size, shape
         self.requested_batch_size = batch_size  # batch_size may be halved on out-of-memory; timings name the request
@@ -113,6 +121,7 @@ class ImageStream:
         import threading
 
         self.threaded = threaded  # PNG writer threads, and sampling one batch ahead (see threads.Ahead)
+        self.warmup = warmup  # an untimed first call at each batch shape (evalrun.cost)
         self._pool = png_writers() if threaded else Inline()
         self._writes: collections.deque = collections.deque()
         self._manifest_lock = threading.Lock()
@@ -192,7 +201,7 @@ class ImageStream:
 
         try:
             cost: dict[str, Any] = {}
-            images = to_uint8(sample(pipe, task, [self.jobs[n] for n in batch], params, cost))
+            images = to_uint8(sample(pipe, task, [self.jobs[n] for n in batch], params, cost, self.warmup))
             cost["batch_size"] = self.requested_batch_size  # the run's setting the timing belongs to
             yield {**cost, "_jobs": batch}, images
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here

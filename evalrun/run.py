@@ -133,7 +133,7 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
     if task.generates:
         image_store = ImageStore(_configured(cfg, "image_store", cache_dir() / "images"))
         stream = ImageStream(jobs, run_dir / "images", gen_key, image_store, int(cfg.batch_size), sources=image_sources,
-                             threaded=overlaps_sampling(device))
+                             threaded=overlaps_sampling(device), warmup=cfg.get("timing_warmup", True) is not False)
     else:
         stream = ReadStream(jobs, run_dir / "images", task)
     scorer = StreamScorer(metrics, store, task.grid(cfg, jobs), int(cfg.seed))

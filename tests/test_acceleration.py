@@ -96,10 +96,10 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch,
 
     real = generate.sample
 
-    def small_gpu(pipe, task, jobs, params, cost=None):
+    def small_gpu(pipe, task, jobs, params, cost=None, warmup=False):
         if len(jobs) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(pipe, task, jobs, params, cost)
+        return real(pipe, task, jobs, params, cost, warmup)
 
     common = ("prompts.limit=5", "num_images_per_prompt=2", "paths.image_store=none")  # 10 images: 8, then 2
     reference = run_inprocess(*common, "batch_size=2", run_dir=tmp_path / "ref")
@@ -156,3 +156,29 @@ def test_the_remembered_batch_size_is_keyed_by_what_moves_the_peak(tmp_path, mon
     assert memos[0]["memory"] == {"offload": "none", "vae_tiling": False, "vae_slicing": False}
     assert memos[1]["memory"]["vae_slicing"] is True and memos[2]["speed"] == {"channels_last": True}
     assert len({json.dumps(m, sort_keys=True, default=str) for m in memos}) == 3
+
+
+def test_an_offloaded_pipeline_is_timed_and_its_memory_read_on_its_gpu(monkeypatch):
+    """offload=model (or sequential) leaves the denoiser on the CPU between calls: deciding CUDA by its
+    parameters recorded device=cpu and no peak memory, so the timing was dropped as made elsewhere and both
+    cost columns were NaN for the runs meant to trade time for memory. CUDA is simulated here."""
+    import types
+
+    import evalrun.cost as cost
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: events.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: events.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    unet = torch.nn.Linear(2, 2)  # on the CPU, where accelerate's offload hooks keep it between calls
+    pipe = types.SimpleNamespace(unet=unet, _execution_device=torch.device("cuda", 0))
+    with cost.measure(pipe, 2) as measured:
+        unet(torch.zeros(4, 2))  # CFG's doubled batch: 2 evaluations an image
+    assert (measured["device"], measured["peak_gib"], measured["nfe"]) == ("NVIDIA H100 80GB HBM3", 3.0, 2.0)
+    assert events == ["sync", "reset", "sync"]
+    pipe._execution_device = torch.device("cpu")
+    with cost.measure(pipe, 2) as measured:
+        unet(torch.zeros(4, 2))
+    assert (measured["device"], measured["peak_gib"]) == ("cpu", None) and events == ["sync", "reset", "sync"]

@@ -120,11 +120,11 @@ def test_sampling_one_batch_ahead_gives_the_serial_runs_images_and_numbers(tmp_p
 
     scored_first, calls, real_sample, real_add = threading.Event(), [], generate.sample, scoring.StreamScorer.add
 
-    def sample(pipe, task, jobs, params, cost=None):
+    def sample(pipe, task, jobs, params, cost=None, warmup=False):
         ids = [j.image_id for j in jobs]
         waited = ids[0] == order[3] and scored_first.wait(timeout=30)  # serial sampling would wait in vain
         calls.append((ids, threading.current_thread().name, waited))
-        return real_sample(pipe, task, jobs, params, cost)
+        return real_sample(pipe, task, jobs, params, cost, warmup)
 
     def add(self, produced):
         real_add(self, produced)
@@ -155,11 +155,11 @@ def test_an_error_while_sampling_ahead_stops_the_run_and_its_thread(tmp_path, mo
 
     real_sample, calls = generate.sample, []
 
-    def failing(pipe, task, jobs, params, cost=None):
+    def failing(pipe, task, jobs, params, cost=None, warmup=False):
         calls.append(len(jobs))
         if len(calls) == 2:
             raise RuntimeError("sampler broke")
-        return real_sample(pipe, task, jobs, params, cost)
+        return real_sample(pipe, task, jobs, params, cost, warmup)
 
     monkeypatch.setattr(outputs, "overlaps_sampling", lambda device: True)
     monkeypatch.setattr(generate, "sample", failing)
@@ -297,3 +297,49 @@ def test_reused_images_keep_their_nfe_but_not_a_timing_made_at_another_batch_siz
     assert other["values"]["nfe"] == first["values"]["nfe"] == 2.0
     assert again["provenance"]["cost_timed_images"] == 4
     assert again["values"]["sample_seconds_per_image"] == first["values"]["sample_seconds_per_image"] > 0
+
+
+def test_the_first_call_at_each_batch_shape_is_an_untimed_warm_up(tmp_path, monkeypatch):
+    """A pipeline's first call at a batch shape compiles (torch.compile), picks kernels and allocates; timed, it
+    landed on the first job of a sweep (19 s against 1 s a batch with compile=true) and the order of jobs moved
+    the cost axis. Simulated here by a pipeline that is 0.4 s slower at each shape's first call."""
+    import functools
+    import time
+
+    import diffusers
+    import pandas as pd
+
+    calls, compiled = [], set()
+    original = diffusers.StableDiffusionPipeline.__call__
+
+    @functools.wraps(original)  # evalrun reads the signature
+    def slow_first(self, *args, **kwargs):
+        calls.append(len(kwargs["prompt"]))
+        if (id(self), len(kwargs["prompt"])) not in compiled:
+            compiled.add((id(self), len(kwargs["prompt"])))
+            time.sleep(0.4)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.StableDiffusionPipeline, "__call__", slow_first)
+    # A size no other test samples at: this process's pipeline has never been called at these shapes.
+    common = ["prompts.limit=3", "batch_size=2", "height=48", "width=16", "steps=2", "metrics=[]",
+              "paths.image_store=none"]
+
+    def seconds(name: str) -> list[float]:
+        return pd.read_csv(tmp_path / name / "images.csv")["sample_seconds"].tolist()
+
+    run_inprocess(*common, run_dir=tmp_path / "warm")
+    assert calls == [2, 2, 1, 1]  # a warm-up, then the timed call, at batch 2 and at the last batch's 1
+    assert max(seconds("warm")) < 0.2  # the 0.4 s were not timed (at least 0.2 an image if they were)
+    run_inprocess(*common, "seed=1", run_dir=tmp_path / "again")
+    assert calls[4:] == [2, 1]  # the same pipeline is warm at these shapes: no second warm-up
+    compiled.clear()  # as in a new process
+    cold = run_inprocess(*common, "timing_warmup=false", run_dir=tmp_path / "cold")
+    assert calls[6:] == [2, 1] and min(seconds("cold")) >= 0.2 and seconds("cold")[2] >= 0.4
+    assert cold["values"]["sample_seconds_per_image"] > 0.2
+    assert pd.read_csv(tmp_path / "cold" / "metrics.csv")["timing_warmup"].tolist() == [False]
+    assert "timing_warmup" not in pd.read_csv(tmp_path / "warm" / "metrics.csv")
+    from PIL import Image
+
+    for png in (tmp_path / "warm" / "images").glob("*.png"):  # the warm-up changes no pixel (the files hold timings)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "cold" / "images" / png.name)), np.asarray(Image.open(png)))
