@@ -82,7 +82,8 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
     from evalrun.cost import call_shapes, is_warm, mark_warm, measure
 
     try:
-        shapes = call_shapes(task.pipeline_kwargs(pipe, jobs, params), len(jobs)) if warmup and cost is not None else None
+        kwargs = task.pipeline_kwargs(pipe, jobs, params)
+        shapes = call_shapes(kwargs, len(jobs)) if warmup and cost is not None else None
         if shapes is not None and not is_warm(pipe, shapes):
             with sampling(pipe):  # its own inputs (a pipeline may rewrite its lists), throw-away generators
                 pipe(**task.pipeline_kwargs(pipe, jobs, params), output_type="np",
@@ -92,7 +93,6 @@ def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[
         # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
         # fall back to the global RNG there: seed it too, so such runs still repeat.
         _seed_global_rng(jobs[0].generator_seed)
-        kwargs = task.pipeline_kwargs(pipe, jobs, params)
         with measure(pipe, len(jobs)) as measured, sampling(pipe):
             out = pipe(**kwargs, generator=generators, output_type="np")
     except (ValueError, TypeError) as exc:
