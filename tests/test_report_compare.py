@@ -95,6 +95,10 @@ def test_pairs_match_on_prompt_id_not_row_order_and_on_other_keys(tmp_path: Path
     assert (fid["pairs"], fid["units"], fid["unit"]) == (4, 2, "seeds")
     assert fid["diff"] == pytest.approx(per_seed.mean(), rel=1e-12)
     assert fid["mean_b"] - fid["mean_a"] == pytest.approx(fid["diff"], rel=1e-12)
+    from evalrun.report.compare import to_markdown
+
+    md = to_markdown([c])
+    assert "| fid | set | 4 (2 seeds) |" in md and "set metrics: seeds" in md
 
 
 def test_the_two_means_weigh_units_as_their_difference_does(tmp_path: Path) -> None:

@@ -203,7 +203,7 @@ def to_markdown(comparisons: Sequence[Comparison], labels: Labels | None = None)
                   "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
         for r in c.results.itertuples(index=False):
             name = md_escape(labels(r.metric) if labels is not None else r.metric)
-            units = f"{r.pairs} ({r.units} {r.unit})" if r.unit == "prompts" else str(r.pairs)
+            units = f"{r.pairs} ({r.units} {r.unit})" if r.unit in ("prompts", "seeds") else str(r.pairs)
             lines.append(f"| {name} | {r.kind} | {units} | {_fmt(r.mean_a)} | {_fmt(r.mean_b)} | {_fmt(r.diff)} "
                          f"| [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | {r.method} "
                          f"| {'yes' if r.excludes_zero else 'no'} | {md_escape(r.verdict)} |")
@@ -215,7 +215,8 @@ def to_markdown(comparisons: Sequence[Comparison], labels: Labels | None = None)
     if done:
         r = done[0].results.iloc[0]
         lines.append(f"_95% interval of the mean paired difference over independent units (per-image metrics: "
-                     f"prompts, each the mean of its paired image differences; set metrics: run pairs): bootstrap-t "
+                     f"prompts, each the mean of its paired image differences; set metrics: seeds, each the mean of its run "
+                     f"pairs, or the run pairs with one seed): bootstrap-t "
                      f"with {MIN_BOOTSTRAP_PAIRS} or more units ({r.resamples} resamples, numpy "
                      f"default_rng({r.bootstrap_seed})), Student-t with fewer._")
     return "\n".join(lines)
