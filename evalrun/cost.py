@@ -6,11 +6,13 @@ forward call, and the total is divided by the images of the call. Classifier-fre
 that doubles the batch counts twice, true CFG's separate passes count twice, and a Heun-type
 sampler's two evaluations per step count twice, whatever the pipeline does internally.
 
-Seconds are those of a warm pipeline: the first call a pipeline object makes at a set of batch
-shapes (``timing_warmup``, on by default) is an untimed warm-up with the same inputs. That call
-compiles the denoiser (``compile=true``: 19 s against 1 s a batch after), selects kernels and
-allocates; timed, it landed on whichever job of a sweep sampled first, so the seconds axis of a
-cost plot depended on job order.
+Seconds are those of a warm pipeline (``timing_warmup``, on by default): a call in which the
+denoiser met an input shape it had not run before (a new batch, size, or CFG switched on or off) is
+made again, and the second call is the one timed and kept (the same generators: the same pixels).
+The first call at a shape compiles the denoiser (``compile=true``: 19 s against 1 s a batch
+after), selects kernels and allocates; timed, it landed on whichever job of a sweep sampled first,
+so the seconds axis of a cost plot depended on job order. Each image's cost records the setting,
+and a run counts only timings made under its own.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ OUTPUTS = (
 # Settings that change time and memory but not the images (result columns only when not at their defaults).
 RUNTIME_OPTIONS = ("offload", "vae_tiling", "vae_slicing", "compile", "channels_last", "attention", "tf32",
                    "timing_warmup")
-# Per pipeline object (dropped with it), the batch shapes it has been called at.
-_WARM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per denoiser module (dropped with it), the input shapes it has run.
+_SEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def depends_on(task: Any, cfg: Any) -> list[str]:
@@ -54,57 +56,44 @@ def denoiser(pipe: Any):
     return None
 
 
-def _shape(value: Any) -> Any:
-    if hasattr(value, "shape"):
-        return tuple(value.shape)
-    if isinstance(getattr(value, "size", None), tuple):  # a PIL image
-        return value.size
-    if isinstance(value, (list, tuple)):
-        inner = tuple(_shape(v) for v in value)
-        return inner if any(s is not None for s in inner) else None
-    return None
-
-
-def call_shapes(kwargs: dict[str, Any], n_images: int) -> tuple:
-    """A pipeline call's shapes: its batch, size and input tensors or images (text and scalars do not
-    reshape a compiled denoiser)."""
-    return (n_images, kwargs.get("height"), kwargs.get("width"),
-            *sorted((k, s) for k, v in kwargs.items() if (s := _shape(v)) is not None))
-
-
-def is_warm(pipe: Any, shapes: tuple) -> bool:
-    try:
-        return shapes in _WARM.get(pipe, ())
-    except TypeError:  # not weakly referable: warmed up before every call rather than timed cold
-        return False
-
-
-def mark_warm(pipe: Any, shapes: tuple) -> None:
-    with contextlib.suppress(TypeError):
-        _WARM.setdefault(pipe, set()).add(shapes)
-
-
-def _rows(args: tuple, kwargs: dict) -> int:
-    """Batch rows of a denoiser call: its first tensor argument's leading dimension."""
+def _latent(args: tuple, kwargs: dict) -> tuple:
+    """The shape of a denoiser call's latent input: its first tensor argument (the batch rows lead)."""
     for value in list(args) + [kwargs.get(k) for k in ("sample", "hidden_states", "x")]:
         if hasattr(value, "shape") and len(value.shape) > 0:
-            return int(value.shape[0])
-    return 0
+            return tuple(value.shape)
+    return ()
+
+
+def _first_time(module: Any, shapes: set) -> bool:
+    """Whether ``module`` ran any of ``shapes`` for the first time (remembered from now on)."""
+    try:
+        seen = _SEEN.setdefault(module, set())
+    except TypeError:  # not weakly referable: every call counts as warm, as before this check
+        return False
+    new = bool(shapes - seen)
+    seen |= shapes
+    return new
 
 
 @contextlib.contextmanager
 def measure(pipe: Any, n_images: int) -> Iterator[dict[str, float | None]]:
     """Count denoiser rows, time the block and read peak CUDA memory; fills the yielded dict with
-    ``nfe`` (per image), ``seconds`` (per image) and ``peak_gib`` (None off CUDA)."""
+    ``nfe`` (per image), ``seconds`` (per image), ``peak_gib`` (None off CUDA) and ``cold`` (the denoiser
+    met an input shape it had not run before: the time includes its first-call costs)."""
     import torch
 
-    result: dict[str, float | None] = {"nfe": None, "seconds": None, "peak_gib": None}
-    rows = [0]
+    result: dict[str, Any] = {"nfe": None, "seconds": None, "peak_gib": None, "cold": False}
+    rows, shapes = [0], set()
     module = denoiser(pipe)
     handle = None
+
+    def seen(_module: Any, args: tuple, kwargs: dict) -> None:
+        latent = _latent(args, kwargs)
+        rows[0] += int(latent[0]) if latent else 0
+        shapes.add(latent)
+
     if module is not None:
-        handle = module.register_forward_pre_hook(lambda _m, args, kwargs: rows.__setitem__(0, rows[0] + _rows(args, kwargs)),
-                                                  with_kwargs=True)
+        handle = module.register_forward_pre_hook(seen, with_kwargs=True)
     device = _cuda_device(pipe, module) if torch.cuda.is_available() else None
     cuda = device is not None
     if cuda:
@@ -121,6 +110,7 @@ def measure(pipe: Any, n_images: int) -> Iterator[dict[str, float | None]]:
             handle.remove()
     result["seconds"] = elapsed / max(n_images, 1)
     result["nfe"] = rows[0] / max(n_images, 1) if module is not None else None
+    result["cold"] = module is not None and _first_time(module, shapes)
     result["device"] = device_name(device if cuda else "cpu")
     if cuda:
         result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -146,11 +136,13 @@ def device_name(device: Any) -> str:
     return torch.cuda.get_device_name(device)
 
 
-def timed_here(costs: list[dict[str, Any]], batch_size: int, device: str) -> list[dict[str, Any]]:
-    """The costs timed as this run would time them: at its batch size, on its device. An image reused from
-    the store keeps the time of the run that sampled it, which may have batched it differently or run on
-    another GPU: its seconds and memory describe that run, not this one (its NFE is the same)."""
-    return [c for c in costs if c.get("batch_size") == batch_size and c.get("device") == device]
+def timed_here(costs: list[dict[str, Any]], batch_size: int, device: str, warmup: bool = True) -> list[dict[str, Any]]:
+    """The costs timed as this run would time them: at its batch size, on its device, with its ``timing_warmup``
+    (images stored before it was recorded count as timed without). An image reused from the store keeps the
+    time of the run that sampled it, which may have batched it differently, run on another GPU or timed a
+    cold call: its seconds and memory describe that run, not this one (its NFE is the same)."""
+    return [c for c in costs if c.get("batch_size") == batch_size and c.get("device") == device
+            and bool(c.get("timing_warmup", False)) == warmup]
 
 
 def summarise(costs: list[dict[str, Any]], timed: list[dict[str, Any]]) -> dict[str, float | None]:

@@ -74,29 +74,27 @@ def _seed_global_rng(seed: int) -> None:
 def sample(pipe, task, jobs: list[ImageJob], params: dict[str, Any], cost: dict[str, Any] | None = None,
            warmup: bool = False) -> np.ndarray:
     """Float images (B, H, W, 3) in [0, 1] for one batch, one generator per image; ``cost`` (if given)
-    receives what the call took per image (evalrun.cost.measure). ``warmup``: the pipeline's first call at
-    these shapes is preceded by an untimed one with the same inputs (evalrun.cost: compile, kernels)."""
+    receives what the call took per image (evalrun.cost.measure). ``warmup``: a call in which the denoiser met
+    a shape for the first time is made again, and the second one is kept and timed (evalrun.cost)."""
     import torch
 
     from evalrun.acceleration import sampling
-    from evalrun.cost import call_shapes, is_warm, mark_warm, measure
+    from evalrun.cost import measure
 
     try:
-        kwargs = task.pipeline_kwargs(pipe, jobs, params)
-        shapes = call_shapes(kwargs, len(jobs)) if warmup and cost is not None else None
-        if shapes is not None and not is_warm(pipe, shapes):
-            with sampling(pipe):  # its own inputs (a pipeline may rewrite its lists), throw-away generators
-                pipe(**task.pipeline_kwargs(pipe, jobs, params), output_type="np",
-                     generator=[torch.Generator("cpu").manual_seed(0) for _ in jobs])
-            mark_warm(pipe, shapes)
-        generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
-        # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
-        # fall back to the global RNG there: seed it too, so such runs still repeat.
-        _seed_global_rng(jobs[0].generator_seed)
-        with measure(pipe, len(jobs)) as measured, sampling(pipe):
-            out = pipe(**kwargs, generator=generators, output_type="np")
+        for _ in range(2):
+            kwargs = task.pipeline_kwargs(pipe, jobs, params)  # fresh lists each call: Z-Image rewrites them
+            generators = [torch.Generator("cpu").manual_seed(j.generator_seed) for j in jobs]
+            # Some pipelines (DiT) call scheduler.step without the generators, so stochastic schedulers
+            # fall back to the global RNG there: seed it too, so such runs still repeat.
+            _seed_global_rng(jobs[0].generator_seed)
+            with measure(pipe, len(jobs)) as measured, sampling(pipe):
+                out = pipe(**kwargs, generator=generators, output_type="np")
+            if not (warmup and cost is not None and measured.pop("cold")):
+                break
     except (ValueError, TypeError) as exc:
         raise EvalrunError(f"{type(pipe).__name__} rejected the generation arguments: {exc}") from None
+    measured.pop("cold", None)
     if cost is not None:
         cost.update(measured)
     return out.images if hasattr(out, "images") else out[0]
@@ -202,7 +200,8 @@ class ImageStream:
         try:
             cost: dict[str, Any] = {}
             images = to_uint8(sample(pipe, task, [self.jobs[n] for n in batch], params, cost, self.warmup))
-            cost["batch_size"] = self.requested_batch_size  # the run's setting the timing belongs to
+            cost["batch_size"] = self.requested_batch_size  # the run's settings the timing belongs to
+            cost["timing_warmup"] = self.warmup
             yield {**cost, "_jobs": batch}, images
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
             if len(batch) == 1 or not is_out_of_memory(exc):

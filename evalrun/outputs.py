@@ -54,13 +54,15 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     timed = None
     if plan.task.generates:
         batch_size, where = int(cfg.batch_size), cost.device_name(device)
-        timed_costs = cost.timed_here(scorer.costs, batch_size, where)
+        warmup = cfg.get("timing_warmup", True) is not False
+        timed_costs = cost.timed_here(scorer.costs, batch_size, where, warmup)
         values.update(cost.summarise(scorer.costs, timed_costs))
         timed = len(timed_costs)
         if timed < len(rows):
             log.warning("sample_seconds_per_image and peak_memory_gib come from the %d of %d images sampled at "
-                        "batch_size=%d on %s; the others were reused from runs timed otherwise (paths.image_store=none "
-                        "samples them all here)", timed, len(rows), batch_size, where)
+                        "batch_size=%d on %s with timing_warmup=%s; the others were reused from runs timed otherwise "
+                        "(paths.image_store=none samples them all here)", timed, len(rows), batch_size, where,
+                        str(warmup).lower())
         declared.update({o.column: o.describe("cost", cost.depends_on(plan.task, cfg)) for o in cost.OUTPUTS})
     undeclared = sorted(set(values) - set(declared))
     if undeclared:

@@ -299,47 +299,62 @@ def test_reused_images_keep_their_nfe_but_not_a_timing_made_at_another_batch_siz
     assert again["values"]["sample_seconds_per_image"] == first["values"]["sample_seconds_per_image"] > 0
 
 
-def test_the_first_call_at_each_batch_shape_is_an_untimed_warm_up(tmp_path, monkeypatch):
-    """A pipeline's first call at a batch shape compiles (torch.compile), picks kernels and allocates; timed, it
+def test_a_call_at_a_new_denoiser_shape_is_made_again_and_the_second_timed(tmp_path, monkeypatch):
+    """The denoiser's first call at an input shape compiles (torch.compile), picks kernels and allocates; timed, it
     landed on the first job of a sweep (19 s against 1 s a batch with compile=true) and the order of jobs moved
-    the cost axis. Simulated here by a pipeline that is 0.4 s slower at each shape's first call."""
+    the cost axis. Simulated here by a UNet 0.4 s slower the first time it meets an input shape. A guidance of 1
+    switches CFG off and halves the UNet's batch: a new shape too. Reused images count only timings made under
+    the run's own timing_warmup."""
     import functools
     import time
 
     import diffusers
     import pandas as pd
+    from PIL import Image
 
     calls, compiled = [], set()
-    original = diffusers.StableDiffusionPipeline.__call__
+    original_call, original_forward = diffusers.StableDiffusionPipeline.__call__, diffusers.UNet2DConditionModel.forward
 
-    @functools.wraps(original)  # evalrun reads the signature
-    def slow_first(self, *args, **kwargs):
+    @functools.wraps(original_call)  # evalrun reads the signature
+    def counted(self, *args, **kwargs):
         calls.append(len(kwargs["prompt"]))
-        if (id(self), len(kwargs["prompt"])) not in compiled:
-            compiled.add((id(self), len(kwargs["prompt"])))
-            time.sleep(0.4)
-        return original(self, *args, **kwargs)
+        return original_call(self, *args, **kwargs)
 
-    monkeypatch.setattr(diffusers.StableDiffusionPipeline, "__call__", slow_first)
-    # A size no other test samples at: this process's pipeline has never been called at these shapes.
-    common = ["prompts.limit=3", "batch_size=2", "height=48", "width=16", "steps=2", "metrics=[]",
-              "paths.image_store=none"]
+    def compiling(self, sample, *args, **kwargs):
+        if (id(self), tuple(sample.shape)) not in compiled:
+            compiled.add((id(self), tuple(sample.shape)))
+            time.sleep(0.4)
+        return original_forward(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.StableDiffusionPipeline, "__call__", counted)
+    monkeypatch.setattr(diffusers.UNet2DConditionModel, "forward", compiling)
+    # A size no other test samples at: this process's pipeline has never met these shapes.
+    common = ["prompts.limit=3", "batch_size=2", "height=48", "width=16", "steps=2", "metrics=[]"]
+    off = "paths.image_store=none"
 
     def seconds(name: str) -> list[float]:
         return pd.read_csv(tmp_path / name / "images.csv")["sample_seconds"].tolist()
 
-    run_inprocess(*common, run_dir=tmp_path / "warm")
-    assert calls == [2, 2, 1, 1]  # a warm-up, then the timed call, at batch 2 and at the last batch's 1
+    run_inprocess(*common, off, run_dir=tmp_path / "warm")
+    assert calls == [2, 2, 1, 1]  # the batch of 2 and the last batch of 1 each met a new shape: sampled twice
     assert max(seconds("warm")) < 0.2  # the 0.4 s were not timed (at least 0.2 an image if they were)
-    run_inprocess(*common, "seed=1", run_dir=tmp_path / "again")
-    assert calls[4:] == [2, 1]  # the same pipeline is warm at these shapes: no second warm-up
+    run_inprocess(*common, off, "seed=1", run_dir=tmp_path / "again")
+    assert calls[4:] == [2, 1]  # the same pipeline has run these shapes: once each
+    run_inprocess(*common, off, "guidance_scale=1.0", run_dir=tmp_path / "no_cfg")
+    # CFG off halves the UNet's batch: 2 images run it at the shape the last batch of 1 ran with CFG, 1 image is new
+    assert calls[6:] == [2, 1, 1] and max(seconds("no_cfg")) < 0.2
     compiled.clear()  # as in a new process
-    cold = run_inprocess(*common, "timing_warmup=false", run_dir=tmp_path / "cold")
-    assert calls[6:] == [2, 1] and min(seconds("cold")) >= 0.2 and seconds("cold")[2] >= 0.4
+    cold = run_inprocess(*common, off, "timing_warmup=false", run_dir=tmp_path / "cold")
+    assert calls[9:] == [2, 1] and min(seconds("cold")) >= 0.2 and seconds("cold")[2] >= 0.4
     assert cold["values"]["sample_seconds_per_image"] > 0.2
     assert pd.read_csv(tmp_path / "cold" / "metrics.csv")["timing_warmup"].tolist() == [False]
     assert "timing_warmup" not in pd.read_csv(tmp_path / "warm" / "metrics.csv")
-    from PIL import Image
-
-    for png in (tmp_path / "warm" / "images").glob("*.png"):  # the warm-up changes no pixel (the files hold timings)
+    for png in (tmp_path / "warm" / "images").glob("*.png"):  # the second call's pixels (the files hold timings)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "cold" / "images" / png.name)), np.asarray(Image.open(png)))
+    # Timings reused from the store count only under the setting they were made with.
+    store = f"paths.image_store={tmp_path / 'store'}"
+    compiled.clear()
+    run_inprocess(*common, store, "seed=5", "timing_warmup=false", run_dir=tmp_path / "stored_cold")
+    reused = run_inprocess(*common, store, "seed=5", run_dir=tmp_path / "reused_warm")
+    assert reused["provenance"]["images"]["reused"] == 3 and reused["provenance"]["cost_timed_images"] == 0
+    assert np.isnan(reused["values"]["sample_seconds_per_image"])
