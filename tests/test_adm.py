@@ -126,6 +126,19 @@ def test_sample_batch_is_the_run_in_the_evaluators_layout(adm):
     np.testing.assert_array_equal(read_labels(adm["tmp"] / "after.npz"), read_labels(path))
     assert main(["adm-batch", str(adm["run_dir"]), str(adm["tmp"] / "other.npz"), "--seed", "3"]) == 0
     np.testing.assert_array_equal(read_labels(adm["tmp"] / "other.npz"), classes[np.random.RandomState(3).permutation(8)])
+    # metrics.inception_score.seed=7 orders both the IS splits and the batch (the run's seed ordered the batch)
+    cfg = compose("model=tiny_dit", "protocol=adm", "metrics.inception_score.seed=7")
+    assert cfg.metrics.adm.write_batch_seed == 7
+    import json
+    import shutil
+
+    shutil.copytree(adm["run_dir"], adm["tmp"] / "seed7")
+    record = json.loads((adm["tmp"] / "seed7" / "run.json").read_text())
+    record["provenance"]["metrics"]["inception_score"]["is_seed"] = 7
+    (adm["tmp"] / "seed7" / "run.json").write_text(json.dumps(record))
+    assert main(["adm-batch", str(adm["tmp"] / "seed7")]) == 0  # after the fact: the IS seed the run recorded
+    np.testing.assert_array_equal(read_labels(adm["tmp"] / "seed7" / "adm_batch.npz"),
+                                  classes[np.random.RandomState(7).permutation(8)])
     # The written batch is itself a valid reference: its arr_0 gives the run's own FID statistics.
     from evalrun.metrics.features import build_extractor
     from evalrun.reference.cache import Reference

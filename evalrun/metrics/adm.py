@@ -11,7 +11,7 @@
 - ``write_batch``: ``true`` writes the run's images as ``run_dir/adm_batch.npz`` (``arr_0``:
   uint8 NHWC; ``arr_1``: class labels for class-conditional runs), which the original
   ``evaluator.py`` reads; a path writes there instead. The order is ``RandomState(seed).permutation``
-  of the run's (its seed): a run samples class by class, the published batches were sampled with a
+  of the run's (``write_batch_seed``: inception_score's seed, by default the run's): a run samples class by class, the published batches were sampled with a
   random class per image, and the evaluator's IS takes consecutive splits (protocol=adm's IS splits
   the same order, so the evaluator reproduces it). The images are streamed to a temporary file as
   they are scored and copied into the .npz at the end (memory stays flat; disk holds the images
@@ -26,7 +26,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics.backbone import backbone, describe
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_seed
 from evalrun.metrics.bootstrap_ci import Bootstrap, ci_outputs
 from evalrun.metrics.common import ExtractorMetric
 
@@ -47,7 +47,8 @@ class ADMPrecisionRecall(ExtractorMetric):
                  feature_extractor_path: str | None = None, feature_extractor_weights_sha256: str = "official",
                  feature_extractor_options: dict | None = None, feature_layer: str | None = None,
                  batch_size: int = 50, k: int = 3, arithmetic: str = "float16", write_batch: Any = False,
-                 bootstrap: int = 0, bootstrap_seed: int | None = None, bootstrap_reference: bool = True) -> None:
+                 write_batch_seed: int | None = None, bootstrap: int = 0, bootstrap_seed: int | None = None,
+                 bootstrap_reference: bool = True) -> None:
         name, options = backbone(self.name, feature_extractor, feature_extractor_path, feature_extractor_weights_sha256,
                                  batch_size=batch_size, options=feature_extractor_options)
         super().__init__(context, name, options, feature_layer)
@@ -59,6 +60,7 @@ class ADMPrecisionRecall(ExtractorMetric):
         if not isinstance(write_batch, (bool, str)) or write_batch == "":
             raise ConfigError(f"metrics.adm.write_batch must be false, true (run_dir/{BATCH_FILE}) or a path")
         self.k, self.arithmetic, self.write_batch = int(k), arithmetic, write_batch
+        self.write_batch_seed = setting_seed(self.name, "write_batch_seed", write_batch_seed, self.context.seed)
         self.bootstrap = Bootstrap(self.name, bootstrap, bootstrap_seed, bootstrap_reference, self.context.seed)
         self._features: list = []
         self._sizes: set[str] = set()
@@ -105,7 +107,7 @@ class ADMPrecisionRecall(ExtractorMetric):
 
         target, raw_path = self.batch_path(), Path(self._raw.name)
         self._raw.close()
-        order = batch_order(self._count, self.context.seed)
+        order = batch_order(self._count, self.write_batch_seed)
         labels = np.asarray(self._labels, np.int64)[order] if self._labels and None not in self._labels else None
         try:
             frames = np.memmap(raw_path, np.uint8, "r", shape=(self._count, *self._frame))
@@ -115,7 +117,7 @@ class ADMPrecisionRecall(ExtractorMetric):
         finally:
             raw_path.unlink(missing_ok=True)
         return {"adm_batch_file": str(target), "adm_batch_images": self._count,
-                "adm_batch_labels": labels is not None, "adm_batch_seed": self.context.seed,
+                "adm_batch_labels": labels is not None, "adm_batch_seed": self.write_batch_seed,
                 "adm_batch_layout": "arr_0 uint8 NHWC in numpy RandomState(seed).permutation of run order"
                                     + (", arr_1 class labels" if labels is not None else "")}
 

@@ -105,9 +105,16 @@ def _export(args) -> int:
 
 
 def _run_seed(run_dir) -> int:
-    """The run's seed (metrics.csv), as its metrics.adm.write_batch order used."""
+    """The seed of the run's Inception Score order (run.json), else the run's seed (metrics.csv): the order
+    metrics.adm.write_batch uses."""
+    import json
+
     import pandas as pd
 
+    record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    is_seed = ((record.get("provenance") or {}).get("metrics") or {}).get("inception_score", {}).get("is_seed")
+    if isinstance(is_seed, int):
+        return is_seed
     found = pd.read_csv(run_dir / "metrics.csv")["seed"] if (run_dir / "metrics.csv").exists() else None
     if found is None or found.isna().any():
         raise EvalrunError(f"{run_dir} has no seed in metrics.csv (an unfinished run?); give the batch order's --seed")
@@ -171,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     adm.add_argument("run_dir")
     adm.add_argument("out", nargs="?", default=None, help="default: RUN_DIR/adm_batch.npz")
     adm.add_argument("--seed", type=int, default=None,
-                     help="order: numpy RandomState(SEED).permutation of the run's images (default: the run's seed, "
-                          "the order of protocol=adm's Inception Score splits)")
+                     help="order: numpy RandomState(SEED).permutation of the run's images (default: the seed of "
+                          "the run's Inception Score splits, else the run's seed)")
     for command in sub.choices.values():  # also after the command; SUPPRESS: not given there, the first one stands
         command.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
