@@ -107,11 +107,19 @@ def test_non_finite_features_are_refused_by_name_before_any_metric_uses_them(set
     1.0 on the other nine), FD failed in the eigensolver with a LinAlgError."""
     from evalrun.errors import EvalrunError
 
-    colours = sets["gen"]["identical"][:10].copy()
-    colours[3] = 255   # all white: NaN features
-    with pytest.raises(EvalrunError, match=r"NaN or infinite 'embedding' features for 1 of 10 images \(first: image 3"):
+    colours = np.concatenate([sets["gen"]["identical"]] * 3)[:70]
+    colours[66] = 255   # all white: NaN features, in the run's second 64-image chunk
+    with pytest.raises(EvalrunError, match=r"NaN or infinite 'embedding' features for 1 of 6 generated images "
+                                           r"64-69 \(first: generated image 66,"):
         run_metric(name, colour_images(colours), sets["ref_dir"], sets["cache"] / "nan",
                    feature_extractor={"_target_": "dist_helpers.WhiteIsNaN"})
+    if name == "fd":  # the reference's images are named as such, counted across its batches
+        reference = sets["real"][:12].copy()
+        reference[9] = 255
+        ref_dir = save_pngs(colour_images(reference), sets["cache"].parent / "white_ref")
+        with pytest.raises(EvalrunError, match=r"for 1 of 4 reference images 8-11 \(first: reference image 9,"):
+            run_metric(name, colour_images(sets["real"][:12]), ref_dir, sets["cache"] / "nan_ref",
+                       feature_extractor={"_target_": "dist_helpers.WhiteIsNaN"}, batch_size=4)
 
 
 def test_the_functions_refuse_non_finite_features_too():

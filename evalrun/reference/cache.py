@@ -126,8 +126,10 @@ class Reference:
 
     def _compute(self, entry: Path, desc: dict, key: str, extractor) -> None:
         skipped: list[str] = []
-        parts = [extractor.extract(b) for b in ref_images.batches(ref_images.iter_images(self.spec, skipped),
-                                                                  extractor.batch_size)]
+        parts, done = [], 0
+        for batch in ref_images.batches(ref_images.iter_images(self.spec, skipped), extractor.batch_size):
+            parts.append(extractor.extract(batch, "reference images", done))
+            done += len(batch)
         if not parts:
             raise EvalrunError(f"reference {self.spec.describe()}: no readable images")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=key[:32] + ".partial."))

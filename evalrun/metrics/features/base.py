@@ -76,8 +76,9 @@ class FeatureExtractor(abc.ABC):
                                      "device_type": self.device.type}, length=24)
         return self._key
 
-    def extract(self, images) -> dict[str, Any]:
-        """Features of all ``images`` (uint8 (N, 3, H, W)), in chunks of ``batch_size``, as float32 numpy."""
+    def extract(self, images, what: str = "images", first: int = 0) -> dict[str, Any]:
+        """Features of all ``images`` (uint8 (N, 3, H, W)), in chunks of ``batch_size``, as float32 numpy.
+        ``what`` and ``first`` (the position of ``images[0]`` among them) name an image in errors."""
         import numpy as np
         import torch
 
@@ -101,8 +102,9 @@ class FeatureExtractor(abc.ABC):
                 from evalrun.errors import EvalrunError
 
                 raise EvalrunError(f"feature extractor {self.name} gave NaN or infinite {layer!r} features for "
-                                   f"{int(bad.sum())} of {len(feats)} images (first: image {int(np.argmax(bad))} of "
-                                   f"the batch); no metric can use them: check the extractor's weights and inputs")
+                                   f"{int(bad.sum())} of {len(feats)} {what} {first}-{first + len(feats) - 1} (first: "
+                                   f"{what.removesuffix('s')} {first + int(np.argmax(bad))}, counted from 0); no metric can use them: "
+                                   f"check the extractor's weights and inputs")
         return found
 
     def info(self) -> dict[str, Any]:
