@@ -67,7 +67,7 @@ class FeatureStore:
                         return {layer: f[layer] for layer in extractor.layers}
             except (OSError, KeyError, ValueError):  # a damaged cache file is recomputed, never trusted
                 log.warning("feature cache file %s is unreadable; recomputing it", path)
-        feats = extractor.extract(batch.images, "generated images", batch.start)
+        feats = extractor.extract(batch.images, "generated images", getattr(batch, "start", 0))  # a SavedChunk has none
         self.extracted += len(batch.hashes)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
