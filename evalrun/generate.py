@@ -119,7 +119,7 @@ class ImageStream:
         import threading
 
         self.threaded = threaded  # PNG writer threads, and sampling one batch ahead (see threads.Ahead)
-        self.warmup = warmup  # an untimed first call at each batch shape (evalrun.cost)
+        self.warmup = warmup  # a batch at a new denoiser shape sampled again, the second call timed (evalrun.cost)
         self._pool = png_writers() if threaded else Inline()
         self._writes: collections.deque = collections.deque()
         self._manifest_lock = threading.Lock()
