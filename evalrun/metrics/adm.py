@@ -11,9 +11,10 @@
 - ``write_batch``: ``true`` writes the run's images as ``run_dir/adm_batch.npz`` (``arr_0``:
   uint8 NHWC; ``arr_1``: class labels for class-conditional runs), which the original
   ``evaluator.py`` reads; a path writes there instead. The order is ``RandomState(seed).permutation``
-  of the run's (``write_batch_seed``: inception_score's seed, by default the run's): a run samples class by class, the published batches were sampled with a
-  random class per image, and the evaluator's IS takes consecutive splits (protocol=adm's IS splits
-  the same order, so the evaluator reproduces it). The images are streamed to a temporary file as
+  of the run's (``write_batch_seed``: inception_score's seed, by default the run's): a run samples
+  class by class, the published batches were sampled with a random class per image, and the
+  evaluator's IS takes consecutive splits (protocol=adm's IS splits the same order, so the evaluator
+  reproduces it). The images are streamed to a temporary file as
   they are scored and copied into the .npz at the end (memory stays flat; disk holds the images
   twice for a moment). No statistics are written into it: the
   evaluator would then use them instead of its own TensorFlow Inception.
@@ -103,11 +104,12 @@ class ADMPrecisionRecall(ExtractorMetric):
     def _write_batch(self) -> dict[str, Any]:
         import numpy as np
 
-        from evalrun.metrics.functional.adm_batches import batch_order, write_adm_batch
+        from evalrun.metrics.functional.adm_batches import write_adm_batch
+        from evalrun.metrics.functional.inception_score import split_permutation
 
         target, raw_path = self.batch_path(), Path(self._raw.name)
         self._raw.close()
-        order = batch_order(self._count, self.write_batch_seed)
+        order = split_permutation(self._count, self.write_batch_seed)
         labels = np.asarray(self._labels, np.int64)[order] if self._labels and None not in self._labels else None
         try:
             frames = np.memmap(raw_path, np.uint8, "r", shape=(self._count, *self._frame))

@@ -123,22 +123,23 @@ def _run_seed(run_dir) -> int:
 
 def _adm_batch(args) -> int:
     """A finished run's images as an ADM sample batch: arr_0, and arr_1 class labels when the run has them;
-    in the seeded order metrics.adm.write_batch writes during a run (functional.adm_batches.batch_order: the
-    run's seed unless --seed), streamed."""
+    in the seeded order metrics.adm.write_batch writes during a run (functional.inception_score.
+    split_permutation, with the run's IS seed unless --seed), streamed."""
     from pathlib import Path
 
     import pandas as pd
     from PIL import Image
 
     from evalrun.images import to_rgb
-    from evalrun.metrics.functional.adm_batches import batch_order, write_adm_batch
+    from evalrun.metrics.functional.adm_batches import write_adm_batch
+    from evalrun.metrics.functional.inception_score import split_permutation
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "images.csv").exists():
         raise EvalrunError(f"{run_dir} has no images.csv: not a finished evalrun run directory")
     rows = pd.read_csv(run_dir / "images.csv")
     seed = args.seed if args.seed is not None else _run_seed(run_dir)
-    rows = rows.iloc[batch_order(len(rows), seed)]
+    rows = rows.iloc[split_permutation(len(rows), seed)]
     labels = rows["class_id"].astype("int64").to_numpy() if "class_id" in rows and rows["class_id"].notna().all() else None
 
     def batches(size: int = 256):

@@ -209,14 +209,6 @@ def _write_array(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
         np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
-def batch_order(n: int, seed: int | None) -> np.ndarray:
-    """The order a run's ``n`` images are written in as a sample batch: ``RandomState(seed).permutation``,
-    protocol=adm's Inception Score order (functional.inception_score.split_permutation, the run's seed). A
-    run samples class by class; the published batches hold a random class per image, and the evaluator's
-    IS splits them consecutively."""
-    return np.random.RandomState(0 if seed is None else seed).permutation(n)
-
-
 def write_adm_batch(path, images: np.ndarray | Iterable[np.ndarray], count: int | None = None,
                     labels=None, stats: AdmStats | None = None) -> Path:
     """Write a batch the evaluator accepts: ``arr_0`` uint8 NHWC images (an array, or an

@@ -13,6 +13,9 @@ import torch
 
 
 def split_permutation(n: int, seed: int) -> np.ndarray:
+    """The order IS splits ``n`` images in, and the order an ADM sample batch is written in (so the evaluator's
+    consecutive splits of the batch are these): a run samples class by class, the published batches hold a
+    random class per image."""
     return np.random.RandomState(seed).permutation(n)
 
 
