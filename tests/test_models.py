@@ -29,6 +29,23 @@ def test_tiny_model_builds_once_and_is_deterministic(tmp_path, monkeypatch):
     assert all((a[k] == b[k]).all() for k in a)
 
 
+def test_a_tiny_model_built_by_an_older_builder_is_rebuilt(tmp_path, monkeypatch):
+    """The marker records the builder's source digest: a twin whose builder changed since (a narrower
+    VAE, a new config field) is rebuilt on its next use, not kept forever."""
+    monkeypatch.setenv("EVALRUN_CACHE", str(tmp_path))
+    folder = Path(tiny.resolve("evalrun/tiny-ddpm"))
+    marker = folder / tiny.MARKER
+    assert f"{tiny.DIGEST_LINE}{tiny.builder_digest('evalrun/tiny-ddpm')}" in marker.read_text()
+    (folder / "stale-file").write_text("left by the older build")
+    marker.write_text(marker.read_text().replace(tiny.DIGEST_LINE, "builder digest (older): "))
+    assert Path(tiny.resolve("evalrun/tiny-ddpm")) == folder
+    assert not (folder / "stale-file").exists()  # rebuilt, and the older build moved aside
+    assert f"{tiny.DIGEST_LINE}{tiny.builder_digest('evalrun/tiny-ddpm')}" in marker.read_text()
+    assert [p.name for p in tmp_path.iterdir() if ".partial." in p.name]  # removed an hour later, not now
+    stamp = marker.stat().st_mtime_ns
+    assert Path(tiny.resolve("evalrun/tiny-ddpm")) == folder and marker.stat().st_mtime_ns == stamp
+
+
 def test_local_model_path_runs_and_is_recorded(tmp_path):
     from diffusers import StableDiffusionPipeline
 

@@ -6,12 +6,17 @@ weights), saves it with ``save_pretrained`` and from then on it loads through ex
 same ``from_pretrained`` code as a real checkpoint. Numbers computed with these models mean
 nothing: they exist so the whole flow can be exercised without a GPU or a network. Each
 built folder carries :data:`MARKER`, and a run is flagged as a smoke run when the folder it
-actually loaded has it (not because of a preset's name).
+actually loaded has it (not because of a preset's name). The marker also records a digest of the
+builder's source: a folder built by an older builder (a changed twin) is rebuilt on its next use.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import importlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -74,7 +79,7 @@ def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> st
     if name not in BUILDERS:
         raise ConfigError(f"unknown tiny model {name!r}; known: {', '.join(sorted(BUILDERS))}")
     target = default_cache(cache_dir) / name.replace("/", "--")
-    if (target / MARKER).exists():
+    if _built_by_current(target, name):
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build into a temp dir and rename, so an interrupted build never leaves a half model behind
@@ -83,17 +88,46 @@ def resolve(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> st
     try:
         module, func = BUILDERS[name].split(":")
         getattr(importlib.import_module(module), func)(tmp)
-        (tmp / MARKER).write_text(f"random weights, built by {BUILDERS[name]}; numbers computed with them mean nothing\n")
+        (tmp / MARKER).write_text(f"random weights, built by {BUILDERS[name]}; numbers computed with them mean nothing\n"
+                                  f"{DIGEST_LINE}{builder_digest(name)}\n")
         from evalrun.results import shared_mode
 
         shared_mode(tmp, directory=True)  # mkdtemp makes 0700: the cache may be shared by a lab
-        if not (target / MARKER).exists():  # another process may have finished first: keep its build
+        if not _built_by_current(target, name):  # another process may have finished first: keep its build
+            if (target / MARKER).exists():  # an older builder's: moved aside (a process may be reading it),
+                # and removed with other leftovers an hour later (results.clean_stale_partials)
+                with contextlib.suppress(OSError):
+                    target.rename(Path(tempfile.mkdtemp(prefix=target.name + ".partial.", dir=target.parent))
+                                  / "stale")
             shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is a broken leftover
         try:
             tmp.rename(target)
         except OSError:  # another process finished first
-            if not (target / MARKER).exists():
+            if not _built_by_current(target, name):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
+
+
+DIGEST_LINE = "builder digest: "
+
+
+@functools.lru_cache(maxsize=None)
+def builder_digest(name: str) -> str:
+    """sha256 of the builder's module and of evalrun/tiny's modules (the parts the builders share)."""
+    module = BUILDERS[name].split(":")[0]
+    files = {Path(importlib.util.find_spec(module).origin)} | set(Path(__file__).parent.glob("*.py"))
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _built_by_current(folder: Path, name: str) -> bool:
+    """Whether ``folder`` is a finished build (it has the marker) by this version of its builder."""
+    try:
+        text = (folder / MARKER).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return f"{DIGEST_LINE}{builder_digest(name)}" in text.splitlines()
