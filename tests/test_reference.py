@@ -130,6 +130,52 @@ def test_features_are_computed_once_and_found_by_content(photos, tmp_path):
     assert len(keys) == 6
 
 
+@pytest.mark.parametrize("damage", ["features_cut", "features_empty", "stats_cut", "stats_bit_flip"])
+def test_a_damaged_reference_cache_entry_is_computed_again(photos, tmp_path, damage, caplog):
+    """A cache file cut short (a full disk, an interrupted copy) or altered is found and recomputed, with a
+    warning; it never stops the run nor gives other numbers."""
+    cache, pool = tmp_path / "cache", CountingPool(batch_size=4)
+    stats, info = reference_stats(spec(photos), pool, cache)
+    entry = cache / "reference" / info["reference_cache_key"]
+    target = entry / ("features_pixels.npy" if damage.startswith("features") else "stats_pixels.npz")
+    data = target.read_bytes()
+    if damage == "stats_bit_flip":  # inside the zip's compressed data: its CRC check fails on reading
+        data = data[:200] + bytes([data[200] ^ 0xFF]) + data[201:]
+    else:
+        data = b"" if damage == "features_empty" else data[: len(data) // 2]
+    target.write_bytes(data)
+    seen = pool.seen
+    again, info2 = reference_stats(spec(photos), pool, cache)
+    assert np.array_equal(again.mu, stats.mu) and np.array_equal(again.sigma, stats.sigma)
+    assert info2["reference_cache_key"] == info["reference_cache_key"]
+    assert (pool.seen > seen) == damage.startswith("features")  # statistics are remade from the cached features
+    assert "damaged" in caplog.text or "computing the statistics again" in caplog.text
+    assert reference_features(spec(photos), pool, cache)[1]["reference_cache"] == "hit"
+
+
+@pytest.mark.parametrize("damage", ["cut", "bit_flip", "empty"])
+def test_a_damaged_feature_cache_file_is_extracted_again(tmp_path, damage, caplog):
+    """The generated images' feature cache: a cut or altered file (numpy's zip checks fail with BadZipFile,
+    which is not an OSError) is recomputed with a warning, never a traceback."""
+    from types import SimpleNamespace
+
+    from evalrun.metrics.features.store import FeatureStore
+
+    images = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batch = SimpleNamespace(key="ab" * 32, hashes=[f"h{i}" for i in range(6)], images=images, start=0)
+    pool = CountingPool()
+    first = FeatureStore(tmp_path)._cached(pool, batch)
+    (path,) = list(tmp_path.rglob("*.npz"))
+    data = path.read_bytes()
+    path.write_bytes({"cut": data[: len(data) // 2], "empty": b"",
+                      "bit_flip": data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]}[damage])
+    store = FeatureStore(tmp_path)
+    again = store._cached(pool, batch)
+    assert np.array_equal(again["pixels"], first["pixels"]) and store.extracted == 6 and pool.seen == 12
+    assert "unreadable; recomputing" in caplog.text
+    assert FeatureStore(tmp_path)._cached(pool, batch) is not None and pool.seen == 12  # rewritten whole
+
+
 def test_limit_takes_first_or_seeded_images(photos, tmp_path):
     pool = CountingPool()
     full, _ = reference_features(spec(photos), pool, tmp_path)

@@ -106,6 +106,10 @@ class Reference:
         key = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
         entry, status = self.root / key[:32], "hit"
         with _lock(self.root / "locks" / f"{key[:32]}.lock"):
+            if (entry / "meta.json").exists() and not _readable(entry, extractor.layers):
+                log.warning("reference cache entry %s is damaged (a file is cut short or unreadable); computing it "
+                            "again", entry)
+                shutil.rmtree(entry, ignore_errors=True)
             if not (entry / "meta.json").exists():
                 status = "computed"
                 log.info("reference features: %s with %s (computed once, then cached under %s)",
@@ -193,7 +197,11 @@ class Reference:
             entry, info = self.entry(extractor)
         path = entry / f"stats_{layer}.npz"
         if path.exists():
-            return load_npz(path)[0], info
+            try:
+                return load_npz(path)[0], info
+            except EvalrunError as exc:  # the cache's own file, damaged: computed again from the features
+                log.warning("%s; computing the statistics again", exc)
+                path.unlink(missing_ok=True)
         features = np.load(entry / f"features_{layer}.npy")
         if len(features) < 2:  # a covariance needs two images (unreadable files are skipped)
             raise EvalrunError(f"reference {self.spec.describe()} has {len(features)} readable image(s); {metric} "
@@ -201,6 +209,18 @@ class Reference:
         stats = GaussianStats.from_features(features)
         save_npz(path, stats, {**json.loads((entry / "meta.json").read_text()), "layer": layer})
         return stats, info
+
+
+def _readable(entry: Path, layers) -> bool:
+    """Whether a cache entry's files are whole: its meta.json parses and each layer's features map with the
+    length their header gives (a file cut short by a full disk or a copy fails here, not in a metric)."""
+    try:
+        json.loads((entry / "meta.json").read_text())
+        for layer in layers:
+            np.load(entry / f"features_{layer}.npy", mmap_mode="r")
+        return True
+    except (OSError, ValueError, EOFError):
+        return False
 
 
 def _here(spec: ReferenceSpec, meta: dict[str, Any], skipped: str) -> str:

@@ -49,7 +49,7 @@ def load_npz(path: str | os.PathLike) -> tuple[Any, dict]:
             n = _count(path, f["n"]) if "n" in f.files else None
             meta = _meta(path, f["evalrun_meta"]) if "evalrun_meta" in f.files else {}
             factor = np.asarray(f["factor"], np.float64) if "factor" in f.files else None
-    except (OSError, KeyError, ValueError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a damaged member
         raise EvalrunError(f"{path}: not an .npz with 'mu' and 'sigma' ({exc})") from None
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise EvalrunError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ class FeatureStore:
                     if list(f["hashes"]) == list(batch.hashes):
                         self.reused += len(batch.hashes)
                         return {layer: f[layer] for layer in extractor.layers}
-            except (OSError, KeyError, ValueError):  # a damaged cache file is recomputed, never trusted
+            # A damaged cache file is recomputed, never trusted (a cut or altered zip fails numpy's own checks).
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
                 log.warning("feature cache file %s is unreadable; recomputing it", path)
         feats = extractor.extract(batch.images, "generated images", getattr(batch, "start", 0))  # a SavedChunk has none
         self.extracted += len(batch.hashes)
