@@ -273,7 +273,7 @@ class ImageStream:
 
 class ReadStream:
     """For tasks that read existing images: each job's file is read, verified by its pixels, and
-    linked (or copied) into the run's ``images/`` folder under the job's id, keeping its format."""
+    copied into the run's ``images/`` folder under the job's id, keeping its format."""
 
     def __init__(self, jobs: list[ImageJob], image_dir: Path, task) -> None:
         self.jobs, self.image_dir, self.task = jobs, Path(image_dir), task
@@ -287,8 +287,7 @@ class ReadStream:
         for n, job in enumerate(self.jobs):
             image, source = self.task.read_image(job)
             target = self.image_dir / f"{job.image_id}{source.suffix.lower()}"
-            if not target.exists() or target.stat().st_size != source.stat().st_size:
-                link_or_copy(source, target)
+            link_or_copy(source, target, link=False)  # the file scored, whatever a previous run left there
             self.reused += 1
             if progress is not None:
                 progress(1)

@@ -127,14 +127,18 @@ def read_verified(path: Path, digest: str | None, shape: tuple[int, ...] | None 
     return image, text.get("evalrun-flag", ""), cost
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """Put ``source`` at ``target`` atomically: a hard link where the file system allows, else a copy."""
+def link_or_copy(source: Path, target: Path, link: bool = True) -> None:
+    """Put ``source`` at ``target`` atomically: a hard link where the file system allows (``link``), else a
+    copy. Files evalrun does not own are copied: a link shares their inode (an edit in place would change the
+    run's copy) and moves their ctime, which their content identity reads."""
     import shutil
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
+        if not link:
+            raise OSError("copy asked for")
         os.link(source, tmp)
     except OSError:
         shutil.copyfile(source, tmp)

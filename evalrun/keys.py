@@ -26,23 +26,25 @@ def _folder_listing(path: Path) -> str:
     return stable_hash(entries, length=32)
 
 
-def _files_outside(table: Path, encoding: str = "utf-8") -> str | None:
-    """Files a table names outside its own folder (absolute or ../ paths), by name, size and mtime: the folder
-    listing covers those inside it, and an input image replaced in place must never be served stale."""
+def _files_named(table: Path, encoding: str = "utf-8") -> str | None:
+    """Every file a table names (relative to its own folder, ../, or absolute), by path and ``file_stamp``: an
+    input image replaced in place must never be served stale. Only these: a listing of the table's folder
+    walked everything beside it (a table in a project root walked its virtualenv) and changed with any
+    output written there."""
     from evalrun.prompts import read_table
 
     try:
         frame = read_table(table, encoding)
     except Exception:  # noqa: BLE001 - the run's own read of the table reports what is wrong with it
         return None
-    folder, entries = table.parent.resolve(), set()
+    entries = set()
     for value in frame.to_numpy().ravel():
         if not isinstance(value, str) or not value.strip() or len(value) > 4096:
             continue
         path = Path(value).expanduser()
         try:
             path = (path if path.is_absolute() else table.parent / path).resolve()
-            if path.is_file() and folder not in path.parents:
+            if path.is_file() and path != table.resolve():
                 entries.add((str(path), *file_stamp(path.stat())))
         except (OSError, ValueError):
             continue
@@ -68,8 +70,7 @@ def input_identities(cfg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"model": _path_identity(str(cfg.model.path))}
     model_path = Path(str(cfg.model.path)).expanduser()
     if cfg.model.get("task") == "images" and model_path.is_file():
-        out["model_images"] = _folder_listing(model_path.parent)  # a table's images live beside it
-        out["model_images_outside"] = _files_outside(model_path, cfg.model.get("encoding") or "utf-8")
+        out["model_images"] = _files_named(model_path, cfg.model.get("encoding") or "utf-8")
     prompts = cfg.get("prompts") or {}
     path = prompts.get("path") if prompts else None
     if path not in (None, "", "???"):
@@ -77,10 +78,8 @@ def input_identities(cfg: Any) -> dict[str, Any]:
 
         table = resolve_data_path(str(path))
         out["prompts"] = _path_identity(str(table))
-        if prompts.get("source") == "edit_dataset" and table.parent.is_dir():
-            out["prompt_images"] = _folder_listing(table.parent)  # input images live beside the table
-            if table.is_file():
-                out["prompt_images_outside"] = _files_outside(table, prompts.get("encoding") or "utf-8")
+        if prompts.get("source") == "edit_dataset" and table.is_file():
+            out["prompt_images"] = _files_named(table, prompts.get("encoding") or "utf-8")  # its input images
     reference = to_plain(cfg.get("reference")) or {}
     if reference.get("path"):
         out["reference"] = _path_identity(str(reference["path"]))

@@ -461,6 +461,47 @@ def test_score_takes_any_folder_name_and_answers_mistakes_in_one_line(tmp_path, 
     assert "1 file(s) are not readable images, the first" in err and "._00001.png" in err and err.count("\n") == 1
 
 
+def test_scoring_again_reuses_the_run_and_a_replaced_image_is_scored_and_kept_as_scored(tmp_path):
+    """The scored files are copied into the run, not linked: a link moved their ctime, so the same command was
+    computed twice, and scoring the folder elsewhere invalidated every finished run of it. A table is identified
+    by the files it names, so an output folder beside it does not make it new. An image replaced by one of the
+    same size is scored, and the run keeps that one (it kept the old file when the sizes matched)."""
+    import os
+
+    from evalrun.score import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    pixels = iw.random_images(3, 16, seed=8).permute(0, 2, 3, 1).numpy()
+    for name, image in zip(("a_cat", "a_dog"), pixels):
+        Image.fromarray(image).save(folder / f"{name}.bmp")  # BMP: the same size for any pixels
+    table = tmp_path / "tbl" / "t.csv"
+    table.parent.mkdir()
+    pd.DataFrame({"image": ["../imgs/a_cat.bmp", "../imgs/a_dog.bmp"], "prompt": ["a cat", "a dog"]}).to_csv(
+        table, index=False)
+    clip = "metrics.clip_score.clip_model=evalrun/tiny-clip"
+
+    def score(source: Path, out: Path) -> int:
+        assert main([str(source), clip, "--out", str(out)]) == 0
+        return (out / "run.json").stat().st_mtime_ns
+
+    first = score(folder, tmp_path / "run")
+    links = {p.name: p.stat().st_nlink for p in folder.iterdir()}
+    assert score(folder, tmp_path / "run") == first  # reused
+    score(folder, tmp_path / "elsewhere")
+    table_run = score(table, table.parent / "run")  # its output beside it
+    assert score(table, table.parent / "run") == table_run
+    assert score(folder, tmp_path / "run") == first  # still reused: the other runs did not touch the inputs
+    assert {p.name: p.stat().st_nlink for p in folder.iterdir()} == links
+    old = (folder / "a_cat.bmp").read_bytes()
+    Image.fromarray(pixels[2]).save(tmp_path / "new.bmp")
+    assert (tmp_path / "new.bmp").stat().st_size == len(old)
+    os.replace(tmp_path / "new.bmp", folder / "a_cat.bmp")  # mv: same name and size, other pixels
+    assert score(folder, tmp_path / "run") != first
+    kept = [p.read_bytes() for p in (tmp_path / "run" / "images").iterdir()]
+    assert (folder / "a_cat.bmp").read_bytes() in kept and old not in kept
+
+
 def test_too_few_reference_images_and_broken_statistics_are_one_line(tmp_path, capsys):
     from evalrun.metrics.functional.fid import GaussianStats
     from evalrun.reference.npz import save_npz

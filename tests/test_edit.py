@@ -358,8 +358,7 @@ def test_inputs_named_outside_the_tables_folder_are_part_of_the_run_key(tmp_path
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 1_000_000))
     after = [input_identities(cfg) for cfg in configs]
     for old, new in zip(before, after):
-        assert old != new and {k for k in old if old[k] != new.get(k)} <= {"prompt_images_outside",
-                                                                          "model_images_outside"}
+        assert old != new and {k for k in old if old[k] != new.get(k)} <= {"prompt_images", "model_images"}
 
 
 def test_edit_settings_that_change_the_images_are_columns_and_guidance_that_cannot_apply_is_refused(caplog):
