@@ -4,7 +4,8 @@
     python -m evalrun.cache prune --older-than 30             # everything unused for 30 days
     python -m evalrun.cache prune --section images --older-than 7 --dry-run
 
-Sections (under ``$EVALRUN_CACHE``, default ``~/.cache/evalrun``; ``paths.*`` may move the stores):
+Sections (under ``$EVALRUN_CACHE``, default ``~/.cache/evalrun``; a store moved with ``paths.image_store`` or
+``paths.feature_cache`` is named with ``--image-store`` / ``--feature-cache``):
 ``images`` (content-keyed generated images), ``features`` (per backbone, by pixel content),
 ``reference`` (reference features per extractor), ``tiny`` (random-weight smoke models),
 ``hashes`` (remembered file digests). Nothing here is needed for correctness: a pruned entry is
@@ -24,9 +25,17 @@ from typing import Iterator
 SECTIONS = ("images", "features", "reference", "tiny", "hashes")
 
 
-def section_items(root: Path, section: str) -> Iterator[Path]:
-    """The prunable units of a section: a file (images, features chunks, hashes) or a folder."""
-    if section == "tiny":
+MOVABLE = {"images": "image_store", "features": "feature_cache"}  # section -> its paths.* key
+
+
+def section_items(root: Path, section: str, moved: dict[str, Path] | None = None) -> Iterator[Path]:
+    """The prunable units of a section: a file (images, features chunks, hashes) or a folder. ``moved``:
+    sections kept elsewhere (``paths.image_store``, ``paths.feature_cache``), section -> folder."""
+    if section in (moved or {}):
+        base = moved[section]
+        if base.is_dir():
+            yield from (p for p in base.rglob("*") if p.is_file())
+    elif section == "tiny":
         yield from (p for p in root.glob("evalrun--tiny-*") if p.is_dir())
     elif section == "reference":
         yield from (p for p in (root / "reference").glob("*") if p.is_dir() and (p / "meta.json").exists())
@@ -59,12 +68,12 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def listing(root: Path) -> list[tuple[str, int, int, float | None]]:
+def listing(root: Path, moved: dict[str, Path] | None = None) -> list[tuple[str, int, int, float | None]]:
     """(section, entries, bytes, oldest last use) for each section."""
     rows = []
     for section in SECTIONS:
         measured = []
-        for item in section_items(root, section):
+        for item in section_items(root, section, moved):
             try:
                 measured.append(measure(item))
             except FileNotFoundError:  # gone since it was listed
@@ -74,12 +83,13 @@ def listing(root: Path) -> list[tuple[str, int, int, float | None]]:
     return rows
 
 
-def prune(root: Path, sections: list[str], older_than_days: float, dry_run: bool = False) -> tuple[int, int]:
+def prune(root: Path, sections: list[str], older_than_days: float, dry_run: bool = False,
+          moved: dict[str, Path] | None = None) -> tuple[int, int]:
     """Remove entries of ``sections`` unused for ``older_than_days``; returns (entries, bytes) removed."""
     cutoff = time.time() - older_than_days * 86400
     count = freed = 0
     for section in sections:
-        for item in list(section_items(root, section)):
+        for item in list(section_items(root, section, moved)):
             try:
                 size, used = measure(item)
             except FileNotFoundError:  # gone since it was listed (a run's temporary file renamed into place)
@@ -115,8 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     shown = sub.add_parser("list", help="entries and size per section")
     cut = sub.add_parser("prune", help="remove entries not used for a while")
-    for command in (shown, cut):  # also after the command; SUPPRESS: not given there, the first one stands
-        command.add_argument("--cache-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for where in (parser, shown, cut):  # also after the command; SUPPRESS: not given there, the first one stands
+        hidden = where is not parser
+        if hidden:
+            where.add_argument("--cache-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for section, key in MOVABLE.items():
+            where.add_argument(f"--{key.replace('_', '-')}", type=Path, default=argparse.SUPPRESS if hidden else None,
+                               help=argparse.SUPPRESS if hidden else f"the {section} section's folder where "
+                               f"paths.{key} moved it (default: under the cache)")
     cut.add_argument("--section", action="append", choices=SECTIONS, help="repeatable (default: all)")
     cut.add_argument("--older-than", type=days, required=True, metavar="DAYS", help="unused for this many days (0: all)")
     cut.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
@@ -124,20 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     root = cache_dir(args.cache_dir)
     if root.exists() and not root.is_dir():
         parser.error(f"{'--cache-dir' if args.cache_dir else '$EVALRUN_CACHE'} {root} is a file, not a cache folder")
-    if not root.is_dir():
+    moved = {section: getattr(args, key).expanduser() for section, key in MOVABLE.items() if getattr(args, key)}
+    for section, folder in moved.items():
+        if not folder.is_dir():
+            parser.error(f"--{MOVABLE[section].replace('_', '-')} {folder} is not a folder (where paths."
+                         f"{MOVABLE[section]} keeps the {section} section)")
+    if not root.is_dir() and not moved:
         print(f"no cache at {root}")
         return 0
     if args.command == "list":
-        print(f"cache: {root}")
+        print(f"cache: {root}" + "".join(f"; {section}: {folder}" for section, folder in moved.items()))
         total = 0
-        for section, n, size, oldest in listing(root):
+        for section, n, size, oldest in listing(root, moved):
             total += size
             age = f", oldest use {(time.time() - oldest) / 86400:.1f} days ago" if oldest else ""
             print(f"  {section:10s} {n:8d} entries  {human(size):>10s}{age}")
         print(f"  {'total':10s} {'':8s}          {human(total):>10s}")
         return 0
-    count, freed = prune(root, args.section or list(SECTIONS), args.older_than, args.dry_run)
-    print(f"{'would remove' if args.dry_run else 'removed'} {count} entries, {human(freed)} from {root}")
+    count, freed = prune(root, args.section or list(SECTIONS), args.older_than, args.dry_run, moved)
+    print(f"{'would remove' if args.dry_run else 'removed'} {count} entries, {human(freed)} from {root}"
+          + "".join(f" and {folder}" for folder in moved.values()))
     return 0
 
 

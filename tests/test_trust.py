@@ -408,6 +408,26 @@ def test_the_cache_command_lists_and_prunes(tmp_path, capsys):
     assert (cache / "evalrun--tiny-sd").is_dir() and (cache / "features").is_dir()
 
 
+def test_the_cache_command_sees_a_store_moved_with_paths(tmp_path, capsys):
+    """paths.image_store / paths.feature_cache move those sections out of the cache folder: the command lists
+    and prunes them where they are when named (it only ever looked under the cache folder)."""
+    from evalrun.cache import main
+
+    cache, moved = tmp_path / "cache", tmp_path / "scratch" / "images"
+    run_inprocess("prompts.limit=2", f"paths.cache_dir={cache}", f"paths.image_store={moved}", run_dir=tmp_path / "run")
+    assert len(list(moved.rglob("*.png"))) == 2 and not (cache / "images").exists()
+    assert main(["--cache-dir", str(cache), "list", "--image-store", str(moved)]) == 0
+    out = capsys.readouterr().out
+    images_line = next(line for line in out.splitlines() if line.strip().startswith("images"))
+    assert f"images: {moved}" in out and "       2 entries" in images_line
+    assert main(["--cache-dir", str(cache), "--image-store", str(moved), "prune", "--section", "images",
+                 "--older-than", "0"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out and not list(moved.rglob("*.png"))
+    with pytest.raises(SystemExit) as refused:
+        main(["--cache-dir", str(cache), "list", "--feature-cache", str(tmp_path / "nowhere")])
+    assert refused.value.code == 2 and "--feature-cache" in capsys.readouterr().err
+
+
 def test_a_folder_entry_is_as_recent_as_its_newest_file_and_a_dry_run_changes_nothing(tmp_path, capsys):
     """A reference entry (a folder) that a run read yesterday is in use, whatever its folder's own times; a
     dry run (which lists the folders) predicts the prune exactly; a --cache-dir that is a file is refused."""
