@@ -108,8 +108,11 @@ def entry(run_dir: Path) -> dict[str, Any]:
     """What the summary needs of one job dir: its finished run, its failure, or that it is a shard/unfinished."""
     run_dir = Path(run_dir)
     record = read_run(run_dir)
+    # One spelling for every status: the index keeps the latest entry per run dir, and a job that failed in a
+    # relative sweep dir, then finished, must replace its failed entry.
+    named = str(run_dir.resolve())
     if record is not None:
-        return {"run_dir": str(run_dir.resolve()), "status": "complete", "row": record["row"],
+        return {"run_dir": named, "status": "complete", "row": record["row"],
                 "config_columns": record["config_columns"], "metric_columns": record["metric_columns"],
                 "columns": record.get("columns", {}), "seed_columns": record.get("seed_columns", []),
                 "derived_columns": record.get("derived_columns", {c: k for c, k in DERIVED_COLUMNS.items()
@@ -117,10 +120,10 @@ def entry(run_dir: Path) -> dict[str, Any]:
                 "smoke": bool(record.get("provenance", {}).get("smoke_model_random_weights"))}
     error = read_failure(run_dir)  # first: a shard whose merge failed is a failed job (a re-run clears it)
     if error is not None:
-        return {"run_dir": str(run_dir), "status": "failed", "error": error}
+        return {"run_dir": named, "status": "failed", "error": error}
     if (run_dir / "shard.json").exists():
-        return {"run_dir": str(run_dir), "status": "shard"}  # a shard is not a run: its merge is
-    return {"run_dir": str(run_dir), "status": "missing"}
+        return {"run_dir": named, "status": "shard"}  # a shard is not a run: its merge is
+    return {"run_dir": named, "status": "missing"}
 
 
 def collect(sweep_dirs: Iterable[Path]) -> list[dict[str, Any]]:

@@ -351,6 +351,28 @@ def test_summary_counts_a_repeated_config_and_seed_once_as_the_report_does(tmp_p
     check(pd.read_csv(sweep_dir / SUMMARY_FILE))
 
 
+def test_a_failed_job_that_finishes_on_a_rerun_leaves_the_failed_list_in_a_relative_sweep_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index keeps the latest entry per run dir: a failed entry was keyed by the dir as given (Hydra's
+    default sweep dirs are relative) and a complete one by its absolute path, so after the job's re-run
+    succeeded it stayed in failed_runs.csv while the summary counted it."""
+    from evalrun.aggregate import FAILED_RUNS_FILE, SUMMARY_FILE, refresh
+    from evalrun.runs import FAILED_FILE, record_failure
+
+    monkeypatch.chdir(tmp_path)
+    sweep_dir = Path("outputs") / "s"
+    make_run(sweep_dir / "seed=0", config("sd15", "ddim", 2, 0))
+    refresh(sweep_dir, sweep_dir / "seed=0")
+    record_failure(sweep_dir / "seed=1", RuntimeError("boom"))
+    refresh(sweep_dir, sweep_dir / "seed=1")
+    assert "boom" in (sweep_dir / FAILED_RUNS_FILE).read_text()
+    (sweep_dir / "seed=1" / FAILED_FILE).unlink()  # the re-run clears it and finishes
+    make_run(sweep_dir / "seed=1", config("sd15", "ddim", 2, 1))
+    refresh(sweep_dir, sweep_dir / "seed=1")
+    assert not (sweep_dir / FAILED_RUNS_FILE).exists()
+    assert pd.read_csv(sweep_dir / SUMMARY_FILE)["n_runs"].tolist() == [2]
+
+
 def test_aggregate_refuses_a_file_or_a_missing_sweep_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # a file was a NotADirectoryError traceback (and a missing dir was created, holding an empty index)
     from evalrun.aggregate import main as aggregate_main
