@@ -18,6 +18,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+# Set by evalrun's sweeper once its jobs have run: how many of this sweep's jobs failed (None: another sweeper
+# ran them; the failed.json stamps decide). A job refused because its directory holds another configuration's
+# results writes nothing there, so failed_runs.csv cannot list it and only the sweeper knows it failed.
+SWEEP_FAILURES: int | None = None
 
 
 class SummaryCallback(Callback):
@@ -38,6 +42,9 @@ class SummaryCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import time
 
+        global SWEEP_FAILURES
+        SWEEP_FAILURES = None
+
         self._started = time.time()  # failures recorded before this are an earlier sweep's, into the same dir
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -57,8 +64,14 @@ class SummaryCallback(Callback):
                 log.error("summary failed (%s); re-run: python -m evalrun.aggregate %s", exc, sweep_dir)
         else:
             self._report(sweep_dir)
-        if (sweep_dir / aggregate.FAILED_RUNS_FILE).exists():
-            if not self._failed_now(sweep_dir):
+        listed = sweep_dir / aggregate.FAILED_RUNS_FILE
+        if SWEEP_FAILURES:  # SystemExit, not an exception: Hydra would turn that into a warning and exit 0
+            print(f"evalrun: error: {SWEEP_FAILURES} job(s) of this sweep failed (each said why above"
+                  + (f"; listed in {listed} unless its directory was another configuration's)" if listed.exists()
+                     else ")"), file=sys.stderr)
+            sys.exit(1)
+        if listed.exists():
+            if SWEEP_FAILURES == 0 or not self._failed_now(sweep_dir):
                 log.warning("jobs of an earlier sweep into %s failed (listed in %s); every job of this sweep finished",
                             sweep_dir, sweep_dir / aggregate.FAILED_RUNS_FILE)
                 return

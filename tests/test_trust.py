@@ -160,6 +160,25 @@ def test_a_directory_of_another_configuration_is_never_overwritten(tmp_path):
     assert not (tmp_path / "run" / "failed.json").exists()  # not even its failure is written there
 
 
+def test_a_sweep_whose_job_dir_holds_another_configuration_exits_non_zero(tmp_path):
+    """A sweep job refused because its directory holds another configuration's results (an experiment file
+    edited, then the sweep run again) writes nothing there, so failed_runs.csv cannot list it: the sweep
+    exited 0, summarising the old configuration's runs as if the new one had run."""
+    import json
+
+    sweep = tmp_path / "sweep"
+    args = ("prompts.limit=1", "steps=2", "metrics=[]", "seed=0,1", f"hydra.sweep.dir={sweep}", "-m")
+    assert cli(*args).returncode == 0
+    (record_file,) = sweep.glob("*seed=1*/run.json")
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "config_key": "another configuration's"}))
+    refused = cli(*args, check=False)
+    assert refused.returncode == 1 and "holds the results of another configuration" in refused.stderr
+    assert "1 job(s) of this sweep failed" in refused.stderr and not (record_file.parent / "failed.json").exists()
+    record_file.write_text(json.dumps(record))
+    assert cli(*args).returncode == 0  # nothing failed this time
+
+
 def test_weights_changed_in_place_are_not_reused_nor_averaged(tmp_path):
     import torch
     from diffusers import StableDiffusionPipeline

@@ -61,6 +61,9 @@ class EvalrunSweeper(BasicSweeper):
                               exc_info=(type(error), error, error.__traceback__))
             first_job += len(batch)
             returns.append(results)
+        import evalrun.callbacks
+
+        evalrun.callbacks.SWEEP_FAILURES = self._lost + sum(r.status == JobStatus.FAILED for rs in returns for r in rs)
         if not self._summary_exits_on_failure():
             for results in returns:  # nothing after this sweep would exit non-zero: fail as Hydra's sweeper does
                 for result in results:
