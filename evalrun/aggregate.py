@@ -148,9 +148,9 @@ def _write(sweep_dir: Path, entries: list[dict], quiet: bool) -> Path:
 def _unmerged(shard_dirs: list[str]) -> list[str]:
     """The merged run dirs (by name) that shards point to and that hold no complete run."""
     from evalrun.runs import read_run
-    from evalrun.shards import read_record
+    from evalrun.shards import merged_dir_of, read_record
 
-    merged = {record["merged_dir"] for d in shard_dirs if (record := read_record(Path(d))) is not None}
+    merged = {merged_dir_of(record, Path(d)) for d in shard_dirs if (record := read_record(Path(d))) is not None}
     return sorted(Path(m).name for m in merged if read_run(Path(m)) is None)
 
 
@@ -214,9 +214,10 @@ def refresh(sweep_dir: Path, run_dir: Path) -> Path | None:
     entries = [entry(run_dir)]
     if entries[0]["status"] == "shard":  # the shard that merged its configuration: the merged run joins too
         from evalrun.runs import read_run
-        from evalrun.shards import read_record
+        from evalrun.shards import merged_dir_of, read_record
 
-        merged = Path((read_record(Path(run_dir)) or {}).get("merged_dir") or run_dir)
+        record = read_record(Path(run_dir))
+        merged = merged_dir_of(record, Path(run_dir)) if record else Path(run_dir)
         if merged != Path(run_dir) and read_run(merged) is not None:
             entries.append(entry(merged))
     with open(sweep_dir / INDEX_FILE, "a", encoding="utf-8") as fh:

@@ -20,12 +20,12 @@ log = logging.getLogger(__name__)
 def try_merge(shard_dir: Path) -> Path | None:
     """Merge the configuration of ``shard_dir`` if every shard is complete; None while some are missing.
     Two shards finishing at once merge once: the merge holds the merged run's lock."""
-    from evalrun.shards import read_record, siblings
+    from evalrun.shards import merged_dir_of, read_record, siblings
 
     record = read_record(shard_dir)
     if record is None:
         return None
-    merged_dir = Path(record["merged_dir"])
+    merged_dir = merged_dir_of(record, shard_dir)
     done = siblings(Path(shard_dir).parent, merged_dir, record)
     missing = sorted(set(range(record["num_shards"])) - set(done))
     if missing:
@@ -43,15 +43,15 @@ def try_merge(shard_dir: Path) -> Path | None:
 
 def plan(sweep_dir: Path) -> dict[Path, dict]:
     """merged dir -> {"shards": {index: dir}, "num_shards": N, "missing": [...]}, from the shard records."""
-    from evalrun.shards import read_record, siblings, split_of
+    from evalrun.shards import merged_dir_of, read_record, siblings, split_of
 
     groups: dict[Path, dict] = {}
     seen: list[tuple[Path, dict, tuple]] = []  # each configuration and split once (a stale split beside a whole one)
     for child in sorted(Path(sweep_dir).iterdir()):
         record = read_record(child) if child.is_dir() else None
-        if record is None or (Path(record["merged_dir"]), record.get("config"), split_of(record)) in seen:
+        if record is None or (merged_dir_of(record, child), record.get("config"), split_of(record)) in seen:
             continue
-        merged = Path(record["merged_dir"])
+        merged = merged_dir_of(record, child)
         seen.append((merged, record.get("config"), split_of(record)))
         done = siblings(sweep_dir, merged, record)
         group = {"shards": done, "num_shards": record["num_shards"], "first": child,

@@ -115,6 +115,33 @@ def test_a_sharded_sweep_through_the_cli_merges_and_summarises_once(tmp_path):
     assert len(list(tmp_path.glob("*/shard.json"))) == 3 and not (tmp_path / "failed_runs.csv").exists()
 
 
+def test_a_copied_sweep_merges_in_itself_and_names_its_missing_shard(tmp_path, caplog):
+    """shard.json recorded the merged dir by absolute path: a sweep dir copied (or moved) elsewhere merged into
+    the original, said it had merged although the copy missed a shard, and its summary dropped the configuration
+    without a warning."""
+    import shutil
+
+    from evalrun.aggregate import main as aggregate_main
+    from evalrun.merge import main as merge_main
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    cli("model=tiny_ddpm", f"num_images={N}", "steps=2", "num_shards=2", "shard=0,1", f"hydra.sweep.dir={original}",
+        "-m")
+    shutil.copytree(original, copy)
+    (merged,) = [p.parent.name for p in copy.glob("*/run.json")]
+    (copy / merged / "run.json").unlink()
+    shutil.rmtree(next(p for p in copy.iterdir() if "shard=1" in p.name))
+    before = (original / merged / "run.json").stat().st_mtime_ns
+    assert merge_main([str(copy)]) != 0  # a shard missing
+    assert (original / merged / "run.json").stat().st_mtime_ns == before and not (copy / merged / "run.json").exists()
+    with caplog.at_level(logging.WARNING):
+        assert aggregate_main([str(copy)]) != 0  # no finished run in the copy
+    assert f"finished shards but no merged run, left out of the summary: {merged}" in caplog.text
+    shutil.copytree(next(p for p in original.iterdir() if "shard=1" in p.name), copy / "shard=1-restored")
+    assert merge_main([str(copy)]) == 0 and (copy / merged / "run.json").exists()
+    assert (original / merged / "run.json").stat().st_mtime_ns == before
+
+
 def test_a_shared_merge_dir_never_mixes_configurations_and_a_failed_merge_is_a_failed_job(tmp_path, caplog):
     """One shard_merge_dir across a sweep over seeds: seed 1's shards are never completed with seed 0's;
     seed 1's merge, refused there (seed 0 merged first), is a failed job, listed, and the sweep exits 1."""
