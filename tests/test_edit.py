@@ -152,6 +152,27 @@ def test_clip_metrics_equal_transformers_clipmodel_forward(photo_sweep):
     assert metrics["clip_directional"].iloc[0] == pytest.approx(expected.mean(), abs=1e-6)
 
 
+def test_every_edit_pipeline_that_takes_a_size_gets_the_runs_size():
+    """The inputs are sized to height x width; FluxImg2ImgPipeline (and SD3/SDXL-pix2pix/Qwen img2img) take a
+    size too and, given none, made 1024 px images from a resized-up input while the results said 32 px.
+    Pipelines whose call takes no size (SD img2img, InstructPix2Pix) keep the input image's."""
+    from types import SimpleNamespace
+
+    import diffusers
+
+    from evalrun.tasks.edit import takes_size
+
+    task = get_task("edit")
+    job = SimpleNamespace(record={"pipeline_prompt": "make it red", "input_image": torch.zeros(3, 32, 48, dtype=torch.uint8)})
+    for name, sized in (("FluxImg2ImgPipeline", True), ("StableDiffusion3Img2ImgPipeline", True),
+                        ("StableDiffusionXLInstructPix2PixPipeline", True), ("FluxKontextPipeline", True),
+                        ("StableDiffusionImg2ImgPipeline", False), ("StableDiffusionInstructPix2PixPipeline", False)):
+        cls = getattr(diffusers, name)
+        kwargs = task.pipeline_kwargs(cls.__new__(cls), [job], {"steps": 2})
+        assert takes_size(cls) == sized and (kwargs.get("height"), kwargs.get("width")) == \
+            ((32, 48) if sized else (None, None)), name
+
+
 def test_img2img_strength_sweep_prompts_with_output_caption(tmp_path):
     sweep = tmp_path / "sweep"
     cli("model=tiny_img2img", "prompts=edit_demo", "strength=0.5,1.0", "num_images_per_prompt=2", "steps=2",

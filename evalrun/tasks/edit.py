@@ -36,6 +36,11 @@ def edit_style(pipeline_cls: type) -> str:
     return "instruction"
 
 
+def takes_size(pipeline_cls: type) -> bool:
+    """Whether the pipeline's call takes the output size (else it keeps the input image's)."""
+    return {"height", "width"} <= set(call_parameters(pipeline_cls))
+
+
 def check_guidance_applies(pipeline_cls: type, cfg: Any) -> None:
     """InstructPix2Pix guides only when guidance_scale > 1 and image_guidance_scale >= 1 (its own
     ``do_classifier_free_guidance``, asked here): below that neither scale has any effect, and runs that
@@ -60,8 +65,8 @@ def check_guidance_applies(pipeline_cls: type, cfg: Any) -> None:
 
 class Edit(Task):
     name = "edit"
-    # height/width size the input images (pix2pix/img2img take the output size from the image;
-    # instruction pipelines get it passed, see pipeline_kwargs).
+    # height/width size the input images (pipelines whose call takes no size keep the image's; the others
+    # get it passed, see pipeline_kwargs).
     knobs = {"steps": "num_inference_steps", "guidance_scale": "guidance_scale", "true_cfg_scale": "true_cfg_scale",
              "image_guidance_scale": "image_guidance_scale", "strength": "strength",
              "max_sequence_length": "max_sequence_length", "height": None, "width": None}
@@ -103,7 +108,7 @@ class Edit(Task):
             if cfg.get(unused) is not None:
                 raise ConfigError(f"{unused}={cfg.get(unused)!r} has no effect on {pipeline_cls.__name__}; remove it")
         super().check_pipeline(pipeline_cls, cfg)
-        if style == "instruction":
+        if takes_size(pipeline_cls):
             check_size_multiple(pipeline_cls, cfg)
         if style == "pix2pix":
             check_guidance_applies(pipeline_cls, cfg)
@@ -143,10 +148,13 @@ class Edit(Task):
 
     def pipeline_kwargs(self, pipe: Any, jobs: list, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = super().pipeline_kwargs(pipe, jobs, params)
-        if edit_style(type(pipe)) == "instruction" and jobs:
+        # The inputs are sized to the run's height x width; a pipeline that takes a size and is not given one
+        # makes its default (FluxImg2ImgPipeline: 1024 px, resizing the input up to it).
+        if takes_size(type(pipe)) and jobs:
             height, width = (int(x) for x in jobs[0].record["input_image"].shape[1:])
             kwargs.update(height=height, width=width)
-            if "max_area" in call_parameters(type(pipe)) and "max_area" not in kwargs:
+            if edit_style(type(pipe)) == "instruction" and "max_area" in call_parameters(type(pipe)) \
+                    and "max_area" not in kwargs:
                 kwargs["max_area"] = height * width
         return kwargs
 
