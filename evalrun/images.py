@@ -32,7 +32,8 @@ MANIFEST = "manifest.jsonl"
 # folder scored against itself reads the same files on both sides.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # How to_rgb converts, as reference cache keys record it.
-RGB_CONVERSION = "evalrun.images.to_rgb: EXIF rotation, alpha on white, 16-bit and float scaled to 8 bits"
+RGB_CONVERSION = ("evalrun.images.to_rgb: EXIF rotation, alpha (and a tRNS colour key, 16-bit too) on white, "
+                  "16-bit and float scaled to 8 bits")
 
 
 def to_rgb(image):
@@ -49,7 +50,11 @@ def to_rgb(image):
             top = 1.0  # a float image in [0, 1]
         else:  # 32-bit modes carry no bit depth: 8-bit values if they fit, else 16-bit
             top = 65535.0 if image.mode.startswith("I;16") or (arr.size and np.nanmax(arr) > 255) else 255.0
-        image = Image.fromarray((np.nan_to_num(arr).clip(0, top) / top * 255).round().astype(np.uint8), "L")
+        key = image.info.get("transparency")  # a tRNS colour key, in the file's own 16-bit values
+        scaled = Image.fromarray((np.nan_to_num(arr).clip(0, top) / top * 255).round().astype(np.uint8), "L")
+        if isinstance(key, int) and not isinstance(key, bool):  # kept, as 8-bit grayscale keeps it
+            scaled.putalpha(Image.fromarray(np.where(arr == key, 0, 255).astype(np.uint8), "L"))
+        image = scaled
     if image.mode in ("P", "L", "RGB") and "transparency" in image.info:  # a palette entry or a tRNS colour key
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

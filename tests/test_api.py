@@ -661,16 +661,19 @@ def test_scoring_a_runs_images_folder_reads_its_prompts(tmp_path):
     assert table["prompt_id"].tolist() == [0, 0, 1, 1] and table["image_index"].tolist() == [0, 1, 0, 1]
 
 
-@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0)])
+@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0), ("I;16", 0)])
 def test_a_colour_key_transparency_is_composited_on_white(tmp_path, mode, key):
-    """A PNG's tRNS colour key on an RGB or L image (not only a palette's) marks transparent pixels: white, as
-    every other transparency, not the black that convert("RGB") shows."""
+    """A PNG's tRNS colour key on an RGB, L or 16-bit grayscale image (not only a palette's) marks transparent
+    pixels: white, as every other transparency, not the black that convert("RGB") shows (the 16-bit image
+    lost its key when scaled to 8 bits)."""
     from evalrun.images import to_rgb
 
-    pixels = np.zeros((8, 8, 3) if mode == "RGB" else (8, 8), np.uint8)
-    pixels[:4] = 120  # opaque top half
-    Image.fromarray(pixels, mode).save(tmp_path / "keyed.png", transparency=key)
+    pixels = np.zeros((8, 8, 3) if mode == "RGB" else (8, 8), np.uint16 if mode == "I;16" else np.uint8)
+    pixels[:4] = 120 * 257 if mode == "I;16" else 120  # opaque top half
+    (Image.fromarray(pixels) if mode == "I;16" else Image.fromarray(pixels, mode)).save(tmp_path / "keyed.png",
+                                                                                       transparency=key)
     with Image.open(tmp_path / "keyed.png") as im:
+        assert im.mode == mode
         rgb = np.asarray(to_rgb(im))
     assert rgb[7, 0].tolist() == [255, 255, 255] and rgb[0, 0].tolist() == [120, 120, 120]
 
