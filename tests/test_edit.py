@@ -152,6 +152,16 @@ def test_clip_metrics_equal_transformers_clipmodel_forward(photo_sweep):
     assert metrics["clip_directional"].iloc[0] == pytest.approx(expected.mean(), abs=1e-6)
 
 
+def test_the_hub_edit_set_reads_its_bundled_sample_under_debug_smoke():
+    """debug=smoke runs any preset offline: the hub edit set (instructpix2pix_demo) reads the bundled four-image
+    set, as parti reads its sample (it went to the hub and failed offline)."""
+    from evalrun.tasks.edit_data import load_edit_records
+
+    records = load_edit_records(compose("model=flux_kontext", "prompts=instructpix2pix_demo", "debug=smoke").prompts)
+    bundled = load_edit_records(compose("model=flux_kontext", "prompts=edit_demo").prompts)
+    assert [r["prompt"] for r in records] == [r["prompt"] for r in bundled] and len(records) == 4
+
+
 def test_every_edit_pipeline_that_takes_a_size_gets_the_runs_size():
     """The inputs are sized to height x width; FluxImg2ImgPipeline (and SD3/SDXL-pix2pix/Qwen img2img) take a
     size too and, given none, made 1024 px images from a resized-up input while the results said 32 px.

@@ -116,6 +116,10 @@ def load_edit_records(cfg: Any) -> list[dict[str, Any]]:
     for key in COLUMN_KEYS:
         if not cfg.get(key):
             raise ConfigError(f"prompts.{key} is empty; name the column that holds it")
+    if not cfg.get("path") and cfg.get("offline_sample") and cfg.get("smoke_path"):  # debug=smoke: no hub
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.merge(cfg, {"path": cfg.smoke_path})
     return _local_edits(cfg) if cfg.get("path") else _hub_edits(cfg)
 
 
