@@ -95,6 +95,8 @@ def check_command_line(argv: Sequence[str], cli: bool = True) -> str | None:
     """The first misspelling among the command line's overrides, as a message (None: leave it to Hydra).
     ``cli=False``: the Python API's overrides (no ``-m``: its sweep takes value lists as they are)."""
     valid_metrics = sorted(p.stem for p in (CONF_DIR / "metrics").glob("*.yaml"))
+    if any(a in ("-sc", "--shell-completion") or a.startswith("--shell-completion=") for a in argv):
+        return None  # -sc install=bash / query=bash: Hydra's completion, not an override
     chosen = _choices(argv)
     problem = hydra_problem(argv, cli)
     if problem:

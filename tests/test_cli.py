@@ -117,7 +117,8 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["model=tiny_ddpm", "scheduler=euler"], "DDPMPipeline does not scale its starting noise by the scheduler's"),
     (["model=tiny_dit", "prompts=classes", "scheduler=dpm_sde"], "calls scheduler.step without the per-image generators"),
     (["model=tiny_ddpm", "metrics=[clip_score]"], "metric 'clip_score' needs a prompt or caption per image, which model 'tiny_ddpm' (task unconditional) does not give"),
-    (["metrics.clip_score.scale=-1"], "clip_score scale must be > 0"),
+    (["metrics.clip_score.scale=-1"], "metrics.clip_score.scale must be a number > 0, got -1"),
+    (["metrics.clip_score.scale=abc"], "metrics.clip_score.scale must be a number > 0, got 'abc'"),
     (["metrics=[clip_directional]"], "metric 'clip_directional' needs an input image per edit, which model 'tiny' (task text2img) does not give"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     (["model=tiny_dit"], "model 'tiny_dit' (task class2img) reads ImageNet classes (prompts=classes)"),
@@ -135,6 +136,14 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
                  marks=pytest.mark.skipif("sys.platform == 'darwin'", reason="MPS may be there")),
     # Strings that Python reads as true ("off", "no") and values that failed deep inside PIL or int().
     (["prompts.shuffle=off"], "prompts.shuffle must be true or false, got 'off'"),
+    (["metrics=[inception_score]", "metrics.inception_score.shuffle=no"],
+     "metrics.inception_score.shuffle must be true or false, got 'no'"),
+    (["metrics=[fid]", "reference=folder", "reference.path=.", "metrics.fid.bootstrap=200",
+      "metrics.fid.bootstrap_reference=no"], "metrics.fid.bootstrap_reference must be true or false, got 'no'"),
+    (["model=tiny_dit", "prompts=classes", "prompts.words=null", "prompts.all=no"],
+     "prompts.all must be true or false, got 'no'"),
+    (["metrics=[kid]", "reference=folder", "reference.path=.", "reference.limit=4", "reference.shuffle_seed=-2"],
+     "reference.shuffle_seed must be null or an integer from 0 to 2**32 - 1, got -2"),
     (["metrics=[kid]", "reference=folder", "reference.path=.", "reference.strict=no"],
      "reference.strict must be true or false, got 'no'"),
     (["metrics=[kid]", "reference=folder", "reference.path=.", "reference.resize=-5"],
@@ -153,6 +162,16 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, expected):
     assert expected in message
     if "class_name" in overrides[0]:
         assert "DPMSolverMultistepScheduler" in message  # the valid options are listed
+
+
+def test_shell_completion_as_the_readme_installs_it(monkeypatch):
+    """-sc install=bash (README) and the query=bash call it makes on each Tab: their argument is not an
+    override (it was refused as "install is not a key of the config")."""
+    installed = cli("-sc", "install=bash")
+    assert installed.returncode == 0 and "hydra_bash_completion" in installed.stdout
+    monkeypatch.setenv("COMP_LINE", "evalrun model=sd1")
+    query = cli("-sc", "query=bash")
+    assert query.returncode == 0 and "model=sd15" in query.stdout.split()
 
 
 @pytest.mark.parametrize("overrides, expected", [

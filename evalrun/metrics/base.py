@@ -275,6 +275,16 @@ def setting_int(metric: str, key: str, value: Any, low: int) -> int:
     return value
 
 
+def setting_bool(metric: str, key: str, value: Any) -> bool:
+    """A true/false setting, or a one-line error: a string such as ``no`` or ``off`` is truthy, and ``bool()``
+    ran (and recorded) the opposite of what was asked."""
+    from evalrun.errors import ConfigError
+
+    if not isinstance(value, bool):
+        raise ConfigError(f"metrics.{metric}.{key} must be true or false, got {value!r}")
+    return value
+
+
 def setting_seed(metric: str, key: str, value: Any, run_seed: int) -> int:
     """A metric's seed: null takes the run's; otherwise an integer numpy's RandomState takes, checked when the
     config is (it failed after the images were made)."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from evalrun.errors import ConfigError
-from evalrun.metrics.base import Output
+from evalrun.metrics.base import Output, setting_bool
 
 CONFIDENCE = 0.95
 SUFFIXES = ("_ci95_low", "_ci95_high")
@@ -43,6 +43,7 @@ class Bootstrap:
                               f"(200 or more for a 95% interval), got {resamples!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ConfigError(f"metrics.{metric}.bootstrap_seed must be null (the run's seed) or an integer >= 0")
+        setting_bool(metric, "bootstrap_reference", reference)
         self.metric, self.resamples = metric, int(resamples)
         self.seed = int(seed) if seed is not None else int(run_seed)
         self.reference = bool(reference)

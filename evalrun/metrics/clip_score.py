@@ -25,8 +25,8 @@ class CLIPScore(ExtractorMetric):
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-base-patch16",
                  scale: float = 100.0, batch_size: int = 64, text_key: str = "prompt") -> None:
-        if scale <= 0:
-            raise ConfigError(f"clip_score scale must be > 0, got {scale}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:  # NaN too
+            raise ConfigError(f"metrics.clip_score.scale must be a number > 0, got {scale!r}")
         super().__init__(context, "clip", {"path": str(clip_model), "batch_size": int(batch_size),
                                            "key": f"metrics.{self.name}.clip_model"})
         self.clip_model, self.scale, self.text_key = str(clip_model), float(scale), str(text_key)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_seed
+from evalrun.metrics.base import (ImageBatch, MetricContext, MetricResult, Output, setting_bool, setting_int,
+                                  setting_seed)
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -36,7 +37,7 @@ class InceptionScore(ExtractorMetric):
         setting_int(self.name, "splits", splits, 1)
         if split_size is not None and (isinstance(split_size, bool) or not isinstance(split_size, int) or split_size < 1):
             raise ConfigError(f"inception_score split_size must be null or an integer >= 1, got {split_size!r}")
-        self.splits, self.shuffle = int(splits), bool(shuffle)
+        self.splits, self.shuffle = int(splits), setting_bool(self.name, "shuffle", shuffle)
         self.split_size = None if split_size is None else int(split_size)
         self.seed = setting_seed(self.name, "seed", seed, self.context.seed)
         self._logits: list = []

@@ -67,6 +67,9 @@ class ReferenceSpec:
             value = cfg.get(key)
             if value is not None and not isinstance(value, bool):
                 _positive(key, value)
+        seed = cfg.get("shuffle_seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1):
+            raise ConfigError(f"reference.shuffle_seed must be null or an integer from 0 to 2**32 - 1, got {seed!r}")
         for key in ("strict",):  # a string such as "no" would read as true
             if cfg.get(key) is not None and not isinstance(cfg.get(key), bool):
                 raise ConfigError(f"reference.{key} must be true or false, got {cfg.get(key)!r}")
