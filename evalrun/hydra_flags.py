@@ -184,11 +184,17 @@ def _launcher_problem(argv: Sequence[str]) -> str | None:
 
 
 def _modes_problem(argv: Sequence[str]) -> str | None:
-    """Two of Hydra's modes (``-m --cfg job``): Hydra raises a ValueError with a traceback."""
+    """Two of Hydra's modes (``-m --cfg job``): Hydra raises a ValueError with a traceback. ``-m`` between
+    overrides: argparse takes them on one side only and prints its usage page ("unrecognized arguments")."""
     given = [long for long, short in MODES.items() if any(a in (long, short) or a.startswith(long + "=") for a in argv)]
     if len(given) > 1:
         return (f"{' and '.join(given)} cannot be given together (one mode at a time); to see a sweep's job config, "
                 f"run --cfg job with one value per key")
+    for i, arg in enumerate(argv):
+        if arg in ("-m", "--multirun") and any("=" in a and not a.startswith("-") for a in argv[:i]) \
+                and any("=" in a and not a.startswith("-") for a in argv[i + 1:]):
+            overrides = " ".join(a for a in argv if a not in ("-m", "--multirun"))
+            return f"{arg} between overrides: put it at the end (or the start) of the command line: {overrides} -m"
     return None
 
 

@@ -122,6 +122,8 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["metrics=[clip_directional]"], "metric 'clip_directional' needs an input image per edit, which model 'tiny' (task text2img) does not give"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     (["model=tiny_dit"], "model 'tiny_dit' (task class2img) reads ImageNet classes (prompts=classes)"),
+    (["protocol=adm"], "protocol=adm selects prompts='classes', which model 'tiny' (task text2img) does not read "
+                       "(it reads a prompt set"),  # it blamed the prompts, which the user never set
     (["strength=0.5"], "strength=0.5 has no effect on model 'tiny'"),
     # Knobs a task does not use would be recorded nowhere, and averaged over as if they were seeds.
     (["model=tiny_ddpm", "height=64"], "height=64 has no effect on model 'tiny_ddpm' (task unconditional"),
@@ -183,6 +185,8 @@ def test_shell_completion_as_the_readme_installs_it(monkeypatch):
     (["+stpes=10"], "evalrun: error: +stpes=10 adds a top-level key evalrun never reads; did you mean steps=10?"),
     (["+model.pathh=x"], "+model.pathh=x adds model.pathh, which no model config has; did you mean model.path=x?"),
     (["+scheduler.kwagrs.eta=1"], "did you mean +scheduler.kwargs.eta=1?"),
+    (["seed=0,1", "-m", "prompts.limit=2"], "evalrun: error: -m between overrides: put it at the end (or the start) "
+                                            "of the command line: "),
 ])
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path, overrides, expected):
     proc = cli(f"hydra.run.dir={tmp_path}", *overrides, check=False)

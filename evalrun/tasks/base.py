@@ -125,6 +125,11 @@ class Task:
         if self.prompt_sources:
             source = cfg.prompts.get("source") if cfg.get("prompts") is not None else None
             if source not in self.prompt_sources:
+                protocol = (cfg.get("protocol") or {}).get("name")
+                if protocol not in (None, "none") and protocol_sets(cfg).get("prompts"):  # its choice, not the user's
+                    raise ConfigError(f"protocol={protocol} selects prompts={cfg.prompts.get('name')!r}, which model "
+                                      f"{cfg.model.name!r} (task {self.name}) does not read (it reads "
+                                      f"{self.prompt_hint}); use protocol=none, or a model the protocol evaluates")
                 raise ConfigError(f"model {cfg.model.name!r} (task {self.name}) reads {self.prompt_hint}, not "
                                   f"prompts={cfg.prompts.get('name')!r}")
 
