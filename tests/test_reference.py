@@ -198,6 +198,10 @@ def test_dataset_source_gives_the_folder_features(photos, tmp_path):
     a, b = GaussianStats.from_features(folder), GaussianStats.from_features(feats)
     assert np.allclose(a.mu, b.mu, atol=1e-12) and np.allclose(a.sigma, b.sigma, atol=1e-12)
     assert reference_features(ds_spec, CountingPool(), tmp_path / "c2")[1]["reference_cache"] == "hit"
+    # A wrong split is named as such (the fix offered was HF_HUB_OFFLINE=1, already set, or a local path, given).
+    wrong = ReferenceSpec.from_config({"kind": "dataset", "path": str(photos), "split": "nope"}, "test")
+    with pytest.raises(EvalrunError, match=r"split 'nope' .*set reference.split= to one of the dataset's splits"):
+        reference_features(wrong, CountingPool(), tmp_path / "c3")
 
 
 def test_stats_and_npz_round_trip(photos, tmp_path):

@@ -65,12 +65,26 @@ def load_dataset(spec: ReferenceSpec):
     try:
         ds = datasets.load_dataset(spec.path, spec.name, split=spec.split, revision=spec.revision)
     except Exception as exc:  # hub/network/missing split errors come in many types
-        raise EvalrunError(f"could not load dataset {spec.path!r} split {spec.split!r} ({str(exc).splitlines()[0]}); "
-                           f"offline, set HF_HUB_OFFLINE=1 to use a cached copy or reference.path=LOCAL_DIR") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvalrunError(f"could not load dataset {spec.path!r} split {spec.split!r} ({first}); "
+                           f"{_dataset_fix(first)}") from None
     if spec.image_column not in ds.column_names:
         raise ConfigError(f"reference.image_column={spec.image_column!r} is not a column of {spec.path}; "
                           f"columns: {', '.join(ds.column_names)}")
     return ds.select(selection(len(ds), spec).tolist())
+
+
+def _dataset_fix(error: str) -> str:
+    """What to change, from what ``datasets`` said: the split or config name, else where the data comes from."""
+    import os
+
+    if "split" in error.lower():
+        return "set reference.split= to one of the dataset's splits"
+    if "config" in error.lower():
+        return "set reference.name= to one of the dataset's configurations"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "offline, only a copy cached earlier or on disk loads: reference.path=LOCAL_DIR"
+    return "offline, set HF_HUB_OFFLINE=1 to use a cached copy, or reference.path=LOCAL_DIR"
 
 
 def _to_pil(value):
