@@ -84,6 +84,7 @@ def run(cfg: Any, run_dir: Path, image_sources: list[Path] | None = None, checke
 def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, device, dtype, image_sources: list[Path],
              merged_dir: Path | None) -> dict[str, Any]:
     from evalrun.images import ImageStore, clean_partial_files
+    from evalrun.metrics.common import check_text_keys
     from evalrun.metrics.features.store import FeatureStore
     from evalrun.paths import cache_dir
     from evalrun.pipelines import model_identity
@@ -102,6 +103,7 @@ def _compute(cfg: Any, checked: Checked, run_dir: Path, key: str, cfg_key: str, 
     records = task.load_records(cfg)
     per_record = task.images_per_record(cfg)
     check_image_count(metrics, len(records) * per_record, task)
+    check_text_keys(metrics, records)
     # 3. Pipeline class, knobs and scheduler, checked from the checkpoint's files (no weights load).
     pipeline_cls, scheduler_config, model = None, {"class": None}, {}
     if task.generates:

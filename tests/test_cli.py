@@ -119,6 +119,9 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["model=tiny_ddpm", "metrics=[clip_score]"], "metric 'clip_score' needs a prompt or caption per image, which model 'tiny_ddpm' (task unconditional) does not give"),
     (["metrics.clip_score.scale=-1"], "metrics.clip_score.scale must be a number > 0, got -1"),
     (["metrics.clip_score.scale=abc"], "metrics.clip_score.scale must be a number > 0, got 'abc'"),
+    # A text field no record has: found with the records, before the pipeline loads and samples.
+    (["metrics.clip_score.text_key=foo"],
+     "metrics.clip_score.text_key='foo': the records have no 'foo' field; fields with text: "),
     (["metrics=[clip_directional]"], "metric 'clip_directional' needs an input image per edit, which model 'tiny' (task text2img) does not give"),
     (["prompts=parti", "prompts.path=/no/parti.tsv"], "prompts.path='/no/parti.tsv' does not exist"),
     (["model=tiny_dit"], "model 'tiny_dit' (task class2img) reads ImageNet classes (prompts=classes)"),

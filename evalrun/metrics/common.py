@@ -33,6 +33,23 @@ def texts_of(batch: ImageBatch, key: str, metric: str) -> list[str]:
     return [str(t) for t in texts]
 
 
+TEXT_KEYS = ("text_key", "input_text_key", "output_text_key")  # metric settings naming a record field
+
+
+def check_text_keys(metrics: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """Each metric's text settings name a field the run's records have, checked as soon as they are read: a
+    misspelt ``text_key`` failed in ``update``, after the pipeline had loaded and sampled. A field that is
+    there but empty in some record (class words filled in once the pipeline is loaded) is left to ``update``."""
+    fields = {key for record in records for key in record}
+    for name, metric in metrics.items():
+        for setting in TEXT_KEYS:
+            key = getattr(metric, setting, None)
+            if records and isinstance(key, str) and key != AUTO_TEXT and key not in fields:
+                texts = sorted(k for k in fields if any(isinstance(r.get(k), str) for r in records))
+                raise ConfigError(f"metrics.{name}.{setting}={key!r}: the records have no {key!r} field; fields "
+                                  f"with text: {', '.join(texts) or 'none'}")
+
+
 # The layer a Frechet distance / kernel metric uses on each backbone by default.
 DEFAULT_LAYERS = {"inception": "2048", "clip": "embedding", "dinov2": "embedding", "torchscript": "embedding",
                   "python": "embedding"}
