@@ -7,6 +7,7 @@ from typing import Any
 
 from evalrun.errors import ConfigError
 from evalrun.hydra_flags import nearest
+from evalrun.config_keys import OPTION_FIELD, not_read_by_option
 from evalrun.override_keys import CLOSED_GROUPS, group_keys, groups, metric_keys, near_scheduler_kwarg, top_level_keys
 
 
@@ -39,6 +40,10 @@ def check_added_keys(overrides: Any, cfg: Any) -> None:
         if group == "scheduler" and name == "kwargs" and len(parts) == 3 and near_scheduler_kwarg(parts[2]):
             raise ConfigError(f"{override} adds scheduler.kwargs.{parts[2]}, which no scheduler option uses; "
                               f"did you mean {near_scheduler_kwarg(parts[2])}={value}?")
+        chosen = (cfg.get(group) or {}).get(OPTION_FIELD.get(group, "")) if len(parts) == 2 else None
+        problem = not_read_by_option(group, str(chosen), name, override) if chosen is not None else None
+        if problem:  # +prompts.path= with prompts=doc: Hydra's fix for prompts.path=, which ran the doc prompts
+            raise ConfigError(problem)
         if group not in CLOSED_GROUPS or name in group_keys(group):
             continue
         near = nearest(name, group_keys(group) | ({str(k) for k in (cfg.get(group) or {}).keys()} - {name}), 0.75)

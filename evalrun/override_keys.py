@@ -20,6 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from evalrun.config_keys import (config_yaml, group_keys, metric_keys, not_read_by_option,
+                                 top_level_keys, yaml_mapping)
 from evalrun.errors import ConfigError
 from evalrun.hydra_flags import groups, hydra_problem, nearest, no_such_option, option_in
 from evalrun.paths import CONF_DIR
@@ -44,51 +46,6 @@ def override_list(overrides: Sequence[str]) -> list[str]:
         raise ConfigError(f"overrides must be a list of strings, as on the command line (['model=sd15', "
                           f"'seed=0,1']); got {shown}")
     return items
-
-
-def _mapping(path: Path) -> dict:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the model presets in ~7 ms, not ~40
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-@functools.lru_cache(maxsize=None)
-def _config_yaml() -> tuple[dict, str]:
-    path = CONF_DIR / "config.yaml"
-    return _mapping(path), path.read_text(encoding="utf-8")
-
-
-@functools.lru_cache(maxsize=None)
-def _global_files() -> tuple[dict, ...]:
-    """The option files that write from the root (experiments, protocols, debug profiles)."""
-    return tuple(_mapping(f) for f in sorted(CONF_DIR.glob("*/*.yaml")) if "# @package _global_" in f.read_text())
-
-
-@functools.lru_cache(maxsize=None)
-def top_level_keys(everywhere: bool = True) -> frozenset[str]:
-    top, _ = _config_yaml()
-    keys = set(top) | groups()
-    if everywhere:
-        keys |= {k for found in _global_files() for k in found}
-    return frozenset(keys - {"defaults", "hydra"})
-
-
-@functools.lru_cache(maxsize=None)  # asked twice per unknown key: is it known, then which is nearest
-def group_keys(group: str, everywhere: bool = True) -> frozenset[str]:
-    """Keys the packaged configs define under ``group`` (``everywhere=False``: only what config.yaml reads or sets)."""
-    top, text = _config_yaml()
-    keys = set(re.findall(rf"oc\.select:{re.escape(group)}\.(\w+)", text)) | set(top.get(group) or {})
-    if everywhere:
-        keys |= set().union(*(_mapping(f) for f in (CONF_DIR / group).glob("*.yaml")))
-        keys |= {k for found in _global_files() for k in (found.get(group) or {})}
-    return frozenset(keys)
-
-
-def metric_keys(metric: str) -> set[str] | None:
-    path = CONF_DIR / "metrics" / f"{metric}.yaml"
-    return set(_mapping(path).get(metric) or {}) if path.is_file() else None
 
 
 def check_command_line(argv: Sequence[str], cli: bool = True) -> str | None:
@@ -138,6 +95,13 @@ def check_command_line(argv: Sequence[str], cli: bool = True) -> str | None:
             problem = _kwarg_not_set(parts[2], value, argv, chosen)
             if problem:
                 return problem
+        if len(parts) == 2 and not own_configs and chosen.get("experiment") in (None, "None", "null") \
+                and chosen.get("protocol") in (None, "none"):  # an experiment or a protocol may choose the option
+            given = next((a.split("=", 1)[1].split(",") for a in argv if a.startswith(f"{parts[0]}=")), None)
+            for option in given or [chosen.get(parts[0])]:
+                problem = not_read_by_option(parts[0], str(option), parts[1], arg)
+                if problem:
+                    return problem
     return None
 
 
@@ -160,7 +124,7 @@ def _kwarg_not_set(name: str, value: str, argv: Sequence[str], chosen: dict[str,
     options = next((a.split("=", 1)[1].split(",") for a in argv if a.startswith("scheduler=")), [chosen.get("scheduler")])
     for option in options:
         path = CONF_DIR / "scheduler" / f"{option}.yaml"
-        if path.is_file() and name not in (_mapping(path).get("kwargs") or {}):
+        if path.is_file() and name not in (yaml_mapping(path).get("kwargs") or {}):
             return (f"scheduler.kwargs.{name}={value}: scheduler={option} does not set {name} in its kwargs, so Hydra "
                     f"cannot override it; add it with ++scheduler.kwargs.{name}={value}")
     return None
@@ -210,7 +174,7 @@ def _default_metric_list(chosen: dict[str, str]) -> str | None:
     if any(chosen.get(g) not in (None, "None", "null", "none") for g in ("experiment", "protocol")):
         return None
     for path in (CONF_DIR / "model" / f"{chosen.get('model')}.yaml", CONF_DIR / "config.yaml"):
-        entries = _mapping(path).get("defaults") if path.is_file() else None
+        entries = yaml_mapping(path).get("defaults") if path.is_file() else None
         for entry in entries if isinstance(entries, list) else []:
             group = next(iter(entry), "") if isinstance(entry, dict) else ""  # "override /metrics@_global_.metrics"
             names = entry[group] if group.removeprefix("override ").lstrip("/").startswith("metrics") else None
@@ -221,7 +185,7 @@ def _default_metric_list(chosen: dict[str, str]) -> str | None:
 
 def _choices(argv: Sequence[str]) -> dict[str, str]:
     """Group options chosen: config.yaml's defaults, then the command line's (``model=sd15``)."""
-    top, _ = _config_yaml()
+    top, _ = config_yaml()
     chosen = {k: str(v) for entry in top.get("defaults") or [] if isinstance(entry, dict) for k, v in entry.items()}
     chosen.update(a.split("=", 1) for a in argv if re.fullmatch(r"\w+=[\w\-]+", a))
     return chosen
@@ -230,7 +194,7 @@ def _choices(argv: Sequence[str]) -> dict[str, str]:
 def _in_chosen(group: str, name: str, chosen: dict[str, str]) -> bool:
     """Whether the chosen option file of ``group`` defines ``name`` (one file read, the usual case)."""
     path = CONF_DIR / group / f"{chosen.get(group)}.yaml"
-    return path.is_file() and name in _mapping(path)
+    return path.is_file() and name in yaml_mapping(path)
 
 
 def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
@@ -258,7 +222,7 @@ def _misspelt(parts: list[str], chosen: dict[str, str]) -> str | None:
 @functools.lru_cache(maxsize=None)
 def scheduler_kwargs() -> frozenset[str]:
     """The scheduler config keys the packaged scheduler options set (shift, use_karras_sigmas, ...)."""
-    return frozenset(k for f in (CONF_DIR / "scheduler").glob("*.yaml") for k in (_mapping(f).get("kwargs") or {}))
+    return frozenset(k for f in (CONF_DIR / "scheduler").glob("*.yaml") for k in (yaml_mapping(f).get("kwargs") or {}))
 
 
 def near_scheduler_kwarg(name: str) -> str | None:

@@ -188,6 +188,14 @@ def test_shell_completion_as_the_readme_installs_it(monkeypatch):
     (["+stpes=10"], "evalrun: error: +stpes=10 adds a top-level key evalrun never reads; did you mean steps=10?"),
     (["+model.pathh=x"], "+model.pathh=x adds model.pathh, which no model config has; did you mean model.path=x?"),
     (["+scheduler.kwagrs.eta=1"], "did you mean +scheduler.kwargs.eta=1?"),
+    # A key the chosen option does not read (prompts=doc has no file): Hydra suggested +prompts.path=, which
+    # then ran the doc prompts and read no file.
+    (["prompts.path=my.txt"], "evalrun: error: prompts.path=my.txt: prompts=doc does not read prompts.path "
+                              "(prompts=drawbench, edit_demo, file, instructpix2pix_demo, parti do); choose one, "
+                              "e.g. prompts=file prompts.path=my.txt"),
+    (["+prompts.path=my.txt"], "evalrun: error: +prompts.path=my.txt: prompts=doc does not read prompts.path"),
+    (["reference=npz", "reference.limit=3"], "reference.limit=3: reference=npz does not read reference.limit "
+                                             "(reference=dataset, folder do); choose one, e.g. reference=folder"),
     (["seed=0,1", "-m", "prompts.limit=2"], "evalrun: error: -m between overrides: put it at the end (or the start) "
                                             "of the command line: "),
 ])
