@@ -605,7 +605,7 @@ def test_prune_skips_an_entry_that_vanishes_while_it_runs(tmp_path, monkeypatch)
         (store / name).write_bytes(b"png")
     listed = list(cache.section_items(tmp_path, "images"))
     (store / "x.png.123.tmp").unlink()  # renamed away by its writer after the listing
-    monkeypatch.setattr(cache, "section_items", lambda root, section: iter(listed if section == "images" else []))
+    monkeypatch.setattr(cache, "section_items", lambda root, section, moved=None: iter(listed if section == "images" else []))
     assert [row[:3] for row in cache.listing(tmp_path) if row[0] == "images"] == [("images", 1, 3)]
     assert cache.prune(tmp_path, ["images"], 0) == (1, 3)
     assert not (store / "kept.png").exists()
