@@ -71,6 +71,8 @@ def input_identities(cfg: Any) -> dict[str, Any]:
     model_path = Path(str(cfg.model.path)).expanduser()
     if cfg.model.get("task") == "images" and model_path.is_file():
         out["model_images"] = _files_named(model_path, cfg.model.get("encoding") or "utf-8")
+    elif cfg.model.get("task") == "images" and model_path.name == "images" and (model_path.parent / "images.csv").is_file():
+        out["model_records"] = file_sha256(model_path.parent / "images.csv")  # a run's images: prompts read from it
     prompts = cfg.get("prompts") or {}
     path = prompts.get("path") if prompts else None
     if path not in (None, "", "???"):

@@ -648,6 +648,15 @@ def test_scoring_a_runs_images_folder_reads_its_prompts(tmp_path):
     values = pd.read_csv(tmp_path / "scored" / "metrics.csv").iloc[0]
     assert values["diversity_groups"] == 2
     assert values["diversity_vendi"] == pytest.approx(run.values["diversity_vendi"], rel=1e-6)
+    # The prompts come from the run's images.csv: a change there (same images) is another input, not a reuse.
+    from evalrun.keys import input_identities
+
+    cfg = evalrun.compose(["model=images", f"model.path={tmp_path / 'run' / 'images'}"])
+    before = input_identities(cfg)
+    listing = (tmp_path / "run" / "images.csv").read_text()
+    (tmp_path / "run" / "images.csv").write_text(listing.replace(run.per_image["prompt"][0], "another prompt"))
+    assert input_identities(cfg)["model_records"] != before["model_records"]
+    (tmp_path / "run" / "images.csv").write_text(listing)
 
     # A table whose rows repeat prompts: the rows of one prompt are its images, as in a run
     rows = run.per_image.assign(image=[str(tmp_path / "run" / p) for p in run.per_image["path"]])
