@@ -142,6 +142,16 @@ def build_scheduler(default, scheduler: Any, pipeline_reads: frozenset[str] = fr
         if unused:
             raise EvalrunError(f"scheduler.kwargs {unused} are not options of {cls.__name__}; "
                                f"valid: {', '.join(sorted(_init_params(cls)))}")
+    # The kwargs may turn the option into another family's sampler (use_flow_sigmas on dpm, prediction_type=epsilon
+    # on flow_dpm): check what was built, not only the option's declared fits.
+    inconsistent = (family(built) == "flow" and "prediction_type" in _init_params(type(built))
+                    and built.config.get("prediction_type") != "flow_prediction")
+    if (family(built) == "flow") != (family(default) == "flow") or inconsistent:
+        what = (f"flow sigmas with prediction_type={built.config.get('prediction_type')}" if inconsistent
+                else f"a {family(built)} sampler")
+        raise EvalrunError(f"scheduler {scheduler.name!r} with kwargs {kwargs} builds {what} ({type(built).__name__}), "
+                           f"which does not fit this checkpoint's own {family(default)} scheduler "
+                           f"({type(default).__name__}); use one of: {', '.join(fitting_options(family(default)))}")
     built._evalrun_checkpoint = default  # check_scheduler lists the options that work from it
     # What ran: the class's parameters (a FlowMatch scheduler built from DPM's config does not read its solver_order)
     # and the keys the pipeline reads from the config (FLUX's max_shift, carried into UniPC by from_config).
@@ -194,6 +204,12 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
         detail = type(exc).__name__ if detail in ("", type(exc).__name__) else f"{type(exc).__name__}: {detail}"
         return (f"{pipe} cannot set {steps} timesteps with {name} (as it calls set_timesteps), so the run would fail "
                 f"after the model loads ({detail})")
+    sigmas = getattr(sched, "sigmas", None)
+    if family(sched) == "flow" and sigmas is not None and len(sigmas) and float(max(sigmas)) > 1.0 + 1e-4:
+        spacing = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+                   if sched.config.get(k)]
+        return (f"{name} with {', '.join(k + '=true' for k in spacing) or 'this config'} ignores its flow sigmas and "
+                f"samples at sigmas up to {float(max(sigmas)):.4g}, outside a flow model's [0, 1], so it would sample wrongly")
     sigma = float(getattr(sched, "init_noise_sigma", 1.0))
     if "init_noise_sigma" not in pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
         return (f"{pipe} does not scale its starting noise by the scheduler's init_noise_sigma ({sigma:.3g} for "

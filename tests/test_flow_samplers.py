@@ -85,6 +85,21 @@ SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]
     (["model=tiny_flux", "max_sequence_length=1024"], "max_sequence_length=1024 is more than FluxPipeline takes (at "
                                                        "most 512)"),
     (["model=tiny_sd3", "max_sequence_length=600"], "max_sequence_length=600 is more than StableDiffusion3Pipeline"),
+    # Kwargs that make a sampler of the other family, or a sigma spacing that drops a flow sampler's sigmas
+    # (DPM-Solver applies Karras/exponential spacing before its flow branch): these ran and sampled garbage.
+    (["model=tiny", "scheduler=dpm", "++scheduler.kwargs.use_flow_sigmas=true"],
+     "builds flow sigmas with prediction_type=epsilon (DPMSolverMultistepScheduler), which does not fit this "
+     "checkpoint's own epsilon scheduler (PNDMScheduler); use one of: "),
+    (["model=tiny_sd3", "scheduler=flow_dpm", "++scheduler.kwargs.prediction_type=epsilon"],
+     "builds flow sigmas with prediction_type=epsilon (DPMSolverMultistepScheduler), which does not fit this "
+     "checkpoint's own flow scheduler"),
+    (["model=tiny", "scheduler=dpm", "++scheduler.kwargs.use_flow_sigmas=true",
+      "++scheduler.kwargs.prediction_type=flow_prediction"], "builds a flow sampler (DPMSolverMultistepScheduler), "
+                                                              "which does not fit this checkpoint's own epsilon"),
+    (["model=tiny_sana", "++scheduler.kwargs.use_karras_sigmas=true"],
+     "with use_karras_sigmas=true ignores its flow sigmas and samples at sigmas up to"),
+    (["model=tiny_sd3", "scheduler=flow_dpm", "++scheduler.kwargs.use_exponential_sigmas=true"],
+     "with use_exponential_sigmas=true ignores its flow sigmas"),
     (["model=tiny_ddpm", "num_images=2", "scheduler=unipc"],
      "DDPMPipeline passes generator= to scheduler.step, which UniPCMultistepScheduler.step does not take"),
     (["model=tiny_ddpm", "model.pipeline=DDIMPipeline", "num_images=2", "scheduler=ddpm"],
