@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,10 @@ def write_record(run_dir: Path, cfg: Any, run_key: str, merged_dir: Path, image_
     from evalrun.results import write_json
 
     record = {"status": "complete", "run_key": run_key, "config_key": config_key, "shard": int(cfg.shard), "num_shards": int(cfg.num_shards),
-              "shard_mode": cfg.shard_mode, "chunk": feature_store.CHUNK, "merged_dir": str(merged_dir),
-              # A merged dir beside the shard (a sweep's) is found by name: a copied or moved sweep merges in itself.
-              "merged_beside": Path(merged_dir).name if _beside(Path(merged_dir), Path(run_dir)) else None,
+              "shard_mode": cfg.shard_mode, "chunk": feature_store.CHUNK, "merged_dir": str(_absolute(merged_dir)),
+              # The sweep's merged dir (no shard_merge_dir) is found by name beside the shard: a copied or moved
+              # sweep merges in itself. A shard_merge_dir given is where the user said, wherever the shards are.
+              "merged_beside": Path(merged_dir).name if not cfg.get("shard_merge_dir") else None,
               "n_images": len(image_ids),
               "images": {"sampled": stream.sampled, "reused": stream.reused},
               "config": OmegaConf.to_container(unsplit(cfg), resolve=True)}
@@ -107,15 +109,16 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return record if record.get("status") == "complete" else None
 
 
-def _beside(merged_dir: Path, run_dir: Path) -> bool:
-    return merged_dir.expanduser().resolve().parent == run_dir.expanduser().resolve().parent
+def _absolute(path: Any) -> Path:
+    """One spelling per folder (records written by older versions hold a sweep's relative dirs)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def merged_dir_of(record: dict, shard_dir: Path) -> Path:
-    """Where the shard in ``shard_dir`` merges: the folder of that name beside it (wherever the sweep dir is
-    now) when it merged beside itself, else the ``shard_merge_dir`` it recorded."""
+    """Where the shard in ``shard_dir`` merges, absolute: the folder of that name beside it (wherever the sweep
+    dir is now) for a sweep's merge, else the ``shard_merge_dir`` it recorded."""
     beside = record.get("merged_beside")
-    return Path(shard_dir).parent / beside if beside else Path(record["merged_dir"])
+    return _absolute(Path(shard_dir).parent / beside if beside else record["merged_dir"])
 
 
 def siblings(sweep_dir: Path, merged_dir: Path, like: dict | None = None) -> dict[int, Path]:
@@ -126,7 +129,7 @@ def siblings(sweep_dir: Path, merged_dir: Path, like: dict | None = None) -> dic
     found = {}
     for child in [*Path(sweep_dir).iterdir(), *_registered(Path(merged_dir))]:
         record = read_record(child) if child.is_dir() else None
-        if record is None or merged_dir_of(record, child) != Path(merged_dir) \
+        if record is None or merged_dir_of(record, child) != _absolute(merged_dir) \
                 or (like is not None and record.get("config") != like.get("config")):
             continue
         if like is not None and split_of(record) != split_of(like):

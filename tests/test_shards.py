@@ -236,6 +236,30 @@ def test_merge_by_hand_merges_a_complete_split_beside_a_stale_one(tmp_path, monk
     assert sorted(complete["shards"]) == [0, 1, 2] and complete["first"].name.startswith("b_")
 
 
+def test_a_shard_recorded_by_an_older_version_merges_with_a_new_one(tmp_path, monkeypatch):
+    """Records of older versions hold a sweep's relative merged dir and no merged_beside: compared with a new
+    record's (absolute, by name beside the shard) the two spellings never matched, and the old complete shard
+    counted as missing. A shard_merge_dir shared by shards of two sweep dirs merges too."""
+    from evalrun import merge
+
+    monkeypatch.chdir(tmp_path)
+    sweep = Path("outputs") / "sw"
+    base = {"status": "complete", "num_shards": 2, "shard_mode": "contiguous", "chunk": 64, "config": {"seed": 0}}
+    for name, extra in (("s0", {"shard": 0, "merged_dir": "outputs/sw/merged"}),
+                        ("s1", {"shard": 1, "merged_dir": str(tmp_path / sweep / "merged"), "merged_beside": "merged"})):
+        (sweep / name).mkdir(parents=True)
+        (sweep / name / "shard.json").write_text(json.dumps({**base, **extra}))
+    for where in (sweep, tmp_path / sweep):
+        (group,) = merge.plan(where).values()
+        assert group["missing"] == [] and sorted(group["shards"]) == [0, 1]
+    for name, shard in (("A/s0", 0), ("B/s1", 1)):  # shard_merge_dir=outputs/A/merged, given by the user
+        (Path("outputs") / name).mkdir(parents=True)
+        (Path("outputs") / name / "shard.json").write_text(json.dumps(
+            {**base, "shard": shard, "merged_dir": "outputs/A/merged", "merged_beside": None}))
+    assert sorted(shards.siblings(Path("outputs/B"), tmp_path / "outputs" / "A" / "merged")) == [1]
+    assert sorted(shards.siblings(Path("outputs/A"), Path("outputs/A/merged"))) == [0]
+
+
 def test_merge_by_hand_names_a_wrong_folder_in_one_line(tmp_path, capsys):
     from evalrun.merge import main as merge_main
 
