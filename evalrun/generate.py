@@ -22,7 +22,8 @@ import numpy as np
 
 from evalrun.errors import EvalrunError
 from evalrun.hashing import stable_hash
-from evalrun.images import ImageStore, Manifest, degenerate_flag, link_or_copy, pixel_hash, read_verified, save_png, to_uint8
+from evalrun.images import (ImageStore, Manifest, degenerate_flag, link_or_copy, pixel_hash, read_verified, same_bytes,
+                            save_png, to_uint8)
 from evalrun.jobs import ImageJob
 from evalrun.threads import Ahead, Inline, png_writers
 
@@ -287,7 +288,8 @@ class ReadStream:
         for n, job in enumerate(self.jobs):
             image, source = self.task.read_image(job)
             target = self.image_dir / f"{job.image_id}{source.suffix.lower()}"
-            link_or_copy(source, target, link=False)  # the file scored, whatever a previous run left there
+            if not same_bytes(source, target):  # the file scored, whatever a previous run left there
+                link_or_copy(source, target, link=False)
             self.reused += 1
             if progress is not None:
                 progress(1)

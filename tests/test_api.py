@@ -494,12 +494,32 @@ def test_scoring_again_reuses_the_run_and_a_replaced_image_is_scored_and_kept_as
     assert score(folder, tmp_path / "run") == first  # still reused: the other runs did not touch the inputs
     assert {p.name: p.stat().st_nlink for p in folder.iterdir()} == links
     old = (folder / "a_cat.bmp").read_bytes()
+    copies = {p.read_bytes(): p.stat().st_ino for p in (tmp_path / "run" / "images").iterdir()}
     Image.fromarray(pixels[2]).save(tmp_path / "new.bmp")
     assert (tmp_path / "new.bmp").stat().st_size == len(old)
     os.replace(tmp_path / "new.bmp", folder / "a_cat.bmp")  # mv: same name and size, other pixels
     assert score(folder, tmp_path / "run") != first
     kept = [p.read_bytes() for p in (tmp_path / "run" / "images").iterdir()]
     assert (folder / "a_cat.bmp").read_bytes() in kept and old not in kept
+    dog = (folder / "a_dog.bmp").read_bytes()  # unchanged: its copy was left in place, not written again
+    assert next(p for p in (tmp_path / "run" / "images").iterdir() if p.read_bytes() == dog).stat().st_ino == copies[dog]
+
+
+def test_same_bytes_reads_the_bytes_not_the_stamps(tmp_path):
+    """A file replaced keeping its size and mtime (cp -p) is another file: compared by content, never by the
+    (size, mtime) signature filecmp remembers."""
+    import os
+
+    from evalrun.images import same_bytes
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"x" * 3000)
+    b.write_bytes(b"x" * 3000)
+    assert same_bytes(a, b) and not same_bytes(a, tmp_path / "missing")
+    stamp = b.stat().st_mtime_ns
+    b.write_bytes(b"x" * 2999 + b"y")
+    os.utime(b, ns=(stamp, stamp))
+    assert not same_bytes(a, b)
 
 
 def test_too_few_reference_images_and_broken_statistics_are_one_line(tmp_path, capsys):
