@@ -16,6 +16,7 @@ the store frees the space only of images no run folder still links.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import time
@@ -26,15 +27,19 @@ SECTIONS = ("images", "features", "reference", "tiny", "hashes")
 
 
 MOVABLE = {"images": "image_store", "features": "feature_cache"}  # section -> its paths.* key
+# What the stores write (ImageStore.path, FeatureStore._path), with their temporary files: a moved store is
+# named by hand, and a wrong folder must lose nothing else.
+STORE_FILES = {"images": re.compile(r"[0-9a-f]{2}/[0-9a-f]{8,}\.png(\.[\w.]+\.tmp)?"),
+               "features": re.compile(r"[^/]+/[0-9a-f]{2}/[0-9a-f]{8,}(\.npz|\.[\w.]+\.tmp\.npz)")}
 
 
 def section_items(root: Path, section: str, moved: dict[str, Path] | None = None) -> Iterator[Path]:
     """The prunable units of a section: a file (images, features chunks, hashes) or a folder. ``moved``:
     sections kept elsewhere (``paths.image_store``, ``paths.feature_cache``), section -> folder."""
-    if section in (moved or {}):
-        base = moved[section]
+    if section in (moved or {}):  # a folder named on the command line: only what the store itself writes there
+        base, shape = moved[section], STORE_FILES[section]
         if base.is_dir():
-            yield from (p for p in base.rglob("*") if p.is_file())
+            yield from (p for p in base.rglob("*") if p.is_file() and shape.fullmatch(p.relative_to(base).as_posix()))
     elif section == "tiny":
         yield from (p for p in root.glob("evalrun--tiny-*") if p.is_dir())
     elif section == "reference":

@@ -435,13 +435,17 @@ def test_the_cache_command_sees_a_store_moved_with_paths(tmp_path, capsys):
     cache, moved = tmp_path / "cache", tmp_path / "scratch" / "images"
     run_inprocess("prompts.limit=2", f"paths.cache_dir={cache}", f"paths.image_store={moved}", run_dir=tmp_path / "run")
     assert len(list(moved.rglob("*.png"))) == 2 and not (cache / "images").exists()
+    (moved / "notes.txt").write_text("mine")  # a folder named by hand: only the store's own files are its entries
+    (moved / "ab").mkdir(exist_ok=True)
+    (moved / "ab" / "holiday.png").write_bytes(b"mine")
     assert main(["--cache-dir", str(cache), "list", "--image-store", str(moved)]) == 0
     out = capsys.readouterr().out
     images_line = next(line for line in out.splitlines() if line.strip().startswith("images"))
     assert f"images: {moved}" in out and "       2 entries" in images_line
     assert main(["--cache-dir", str(cache), "--image-store", str(moved), "prune", "--section", "images",
                  "--older-than", "0"]) == 0
-    assert "removed 2 entries" in capsys.readouterr().out and not list(moved.rglob("*.png"))
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert sorted(p.name for p in moved.rglob("*") if p.is_file()) == ["holiday.png", "notes.txt"]
     with pytest.raises(SystemExit) as refused:
         main(["--cache-dir", str(cache), "list", "--feature-cache", str(tmp_path / "nowhere")])
     assert refused.value.code == 2 and "--feature-cache" in capsys.readouterr().err
