@@ -44,6 +44,10 @@ def test_a_tiny_model_built_by_an_older_builder_is_rebuilt(tmp_path, monkeypatch
     assert [p.name for p in tmp_path.iterdir() if ".partial." in p.name]  # removed an hour later, not now
     stamp = marker.stat().st_mtime_ns
     assert Path(tiny.resolve("evalrun/tiny-ddpm")) == folder and marker.stat().st_mtime_ns == stamp
+    # What the digest reads: the builder's module and the evalrun modules it imports (ImageReward's twin takes
+    # its sizes from the metric's own module).
+    sources = {p.relative_to(tiny._PACKAGE).as_posix() for p in tiny._sources("evalrun.metrics.preference.image_reward_tiny")}
+    assert {"metrics/preference/image_reward_tiny.py", "metrics/preference/image_reward.py"} <= sources
 
 
 def test_local_model_path_runs_and_is_recorded(tmp_path):

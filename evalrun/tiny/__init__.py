@@ -16,8 +16,8 @@ import contextlib
 import functools
 import hashlib
 import importlib
-import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -115,13 +115,38 @@ DIGEST_LINE = "builder digest: "
 
 @functools.lru_cache(maxsize=None)
 def builder_digest(name: str) -> str:
-    """sha256 of the builder's module and of evalrun/tiny's modules (the parts the builders share)."""
-    module = BUILDERS[name].split(":")[0]
-    files = {Path(importlib.util.find_spec(module).origin)} | set(Path(__file__).parent.glob("*.py"))
+    """sha256 of the builder's module and of every evalrun module it imports, transitively: what builds it
+    (the ImageReward twin takes its sizes from the metric's module, the SD twins their tokenizers from another)."""
     digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(_sources(BUILDERS[name].split(":")[0])):
+        digest.update(str(path.relative_to(_PACKAGE)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # evalrun/
+_IMPORTS = re.compile(r"^\s*(?:from\s+(evalrun(?:\.\w+)*)\s+import\s+([\w, ()]+)|import\s+(evalrun(?:\.\w+)*))", re.M)
+
+
+def _sources(module: str) -> set[Path]:
+    """The files of ``module`` and of the evalrun modules it imports, found by reading the source (nothing is
+    imported: a builder's module may import torch)."""
+    found: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        base = _PACKAGE.parent.joinpath(*name.split("."))
+        path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        for match in _IMPORTS.finditer(path.read_text(encoding="utf-8")):
+            if match.group(3):
+                todo.append(match.group(3))
+            else:  # from evalrun.x import y: y may be a module of the package x
+                todo.append(match.group(1))
+                todo += [f"{match.group(1)}.{item.strip()}" for item in match.group(2).strip("()").split(",")
+                         if item.strip()]
+    return found
 
 
 def _built_by_current(folder: Path, name: str) -> bool:
