@@ -204,6 +204,12 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
         detail = type(exc).__name__ if detail in ("", type(exc).__name__) else f"{type(exc).__name__}: {detail}"
         return (f"{pipe} cannot set {steps} timesteps with {name} (as it calls set_timesteps), so the run would fail "
                 f"after the model loads ({detail})")
+    found = getattr(sched, "timesteps", None)
+    timesteps = [float(t) for t in found] if found is not None else []
+    if timesteps and len(set(timesteps)) < min(steps, len(timesteps)) // 2:  # PNDM at 1001 steps: timestep 1, 1002x
+        return (f"{name} gives {len(set(timesteps))} distinct timestep(s) for steps={steps} (more steps than its "
+                f"{sched.config.get('num_train_timesteps')} training timesteps spread over), so it would sample wrongly; "
+                f"use fewer steps")
     sigmas = getattr(sched, "sigmas", None)
     if family(sched) == "flow" and sigmas is not None and len(sigmas) and float(max(sigmas)) > 1.0 + 1e-4:
         spacing = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
