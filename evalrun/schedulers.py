@@ -206,11 +206,15 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
                 f"after the model loads ({detail})")
     found = getattr(sched, "timesteps", None)
     timesteps = [float(t) for t in found] if found is not None else []
+    trained = sched.config.get("num_train_timesteps")
     if timesteps and len(set(timesteps)) < min(steps, len(timesteps)) // 2:  # PNDM at 1001 steps: timestep 1, 1002x
-        return (f"{name} gives {len(set(timesteps))} distinct timestep(s) for steps={steps} (more steps than its "
-                f"{sched.config.get('num_train_timesteps')} training timesteps spread over), so it would sample wrongly; "
-                f"use fewer steps")
+        return (f"{name} gives {len(set(timesteps))} distinct timestep(s) for steps={steps}, so it would sample "
+                f"wrongly" + (f"; use at most {trained} steps (its training timesteps)" if trained and steps > trained
+                              else ""))
     sigmas = getattr(sched, "sigmas", None)
+    if family(sched) == "flow" and sigmas is not None and any(float(b) > float(a) + 1e-6 for a, b in zip(sigmas, sigmas[1:])):
+        return f"{name} with this config gives rising sigmas ({', '.join(f'{float(x):.3g}' for x in sigmas[:6])}), " \
+               f"so it would sample wrongly"
     if family(sched) == "flow" and sigmas is not None and len(sigmas) and float(max(sigmas)) > 1.0 + 1e-4:
         spacing = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
                    if sched.config.get(k)]

@@ -86,7 +86,8 @@ def write_record(run_dir: Path, cfg: Any, run_key: str, merged_dir: Path, image_
               "shard_mode": cfg.shard_mode, "chunk": feature_store.CHUNK, "merged_dir": str(_absolute(merged_dir)),
               # The sweep's merged dir (no shard_merge_dir) is found by name beside the shard: a copied or moved
               # sweep merges in itself. A shard_merge_dir given is where the user said, wherever the shards are.
-              "merged_beside": Path(merged_dir).name if not cfg.get("shard_merge_dir") else None,
+              "merged_beside": Path(merged_dir).name if not cfg.get("shard_merge_dir")
+              and _absolute(merged_dir).parent == _absolute(run_dir).parent else None,  # (hydra.sweep.subdir may nest)
               "n_images": len(image_ids),
               "images": {"sampled": stream.sampled, "reused": stream.reused},
               "config": OmegaConf.to_container(unsplit(cfg), resolve=True)}

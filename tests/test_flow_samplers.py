@@ -100,7 +100,10 @@ SMOKE = ["debug=smoke", "steps=2", "metrics=[]"]
      "with use_karras_sigmas=true ignores its flow sigmas and samples at sigmas up to"),
     (["model=tiny_sd3", "scheduler=flow_dpm", "++scheduler.kwargs.use_exponential_sigmas=true"],
      "with use_exponential_sigmas=true ignores its flow sigmas"),
-    (["model=tiny", "steps=1001"], "PNDMScheduler gives 1 distinct timestep(s) for steps=1001"),  # it ran
+    (["model=tiny", "steps=1001"], "PNDMScheduler gives 1 distinct timestep(s) for steps=1001, so it would sample "
+                                   "wrongly; use at most 1000 steps"),  # it ran, 1,002 calls at timestep 1
+    (["model=qwen_image", *SMOKE, "steps=4", "scheduler=flow_unipc", "++scheduler.kwargs.use_exponential_sigmas=true"],
+     "UniPCMultistepScheduler with this config gives rising sigmas (0.25, 0.397, 0.63, 1, 0)"),
     (["model=tiny_ddpm", "num_images=2", "scheduler=unipc"],
      "DDPMPipeline passes generator= to scheduler.step, which UniPCMultistepScheduler.step does not take"),
     (["model=tiny_ddpm", "model.pipeline=DDIMPipeline", "num_images=2", "scheduler=ddpm"],

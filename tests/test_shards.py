@@ -260,6 +260,22 @@ def test_a_shard_recorded_by_an_older_version_merges_with_a_new_one(tmp_path, mo
     assert sorted(shards.siblings(Path("outputs/A"), Path("outputs/A/merged"))) == [0]
 
 
+def test_a_sweep_merge_is_found_by_name_only_beside_its_shard(tmp_path):
+    """A nested hydra.sweep.subdir puts a shard below the sweep dir, where the merged run is not: its record
+    keeps the merged dir's path, and the sibling layout is found by name (a copied sweep merges in itself)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"shard": 0, "num_shards": 2, "shard_mode": "contiguous", "shard_merge_dir": None})
+    stream = SimpleNamespace(sampled=0, reused=0)
+    merged = tmp_path / "sw" / "model=x"
+    for run_dir, beside in ((tmp_path / "sw" / "shard=0,model=x" / "run", None), (tmp_path / "sw" / "shard=0,m", "model=x")):
+        run_dir.mkdir(parents=True)
+        record = shards.write_record(run_dir, cfg, "key", merged, [], stream)
+        assert record["merged_beside"] == beside and shards.merged_dir_of(record, run_dir) == merged
+
+
 def test_merge_by_hand_names_a_wrong_folder_in_one_line(tmp_path, capsys):
     from evalrun.merge import main as merge_main
 
