@@ -14,7 +14,8 @@ from typing import Any
 
 import evalrun.tiny as tiny
 from evalrun.errors import ConfigError, EvalrunError, load_error
-from evalrun.schedulers import _diffusers_class, build_scheduler, check_scheduler, scheduler_class, shift_problem  # noqa: F401
+from evalrun.scheduler_checks import check_scheduler, shift_problem  # noqa: F401
+from evalrun.schedulers import _diffusers_class, build_scheduler, scheduler_class  # noqa: F401
 
 # Re-exported: run.py and config.py import the scheduler helpers from here.
 __all__ = ["build_scheduler", "check_scheduler", "checked_scheduler", "checkpoint_scheduler", "load_pipeline",

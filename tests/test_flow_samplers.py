@@ -319,7 +319,8 @@ def test_scheduler_checks_agree_with_what_the_pipeline_does(twin):
     from omegaconf import OmegaConf
 
     from evalrun.scheduler_fits import FAMILIES, scheduler_options
-    from evalrun.schedulers import build_scheduler, family, scheduler_problem
+    from evalrun.scheduler_checks import scheduler_problem
+    from evalrun.schedulers import build_scheduler, family
 
     cls_name, extra = TWINS[twin]
     cls = getattr(diffusers, cls_name)
