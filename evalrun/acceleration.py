@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from evalrun.errors import ConfigError, EvalrunError
+from evalrun.errors import ConfigError, EvalrunError, true_or_false
 
 log = logging.getLogger(__name__)
 ATTENTION = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "_native_math", "flash", "_flash_3",
@@ -55,8 +55,7 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
                           f"got {compile_!r}")
     for key in ("channels_last", "tf32", "timing_warmup"):
-        if not (cfg.get(key) is None or isinstance(cfg.get(key), bool)):
-            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
+        true_or_false(key, cfg.get(key))
     attention = cfg.get("attention")
     if attention not in (None, "none") and attention not in ATTENTION:
         raise ConfigError(f"attention={attention!r} is not a backend evalrun offers; use one of {', '.join(ATTENTION)}")

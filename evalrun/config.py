@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalrun.errors import ConfigError
+from evalrun.errors import ConfigError, true_or_false
 from evalrun.metrics.base import MAX_SEED
 from evalrun.plain import to_plain
 from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch
@@ -89,8 +89,7 @@ def _check_runtime(cfg: Any) -> None:
     if str(cfg.get("offload", "none")) not in OFFLOAD:
         raise ConfigError(f"offload={cfg.get('offload')!r} is not valid; use one of {', '.join(OFFLOAD)}")
     for key in ("vae_tiling", "vae_slicing"):
-        if not isinstance(cfg.get(key, False), bool):
-            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
+        true_or_false(key, cfg.get(key, False), null_ok=False)
     _check_paths(cfg)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 
 class EvalrunError(Exception):
@@ -22,6 +22,14 @@ class DirectoryTaken(EvalrunError):
     def __init__(self, message: str, directory: object = None) -> None:
         super().__init__(message)
         self.directory = directory
+
+
+def true_or_false(key: str, value: Any, null_ok: bool = True) -> Any:
+    """``value`` if it is a real bool (or null, where ``null_ok``); else the one-line error. A string such as
+    ``no`` or ``off`` is truthy: ``bool()`` would run, and record, the opposite of what was asked."""
+    if not isinstance(value, bool) and not (null_ok and value is None):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 def looks_local(name: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evalrun.errors import ConfigError, EvalrunError
+from evalrun.errors import ConfigError, EvalrunError, true_or_false
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,7 @@ def validate_prompts(cfg: Any) -> None:
         raise ConfigError(f"prompts.limit must be a positive integer or null, got {limit!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError(f"prompts.shuffle_seed must be a non-negative integer, got {seed!r}")
-    if cfg.get("shuffle") is not None and not isinstance(cfg.get("shuffle"), bool):  # "off" would read as true
-        raise ConfigError(f"prompts.shuffle must be true or false, got {cfg.get('shuffle')!r}")
+    true_or_false("prompts.shuffle", cfg.get("shuffle"))
 
 
 def load_prompts(cfg: Any) -> list[dict[str, Any]]:

@@ -276,13 +276,10 @@ def setting_int(metric: str, key: str, value: Any, low: int) -> int:
 
 
 def setting_bool(metric: str, key: str, value: Any) -> bool:
-    """A true/false setting, or a one-line error: a string such as ``no`` or ``off`` is truthy, and ``bool()``
-    ran (and recorded) the opposite of what was asked."""
-    from evalrun.errors import ConfigError
+    """A true/false setting (never null), or a one-line error (``evalrun.errors.true_or_false``)."""
+    from evalrun.errors import true_or_false
 
-    if not isinstance(value, bool):
-        raise ConfigError(f"metrics.{metric}.{key} must be true or false, got {value!r}")
-    return value
+    return true_or_false(f"metrics.{metric}.{key}", value, null_ok=False)
 
 
 def setting_seed(metric: str, key: str, value: Any, run_seed: int) -> int:

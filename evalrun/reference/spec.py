@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from evalrun.errors import ConfigError, EvalrunError
+from evalrun.errors import ConfigError, EvalrunError, true_or_false
 
 KINDS = ("none", "folder", "dataset", "npz", "adm")
 HINT = ("set reference=folder reference.path=DIR (or reference=dataset reference.path=NAME_OR_DIR, "
@@ -70,9 +70,7 @@ class ReferenceSpec:
         seed = cfg.get("shuffle_seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1):
             raise ConfigError(f"reference.shuffle_seed must be null or an integer from 0 to 2**32 - 1, got {seed!r}")
-        for key in ("strict",):  # a string such as "no" would read as true
-            if cfg.get(key) is not None and not isinstance(cfg.get(key), bool):
-                raise ConfigError(f"reference.{key} must be true or false, got {cfg.get(key)!r}")
+        true_or_false("reference.strict", cfg.get("strict"))
         path = Path(str(cfg["path"])).expanduser()
         if cfg["kind"] == "folder" and not path.is_dir():
             raise ConfigError(f"reference.path={cfg['path']}: not a directory of images")

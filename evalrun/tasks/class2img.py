@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from evalrun.errors import ConfigError, EvalrunError
+from evalrun.errors import ConfigError, EvalrunError, true_or_false
 from evalrun.tasks.base import Task
 from evalrun.tasks.values import non_negative_number
 
@@ -23,10 +23,7 @@ def class_records(cfg: Any) -> list[dict[str, Any]]:
     words = cfg.get("words")
     words = OmegaConf.to_container(words) if OmegaConf.is_config(words) else words
     words = [words] if isinstance(words, str) else words  # prompts.words=volcano: one class
-    n_random, all_classes = cfg.get("random"), cfg.get("all")
-    if all_classes is not None and not isinstance(all_classes, bool):  # "no" would read as true: 1,000 classes
-        raise ConfigError(f"prompts.all must be true or false, got {all_classes!r}")
-    all_classes = bool(all_classes)
+    n_random, all_classes = cfg.get("random"), bool(true_or_false("prompts.all", cfg.get("all")))
     if words and (n_random is not None or all_classes):
         chosen = f"prompts.random={n_random}" if n_random is not None else "prompts.all=true"
         raise ConfigError(f"prompts=classes: {chosen} and prompts.words={words} both choose the classes; add "
