@@ -7,8 +7,9 @@ from typing import Any
 
 from evalrun.errors import ConfigError
 from evalrun.hydra_flags import nearest
-from evalrun.config_keys import OPTION_FIELD, not_read_by_option
-from evalrun.override_keys import CLOSED_GROUPS, group_keys, groups, metric_keys, near_scheduler_kwarg, top_level_keys
+from evalrun.config_keys import OPTION_FIELD, group_keys, metric_keys, not_read_by_option, top_level_keys
+from evalrun.hydra_flags import groups
+from evalrun.override_keys import CLOSED_GROUPS, near_scheduler_kwarg
 
 
 def check_added_keys(overrides: Any, cfg: Any) -> None:

@@ -50,8 +50,14 @@ def group_keys(group: str, everywhere: bool = True) -> frozenset[str]:
     keys = set(re.findall(rf"oc\.select:{re.escape(group)}\.(\w+)", text)) | set(top.get(group) or {})
     if everywhere:
         keys |= set().union(*(yaml_mapping(f) for f in (CONF_DIR / group).glob("*.yaml")))
-        keys |= {k for found in _global_files() for k in (found.get(group) or {})}
+        keys |= _global_group_keys(group)
     return frozenset(keys)
+
+
+@functools.lru_cache(maxsize=None)
+def _global_group_keys(group: str) -> frozenset[str]:
+    """Keys the ``@package _global_`` files set under ``group`` (a protocol's prompts, debug=smoke's)."""
+    return frozenset(k for found in _global_files() for k in (found.get(group) or {}))
 
 
 def metric_keys(metric: str) -> set[str] | None:
@@ -74,8 +80,7 @@ def not_read_by_option(group: str, option: str, name: str, override: str) -> str
     not (Hydra's suggested fix, ``+prompts.path=``, then ran the doc prompts and read no file)."""
     if group not in OPTION_FIELD or not (CONF_DIR / group / f"{option}.yaml").is_file():
         return None
-    if name in _option_keys(group, option) | group_keys(group, everywhere=False) \
-            | {k for found in _global_files() for k in (found.get(group) or {})}:
+    if name in _option_keys(group, option) | group_keys(group, everywhere=False) | _global_group_keys(group):
         return None
     readers = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if name in _option_keys(group, p.stem))
     if not readers:

@@ -141,13 +141,15 @@ def link_or_copy(source: Path, target: Path, link: bool = True) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    try:
-        if not link:
-            raise OSError("copy asked for")
-        os.link(source, tmp)
-    except OSError:
-        if not _clone(source, tmp):
-            shutil.copyfile(source, tmp)
+    linked = False
+    if link:
+        try:
+            os.link(source, tmp)
+            linked = True
+        except OSError:  # another file system, or one without hard links
+            pass
+    if not linked and not _clone(source, tmp):
+        shutil.copyfile(source, tmp)
     os.replace(tmp, target)
 
 

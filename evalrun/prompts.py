@@ -186,10 +186,15 @@ def load_hub_dataset(dataset: str, split: str, hint: str):
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {hint}") from None
 
 
+def local_path(cfg: Any) -> str | None:
+    """A hub prompt set's local file: ``prompts.path`` if set, else the bundled sample under the smoke profile
+    (``prompts.offline_sample``); None: the hub dataset."""
+    return cfg.get("path") or (cfg.get("smoke_path") if cfg.get("offline_sample") else None)
+
+
 def _table(cfg: Any, hint: str):
-    """A hub prompt set's rows: ``prompts.path`` if set, the bundled sample under the smoke profile
-    (``prompts.offline_sample``), else the hub dataset."""
-    path = cfg.get("path") or (cfg.get("smoke_path") if cfg.get("offline_sample") else None)
+    """A hub prompt set's rows: from its local file (:func:`local_path`), else the hub dataset."""
+    path = local_path(cfg)
     if path:
         from evalrun.paths import resolve_data_path
 

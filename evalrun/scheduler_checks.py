@@ -94,15 +94,16 @@ def scheduler_problem(pipeline_cls: type, scheduler, steps: int) -> str | None:
         return (f"{name} gives {len(set(timesteps))} distinct timestep(s) for steps={steps}, so it would sample "
                 f"wrongly" + (f"; use at most {trained} steps (its training timesteps)" if trained and steps > trained
                               else ""))
-    sigmas = getattr(sched, "sigmas", None)
-    if family(sched) == "flow" and sigmas is not None and any(float(b) > float(a) + 1e-6 for a, b in zip(sigmas, sigmas[1:])):
-        return f"{name} with this config gives rising sigmas ({', '.join(f'{float(x):.3g}' for x in sigmas[:6])}), " \
+    found = getattr(sched, "sigmas", None)
+    sigmas = [float(s) for s in found] if family(sched) == "flow" and found is not None else []  # flow schedules
+    if any(b > a + 1e-6 for a, b in zip(sigmas, sigmas[1:])):
+        return f"{name} with this config gives rising sigmas ({', '.join(f'{x:.3g}' for x in sigmas[:6])}), " \
                f"so it would sample wrongly"
-    if family(sched) == "flow" and sigmas is not None and len(sigmas) and float(max(sigmas)) > 1.0 + 1e-4:
+    if sigmas and max(sigmas) > 1.0 + 1e-4:
         spacing = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
                    if sched.config.get(k)]
         return (f"{name} with {', '.join(k + '=true' for k in spacing) or 'this config'} ignores its flow sigmas and "
-                f"samples at sigmas up to {float(max(sigmas)):.4g}, outside a flow model's [0, 1], so it would sample wrongly")
+                f"samples at sigmas up to {max(sigmas):.4g}, outside a flow model's [0, 1], so it would sample wrongly")
     sigma = float(getattr(sched, "init_noise_sigma", 1.0))
     if "init_noise_sigma" not in pipeline_source(pipeline_cls) and abs(sigma - 1.0) > 1e-6:
         return (f"{pipe} does not scale its starting noise by the scheduler's init_noise_sigma ({sigma:.3g} for "

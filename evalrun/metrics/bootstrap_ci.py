@@ -43,10 +43,9 @@ class Bootstrap:
                               f"(200 or more for a 95% interval), got {resamples!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ConfigError(f"metrics.{metric}.bootstrap_seed must be null (the run's seed) or an integer >= 0")
-        setting_bool(metric, "bootstrap_reference", reference)
         self.metric, self.resamples = metric, int(resamples)
         self.seed = int(seed) if seed is not None else int(run_seed)
-        self.reference = bool(reference)
+        self.reference = setting_bool(metric, "bootstrap_reference", reference)
         self.reference_applied: bool | None = None   # set when run: False where the reference is fixed statistics
 
     @property

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from evalrun.prompts import is_missing, load_hub_dataset, read_table
+from evalrun.prompts import is_missing, load_hub_dataset, local_path, read_table
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.images import pixel_hash, to_rgb
 from evalrun.paths import resolve_data_path
@@ -69,8 +69,8 @@ def _edit_records(rows: list[dict[str, Any]], names: dict[str, str], where: str)
     return records
 
 
-def _local_edits(cfg: Any) -> list[dict[str, Any]]:
-    path = resolve_data_path(cfg.path)
+def _local_edits(cfg: Any, local: str) -> list[dict[str, Any]]:
+    path = resolve_data_path(local)
     frame = read_table(path, cfg.get("encoding") or "utf-8")
     where = f"prompts.path={str(path)!r}"
     names = _require_columns([str(c) for c in frame.columns], cfg, where)
@@ -116,11 +116,8 @@ def load_edit_records(cfg: Any) -> list[dict[str, Any]]:
     for key in COLUMN_KEYS:
         if not cfg.get(key):
             raise ConfigError(f"prompts.{key} is empty; name the column that holds it")
-    if not cfg.get("path") and cfg.get("offline_sample") and cfg.get("smoke_path"):  # debug=smoke: no hub
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.merge(cfg, {"path": cfg.smoke_path})
-    return _local_edits(cfg) if cfg.get("path") else _hub_edits(cfg)
+    local = local_path(cfg)  # prompts.path, or the bundled set under debug=smoke
+    return _local_edits(cfg, local) if local else _hub_edits(cfg)
 
 
 # ----------------------------------------------------------------------------- input images

@@ -116,7 +116,7 @@ DIGEST_LINE = "builder digest: "
 @functools.lru_cache(maxsize=None)
 def builder_digest(name: str) -> str:
     """sha256 of the builder's module and of every evalrun module it imports, transitively: what builds it
-    (the ImageReward twin takes its sizes from the metric's module, the SD twins their tokenizers from another)."""
+    (the ImageReward twin takes its sizes from the metric's module, the Qwen-Image twins their tokenizers from another)."""
     digest = hashlib.sha256()
     for path in sorted(_sources(BUILDERS[name].split(":")[0])):
         digest.update(str(path.relative_to(_PACKAGE)).encode() + b"\0" + path.read_bytes())
