@@ -102,13 +102,15 @@ def main(cfg: DictConfig) -> None:
 def cli() -> None:
     """Console-script and ``python -m evalrun`` entry."""
     from evalrun.override_keys import check_command_line
+    from evalrun.yaml_loader import libyaml_configs
 
     problem = check_command_line(sys.argv[1:])  # before Hydra: one line naming the fix
     if problem:
         print(f"evalrun: error: {problem}", file=sys.stderr)
         sys.exit(2)
     try:
-        main()
+        with libyaml_configs():  # Hydra's config files parsed by libyaml: the same values, ~14 ms sooner
+            main()
     except KeyboardInterrupt:  # Ctrl-C: a line, not torch's and diffusers' stack, and how to go on
         print("\nevalrun: interrupted; every finished image and run is kept: run the same command again to resume",
               file=sys.stderr)
