@@ -106,7 +106,7 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
     import pandas as pd
 
     from evalrun.aggregate import configurations
-    from evalrun.metrics.common import DEFAULT_LAYERS
+    from evalrun.metrics.common import DEFAULT_LAYERS, extractor_digests
     from evalrun.metrics.diversity import GROUP_BY, check_q, extractor_options, group_diversity, summarise_groups
     from evalrun.metrics.features import build_extractor
     from evalrun.metrics.features.store import FeatureStore
@@ -163,7 +163,7 @@ def sweep_diversity(sweep_dirs: Sequence[Path | str], feature_extractor: str = "
                         else float("nan")})
         prompts += [{**config, **r} for r in per_prompt]
     settings = {"feature_extractor": feature_extractor, "feature_layer": layer, "q": q, "group_by": group_by,
-                "weights_sha256": _digest(extractor), **({"clip_model": clip_model} if feature_extractor == "clip" else {})}
+                **extractor_digests(extractor), **({"clip_model": clip_model} if feature_extractor == "clip" else {})}
     # across_seeds.*: not diversity.*, which are the in-run metric's settings (group keys when the runs had it)
     summary = pd.DataFrame(configs).assign(**{f"across_seeds.{k}": v for k, v in settings.items()})
     info = {**extractor.info(), "feature_layer": layer, "q": q, "group_by": f"{group_by}, pooled over seeds",
@@ -184,14 +184,6 @@ def _device(device: str):
         return resolve_device(device)
     except EvalrunError as exc:  # the message names the config key; this command's option is --device
         raise EvalrunError(str(exc).replace(f"device={device!r}", f"--device {device}")) from None
-
-
-def _digest(extractor: Any) -> str | None:
-    from evalrun.metrics.common import _files_digest
-
-    weights = extractor.weights_identity()
-    digest = weights.get("sha256") or weights.get("tensors_sha256") or _files_digest(weights)
-    return (digest or "")[:16] or None
 
 
 def write_diversity(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | str | None = None,

@@ -60,14 +60,17 @@ def test_a_python_backbone_edited_in_place_is_extracted_again(folders, tmp_path,
     monkeypatch.syspath_prepend(str(module.parent))
     fd = ["--metrics", "fd", "metrics.fd.feature_extractor=python",
           "metrics.fd.feature_extractor_target=audit_encoder.Encoder"]
-    values = []
+    values, code = [], []
     for n, pool in enumerate(("avg", "max", "avg")):
         module.write_text(ENCODER.format(pool=pool))
         sys.modules.pop("audit_encoder", None)  # as a new process would import it (and build it again)
         clear_cache()
         assert score([str(generated), "--reference", str(real), *fd, "--out", str(tmp_path / f"run{n}")]) == 0
         values.append(_row(tmp_path / f"run{n}")["fd"])
+        code.append(_row(tmp_path / f"run{n}")["fd.code_sha256"])
     assert values[0] != values[1] and values[2] == values[0]  # the edit is a new key; editing back finds the old one
+    # ... and another configuration in the results, whatever the reference (an .npz's key does not move with it)
+    assert code[0] != code[1] and code[2] == code[0] and len(code[0]) == 16
     module.write_text(ENCODER.format(pool="max"))  # edited again: the finished run in run0 is not the edited code's
     sys.modules.pop("audit_encoder", None)
     clear_cache()

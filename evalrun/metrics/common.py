@@ -128,10 +128,21 @@ class ExtractorMetric(Metric):
 
     def extractor_settings(self) -> dict[str, Any]:
         """Result columns that say which backbone made the number (its weights' hash, short)."""
-        weights = self.extractor.weights_identity() if self.extractor is not None else {}
-        digest = weights.get("sha256") or weights.get("tensors_sha256") or _files_digest(weights)
         return {"feature_extractor": self.extractor_name, "feature_layer": self.layer,
-                "weights_sha256": (digest or "")[:16] or None}
+                **extractor_digests(self.extractor)}
+
+
+def extractor_digests(extractor: Any) -> dict[str, str | None]:
+    """A backbone's weights hash (short) and, for a class of the user's (``feature_extractor=python`` or one
+    registered from outside evalrun), its code's: an edit of either gives other numbers, so the runs are
+    another configuration in the summary, not more seeds of the same one (the caches already key on both)."""
+    weights = extractor.weights_identity() if extractor is not None else {}
+    digest = weights.get("sha256") or weights.get("tensors_sha256") or _files_digest(weights)
+    found = {"weights_sha256": (digest or "")[:16] or None}
+    code = weights.get("source_sha256") or (extractor.identity().get("source_sha256") if extractor is not None else None)
+    if code:
+        found["code_sha256"] = code[:16]
+    return found
 
 
 def _files_digest(weights: dict[str, Any]) -> str | None:
