@@ -275,6 +275,23 @@ def setting_int(metric: str, key: str, value: Any, low: int) -> int:
     return value
 
 
+def setting_number(metric: str, key: str, value: Any, positive: bool = False, null: str | None = None) -> float | None:
+    """A finite number (> 0 where ``positive``; null allowed where ``null`` says what it means), or a one-line
+    error: NaN and inf passed ``<= 0`` checks and ran (``metrics.cmmd.sigma=inf`` scored 0.0, a perfect score)."""
+    import math
+
+    from evalrun.errors import ConfigError
+
+    if value is None and null is not None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (positive and not value > 0):
+        allowed = f"null ({null}) or " if null is not None else ""
+        raise ConfigError(f"metrics.{metric}.{key} must be {allowed}a finite number{' > 0' if positive else ''}, "
+                          f"got {value!r}")
+    return float(value)
+
+
 def setting_bool(metric: str, key: str, value: Any) -> bool:
     """A true/false setting (never null), or a one-line error (``evalrun.errors.true_or_false``)."""
     from evalrun.errors import true_or_false

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalrun.errors import ConfigError
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_number
 from evalrun.metrics.common import ExtractorMetric, texts_of
 
 
@@ -25,8 +24,7 @@ class CLIPScore(ExtractorMetric):
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-base-patch16",
                  scale: float = 100.0, batch_size: int = 64, text_key: str = "prompt") -> None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:  # NaN too
-            raise ConfigError(f"metrics.clip_score.scale must be a number > 0, got {scale!r}")
+        scale = setting_number(self.name, "scale", scale, positive=True)
         super().__init__(context, "clip", {"path": str(clip_model), "batch_size": int(batch_size),
                                            "key": f"metrics.{self.name}.clip_model"})
         self.clip_model, self.scale, self.text_key = str(clip_model), float(scale), str(text_key)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalrun.errors import ConfigError
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_number
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -27,11 +26,12 @@ class CMMD(ExtractorMetric):
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-large-patch14-336",
                  sigma: float = 10.0, scale: float = 1000.0, batch_size: int = 32) -> None:
-        if sigma <= 0 or scale <= 0 or int(batch_size) < 1:
-            raise ConfigError(f"cmmd needs sigma > 0, scale > 0, batch_size >= 1; got {sigma}, {scale}, {batch_size}")
-        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": int(batch_size),
+        sigma, scale = (setting_number(self.name, "sigma", sigma, positive=True),
+                        setting_number(self.name, "scale", scale, positive=True))
+        batch_size = setting_int(self.name, "batch_size", batch_size, 1)
+        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": batch_size,
                                            "key": f"metrics.{self.name}.clip_model"})
-        self.clip_model, self.sigma, self.scale = str(clip_model), float(sigma), float(scale)
+        self.clip_model, self.sigma, self.scale = str(clip_model), sigma, scale
         self._embeddings: list = []
 
     def load_reference(self) -> None:

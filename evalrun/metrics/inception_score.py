@@ -36,7 +36,7 @@ class InceptionScore(ExtractorMetric):
                          layer="logits_unbiased")
         setting_int(self.name, "splits", splits, 1)
         if split_size is not None and (isinstance(split_size, bool) or not isinstance(split_size, int) or split_size < 1):
-            raise ConfigError(f"inception_score split_size must be null or an integer >= 1, got {split_size!r}")
+            raise ConfigError(f"metrics.inception_score.split_size must be null or an integer >= 1, got {split_size!r}")
         self.splits, self.shuffle = int(splits), setting_bool(self.name, "shuffle", shuffle)
         self.split_size = None if split_size is None else int(split_size)
         self.seed = setting_seed(self.name, "seed", seed, self.context.seed)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_seed
+from evalrun.errors import EvalrunError
+from evalrun.metrics.base import (ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_number,
+                                  setting_seed)
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -38,9 +39,8 @@ class KID(ExtractorMetric):
         self.subsets, self.subset_size, self.degree = (setting_int(self.name, "subsets", subsets, 1),
                                                        setting_int(self.name, "subset_size", subset_size, 2),
                                                        setting_int(self.name, "degree", degree, 1))
-        if gamma is not None and gamma <= 0:
-            raise ConfigError(f"kid gamma must be null (1/feature dim) or > 0, got {gamma}")
-        self.gamma, self.coef = (None if gamma is None else float(gamma)), float(coef)
+        self.gamma = setting_number(self.name, "gamma", gamma, positive=True, null="1 / feature dim")
+        self.coef = setting_number(self.name, "coef", coef)
         self.seed = setting_seed(self.name, "seed", seed, self.context.seed)
         self._features: list = []
         self._applied_size: int | None = None
