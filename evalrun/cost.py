@@ -136,13 +136,18 @@ def device_name(device: Any) -> str:
     return torch.cuda.get_device_name(device)
 
 
-def timed_here(costs: list[dict[str, Any]], batch_size: int, device: str, warmup: bool = True) -> list[dict[str, Any]]:
+def timed_here(costs: list[dict[str, Any]], batch_size: int, device: str, warmup: bool = True,
+               reused: list[bool] | None = None) -> list[dict[str, Any]]:
     """The costs timed as this run would time them: at its batch size, on its device, with its ``timing_warmup``
     (images stored before it was recorded count as timed without). An image reused from the store keeps the
     time of the run that sampled it, which may have batched it differently, run on another GPU or timed a
-    cold call: its seconds and memory describe that run, not this one (its NFE is the same)."""
-    return [c for c in costs if c.get("batch_size") == batch_size and c.get("device") == device
-            and bool(c.get("timing_warmup", False)) == warmup]
+    cold call: its seconds and memory describe that run, not this one (its NFE is the same). ``reused`` (per
+    cost): a reused image counts only from a full batch of that size (``call_images``; a cost stored before
+    it was recorded counts as full), not from another run's last, smaller call."""
+    reused = reused or [False] * len(costs)
+    return [c for c, other in zip(costs, reused) if c.get("batch_size") == batch_size and c.get("device") == device
+            and bool(c.get("timing_warmup", False)) == warmup
+            and (not other or c.get("call_images", batch_size) == batch_size)]
 
 
 def summarise(costs: list[dict[str, Any]], timed: list[dict[str, Any]]) -> dict[str, float | None]:

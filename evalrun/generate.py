@@ -202,6 +202,7 @@ class ImageStream:
             cost: dict[str, Any] = {}
             images = to_uint8(sample(pipe, task, [self.jobs[n] for n in batch], params, cost, self.warmup))
             cost["batch_size"] = self.requested_batch_size  # the run's settings the timing belongs to
+            cost["call_images"] = len(batch)  # and the call's own size: a last batch, or one cut by reuse, is smaller
             cost["timing_warmup"] = self.warmup
             yield {**cost, "_jobs": batch}, images
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here

@@ -55,7 +55,7 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
     if plan.task.generates:
         batch_size, where = int(cfg.batch_size), cost.device_name(device)
         warmup = cfg.get("timing_warmup", True) is not False
-        timed_costs = cost.timed_here(scorer.costs, batch_size, where, warmup)
+        timed_costs = cost.timed_here(scorer.costs, batch_size, where, warmup, [bool(r.get("reused")) for r in rows])
         values.update(cost.summarise(scorer.costs, timed_costs))
         timed = len(timed_costs)
         if timed < len(rows):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 
 from conftest import compose, run_inprocess
@@ -280,6 +282,22 @@ def test_a_checkpoint_resaved_in_place_is_loaded_again(tmp_path):
     again = load_pipeline(model, torch.device("cpu"), torch.float32)
     assert again is not first
     torch.testing.assert_close(again.unet.conv_out.bias, first.unet.conv_out.bias)
+
+
+def test_a_reused_image_timed_in_another_runs_last_smaller_call_is_not_counted(tmp_path):
+    """Three images at batch 2 are sampled in calls of 2 and 1. A four-image run reuses all three: the two of
+    the full call count as timed at batch 2, the one of the last call (1 image) does not, its own image does."""
+    common = ["model=tiny_ddpm", "steps=2", "batch_size=2", "metrics=[]", f"paths.image_store={tmp_path / 'store'}"]
+    first = run_inprocess(*common, "num_images=3", run_dir=tmp_path / "three")
+    assert first["provenance"]["cost_timed_images"] == 3  # a run's own last call counts
+    more = run_inprocess(*common, "num_images=4", run_dir=tmp_path / "four")
+    assert more["provenance"]["images"] == {"sampled": 1, "reused": 3, "repaired": 0}
+    assert more["provenance"]["cost_timed_images"] == 3  # was 4: the 1-image call counted as timed at batch 2
+    calls = pd.read_csv(tmp_path / "four" / "images.csv")["sample_seconds"].tolist()
+    first_calls = pd.read_csv(tmp_path / "three" / "images.csv")["sample_seconds"].tolist()
+    assert calls[:3] == first_calls  # the reused images keep their own timings in images.csv
+    expected = (calls[0] + calls[1] + calls[3]) / 3
+    assert more["values"]["sample_seconds_per_image"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_reused_images_keep_their_nfe_but_not_a_timing_made_at_another_batch_size(tmp_path):
