@@ -119,6 +119,12 @@ def test_rerun_reuses_finished_run_and_images(tmp_path, caplog):
     (["model=tiny_ddpm", "metrics=[clip_score]"], "metric 'clip_score' needs a prompt or caption per image, which model 'tiny_ddpm' (task unconditional) does not give"),
     (["metrics.clip_score.scale=-1"], "metrics.clip_score.scale must be a finite number > 0, got -1"),
     (["metrics.clip_score.scale=abc"], "metrics.clip_score.scale must be a finite number > 0, got 'abc'"),
+    # int() ran batch_size=2.5 at 2 and recorded 2.5; messages named no key, or feature_layer for diversity's layer.
+    (["metrics.clip_score.batch_size=2.5"], "metrics.clip_score.batch_size must be an integer >= 1, got 2.5"),
+    (["metrics.clip_score.batch_size=0"], "metrics.clip_score.batch_size must be an integer >= 1, got 0"),
+    (["model=tiny_pix2pix", "prompts=edit_demo", "metrics=[clip_directional]", "metrics.clip_directional.batch_size=abc"],
+     "metrics.clip_directional.batch_size must be an integer >= 1, got 'abc'"),
+    (["metrics=[diversity]", "metrics.diversity.layer=foo"], "metrics.diversity.layer='foo': clip gives "),
     # NaN and inf passed "<= 0" checks: cmmd.sigma=inf scored 0.0, kid.coef=nan gave nan.
     (["metrics=[cmmd]", "reference=folder", "reference.path=.", "metrics.cmmd.sigma=inf"],
      "metrics.cmmd.sigma must be a finite number > 0, got inf"),

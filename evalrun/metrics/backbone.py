@@ -32,7 +32,7 @@ def backbone(metric: str, feature_extractor: Any, path: str | None = None, weigh
     _check_early(metric, name, path, target)
     out: dict[str, Any] = {}
     if batch_size is not None:
-        out["batch_size"] = int(batch_size)
+        out["batch_size"] = batch_size  # checked by ExtractorMetric
     if name == "python":
         out.update(target=target, kwargs=dict(kwargs or {}), key=f"metrics.{metric}.feature_extractor_target")
     elif target is not None or kwargs:

@@ -51,9 +51,7 @@ class EditCLIPMetric(ExtractorMetric):
 
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-large-patch14",
                  batch_size: int = 64) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"{self.name} batch_size must be >= 1, got {batch_size}")
-        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": int(batch_size),
+        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": batch_size,
                                            "key": f"metrics.{self.name}.clip_model"})
         self.clip_model = str(clip_model)
         self.identical = 0  # edited images pixel-identical to their input

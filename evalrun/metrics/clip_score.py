@@ -25,7 +25,7 @@ class CLIPScore(ExtractorMetric):
     def __init__(self, context: MetricContext | None = None, clip_model: str = "openai/clip-vit-base-patch16",
                  scale: float = 100.0, batch_size: int = 64, text_key: str = "prompt") -> None:
         scale = setting_number(self.name, "scale", scale, positive=True)
-        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": int(batch_size),
+        super().__init__(context, "clip", {"path": str(clip_model), "batch_size": batch_size,
                                            "key": f"metrics.{self.name}.clip_model"})
         self.clip_model, self.scale, self.text_key = str(clip_model), float(scale), str(text_key)
         self._scores: list = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_number
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_number
 from evalrun.metrics.common import ExtractorMetric
 
 
@@ -28,7 +28,6 @@ class CMMD(ExtractorMetric):
                  sigma: float = 10.0, scale: float = 1000.0, batch_size: int = 32) -> None:
         sigma, scale = (setting_number(self.name, "sigma", sigma, positive=True),
                         setting_number(self.name, "scale", scale, positive=True))
-        batch_size = setting_int(self.name, "batch_size", batch_size, 1)
         super().__init__(context, "clip", {"path": str(clip_model), "batch_size": batch_size,
                                            "key": f"metrics.{self.name}.clip_model"})
         self.clip_model, self.sigma, self.scale = str(clip_model), sigma, scale

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from evalrun.errors import ConfigError
-from evalrun.metrics.base import ImageBatch, Metric, MetricContext
+from evalrun.metrics.base import ImageBatch, Metric, MetricContext, setting_int
 
 # text_key=auto (scoring images made elsewhere): an edit pair's output caption, any other image's prompt.
 AUTO_TEXT = "auto"
@@ -59,12 +59,15 @@ class ExtractorMetric(Metric):
     """Base of metrics over one extractor's features (and optionally the run's reference)."""
 
     needs_reference = False
+    layer_setting = "feature_layer"  # the config key that names the layer, in messages
 
     def __init__(self, context: MetricContext | None, feature_extractor: str, options: dict[str, Any],
                  layer: str | None = None) -> None:
         super().__init__(context)
         from evalrun.metrics.features import check_options, extractor_class
 
+        if options.get("batch_size") is not None:  # never int()-truncated: batch_size=2.5 ran at 2, recorded 2.5
+            options = {**options, "batch_size": setting_int(self.name, "batch_size", options["batch_size"], 1)}
         self.extractor_name = str(feature_extractor)
         self.extractor_options = {k: v for k, v in options.items() if v is not None}
         check_options(self.extractor_name, self.extractor_options, f"metrics.{self.name}")
@@ -72,7 +75,7 @@ class ExtractorMetric(Metric):
         self.layer = (str(layer) if layer is not None else None) or DEFAULT_LAYERS.get(self.extractor_name) \
             or extractor_class(self.extractor_name).default_layer
         if self.layer is None:
-            raise ConfigError(f"metrics.{self.name}.feature_layer: say which feature layer of {self.extractor_name} "
+            raise ConfigError(f"metrics.{self.name}.{self.layer_setting}: say which feature layer of {self.extractor_name} "
                               f"to use")
         self.extractor = None
         self.reference = None
@@ -86,7 +89,7 @@ class ExtractorMetric(Metric):
 
         self.extractor = build_extractor(self.extractor_name, self.context.device, **self.extractor_options)
         if self.layer not in self.extractor.layers:
-            raise ConfigError(f"metrics.{self.name}.feature_layer={self.layer!r}: {self.extractor_name} gives "
+            raise ConfigError(f"metrics.{self.name}.{self.layer_setting}={self.layer!r}: {self.extractor_name} gives "
                               f"{', '.join(self.extractor.layers)}")
         if self.needs_reference:
             from evalrun.reference.cache import Reference

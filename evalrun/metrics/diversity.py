@@ -38,7 +38,7 @@ def extractor_options(name: str, clip_model: str, batch_size: int, options: dict
     from evalrun.metrics.features import extractor_class
 
     out = {"path": str(clip_model)} if name == "clip" else {}
-    out.update({"batch_size": int(batch_size), **dict(options or {})})
+    out.update({"batch_size": batch_size, **dict(options or {})})
     if "key" in inspect.signature(extractor_class(name).__init__).parameters:
         out["key"] = key
     return out
@@ -77,6 +77,7 @@ class Diversity(ExtractorMetric):
     images. Per-prompt values: ``run.json`` -> ``provenance.metrics.diversity.per_group``."""
 
     name = "diversity"
+    layer_setting = "layer"
     outputs = (
         # No direction: more diverse is not better in every study (reports say higher/lower, mark no best)
         Output("diversity_vendi", fmt=".3f", label="Vendi score per prompt"),

@@ -59,7 +59,7 @@ class FDDINOv2(FrechetMetric):
     def __init__(self, context: MetricContext | None = None, feature_extractor_path: str = "facebook/dinov2-large",
                  pos_embedding: str = "hub", batch_size: int = 64, bootstrap: int = 0,
                  bootstrap_seed: int | None = None, bootstrap_reference: bool = True) -> None:
-        options = {"path": str(feature_extractor_path), "pos_embedding": pos_embedding, "batch_size": int(batch_size),
+        options = {"path": str(feature_extractor_path), "pos_embedding": pos_embedding, "batch_size": batch_size,
                    "key": f"metrics.{self.name}.feature_extractor_path"}
         super().__init__(context, "dinov2", options, "embedding", bootstrap, bootstrap_seed, bootstrap_reference)
         self.model_name, self.pos_embedding = str(feature_extractor_path), pos_embedding
