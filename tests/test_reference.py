@@ -204,6 +204,32 @@ def test_dataset_source_gives_the_folder_features(photos, tmp_path):
         reference_features(wrong, CountingPool(), tmp_path / "c3")
 
 
+def test_a_local_dataset_image_replaced_with_its_mtime_kept_is_a_new_key(photos, tmp_path):
+    """A local dataset's own fingerprint follows its files' paths and mtimes: an image replaced with its mtime
+    restored (cp -p, rsync -a) kept the key, and the old features were served for the new pixels."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    pytest.importorskip("datasets")
+    local = tmp_path / "ds"
+    shutil.copytree(photos, local / "train")
+    ds_spec = ReferenceSpec.from_config({"kind": "dataset", "path": str(local), "split": "train", "resize": 16}, "test")
+    try:
+        before, info = reference_features(ds_spec, CountingPool(), tmp_path / "cache")
+    except EvalrunError as exc:
+        pytest.skip(f"datasets cannot read the folder here: {exc}")
+    target = sorted((local / "train").glob("*.png"))[0]
+    stamp = target.stat()
+    Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(target)
+    os.utime(target, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    after, again = reference_features(ds_spec, CountingPool(), tmp_path / "cache")
+    assert again["reference_cache"] == "computed" and again["reference_cache_key"] != info["reference_cache_key"]
+    assert not np.array_equal(np.sort(after, axis=0), np.sort(before, axis=0))
+    assert reference_features(ds_spec, CountingPool(), tmp_path / "cache")[1]["reference_cache"] == "hit"
+
+
 def test_stats_and_npz_round_trip(photos, tmp_path):
     stats, info = reference_stats(spec(photos, resize=16), CountingPool(), tmp_path)
     save_npz(tmp_path / "s.npz", stats, {"note": "x"})

@@ -54,25 +54,42 @@ def _file_sha256(path: Path, manifest: dict[str, list]) -> str:
 def source_fingerprint(spec: ReferenceSpec, root: Path) -> dict[str, Any]:
     """What identifies the selected images' content (never their location)."""
     if spec.kind == "folder":
-        from evalrun.results import atomic_write_text
-
         files = ref_images.folder_files(spec)
-        name = hashlib.sha256(str(Path(spec.path).resolve()).encode()).hexdigest()[:32]
-        manifest_path = root / "manifests" / f"{name}.json"
-        try:
-            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        except ValueError:
-            manifest = {}
-        hashes = [_file_sha256(p, manifest) for p in files]
-        atomic_write_text(manifest_path, json.dumps(manifest))
+        hashes = _files_sha256(files, Path(spec.path), root)
         return {"kind": "folder", "n": len(files), "content_sha256": hashlib.sha256("\n".join(hashes).encode()).hexdigest()}
     if spec.kind == "adm":
         from evalrun.reference.adm import fingerprint
 
         return fingerprint(spec)
     ds = ref_images.load_dataset(spec)
-    return {"kind": "dataset", "n": len(ds), "fingerprint": ds._fingerprint, "path": spec.path, "name": spec.name,
-            "split": spec.split, "revision": spec.revision, "image_column": spec.image_column}
+    found = {"kind": "dataset", "n": len(ds), "fingerprint": ds._fingerprint, "path": spec.path, "name": spec.name,
+             "split": spec.split, "revision": spec.revision, "image_column": spec.image_column}
+    local = Path(str(spec.path)).expanduser()
+    if local.exists():
+        # A local dataset's fingerprint follows its files' paths and mtimes, not their content: an image
+        # replaced with its mtime kept (cp -p, rsync -a) gave the old features. Its files' sha256 (each
+        # reused while its stamp, ctime included, is unchanged) key it as a folder's images do.
+        files = [local] if local.is_file() else sorted(
+            p for p in local.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts))
+        named = [f"{p.relative_to(local) if p != local else p.name}:{h}"
+                 for p, h in zip(files, _files_sha256(files, local, root))]
+        found["content_sha256"] = hashlib.sha256("\n".join(named).encode()).hexdigest()
+    return found
+
+
+def _files_sha256(files: list[Path], source: Path, root: Path) -> list[str]:
+    """Each file's sha256, through a manifest per source folder that keeps them while files are unchanged."""
+    from evalrun.results import atomic_write_text
+
+    name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:32]
+    manifest_path = root / "manifests" / f"{name}.json"
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    except ValueError:
+        manifest = {}
+    hashes = [_file_sha256(p, manifest) for p in files]
+    atomic_write_text(manifest_path, json.dumps(manifest))
+    return hashes
 
 
 @contextlib.contextmanager
