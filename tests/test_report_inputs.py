@@ -40,6 +40,24 @@ def test_a_key_given_twice_is_refused_in_one_line(sweep_dir: Path, tmp_path: Pat
     assert f"{option[0]} names '{option[1]}' more than once" in err
 
 
+def test_a_key_given_twice_in_one_compare_selector_is_refused(sweep_dir: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    err = _refused([str(sweep_dir), "--out", str(tmp_path / "r"), "--compare", "steps=2,steps=3", "steps=3"], capsys)
+    assert "comparison selector 'steps=2,steps=3' names 'steps' more than once" in err  # it quoted 'steps=3' twice
+
+
+@pytest.mark.parametrize("refused", [["--compare", "scheduler=ddim", "scheduler=nope"], ["--x", "scheduler"]])
+def test_a_refused_option_leaves_the_previous_report_as_it_was(sweep_dir: Path, tmp_path: Path, refused: list[str],
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """The tables were written before --compare and --x were checked: the folder mixed two builds, and the
+    new files, never listed in .report_files, were never removed."""
+    out = tmp_path / "r"
+    assert report_main([str(sweep_dir), "--out", str(out), "--metric", "fid", "--no-gallery", "--no-plots"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _refused([str(sweep_dir), "--out", str(out), "--metric", "clip_score", "--no-gallery", *refused], capsys)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_format_for_no_metric_is_refused(sweep_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = _refused([str(sweep_dir), "--out", str(tmp_path / "r"), "--format", "clip=.2f"], capsys)
     assert "unknown --format metric 'clip'; valid: clip_score" in err
@@ -134,3 +152,20 @@ def test_long_values_are_cut_in_plot_legends_only(tmp_path: Path) -> None:
     svg = plot_metric(runs, "fid", "steps", ["prompts_filter"], False, tmp_path / "fid_vs_steps")[1].read_text()
     text = html.unescape(svg)
     assert long_value not in text and '{"category": ["Animals", "Food & Bevera…' in text
+
+
+def test_a_user_format_signs_the_mean_only_and_never_pads_cells(tmp_path: Path) -> None:
+    """``--format fid=+.1f`` printed ``± +7.5``; a width (``>10.1f``) padded cells, and bold became
+    ``**     107.7**``, which Markdown does not render."""
+    from evalrun.report.formats import format_cell, metric_format
+
+    assert format_cell(12.345, 7.5, 3, metric_format("fid", [], {"fid": "+.1f"})) == "+12.3 ± 7.5"
+    assert metric_format("fid", [], {"fid": ">10.1f"}) == metric_format("fid", [], {"fid": "*^010.1f"}) == ".1f"
+    sweep = make_sweep(tmp_path / "sweep", steps=(2,), seeds=(0, 1, 2))
+    for spec in ("+.1f", ">10.1f"):
+        build_report([sweep], tmp_path / spec, metrics=["fid"], formats={"fid": spec}, plots=False, gallery=False)
+        text = (tmp_path / spec / "tables" / "summary.md").read_text(encoding="utf-8")
+        cells = [c.strip() for line in text.splitlines() if "±" in line for c in line.split("|") if "±" in c]
+        assert cells and all("± +" not in c and "  " not in c.strip("*") for c in cells), cells
+        tex = (tmp_path / spec / "tables" / "summary.tex").read_text(encoding="utf-8")
+        assert "\\pm +" not in tex and "± +" not in tex

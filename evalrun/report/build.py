@@ -85,6 +85,21 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     options = {"labels": names, "seed": seed, "resamples": resamples}
     written: dict[str, list[Path]] = {"tables": [], "comparisons": [], "pareto": [], "plots": [], "gallery": [],
                                       "index": []}
+    # Everything a user can get wrong is refused before the first file is written (a refused --compare or
+    # --x left the tables rewritten and unlisted, mixing two builds in the folder).
+    if plots:
+        from evalrun.report.plots import plot_axis, plot_sweep
+
+        plot_axis(sweep, x)
+    pairs = [tuple(p) for p in compare] if compare else (cmp.default_comparisons(sweep) if metrics else [])
+    results = []
+    for a, b in pairs:
+        try:
+            results.append(cmp.compare(sweep, a, b, metrics=metrics, seed=seed, resamples=resamples))
+        except EvalrunError as exc:
+            if compare:
+                raise
+            log.warning("comparison %s vs %s skipped: %s", a, b, exc)
 
     costs = [c for c in sweep.costs if c not in metrics]
     built = [tables.summary_table(sweep, metrics, formats, costs=costs, **options)]
@@ -96,15 +111,6 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     for table in built:
         written["tables"] += write_table(table, out / "tables")
 
-    pairs = [tuple(p) for p in compare] if compare else (cmp.default_comparisons(sweep) if metrics else [])
-    results = []
-    for a, b in pairs:
-        try:
-            results.append(cmp.compare(sweep, a, b, metrics=metrics, seed=seed, resamples=resamples))
-        except EvalrunError as exc:
-            if compare:
-                raise
-            log.warning("comparison %s vs %s skipped: %s", a, b, exc)
     if results:
         written["comparisons"] = cmp.write_comparisons(results, out, names, sweep.smoke_note())
 
@@ -112,8 +118,6 @@ def build_report(sweep_dirs: Sequence[Path | str] | Path | str, out_dir: Path | 
     if fronts:
         written["pareto"] = pareto.write_pareto(fronts, out)
     if plots:
-        from evalrun.report.plots import plot_sweep
-
         written["plots"] = plot_sweep(sweep, out / "plots", metrics, x=x, hue=hue, labels=names)
     provenance = sweep.provenance_differences()
     for label, diff in provenance.items():

@@ -45,6 +45,9 @@ def parse_selector(selector: str | Mapping[str, Any]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise EvalrunError(f"comparison selector {selector!r}: write KEY=VALUE[,KEY=VALUE...], e.g. model=sd15")
+        if key.strip() in out:  # kept as the last value, the error quoted a selector nobody typed
+            raise EvalrunError(f"comparison selector {selector!r} names {key.strip()!r} more than once; a run has one "
+                               f"value of each key: compare them as two selectors ({key.strip()}=A {key.strip()}=B)")
         out[key.strip()] = value.strip()
     return out
 

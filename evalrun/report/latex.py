@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evalrun.report.formats import spread_format
+
 if TYPE_CHECKING:
     from evalrun.report.tables import Table
 
@@ -89,7 +91,7 @@ def _column_spec(table: Table, column: str) -> tuple[str, bool]:
     cells = table.stats[table.stats["column"] == column]
     fmt = table.fmts.get(column, ".4g")
     means = [_number(m, fmt) for m in cells["mean"] if np.isfinite(m)]
-    stds = [_number(s, fmt) for s, m in zip(cells["std"], cells["mean"]) if np.isfinite(s) and np.isfinite(m)]
+    stds = [_number(s, spread_format(fmt)) for s, m in zip(cells["std"], cells["mean"]) if np.isfinite(s) and np.isfinite(m)]
     if not all(_PLAIN_NUMBER.fullmatch(t) for t in means + stds):
         return "c", False
     if not means:
@@ -106,9 +108,9 @@ def _value(hit, fmt: str, numeric: bool) -> str:
         return "{--}" if numeric else "--"
     mean, std = _number(hit["mean"], fmt), hit["std"]
     if numeric:
-        text = f"{mean} \\pm {_number(std, fmt)}" if np.isfinite(std) else mean
+        text = f"{mean} \\pm {_number(std, spread_format(fmt))}" if np.isfinite(std) else mean
         return rf"\bfseries {text}" if hit["best"] else text
-    text = latex_escape(f"{mean} ± {_number(std, fmt)}" if np.isfinite(std) else mean)
+    text = latex_escape(f"{mean} ± {_number(std, spread_format(fmt))}" if np.isfinite(std) else mean)
     return rf"\textbf{{{text}}}" if hit["best"] else text
 
 

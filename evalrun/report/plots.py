@@ -141,6 +141,16 @@ def plot_pareto(points: pd.DataFrame, keys: Sequence[str], stem: Path, labels: L
     return _save(fig, stem, caption + (f"; {note}" if note else ""))
 
 
+def plot_axis(sweep: Sweep, x: str | None) -> str | None:
+    """The line plots' x axis: ``x``, else the default (None: no numeric key varies); a one-line error for a
+    key that is not numeric, checked before the report writes anything."""
+    x = x or default_x(sweep)
+    if x is not None and not _numeric(sweep.runs[x]):
+        raise EvalrunError(f"plot x axis {x!r} is not numeric (values: "
+                           f"{', '.join(sorted({value_text(v) for v in sweep.runs[x]}))}); pick e.g. steps")
+    return x
+
+
 def plot_sweep(sweep: Sweep, directory: Path, metrics: Sequence[str], x: str | None = None,
                hue: Sequence[str] | None = None, labels: Labels | None = None) -> list[Path]:
     """A plot per metric against ``x`` (lines by ``hue`` plus every other varying key, never pooled),
@@ -150,12 +160,9 @@ def plot_sweep(sweep: Sweep, directory: Path, metrics: Sequence[str], x: str | N
     labels = labels or Labels(declared=dict(sweep.columns))
     banner = sweep.smoke_note()
     written = []
-    x = x or default_x(sweep)
+    x = plot_axis(sweep, x)
     if x is None:
         log.info("no numeric config key varies across runs: no line plots")
-    elif not _numeric(sweep.runs[x]):
-        raise EvalrunError(f"plot x axis {x!r} is not numeric (values: "
-                           f"{', '.join(sorted({value_text(v) for v in sweep.runs[x]}))}); pick e.g. steps")
     else:
         lines = [k for k in (hue or []) if k != x]
         lines += [k for k in sweep.keys if k != x and k not in lines]
