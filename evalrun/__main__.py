@@ -102,14 +102,14 @@ def main(cfg: DictConfig) -> None:
 def cli() -> None:
     """Console-script and ``python -m evalrun`` entry."""
     from evalrun.override_keys import check_command_line
-    from evalrun.yaml_loader import libyaml_configs
+    from evalrun.yaml_loader import readable_yaml_errors
 
     problem = check_command_line(sys.argv[1:])  # before Hydra: one line naming the fix
     if problem:
         print(f"evalrun: error: {problem}", file=sys.stderr)
         sys.exit(2)
     try:
-        with libyaml_configs():  # Hydra's config files parsed by libyaml: the same values, ~14 ms sooner
+        with readable_yaml_errors():  # a config file that is not YAML: one line, not Hydra's stack
             main()
     except KeyboardInterrupt:  # Ctrl-C: a line, not torch's and diffusers' stack, and how to go on
         print("\nevalrun: interrupted; every finished image and run is kept: run the same command again to resume",

@@ -54,11 +54,11 @@ def packaged_hydra() -> Iterator[Any]:
     from hydra.core.singleton import Singleton
 
     from evalrun.paths import CONF_DIR
-    from evalrun.yaml_loader import libyaml_configs
+    from evalrun.yaml_loader import readable_yaml_errors
 
     saved = Singleton._instances.pop(GlobalHydra, None)
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"), libyaml_configs():
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"), readable_yaml_errors():
             yield GlobalHydra.instance()
     finally:
         if saved is not None:
@@ -107,9 +107,9 @@ class JobComposer:
             return self._in_full(job)  # the same key both ways: keep Hydra's own order
         base = self._composed.get(part)
         if base is None or not base.values <= set(values):
-            from evalrun.yaml_loader import libyaml_configs
+            from evalrun.yaml_loader import readable_yaml_errors
 
-            with libyaml_configs():  # the option files the rebuild reads
+            with readable_yaml_errors():  # the option files the rebuild reads
                 base = self._rebuilt(part, set(values)) or self._full(part)
             self._composed[part] = base
         cfg = _copied(base.config)

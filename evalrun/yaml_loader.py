@@ -1,13 +1,15 @@
-"""Hydra's config files parsed by libyaml.
+"""A config file that is not valid YAML, named in one line.
 
-``OmegaConf.load`` (which Hydra calls for every config file it composes) asks ``omegaconf._utils`` for a
-loader built on PyYAML's pure-Python parser: ~80% of a composition's file reading, 13-14 ms of the
-~77 ms one composition of evalrun's config takes, paid by every CLI process and every sweep. The loader
-here is OmegaConf's own class (its float and timestamp resolvers, its duplicate-key check, its
-constructors) with libyaml's parser in front, so every file loads to the same values (tested over every
-packaged config file and Hydra's own). A file that is not valid YAML (an experiment file of the user's on
-``hydra.searchpath``) is one line naming the file, line and problem, where Hydra printed its own stack.
-Without libyaml (PyYAML built without it) nothing changes.
+``OmegaConf.load`` (which Hydra calls for every config file it composes) raises PyYAML's error, and
+Hydra prints it with its whole stack: a user's experiment file on ``hydra.searchpath`` with a missing
+bracket was a page of Hydra internals. While :func:`readable_yaml_errors` is active, OmegaConf's own
+loader class (the same parser, resolvers, duplicate-key check and constructors: every file loads to
+the same values) raises instead one line naming the file, line and problem, as an exception Hydra
+prints by its message alone and evalrun's API passes on as a ConfigError.
+
+libyaml's parser was tried here for speed (13-14 ms of a 77 ms composition) and left out: it accepts
+files PyYAML refuses (a tab after a colon) and refuses some it accepts (escaped surrogate pairs), so a
+file would load in one process and fail in a launcher's worker.
 """
 
 from __future__ import annotations
@@ -19,21 +21,15 @@ from typing import Any, Iterator
 
 _LOCK = threading.Lock()
 _DEPTH = [0]
+_ORIGINAL: list[Any] = [None]
 
 
 @functools.lru_cache(maxsize=None)
-def libyaml_loader() -> type | None:
-    """OmegaConf's loader class with libyaml's parser, or None without libyaml."""
-    try:
-        from yaml.constructor import SafeConstructor
-        from yaml.cyaml import CParser
-        from yaml.resolver import Resolver
-    except ImportError:
-        return None
-    from omegaconf import _utils
-
+def loader_with_messages() -> type:
+    """OmegaConf's loader class, raising a one-line :class:`ConfigFileError` for invalid YAML."""
     import yaml
     from hydra.errors import ConfigCompositionException
+    from omegaconf import _utils
 
     from evalrun.errors import ConfigError
 
@@ -42,23 +38,29 @@ def libyaml_loader() -> type | None:
 
     base = _utils.get_yaml_loader()
 
-    class LibyamlOmegaConfLoader(CParser, base):  # CParser first: its parse and compose methods win
-        def __init__(self, stream: Any) -> None:  # as yaml.CSafeLoader's: the parser, then the Python halves
-            CParser.__init__(self, stream)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
+    class OmegaConfLoaderWithMessages(base):
+        def __init__(self, stream: Any) -> None:
+            try:
+                super().__init__(stream)  # the reader checks every character here
+            except yaml.reader.ReaderError as exc:
+                raise ConfigFileError(not_valid_yaml(exc)) from None
 
         def get_single_data(self) -> Any:
             try:
                 return super().get_single_data()
-            except yaml.MarkedYAMLError as exc:
+            except (yaml.MarkedYAMLError, yaml.reader.ReaderError) as exc:
                 raise ConfigFileError(not_valid_yaml(exc)) from None
 
-    return LibyamlOmegaConfLoader
+    return OmegaConfLoaderWithMessages
 
 
 def not_valid_yaml(exc: Any) -> str:
-    """``FILE, line L, column C: not valid YAML (PROBLEM); fix the file`` from PyYAML's marked error."""
+    """``FILE, line L, column C: not valid YAML (PROBLEM); fix the file`` from PyYAML's error."""
+    import yaml
+
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow: a position, no mark
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        return f"{exc.name}, position {exc.position}: not valid YAML ({exc.reason}: {what}); fix the file"
     mark = exc.problem_mark or exc.context_mark
     where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "a config file"
     problem = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
@@ -66,14 +68,12 @@ def not_valid_yaml(exc: Any) -> str:
 
 
 @contextlib.contextmanager
-def libyaml_configs() -> Iterator[None]:
-    """``OmegaConf.load`` parses with libyaml while the block runs (nested and threaded blocks share it)."""
+def readable_yaml_errors() -> Iterator[None]:
+    """``OmegaConf.load`` names a YAML error in one line while the block runs (nested and threaded blocks
+    share it; outside any block, OmegaConf's own loader is back)."""
     from omegaconf import _utils
 
-    loader = libyaml_loader()
-    if loader is None:
-        yield
-        return
+    loader = loader_with_messages()
     with _LOCK:
         if _DEPTH[0] == 0:
             _ORIGINAL[0] = _utils.get_yaml_loader
@@ -86,6 +86,3 @@ def libyaml_configs() -> Iterator[None]:
             _DEPTH[0] -= 1
             if _DEPTH[0] == 0:
                 _utils.get_yaml_loader = _ORIGINAL[0]
-
-
-_ORIGINAL: list[Any] = [None]
