@@ -244,6 +244,22 @@ def test_metric_objects_name_their_keyword_arguments_in_errors(tmp_path):
     assert "reference.path" not in str(err.value) and "reference=" in str(err.value)
 
 
+def test_metric_objects_take_numpy_numbers_and_refuse_what_is_not_finite(tmp_path):
+    """numpy's ints and floats are numbers (a notebook's np.int64 batch size ran before the checks were typed);
+    a number beyond float's range or NaN is refused in one line naming the argument."""
+    from evalrun.errors import ConfigError
+    from evalrun.metrics import CLIPScore, KID
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ref.png")
+    assert CLIPScore(clip_model="evalrun/tiny-clip", batch_size=np.int64(8), scale=np.float32(50.0)).scale == 50.0
+    kid = KID(reference=str(tmp_path), subset_size=np.int64(4), gamma=np.float64(0.5), coef=np.int32(0))
+    assert (kid.subset_size, kid.gamma, kid.coef) == (4, 0.5, 0.0) and type(kid.subset_size) is int
+    with pytest.raises(ConfigError, match=r"^coef must be a finite number, got 1000"):
+        KID(reference=str(tmp_path), coef=10 ** 400)
+    with pytest.raises(ConfigError, match=r"^gamma must be null \(1 / feature dim\) or a finite number > 0, got nan"):
+        KID(reference=str(tmp_path), gamma=float("nan"))
+
+
 def test_expand_is_hydras_product():
     from evalrun.api import expand
 

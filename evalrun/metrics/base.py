@@ -268,28 +268,34 @@ class Metric(abc.ABC):
 def setting_int(metric: str, key: str, value: Any, low: int) -> int:
     """A whole-number setting >= ``low``, or a one-line error: never a float or bool truncated by ``int()``
     into a value the recorded config does not show (``degree=2.5`` ran a quadratic kernel)."""
+    import numbers
+
     from evalrun.errors import ConfigError
 
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:  # numpy's ints too
         raise ConfigError(f"metrics.{metric}.{key} must be an integer >= {low}, got {value!r}")
-    return value
+    return int(value)
 
 
 def setting_number(metric: str, key: str, value: Any, positive: bool = False, null: str | None = None) -> float | None:
     """A finite number (> 0 where ``positive``; null allowed where ``null`` says what it means), or a one-line
     error: NaN and inf passed ``<= 0`` checks and ran (``metrics.cmmd.sigma=inf`` scored 0.0, a perfect score)."""
     import math
+    import numbers
 
     from evalrun.errors import ConfigError
 
     if value is None and null is not None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and not value > 0):
+    try:  # numpy's numbers too; an int beyond float's range is refused as not finite
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or (positive and not number > 0):
         allowed = f"null ({null}) or " if null is not None else ""
         raise ConfigError(f"metrics.{metric}.{key} must be {allowed}a finite number{' > 0' if positive else ''}, "
                           f"got {value!r}")
-    return float(value)
+    return number
 
 
 def setting_bool(metric: str, key: str, value: Any) -> bool:
