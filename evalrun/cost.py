@@ -142,12 +142,18 @@ def timed_here(costs: list[dict[str, Any]], batch_size: int, device: str, warmup
     (images stored before it was recorded count as timed without). An image reused from the store keeps the
     time of the run that sampled it, which may have batched it differently, run on another GPU or timed a
     cold call: its seconds and memory describe that run, not this one (its NFE is the same). ``reused`` (per
-    cost): a reused image counts only from a full batch of that size (``call_images``; a cost stored before
-    it was recorded counts as full), not from another run's last, smaller call."""
+    cost, in run order): a reused image counts only if it was sampled in a call of the size this run makes
+    for it (``call_images``: full batches, and the last one's remainder; a cost stored before it was recorded
+    counts), not from another run's last, smaller call; a run re-made from the store times as the first did."""
     reused = reused or [False] * len(costs)
-    return [c for c, other in zip(costs, reused) if c.get("batch_size") == batch_size and c.get("device") == device
+
+    def call_size(n: int) -> int:  # this run's calls: consecutive batches of batch_size in run order
+        return min(batch_size, len(costs) - n // batch_size * batch_size)
+
+    return [c for n, (c, other) in enumerate(zip(costs, reused))
+            if c.get("batch_size") == batch_size and c.get("device") == device
             and bool(c.get("timing_warmup", False)) == warmup
-            and (not other or c.get("call_images", batch_size) == batch_size)]
+            and (not other or c.get("call_images", call_size(n)) == call_size(n))]
 
 
 def summarise(costs: list[dict[str, Any]], timed: list[dict[str, Any]]) -> dict[str, float | None]:

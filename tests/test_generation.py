@@ -290,6 +290,9 @@ def test_a_reused_image_timed_in_another_runs_last_smaller_call_is_not_counted(t
     common = ["model=tiny_ddpm", "steps=2", "batch_size=2", "metrics=[]", f"paths.image_store={tmp_path / 'store'}"]
     first = run_inprocess(*common, "num_images=3", run_dir=tmp_path / "three")
     assert first["provenance"]["cost_timed_images"] == 3  # a run's own last call counts
+    again = run_inprocess(*common, "num_images=3", run_dir=tmp_path / "three_again")  # every image from the store
+    assert again["provenance"]["images"]["reused"] == 3 and again["provenance"]["cost_timed_images"] == 3
+    assert again["values"]["sample_seconds_per_image"] == first["values"]["sample_seconds_per_image"]
     more = run_inprocess(*common, "num_images=4", run_dir=tmp_path / "four")
     assert more["provenance"]["images"] == {"sampled": 1, "reused": 3, "repaired": 0}
     assert more["provenance"]["cost_timed_images"] == 3  # was 4: the 1-image call counted as timed at batch 2
