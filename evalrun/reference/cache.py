@@ -46,7 +46,11 @@ def _file_sha256(path: Path, manifest: dict[str, list]) -> str:
     entry = manifest.get(str(path))
     if entry and entry[:-1] == stamp:
         return entry[-1]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    found = hashlib.sha256()
+    with open(path, "rb") as fh:  # in chunks: a local dataset's parquet shards run to gigabytes
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            found.update(chunk)
+    digest = found.hexdigest()
     manifest[str(path)] = [*stamp, digest]
     return digest
 
