@@ -325,3 +325,22 @@ def test_config_files_match_the_code():
         assert set(cfg[name]) == params, (name, set(cfg[name]) ^ params)
         headline = metric_class(name).outputs[0]
         assert headline.direction == ("higher" if name == "inception_score" else "lower")
+
+
+def test_reference_files_are_hashed_in_chunks(tmp_path):
+    """A local dataset's files are hashed for its key; a shard of gigabytes was read whole into memory."""
+    import hashlib
+    import tracemalloc
+
+    from evalrun.reference.cache import _file_sha256
+
+    big = tmp_path / "shard.parquet"
+    big.write_bytes(np.random.RandomState(0).bytes(24 << 20))
+    tracemalloc.start()
+    try:
+        digest = _file_sha256(big, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert peak < 4 << 20, peak
