@@ -90,14 +90,16 @@ def _check_file(path: Path, key: str = "prompts.path") -> Path:
     return path
 
 
-def _read_text(path: Path, encoding: str) -> str:
+def _read_text(path: Path, encoding: str, group: str = "prompts") -> str:
+    """``group``: the config group whose ``path``/``encoding`` keys name the file (prompts, or model for a table
+    of images)."""
     try:  # a byte-order mark (Windows editors) is not part of the first prompt
         return path.read_text(encoding=encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"prompts.path={str(path)!r} is not valid {encoding} (byte {exc.start}); set "
-                          f"prompts.encoding= to the file's encoding (e.g. latin-1, cp1252, utf-16)") from None
+        raise ConfigError(f"{group}.path={str(path)!r} is not valid {encoding} (byte {exc.start}); set "
+                          f"{group}.encoding= to the file's encoding (e.g. latin-1, cp1252, utf-16)") from None
     except LookupError:
-        raise ConfigError(f"prompts.encoding={encoding!r} is not an encoding Python knows") from None
+        raise ConfigError(f"{group}.encoding={encoding!r} is not an encoding Python knows") from None
 
 
 def text_lines(text: str) -> list[str]:
@@ -130,19 +132,21 @@ def _strictly_quoted(text: str) -> bool:
     return True
 
 
-def read_table(path: str | Path, encoding: str = "utf-8"):
-    """CSV, TSV or JSONL into a DataFrame of text cells (local files only), with one-line errors: ``007`` stays
-    ``007``, never the number 7."""
+def read_table(path: str | Path, encoding: str = "utf-8", group: str = "prompts"):
+    """CSV, TSV, JSON or JSONL into a DataFrame of text cells (local files only), with one-line errors naming
+    ``group``'s keys: ``007`` stays ``007``, never the number 7."""
     import csv
     import io
 
     import pandas as pd
 
-    path = _check_file(Path(path).expanduser())
+    where = f"{group}.path={str(Path(path).expanduser())!r}"
+    path = _check_file(Path(path).expanduser(), f"{group}.path")
     suffix = path.suffix.lower()
     if suffix not in (".tsv", ".csv", ".jsonl", ".json"):
-        raise ConfigError(f"prompts.path={str(path)!r}: use .txt, .csv, .tsv or .jsonl")
-    text = _read_text(path, encoding)
+        raise ConfigError(f"{where}: a table is read from .csv, .tsv, .json or .jsonl, not "
+                          f"{suffix or 'a file without an extension'}; save it as one of those")
+    text = _read_text(path, encoding, group)
     if suffix == ".jsonl":
         rows = []
         for n, line in enumerate(text_lines(text), start=1):
@@ -150,10 +154,10 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
                 try:
                     rows.append(json.loads(line))
                 except ValueError as exc:
-                    raise ConfigError(f"prompts.path={str(path)!r} line {n} is not valid JSON ({exc}); each line "
+                    raise ConfigError(f"{where} line {n} is not valid JSON ({exc}); each line "
                                       f"must be one JSON object") from None
         if any(not isinstance(r, dict) for r in rows):
-            raise ConfigError(f"prompts.path={str(path)!r}: each line must be a JSON object with named fields")
+            raise ConfigError(f"{where}: each line must be a JSON object with named fields")
         return pd.DataFrame(rows)
     try:
         if suffix == ".json":  # values as JSON types them (no "007" -> 7, no dates)
@@ -166,13 +170,30 @@ def read_table(path: str | Path, encoding: str = "utf-8"):
         # with that quoting; one whose quotes are text (PartiPrompts' '"G I G G L E" painted ...', which strict
         # quoting refuses) verbatim, a quote being part of the text (see _unquoted).
         verbatim = suffix == ".tsv" and not _strictly_quoted(text)
-        frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
-                            na_values=[""], skip_blank_lines=False,
-                            quoting=csv.QUOTE_NONE if verbatim else csv.QUOTE_MINIMAL)
+        sep, quoting = ("\t" if suffix == ".tsv" else ","), (csv.QUOTE_NONE if verbatim else csv.QUOTE_MINIMAL)
+        _check_field_counts(text, sep, quoting, where)
+        # index_col=False: a row with a field too many is never read as an index column (checked above).
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                            skip_blank_lines=False, quoting=quoting, index_col=False)
         return frame.map(_unquoted).rename(columns=_unquoted) if verbatim else frame
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise ConfigError(f"prompts.path={str(path)!r} cannot be parsed as {suffix[1:].upper()} "
-                          f"({str(exc).splitlines()[0]})") from None
+    except (ValueError, pd.errors.ParserError, csv.Error) as exc:
+        raise ConfigError(f"{where} cannot be parsed as {suffix[1:].upper()} ({str(exc).splitlines()[0]})") from None
+
+
+def _check_field_counts(text: str, sep: str, quoting: int, where: str) -> None:
+    """No data row has more fields than the header. pandas read the extra first field of such a row as the
+    index: ``a cat, on a mat,Animals`` ran the prompt " on a mat" without a word."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
+    header = next(reader, [])
+    for n, row in enumerate(reader, start=1):
+        if len(row) > len(header):
+            what = "comma" if sep == "," else "tab"
+            raise ConfigError(f"{where} data row {n} has {len(row)} fields, the header {len(header)} "
+                              f"({', '.join(map(repr, header))}): quote a field that holds a {what}, or remove the "
+                              f"extra field")
 
 
 def load_hub_dataset(dataset: str, split: str, hint: str):
@@ -231,6 +252,8 @@ def _file(cfg: Any) -> list[dict[str, Any]]:
         lines = text_lines(_read_text(_check_file(path), cfg.get("encoding") or "utf-8"))
         return [{"prompt_id": i, "prompt": p, "category": None, "challenge": None} for i, p in enumerate(lines)
                 if p.strip()]  # a blank line is no prompt; a prompt is read verbatim
+    if path.suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl"):
+        raise ConfigError(f"prompts.path={str(path)!r}: use .txt (one prompt per line), .csv, .tsv, .json or .jsonl")
     frame = read_table(path, cfg.get("encoding") or "utf-8")
     col = _prompt_column(frame, cfg, "prompt", "prompts", "text")
     return _frame_to_records(frame, col, f"prompts.path={str(path)!r}")

@@ -88,8 +88,12 @@ def test_txt_file_and_drawbench_csv(tmp_path):
     recs = load_prompts(compose("prompts=drawbench", f"prompts.path={db}", "prompts.limit=1").prompts)
     assert recs == [{"prompt_id": 0, "prompt": "A tiny cat", "category": "Counting", "challenge": None}]
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
-    with pytest.raises(ConfigError, match="use .txt, .csv, .tsv or .jsonl"):
+    with pytest.raises(ConfigError, match=r"use .txt \(one prompt per line\), .csv, .tsv, .json or .jsonl$"):
         load_prompts(compose("prompts=file", f"prompts.path={tmp_path / 'x.pdf'}").prompts)
+    db_txt = tmp_path / "drawbench.txt"  # a set read from a table: .txt was refused in a line that offered .txt
+    db_txt.write_text("A tiny cat\n")
+    with pytest.raises(ConfigError, match=r"a table is read from .csv, .tsv, .json or .jsonl, not .txt; save it as"):
+        load_prompts(compose("prompts=drawbench", f"prompts.path={db_txt}").prompts)
 
 
 def test_a_prompt_column_the_file_lacks_is_an_error_and_a_byte_order_mark_is_not_a_prompt(tmp_path):
@@ -188,3 +192,39 @@ def test_edit_instructions_and_captions_are_read_verbatim_too():
     row = {"input_caption_column": " a cat ", "edit_column": '"make it" blue', "output_caption_column": "007"}
     record = _edit_records([row], names, "test")[0]
     assert (record["input_caption"], record["prompt"], record["output_caption"]) == (" a cat ", '"make it" blue', "007")
+
+
+@pytest.mark.parametrize("text, row, fields", [
+    ("prompt,category\na cat, on a mat,Animals\na dog,Animals\n", 1, 3),  # ran the prompt " on a mat"
+    ("prompt\na dog\na cat, on a mat\n", 2, 2),                           # was called an empty prompt in row 1
+])
+def test_a_row_with_an_unquoted_comma_is_refused_not_shifted(tmp_path, text, row, fields):
+    table = tmp_path / "p.csv"
+    table.write_text(text)
+    with pytest.raises(ConfigError, match=rf"data row {row} has {fields} fields, the header {fields - 1} .*quote a "
+                                          r"field that holds a comma"):
+        load_prompts(compose("prompts=file", f"prompts.path={table}").prompts)
+    table.write_text(text.replace("a cat, on a mat", '"a cat, on a mat"'))  # quoted, as the message says
+    assert "a cat, on a mat" in [r["prompt"] for r in load_prompts(compose("prompts=file", f"prompts.path={table}").prompts)]
+
+
+def test_a_table_of_images_names_the_model_keys(tmp_path):
+    """A table of images made elsewhere is model.path=, read with model.encoding: its errors named prompts.*,
+    keys that do nothing there."""
+    from evalrun.tasks.images import _table_records
+
+    table = tmp_path / "t.csv"
+    table.write_bytes("image,prompt\nx.png,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"^model.path='.*t.csv' is not valid utf-8 \(byte \d+\); set model.encoding="):
+        _table_records(table, {"encoding": None})
+
+
+def test_a_run_folders_text_fields_are_read_as_written(tmp_path):
+    """Scoring a run's images/ reads its images.csv: category 007 came back as 7, challenge 1.50 as 1.5."""
+    from evalrun.tasks.images import _run_records
+
+    (tmp_path / "images").mkdir()
+    pd.DataFrame({"path": ["images/a.png"], "prompt": ["0042"], "prompt_id": [0], "image_index": [0],
+                  "category": ["007"], "challenge": ["1.50"]}).to_csv(tmp_path / "images.csv", index=False)
+    assert _run_records(tmp_path / "images")["a.png"] == {"prompt": "0042", "prompt_id": 0, "image_index": 0,
+                                                         "category": "007", "challenge": "1.50"}

@@ -51,7 +51,8 @@ def _run_records(folder: Path) -> dict[str, dict[str, Any]]:
     import pandas as pd
 
     try:
-        rows = pd.read_csv(table, dtype={"prompt": str}, keep_default_na=False)
+        texts = ("prompt", "category", "challenge", "input_caption", "output_caption", "path", "input_path")
+        rows = pd.read_csv(table, dtype=dict.fromkeys(texts, str), keep_default_na=False)  # category 007 stays 007
     except (OSError, ValueError):
         return {}
     if not {"path", "prompt"} <= set(rows.columns):
@@ -96,7 +97,7 @@ def _seed(value: Any, table: Path, row: int, column: str) -> int:
 def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
     from evalrun.prompts import is_missing, read_table
 
-    frame = read_table(table, model.get("encoding") or "utf-8")
+    frame = read_table(table, model.get("encoding") or "utf-8", group="model")
     columns = {str(c) for c in frame.columns}
     column = str(model.get("image_column") or "image")
     if column not in columns:
