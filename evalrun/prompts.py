@@ -53,13 +53,17 @@ def _prompt_column(frame, cfg: Any, default: str, *fallbacks: str) -> str:
             raise ConfigError(f"prompts.prompt_column={wanted!r} is not a column of the prompts (columns: "
                               f"{', '.join(map(str, frame.columns))}); set it to the column with the prompts")
         return found
-    return _column(frame, default, *fallbacks)
+    return _column(frame, wanted, *fallbacks)  # as spelt first: prompt_column=Prompt beside a "prompt"
 
 
 def _column(frame, *names: str, key: str = "prompts.prompt_column", required: bool = True) -> str | None:
-    """First column whose lower-cased name is in ``names``."""
-    lower = {str(c).lower(): c for c in frame.columns}
+    """First of ``names`` among the columns: spelt exactly, else in any case (the first such column)."""
+    lower: dict[str, Any] = {}
+    for c in frame.columns:
+        lower.setdefault(str(c).lower(), c)
     for name in names:
+        if name and name in frame.columns:
+            return name
         if name and name.lower() in lower:
             return lower[name.lower()]
     if required:

@@ -192,6 +192,16 @@ def test_edit_instructions_and_captions_are_read_verbatim_too():
     row = {"input_caption_column": " a cat ", "edit_column": '"make it" blue', "output_caption_column": "007"}
     record = _edit_records([row], names, "test")[0]
     assert (record["input_caption"], record["prompt"], record["output_caption"]) == (" a cat ", '"make it" blue', "007")
+    assert _edit_records([{**row, "Category": "Shapes"}], names, "test")[0]["category"] == "Shapes"  # was None
+
+
+def test_the_column_named_is_read_when_another_differs_only_in_case(tmp_path):
+    table = tmp_path / "two.csv"
+    table.write_text("prompt,Prompt\na red cube,A RED CUBE\n")
+    assert load_prompts(compose("prompts=file", f"prompts.path={table}", "prompts.prompt_column=prompt").prompts
+                        )[0]["prompt"] == "a red cube"  # the last column in any case was read
+    assert load_prompts(compose("prompts=file", f"prompts.path={table}", "prompts.prompt_column=Prompt").prompts
+                        )[0]["prompt"] == "A RED CUBE"
 
 
 @pytest.mark.parametrize("text, row, fields", [

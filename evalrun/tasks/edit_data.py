@@ -59,9 +59,11 @@ def _text(value: Any, row: int, column: str, key: str, where: str) -> str:
 
 def _edit_records(rows: list[dict[str, Any]], names: dict[str, str], where: str) -> list[dict[str, Any]]:
     records = []
+    columns = [str(c) for c in (rows[0] if rows else {})]  # Category as prompt files read it: in any case
+    found = "category" if "category" in columns else next((c for c in columns if c.lower() == "category"), None)
     for i, row in enumerate(rows):
         texts = {key: _text(row.get(names[key]), i, names[key], key, where) for key in COLUMN_KEYS[1:]}
-        category = row.get("category")
+        category = row.get(found) if found else None
         records.append({"prompt_id": i, "prompt": texts["edit_column"],
                         "category": None if is_missing(category) else str(category),
                         "challenge": None, "input_caption": texts["input_caption_column"],
