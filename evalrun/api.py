@@ -224,20 +224,21 @@ def sweep(overrides: Sequence[str], *, sweep_dir: str | Path | None = None) -> S
         if int(cfg.get("num_shards") or 1) > 1 and not cfg.get("shard_merge_dir"):  # the CLI's sweeper names it
             raise ConfigError(f"{' '.join(job)}: sharded jobs merge where the CLI's sweep names them; run the sweep "
                               f"with the CLI (evalrun ... -m) or set shard_merge_dir=DIR")
-    checked = check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
-    target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", composed[0])
-    failed = 0
-    with background_writes(), _process_state_kept():  # a run's files are written while the next run samples
-        for job, cfg, found in zip(jobs, composed, checked):  # the job dirs the CLI would make for the same sweep
-            named = [o for o in job if not o.lstrip("+~").startswith("hydra")]  # as Hydra's override_dirname
-            run_dir = target / job_dirname(",".join(sorted(named)), str(target), varying=varying)
-            failed += not _ran(run, cfg, run_dir, found)
-    try:
-        write_summary(target)
-    except FileNotFoundError:  # no finished run; failed_runs.csv is written, and says why each failed
-        if failed != len(jobs):
-            raise
-        raise EvalrunError(nothing_finished(target)) from None
+    with _process_state_kept():  # the checks point $EVALRUN_CACHE and quiet the libraries, as the runs do
+        checked = check_jobs(zip(jobs, composed), in_place=True)  # every job, before the first one samples
+        target = Path(sweep_dir) if sweep_dir is not None else _stamp("multirun", composed[0])
+        failed = 0
+        with background_writes():  # a run's files are written while the next run samples
+            for job, cfg, found in zip(jobs, composed, checked):  # the job dirs the CLI would make for the same sweep
+                named = [o for o in job if not o.lstrip("+~").startswith("hydra")]  # as Hydra's override_dirname
+                run_dir = target / job_dirname(",".join(sorted(named)), str(target), varying=varying)
+                failed += not _ran(run, cfg, run_dir, found)
+        try:
+            write_summary(target)
+        except FileNotFoundError:  # no finished run; failed_runs.csv is written, and says why each failed
+            if failed != len(jobs):
+                raise
+            raise EvalrunError(nothing_finished(target)) from None
     if failed:  # as the CLI: every job ran, the summary holds the others, and the sweep fails
         raise EvalrunError(f"{failed} of {len(jobs)} job(s) failed (listed in {target / 'failed_runs.csv'}); the "
                            f"others are summarised in {target / 'summary.csv'}")

@@ -193,6 +193,11 @@ def test_api_calls_leave_the_notebook_as_it_was(tmp_path):
     assert warnings.filters == filters  # the run's own filter of a library warning is taken back
     assert torch.equal(torch.rand(3), expected) and os.environ["EVALRUN_CACHE"] == cache
     assert "DIFFUSERS_VERBOSITY" not in os.environ and logging.getLogger("diffusers").level == diffusers_level
+    # A sweep too: its checks, before the runs, pointed $EVALRUN_CACHE and quieted the libraries for good.
+    evalrun.sweep(["prompts.limit=1", "steps=2", "metrics=[]", f"paths.cache_dir={tmp_path / 'c3'}", "seed=0,1"],
+                  sweep_dir=tmp_path / "sweep")
+    assert os.environ["EVALRUN_CACHE"] == cache and warnings.filters == filters
+    assert "DIFFUSERS_VERBOSITY" not in os.environ and logging.getLogger("diffusers").level == diffusers_level
     with pytest.raises(ConfigError, match=r"^seed=0,1 is a sweep \(several values\): evaluate\(\) makes one run; use "
                                           r"evalrun.sweep"):
         evalrun.evaluate(["seed=0,1"])
