@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ def load_pipeline(model: Any, device, dtype, cfg: Any = None, identity: dict[str
              "".join(f", {k}={v}" for k, v in memory.items() if v not in ("none", False)))
     try:
         pipe = cls.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, pickle.UnpicklingError) as exc:  # a component's pickled .bin
         raise load_error(cls.__name__, str(model.path), exc, "model.path", local_dir=source,
                          marker="model_index.json") from None
     apply_memory_options(pipe, memory, device)

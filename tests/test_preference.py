@@ -580,6 +580,50 @@ def test_pickles_with_code_are_refused_without_running(twins, tmp_path):
         assert not marker.exists()
 
 
+def test_a_pickled_bin_in_a_transformers_model_folder_is_one_line_without_running(tmp_path):
+    """transformers refuses a pickled pytorch_model.bin with weights_only and raises UnpicklingError, which
+    the loaders did not catch: a traceback (nothing ran)."""
+    import shutil
+
+    from evalrun import tiny
+    from evalrun.metrics.features import build_extractor
+
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "clip"
+    shutil.copytree(tiny.resolve("evalrun/tiny-clip"), folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"payload": Payload(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(EvalrunError, match=r"a pickle that would run code .* use a safetensors copy") as err:
+        build_extractor("clip", path=str(folder))
+    assert "\n" not in str(err.value) and not marker.exists()
+
+
+@needs_open_clip
+def test_an_hps_config_naming_a_transformers_tower_is_refused_before_any_code_can_run(twins, tmp_path, monkeypatch):
+    """open_clip builds a text tower named by hf_model_name with AutoConfig, which asks on stdin whether to run
+    the code of a folder with auto_map (a 'y' ran it)."""
+    import io
+    import json
+
+    marker = tmp_path / "pwned"
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {"AutoConfig": "modeling_evil.EvilConfig"}}))
+    (hf / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    folder = tmp_path / "hps"
+    folder.mkdir()
+    shutil_state = (twins["hps"] / hps_mod.FILENAME).read_bytes()
+    (folder / hps_mod.FILENAME).write_bytes(shutil_state)
+    config = json.loads((twins["hps"] / hps_mod.CONFIG_NAME).read_text())
+    config["model_cfg"]["text_cfg"].update(hf_model_name=str(hf), hf_tokenizer_name=str(hf), hf_model_pretrained=False)
+    (folder / hps_mod.CONFIG_NAME).write_text(json.dumps(config))
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # what a user at the prompt would have answered
+    with pytest.raises(EvalrunError, match=r"names a transformers model \(text_cfg.hf_model_name, "
+                                           r"text_cfg.hf_tokenizer_name\): loading it may run code"):
+        hps_mod.load_hps(str(folder))
+    assert not marker.exists()
+
+
 @needs_open_clip
 def test_hps_accepts_safetensors(hps, twins, images, tmp_path):
     from safetensors.torch import save_file

@@ -13,6 +13,7 @@ them embed the same way:
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import evalrun.tiny as tiny
@@ -37,7 +38,7 @@ class CLIPImageText(FeatureExtractor):
         try:
             model = CLIPModel.from_pretrained(self.source, dtype=self.dtype)
             self.processor = CLIPProcessor.from_pretrained(self.source)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:  # a pickled .bin refused by weights_only
             raise load_error("CLIP model", self.model_name, exc, key, local_dir=self.source) from None
         self.model = model.to(self.device).eval()
         self._weights: dict[str, Any] | None = None

@@ -28,6 +28,7 @@ itself, which needs GitHub).
 from __future__ import annotations
 
 import math
+import pickle
 import types
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class DINOv2(FeatureExtractor):
         self.source = tiny.resolve(self.model_name)
         try:
             model = Dinov2Model.from_pretrained(self.source, dtype=torch.float32)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:  # a pickled .bin refused by weights_only
             raise load_error("DINOv2 model", self.model_name, exc, key, local_dir=self.source) from None
         if pos_embedding == "hub":
             model.embeddings.interpolate_pos_encoding = types.MethodType(hub_interpolate_pos_encoding, model.embeddings)

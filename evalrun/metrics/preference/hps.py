@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from evalrun.numerics import full_float32
-from evalrun.errors import EvalrunError
+from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics.preference._common import (Scorer, check_inputs, dtype_name, hub_file, is_hub_id, load_weights,
                                                 missing_error, one_line, resolve_dir_or_file, sha256_file, tensors_only,
                                                 versions)
@@ -189,6 +189,7 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
         arch, source = f"local-dir:{Path(architecture).expanduser()}", str(Path(architecture) / CONFIG_NAME)
     else:
         arch, source = architecture, "architecture argument"
+    _refuse_transformers_towers(arch, key)
     try:
         with _quiet_root_logger():  # open_clip logs each config and tokenizer lookup on the root logger
             model = open_clip.create_model(arch, pretrained=None, load_weights=False, precision="fp32", device="cpu",
@@ -211,6 +212,28 @@ def load_hps(path_or_id: str = REPO, device: torch.device | str = "cpu", dtype: 
             f"({len(result.unexpected_keys)}); set {key} to HPS_v2.1_compressed.pt")
     model = model.to(device=device, dtype=dtype).eval()
     return HPSv2(model, tokenizer, weights, checkpoint, arch, source, device, dtype, batch_size)
+
+
+def _refuse_transformers_towers(arch: str, key: str) -> None:
+    """An open_clip config naming a transformers model (``text_cfg.hf_model_name``, ``hf_tokenizer_name``) has
+    open_clip call ``AutoConfig``/``AutoTokenizer`` on it, and a folder with ``auto_map`` then asks whether to
+    run its code (answered from stdin). HPSv2 is open_clip's own towers: such a config is refused."""
+    if arch.startswith("hf-hub:"):
+        raise ConfigError(f"{key}: architecture {arch!r} is read from the hub by open_clip; give a local folder "
+                          f"with {CONFIG_NAME} or an open_clip model name (ViT-H-14)")
+    if not arch.startswith("local-dir:"):
+        return
+    config = Path(arch.removeprefix("local-dir:")) / CONFIG_NAME
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8")).get("model_cfg") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # open_clip reports it
+    named = sorted(f"{tower}.{k}" for tower in ("text_cfg", "vision_cfg") for k in (cfg.get(tower) or {})
+                   if k in ("hf_model_name", "hf_tokenizer_name") and (cfg.get(tower) or {})[k])
+    if named:
+        raise ConfigError(f"{config} names a transformers model ({', '.join(named)}): loading it may run code from "
+                          f"that model's folder, which evalrun never does; HPSv2 uses open_clip's own towers: "
+                          f"remove those keys, or set {key} to the HPSv2 checkpoint with its own config")
 
 
 def tiny_config() -> dict[str, Any]:

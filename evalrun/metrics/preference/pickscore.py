@@ -13,6 +13,7 @@ and ``logit_scale.exp() * <text, image>``. The README scores one prompt against 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,7 @@ def load_pickscore(path_or_id: str = MODEL, device: torch.device | str = "cpu", 
     proc_source = str(proc_dir) if proc_dir is not None else str(processor)
     try:
         model = CLIPModel.from_pretrained(model_source, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:  # a pickled .bin refused by weights_only
         raise load_error("PickScore model", str(path_or_id), exc, key) from None
     try:
         proc = CLIPProcessor.from_pretrained(proc_source)
