@@ -165,6 +165,8 @@ def read_table(path: str | Path, encoding: str = "utf-8", group: str = "prompts"
         return pd.DataFrame(rows)
     try:
         if suffix == ".json":  # values as JSON types them (no "007" -> 7, no dates)
+            if (rows := json.loads(text)) and isinstance(rows, list) and not all(isinstance(r, dict) for r in rows):
+                raise ConfigError(f"{where}: a JSON list must hold one object with named fields per row")
             return pd.read_json(io.StringIO(text), dtype=False, convert_dates=False)
         # Blank lines are rows too: in a one-column file an empty prompt is a blank line, and skipping it
         # would silently shift every later prompt's id (and noise). Those at the end shift nothing: an
@@ -194,10 +196,9 @@ def _check_field_counts(text: str, sep: str, quoting: int, where: str) -> None:
     header = next(reader, [])
     for n, row in enumerate(reader, start=1):
         if len(row) > len(header):
-            what = "comma" if sep == "," else "tab"
-            raise ConfigError(f"{where} data row {n} has {len(row)} fields, the header {len(header)} "
-                              f"({', '.join(map(repr, header))}): quote a field that holds a {what}, or remove the "
-                              f"extra field")
+            names, what = ", ".join(map(repr, header)), "comma" if sep == "," else "tab"
+            raise ConfigError(f"{where} data row {n} has {len(row)} fields, the header {len(header)} ({names}): quote "
+                              f"a field that holds a {what}, or remove the extra field")
 
 
 def load_hub_dataset(dataset: str, split: str, hint: str):
@@ -256,7 +257,7 @@ def _file(cfg: Any) -> list[dict[str, Any]]:
         lines = text_lines(_read_text(_check_file(path), cfg.get("encoding") or "utf-8"))
         return [{"prompt_id": i, "prompt": p, "category": None, "challenge": None} for i, p in enumerate(lines)
                 if p.strip()]  # a blank line is no prompt; a prompt is read verbatim
-    if path.suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl"):
+    if _check_file(path).suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl"):  # a folder is named as one first
         raise ConfigError(f"prompts.path={str(path)!r}: use .txt (one prompt per line), .csv, .tsv, .json or .jsonl")
     frame = read_table(path, cfg.get("encoding") or "utf-8")
     col = _prompt_column(frame, cfg, "prompt", "prompts", "text")

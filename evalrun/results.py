@@ -166,8 +166,12 @@ def write_json(data: Any, path: Path) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: Path) -> dict[str, Any]:
+    """A record file's JSON object; ValueError for anything else (a run.json edited into a list is no record)."""
+    found = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(found, dict):
+        raise ValueError(f"{path} holds a JSON {type(found).__name__}, not an object")
+    return found
 
 
 @functools.lru_cache(maxsize=1)  # installed versions do not change within a process

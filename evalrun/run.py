@@ -216,7 +216,7 @@ def refuse_other_configuration(run_dir: Path, cfg_key: str) -> None:
         try:
             text = path.read_text(encoding="utf-8")
             recorded = text.strip() if name == CLAIM_FILE else json.loads(text).get("config_key")
-        except ValueError:
+        except (ValueError, AttributeError):  # not JSON, or not an object: no record of any configuration
             return
         if recorded and recorded != cfg_key and (name != CLAIM_FILE or _holds_images(run_dir)):
             raise DirectoryTaken(f"{run_dir} holds the results of another configuration ({name}); run into another "

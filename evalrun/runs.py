@@ -7,7 +7,6 @@ Hydra started (``.hydra/``) is unfinished.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -59,13 +58,13 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:
     """``run.json`` of a complete run, plus its ``metrics.csv`` row under ``"row"``; None if unfinished."""
-    from evalrun.results import read_row_csv
+    from evalrun.results import read_json, read_row_csv
 
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists() or not (run_dir / "metrics.csv").exists():
         return None
     try:
-        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        record = read_json(run_dir / RUN_FILE)
     except ValueError:
         return None
     if record.get("status") != "complete":
@@ -99,7 +98,9 @@ def read_failure(run_dir: Path) -> str | None:
     if not path.exists():
         return None
     try:
-        return str(json.loads(path.read_text(encoding="utf-8")).get("error", "failed"))
+        from evalrun.results import read_json
+
+        return str(read_json(path).get("error", "failed"))
     except ValueError:
         return "failed"
 

@@ -104,7 +104,9 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        from evalrun.results import read_json
+
+        record = read_json(path)
     except ValueError:
         return None
     return record if record.get("status") == "complete" else None

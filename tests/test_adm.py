@@ -200,6 +200,9 @@ def test_reference_batch_statistics_round_trip_and_images_only_files(adm, tmp_pa
                                            r"got dtype uint8 shape \(\d+, 3, 32, 32\); save arr_0 as") as err:
         reference(tmp_path / "nchw.npz").features(ext, "2048", "adm")
     assert "\n" not in str(err.value)
+    np.savez(tmp_path / "objects.npz", arr_0=np.array([{"a": 1}], dtype=object))  # a pickle inside: a traceback
+    with pytest.raises(EvalrunError, match=r"objects.npz: not an ADM reference batch \(object arrays need pickle"):
+        reference(tmp_path / "objects.npz").stats(ext, "2048", "t")
 
 
 def test_adding_metrics_to_a_finished_run_extracts_nothing_twice(adm, tmp_path, monkeypatch):

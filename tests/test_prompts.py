@@ -238,3 +238,10 @@ def test_a_run_folders_text_fields_are_read_as_written(tmp_path):
                   "category": ["007"], "challenge": ["1.50"]}).to_csv(tmp_path / "images.csv", index=False)
     assert _run_records(tmp_path / "images")["a.png"] == {"prompt": "0042", "prompt_id": 0, "image_index": 0,
                                                          "category": "007", "challenge": "1.50"}
+
+
+def test_a_json_list_of_anything_but_objects_is_one_line(tmp_path):
+    table = tmp_path / "p.json"
+    table.write_text('[{"prompt": "a"}, 5]')
+    with pytest.raises(ConfigError, match=r"p.json'?: a JSON list must hold one object with named fields per row"):
+        load_prompts(compose("prompts=file", f"prompts.path={table}").prompts)

@@ -344,3 +344,10 @@ def test_reference_files_are_hashed_in_chunks(tmp_path):
         tracemalloc.stop()
     assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
     assert peak < 4 << 20, peak
+
+
+def test_statistics_with_object_arrays_say_why_they_are_refused(tmp_path):
+    np.savez(tmp_path / "obj.npz", mu=np.array([{"x": 1}], dtype=object), sigma=np.eye(2))
+    with pytest.raises(EvalrunError, match=r"obj.npz: not an .npz with 'mu' and 'sigma' \(.*allow_pickle.*\); object "
+                                           r"arrays are pickles, which evalrun never loads: save mu and sigma as float"):
+        load_npz(tmp_path / "obj.npz")

@@ -636,3 +636,14 @@ def test_a_file_replaced_keeping_its_size_and_mtime_is_hashed_again(tmp_path):
     assert target.stat().st_mtime_ns == other.stat().st_mtime_ns and target.stat().st_size == 64
     assert file_sha256(target) == hashlib.sha256(b"B" * 64).hexdigest() != before
     assert _folder_listing(tmp_path / "in") != listing
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"', "null"])
+def test_a_run_json_that_is_not_an_object_is_recomputed_not_a_traceback(tmp_path, content):
+    """run.json valid JSON but not an object (edited by hand, another tool's file): it records no configuration,
+    so the run is computed there again; it raised AttributeError from the directory check."""
+    common = ["model=tiny_ddpm", "num_images=1", "steps=2", "metrics=[]", "paths.image_store=none"]
+    first = run_inprocess(*common, run_dir=tmp_path / "run")
+    (tmp_path / "run" / "run.json").write_text(content)
+    again = run_inprocess(*common, run_dir=tmp_path / "run")
+    assert again["run_key"] == first["run_key"] and json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"

@@ -12,10 +12,13 @@ whole dataset and 10,000 images: the statistics' sample count is not in the file
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from evalrun.errors import EvalrunError
 
 log = logging.getLogger(__name__)
 FILE_LAYERS = {"2048": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}
@@ -26,7 +29,11 @@ def fingerprint(spec) -> dict[str, Any]:
     from evalrun.hashing import file_sha256
     from evalrun.metrics.functional.adm_batches import image_count, npz_keys
 
-    n = image_count(spec.path) if "arr_0" in npz_keys(spec.path) else 0
+    try:
+        n = image_count(spec.path) if "arr_0" in npz_keys(spec.path) else 0
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # object arrays (pickles), damaged members
+        raise EvalrunError(f"reference.path={spec.path}: not an ADM reference batch ({exc}); it holds arr_0, uint8 "
+                           f"images (N, H, W, 3), as the ADM evaluator's VIRTUAL_*.npz files do") from None
     return {"kind": "adm", "n": n, "content_sha256": file_sha256(spec.path)}
 
 
@@ -55,8 +62,6 @@ def file_stats(spec, extractor, layer: str):
     try:
         stats = read_stats(spec.path)
     except ValueError as exc:
-        from evalrun.errors import EvalrunError
-
         raise EvalrunError(f"reference.path={spec.path}: {exc}") from None
     if stats is None:
         return None

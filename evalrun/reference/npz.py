@@ -50,7 +50,9 @@ def load_npz(path: str | os.PathLike) -> tuple[Any, dict]:
             meta = _meta(path, f["evalrun_meta"]) if "evalrun_meta" in f.files else {}
             factor = np.asarray(f["factor"], np.float64) if "factor" in f.files else None
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a damaged member
-        raise EvalrunError(f"{path}: not an .npz with 'mu' and 'sigma' ({exc})") from None
+        fix = ("; object arrays are pickles, which evalrun never loads: save mu and sigma as float arrays"
+               if "allow_pickle" in str(exc) else "")
+        raise EvalrunError(f"{path}: not an .npz with 'mu' and 'sigma' ({exc}){fix}") from None
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise EvalrunError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):  # an FID from it would be NaN
