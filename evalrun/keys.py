@@ -87,8 +87,12 @@ def input_identities(cfg: Any) -> dict[str, Any]:
         out["reference"] = _path_identity(str(reference["path"]))
     if is_import_path(cfg.model.get("task")):  # a task of your own: its code
         out["model.task"] = source_sha256(str(cfg.model.task))
+    from evalrun.metrics.registry import METRICS
+
     for name, settings in (to_plain(cfg.get("metrics")) or {}).items():
         out.update(_setting_identities(f"metrics.{name}", settings or {}))
+        if not str(METRICS.get(name, "evalrun.")).startswith("evalrun."):  # a metric class of your own: its code
+            out[f"metrics.{name}.code"] = source_sha256(METRICS[name])
     return {k: v for k, v in out.items() if v is not None}
 
 

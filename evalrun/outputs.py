@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
+from evalrun.errors import EvalrunError
 from evalrun.plain import to_plain
 from evalrun.results import RUN_FILE, atomic_write_bytes, environment, library_versions, write_json, write_rows_csv
 from evalrun.runs import DERIVED_COLUMNS
@@ -64,9 +65,17 @@ def write_run(run_dir: Path, cfg: Any, plan: Any, columns: dict[str, Any], resul
                         "(paths.image_store=none samples them all here)", timed, len(rows), batch_size, where,
                         str(warmup).lower())
         declared.update({o.column: o.describe("cost", cost.depends_on(plan.task, cfg)) for o in cost.OUTPUTS})
+    for name, result in results.items():  # a metric class of the user's: its mistake, named in one line
+        cls = type(plan.metrics[name])
+        extra = sorted(set(result.values) - {o.column for o in cls.outputs})
+        if extra:
+            raise EvalrunError(f"metric {name!r} ({cls.__module__}.{cls.__qualname__}) returned column(s) "
+                               f"{', '.join(extra)} that its outputs do not declare; add an Output for each to "
+                               f"{cls.__qualname__}.outputs (direction, format, label), or return only "
+                               f"{', '.join(o.column for o in cls.outputs) or 'no column'}")
     undeclared = sorted(set(values) - set(declared))
     if undeclared:
-        raise RuntimeError(f"metrics wrote undeclared columns {undeclared}")  # a bug in a metric class, not user input
+        raise RuntimeError(f"undeclared columns {undeclared}")  # evalrun's own (cost) columns: a bug, not user input
     degenerate = sum(1 for r in rows if isinstance(r.get("degenerate"), str) and r["degenerate"] != "")
     summary = {**columns, **values, "n_images": len(rows), "n_degenerate": degenerate}
     random_models = random_weight_models(model, settings, results)

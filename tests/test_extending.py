@@ -193,3 +193,84 @@ def test_editing_your_own_task_or_backbone_is_new_results(tmp_path, monkeypatch)
         clear_cache()
         assert build_extractor("my_plugins:MyFeatures").identity()["source_sha256"] != features["source_sha256"]
     assert found[0][0] != found[1][0] and found[0][1] != found[1][1]
+
+
+METRIC = '''from evalrun.metrics.base import Metric, MetricResult, Output
+
+
+class Bright(Metric):
+    name = "bright"
+    outputs = (Output("brightness", "lower", fmt=".2f", label="Brightness"),)
+
+    def update(self, batch):
+        self.__dict__.setdefault("seen", []).append(float(batch.images.float().mean()))
+
+    def compute(self):
+        return MetricResult(values=RETURNED, info={})
+'''
+
+
+@pytest.fixture
+def own_metric(tmp_path, monkeypatch):
+    """A metric class of one's own, outside evalrun, registered under ``bright``; returns a writer of its code."""
+    import sys
+
+    from evalrun.metrics import registry
+
+    package = tmp_path / "own"
+    package.mkdir()
+    monkeypatch.syspath_prepend(str(package))
+    monkeypatch.setitem(registry.METRICS, "bright", "own_metric:Bright")
+
+    def write(returned: str) -> None:
+        (package / "own_metric.py").write_text(METRIC.replace("RETURNED", returned))
+        sys.modules.pop("own_metric", None)  # as a new process would import it
+
+    return write
+
+
+def _run_with(metric: str, run_dir):
+    import evalrun
+    from omegaconf import open_dict
+
+    cfg = evalrun.compose(["model=tiny_ddpm", "num_images=2", "steps=2", "metrics=[]"])
+    with open_dict(cfg):
+        cfg.metrics = {metric: {}}
+    return evalrun.evaluate(config=cfg, run_dir=run_dir)
+
+
+def test_a_metric_of_ones_own_edited_in_place_is_computed_again(own_metric, tmp_path):
+    own_metric('{"brightness": 3 * sum(self.seen) / len(self.seen)}')
+    first = _run_with("bright", tmp_path / "run").values["brightness"]
+    own_metric('{"brightness": sum(self.seen) / len(self.seen)}')
+    again = _run_with("bright", tmp_path / "run").values["brightness"]  # was served from the finished run
+    assert again == pytest.approx(first / 3, rel=1e-9)
+
+
+def test_a_metric_of_ones_own_that_returns_an_undeclared_column_is_one_line(own_metric, tmp_path):
+    from evalrun.errors import EvalrunError
+
+    own_metric('{"brightness": 1.0, "surprise": 2.0}')
+    with pytest.raises(EvalrunError, match=r"^metric 'bright' \(own_metric.Bright\) returned column\(s\) surprise that "
+                                           r"its outputs do not declare; add an Output for each to Bright.outputs"):
+        _run_with("bright", tmp_path / "run")
+
+
+def test_a_registry_entry_that_cannot_be_imported_or_is_abstract_is_one_line(own_metric, monkeypatch):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from evalrun.errors import ConfigError
+    from evalrun.metrics import registry
+
+    monkeypatch.setitem(registry.METRICS, "nowhere", "no_such_module:X")
+    with pytest.raises(ConfigError, match=r"^metric 'nowhere' is registered as 'no_such_module:X', which cannot be "
+                                          r"imported \(No module named 'no_such_module'\); fix the entry"):
+        registry.metric_class("nowhere")
+    own_metric("{}")
+    source = Path(importlib.import_module("own_metric").__file__)
+    source.write_text(source.read_text().split("    def compute")[0])  # a metric without compute
+    sys.modules.pop("own_metric")
+    with pytest.raises(ConfigError, match=r"^metric 'bright' \(own_metric:Bright\) does not implement compute"):
+        registry.metric_class("bright")

@@ -39,7 +39,16 @@ def metric_class(name: str) -> type[Metric]:
     if name not in METRICS:
         raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
     module, cls = METRICS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:  # a registry entry of the user's that names nothing importable
+        raise ConfigError(f"metric {name!r} is registered as {METRICS[name]!r}, which cannot be imported ({exc}); fix "
+                          f"the entry in evalrun.metrics.registry.METRICS or put its package on the Python path") from None
+    if inspect.isabstract(found):
+        missing = ", ".join(sorted(getattr(found, "__abstractmethods__", ())))
+        raise ConfigError(f"metric {name!r} ({METRICS[name]}) does not implement {missing}; a Metric defines update "
+                          f"and compute (evalrun/metrics/base.py)")
+    return found
 
 
 def build_metric(name: str, settings: Mapping[str, Any] | None, context: MetricContext) -> Metric:
