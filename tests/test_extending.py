@@ -274,3 +274,75 @@ def test_a_registry_entry_that_cannot_be_imported_or_is_abstract_is_one_line(own
     sys.modules.pop("own_metric")
     with pytest.raises(ConfigError, match=r"^metric 'bright' \(own_metric:Bright\) does not implement compute"):
         registry.metric_class("bright")
+
+
+BAD_EXTRACTOR = '''import numpy as np
+import torch
+
+from evalrun.metrics.features.base import FeatureExtractor
+
+
+class Bad(FeatureExtractor):
+    name = "bad"
+    layers = {"embedding": 8}
+
+    def __init__(self, device="cpu", batch_size=50, answer="shape"):  # no key=: evalrun's own option
+        super().__init__(device, batch_size)
+        self.answer = answer
+
+    def preprocessing(self):
+        return {}
+
+    def weights_identity(self):
+        return {}
+
+    def _extract(self, images):
+        n = len(images)
+        return {"shape": {"embedding": torch.zeros(n, 5)}, "layer": {"pool": torch.zeros(n, 8)},
+                "rows": {"embedding": torch.zeros(1, 8)}, "list": {"embedding": [[0.0] * 8] * n},
+                "numpy": {"embedding": np.ones((n, 8))}}[self.answer]
+'''
+
+
+@pytest.mark.parametrize("answer, got", [
+    ("shape", r"'embedding' of shape \(3, 5\)"),  # blamed the reference's statistics, and was cached
+    ("layer", r"no 'embedding' \(keys: pool\)"),  # a KeyError traceback
+    ("rows", r"'embedding' of shape \(1, 8\)"),   # "fd needs at least 2 generated images, got 1"
+    ("list", r"'embedding' as a list"),
+])
+def test_a_backbone_of_ones_own_answering_otherwise_is_one_line_naming_it(tmp_path, monkeypatch, answer, got):
+    import sys
+
+    import torch
+
+    from evalrun.errors import EvalrunError
+    from evalrun.metrics.features import build_extractor, clear_cache
+
+    (tmp_path / "bad_backbone.py").write_text(BAD_EXTRACTOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_backbone", raising=False)  # this test's file, not one imported before
+    clear_cache()
+    extractor = build_extractor("bad_backbone:Bad", answer=answer, key="metrics.fd.feature_extractor_path")
+    with pytest.raises(EvalrunError, match=rf"^feature extractor bad \(bad_backbone.Bad\) returned {got} for 3 images; "
+                                           r"its _extract must return \{layer: float tensor \(n, D\)\} for every layer "
+                                           r"it declares \(embedding: 8\)$"):
+        extractor.extract(torch.zeros((3, 3, 8, 8), dtype=torch.uint8))
+    numpy = build_extractor("bad_backbone:Bad", answer="numpy", key="metrics.fd.feature_extractor_path")
+    assert numpy.extract(torch.zeros((3, 3, 8, 8), dtype=torch.uint8))["embedding"].dtype == "float32"
+
+
+def test_a_backbone_whose_constructor_raises_names_the_key_that_chose_it(tmp_path, monkeypatch):
+    """It named metrics.fd.feature_extractor_path (the weights key evalrun passes as key=) for the class."""
+    import sys
+
+    from evalrun.errors import EvalrunError
+    from evalrun.metrics.features import build_extractor, clear_cache
+
+    (tmp_path / "bad_backbone.py").write_text(BAD_EXTRACTOR.replace("        self.answer = answer",
+                                                                    "        raise RuntimeError('no weights')"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_backbone", raising=False)  # this test's file, not one imported before
+    clear_cache()
+    with pytest.raises(EvalrunError, match=r"^metrics.fd.feature_extractor='bad_backbone:Bad': building it failed "
+                                           r"\(RuntimeError: no weights\)$"):
+        build_extractor("bad_backbone:Bad", key="metrics.fd.feature_extractor_path")

@@ -50,7 +50,7 @@ def check_options(name: str, options: dict[str, Any], key: str) -> None:
     """Refuse options the extractor does not take, naming the valid ones (before anything loads)."""
     params = inspect.signature(extractor_class(name).__init__).parameters
     allowed = [p for p in params if p not in ("self", "device")]
-    unknown = sorted(set(options) - set(allowed))
+    unknown = sorted(set(options) - set(allowed) - {"key"})  # key: evalrun's, naming a config key in messages
     if unknown:
         raise ConfigError(f"{key}: feature extractor {name!r} takes no option(s) {', '.join(unknown)}; "
                           f"valid: {', '.join(allowed)}")
@@ -66,7 +66,13 @@ def build_extractor(name: str, device: Any = "cpu", **options: Any):
         from evalrun.plugins import build, is_import_path
 
         cls = extractor_class(name)
-        _LOADED[key] = (build(cls, name, options.get("key", "feature_extractor"), device=device, **options)
+        # The key naming the class (metrics.fd.feature_extractor), not the one naming its weights path.
+        message_key = str(options.get("key") or "feature_extractor")
+        where = message_key.rsplit(".", 1)[0] + ".feature_extractor" if "." in message_key else "feature_extractor"
+        params = inspect.signature(cls.__init__).parameters
+        if "key" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            options = {k: v for k, v in options.items() if k != "key"}  # a class of your own need not take it
+        _LOADED[key] = (build(cls, name, where, device=device, **options)
                         if is_import_path(name) else cls(device=device, **options))
     return _LOADED[key]
 

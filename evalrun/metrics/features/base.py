@@ -56,6 +56,37 @@ class FeatureExtractor(abc.ABC):
 
         return {"torch": torch.__version__}
 
+    def _checked(self, feats: Any, layer: str, n: int):
+        """One layer of ``_extract``'s answer as float32 (n, D) numpy, or a one-line error naming the class: an
+        extractor of your own that answered otherwise failed deep in a metric, or had its reference blamed."""
+        import numpy as np
+        import torch
+
+        from collections.abc import Mapping
+
+        value = feats.get(layer) if isinstance(feats, Mapping) else None
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().cpu().numpy()
+        elif isinstance(value, np.ndarray):
+            value = value.astype(np.float32, copy=False)
+        want = (n, self.layers[layer])
+        if isinstance(value, np.ndarray) and value.shape == want:
+            return value
+        from evalrun.errors import EvalrunError
+
+        if not isinstance(feats, Mapping):
+            got = f"a {type(feats).__name__}"
+        elif layer not in feats:
+            got = f"no {layer!r} (keys: {', '.join(map(str, feats)) or 'none'})"
+        elif not isinstance(value, np.ndarray):
+            got = f"{layer!r} as a {type(feats[layer]).__name__}"
+        else:
+            got = f"{layer!r} of shape {value.shape}"
+        cls = type(self)
+        raise EvalrunError(f"feature extractor {self.name} ({cls.__module__}.{cls.__qualname__}) returned {got} for "
+                           f"{n} images; its _extract must return {{layer: float tensor (n, D)}} for every layer it "
+                           f"declares ({', '.join(f'{k}: {v}' for k, v in self.layers.items())})")
+
     def identity(self) -> dict[str, Any]:
         """Everything the features depend on: the key of reference caches and the feature store. An extractor
         class of your own (outside evalrun) adds the sha256 of the file that defines it: an edit of its code
@@ -89,9 +120,10 @@ class FeatureExtractor(abc.ABC):
         out: dict[str, list] = {layer: [] for layer in self.layers}
         with torch.no_grad(), full_float32():  # never TF32 in feature extraction
             for start in range(0, len(images), self.batch_size):
-                feats = self._extract(images[start:start + self.batch_size].to(self.device))
+                chunk = images[start:start + self.batch_size]
+                feats = self._extract(chunk.to(self.device))
                 for layer in out:
-                    out[layer].append(feats[layer].float().cpu().numpy())
+                    out[layer].append(self._checked(feats, layer, len(chunk)))
         found = {layer: np.concatenate(v) if v else np.zeros((0, self.layers[layer]), np.float32)
                  for layer, v in out.items()}
         for layer, feats in found.items():
