@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"merged {group['num_shards']} shards -> {merged}")
         if any(not g["missing"] for g in groups.values()):
-            write_summary(sweep_dir)
+            try:
+                write_summary(sweep_dir)
+            except FileNotFoundError:  # the merged runs live elsewhere (shard_merge_dir): nothing to sum up here
+                print(f"{sweep_dir}: no finished run here to summarise (merged runs: "
+                      f"{', '.join(str(m) for m, g in groups.items() if not g['missing'])})")
     return status
 
 

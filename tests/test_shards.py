@@ -284,3 +284,22 @@ def test_merge_by_hand_names_a_wrong_folder_in_one_line(tmp_path, capsys):
         assert merge_main([str(wrong)]) == 2  # was os.listdir's traceback
         err = capsys.readouterr().err
         assert err.startswith("evalrun.merge: error: sweep dir") and what in err and len(err.splitlines()) == 1
+
+
+def test_merge_by_hand_into_a_merge_dir_elsewhere_says_so_instead_of_a_traceback(tmp_path, capsys):
+    """Shards in one folder merging into shard_merge_dir elsewhere: the merge succeeded, then summarising the
+    shards' folder (no finished run in it) raised FileNotFoundError."""
+    import shutil
+
+    from conftest import run_inprocess as run
+    from evalrun import merge
+
+    merged = tmp_path / "merged"
+    common = ["model=tiny_ddpm", "num_images=2", "steps=1", "metrics=[]", "num_shards=2", f"shard_merge_dir={merged}"]
+    for shard in (0, 1):
+        run(*common, f"shard={shard}", run_dir=tmp_path / "shards" / f"r{shard}")
+    shutil.rmtree(merged)  # merged again by hand
+    assert merge.main([str(tmp_path / "shards")]) == 0
+    out = capsys.readouterr().out
+    assert f"merged 2 shards -> {merged}" in out and "no finished run here to summarise" in out
+    assert (merged / "run.json").exists()
