@@ -31,7 +31,7 @@ def _files_named(table: Path, encoding: str = "utf-8") -> str | None:
     input image replaced in place must never be served stale. Only these: a listing of the table's folder
     walked everything beside it (a table in a project root walked its virtualenv) and changed with any
     output written there."""
-    from evalrun.prompts import read_table
+    from evalrun.table_files import read_table
 
     try:
         frame = read_table(table, encoding)

@@ -245,3 +245,17 @@ def test_a_json_list_of_anything_but_objects_is_one_line(tmp_path):
     table.write_text('[{"prompt": "a"}, 5]')
     with pytest.raises(ConfigError, match=r"p.json'?: a JSON list must hold one object with named fields per row"):
         load_prompts(compose("prompts=file", f"prompts.path={table}").prompts)
+
+
+def test_a_json_prompt_that_is_not_text_is_refused_and_knob_columns_are_named(tmp_path, caplog):
+    import logging
+
+    table = tmp_path / "p.jsonl"
+    table.write_text('{"prompt": "a cat"}\n{"prompt": ["a", "b"]}\n')
+    with pytest.raises(ConfigError, match=r"the prompt in data row 1 \(counting from 0\) is a list, not text"):
+        load_prompts(compose("prompts=file", f"prompts.path={table}").prompts)  # ran "['a', 'b']"
+    extra = tmp_path / "extra.csv"
+    extra.write_text("prompt,negative_prompt,Seed\na cat,blurry,3\n")
+    with caplog.at_level(logging.WARNING):
+        assert load_prompts(compose("prompts=file", f"prompts.path={extra}").prompts)[0]["prompt"] == "a cat"
+    assert "column(s) negative_prompt, Seed are not read" in caplog.text

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from evalrun.prompts import is_missing, load_hub_dataset, local_path, read_table
+from evalrun.prompts import is_missing, load_hub_dataset, local_path
+from evalrun.table_files import read_table
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.images import pixel_hash, to_rgb
 from evalrun.paths import resolve_data_path

@@ -95,7 +95,8 @@ def _seed(value: Any, table: Path, row: int, column: str) -> int:
 
 
 def _table_records(table: Path, model: Any) -> list[dict[str, Any]]:
-    from evalrun.prompts import is_missing, read_table
+    from evalrun.prompts import is_missing
+    from evalrun.table_files import read_table
 
     frame = read_table(table, model.get("encoding") or "utf-8", group="model")
     columns = {str(c) for c in frame.columns}
