@@ -43,11 +43,12 @@ def try_merge(shard_dir: Path) -> Path | None:
 
 def plan(sweep_dir: Path) -> dict[Path, dict]:
     """merged dir -> {"shards": {index: dir}, "num_shards": N, "missing": [...]}, from the shard records."""
-    from evalrun.shards import merged_dir_of, read_record, siblings, split_of
+    from evalrun.shards import merged_dir_of, read_record, registered, siblings, split_of
 
     groups: dict[Path, dict] = {}
     seen: list[tuple[Path, dict, tuple]] = []  # each configuration and split once (a stale split beside a whole one)
-    for child in sorted(Path(sweep_dir).iterdir()):
+    # The shards in the folder, and those recorded in it as their merge dir (shard_merge_dir, shards run anywhere).
+    for child in [*sorted(Path(sweep_dir).iterdir()), *registered(Path(sweep_dir))]:
         record = read_record(child) if child.is_dir() else None
         if record is None or (merged_dir_of(record, child), record.get("config"), split_of(record)) in seen:
             continue

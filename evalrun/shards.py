@@ -130,7 +130,7 @@ def siblings(sweep_dir: Path, merged_dir: Path, like: dict | None = None) -> dic
     must not complete seed 1's shards with seed 0's) split the same way: shard 0 of 2 is not shard 0 of 3,
     and counting it would leave a block of images to the merging job, unannounced."""
     found = {}
-    for child in [*Path(sweep_dir).iterdir(), *_registered(Path(merged_dir))]:
+    for child in [*Path(sweep_dir).iterdir(), *registered(Path(merged_dir))]:
         record = read_record(child) if child.is_dir() else None
         if record is None or merged_dir_of(record, child) != _absolute(merged_dir) \
                 or (like is not None and record.get("config") != like.get("config")):
@@ -149,7 +149,7 @@ def split_of(record: dict) -> tuple:
     return record.get("num_shards"), record.get("shard_mode"), record.get("chunk")
 
 
-def _registered(merged_dir: Path) -> list[Path]:
+def registered(merged_dir: Path) -> list[Path]:
     """The shard dirs that recorded themselves in ``merged_dir`` (wherever they ran)."""
     found = []
     for pointer in sorted((merged_dir / REGISTRY).glob("*.json")):

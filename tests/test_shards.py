@@ -303,3 +303,20 @@ def test_merge_by_hand_into_a_merge_dir_elsewhere_says_so_instead_of_a_traceback
     out = capsys.readouterr().out
     assert f"merged 2 shards -> {merged}" in out and "no finished run here to summarise" in out
     assert (merged / "run.json").exists()
+
+
+def test_merge_by_hand_of_the_merge_dir_finds_the_shards_recorded_in_it(tmp_path, capsys):
+    """Shards run in folders of their own record themselves in shard_merge_dir/.shards; merging that folder
+    by hand said 'no finished shards (shard.json) found'."""
+    from conftest import run_inprocess as run
+    from evalrun import merge
+
+    merged = tmp_path / "merged"
+    common = ["model=tiny_ddpm", "num_images=2", "steps=1", "metrics=[]", "num_shards=2", f"shard_merge_dir={merged}"]
+    for shard in (0, 1):
+        run(*common, f"shard={shard}", run_dir=tmp_path / f"node{shard}" / "run")  # in-process: no merge yet
+    assert [p.name for p in merged.iterdir()] == [".shards"]
+    status = merge.main([str(merged)])
+    out = capsys.readouterr()
+    assert status == 0 and f"merged 2 shards -> {merged}" in out.out, out
+    assert (merged / "run.json").exists() and len(pd.read_csv(merged / "images.csv")) == 2
