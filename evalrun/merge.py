@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if not groups:
             print(f"{sweep_dir}: no finished shards (shard.json) found", file=sys.stderr)
             status = 1
+        done = []
         for merged, group in groups.items():
             if group["missing"]:
                 print(f"{merged.name}: waiting for shard(s) {group['missing']} of {group['num_shards']}")
@@ -92,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{merged.name}: merge failed: {exc}", file=sys.stderr)
                 status = 1
                 continue
+            done.append(merged)
             print(f"merged {group['num_shards']} shards -> {merged}")
-        if any(not g["missing"] for g in groups.values()):
+        if done:
             try:
                 write_summary(sweep_dir)
             except FileNotFoundError:  # the merged runs live elsewhere (shard_merge_dir): nothing to sum up here
-                print(f"{sweep_dir}: no finished run here to summarise (merged runs: "
-                      f"{', '.join(str(m) for m, g in groups.items() if not g['missing'])})")
+                print(f"{sweep_dir}: no finished run here to summarise (merged runs: {', '.join(map(str, done))})")
     return status
 
 

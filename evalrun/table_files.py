@@ -122,10 +122,15 @@ def _check_field_counts(text: str, sep: str, quoting: int, where: str) -> None:
     import csv
     import io
 
-    reader = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
-    header = next(reader, [])
-    for n, row in enumerate(reader, start=1):
-        if len(row) > len(header):
+    limit = csv.field_size_limit(1 << 30)  # csv's own 131,072-character cell limit refused files pandas reads
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting))
+    finally:
+        csv.field_size_limit(limit)
+    header = rows[0] if rows else []
+    for n, row in enumerate(rows[1:], start=1):
+        # Extra fields that are all empty are a trailing delimiter, which index_col=False reads as nothing.
+        if len(row) > len(header) and any(cell.strip() for cell in row[len(header):]):
             names, what = ", ".join(map(repr, header)), "comma" if sep == "," else "tab"
             raise ConfigError(f"{where} data row {n} has {len(row)} fields, the header {len(header)} ({names}): quote "
                               f"a field that holds a {what}, or remove the extra field")

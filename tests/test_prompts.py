@@ -259,3 +259,16 @@ def test_a_json_prompt_that_is_not_text_is_refused_and_knob_columns_are_named(tm
     with caplog.at_level(logging.WARNING):
         assert load_prompts(compose("prompts=file", f"prompts.path={extra}").prompts)[0]["prompt"] == "a cat"
     assert "column(s) negative_prompt, Seed are not read" in caplog.text
+
+
+def test_a_trailing_comma_and_a_long_cell_are_read(tmp_path):
+    """Checking field counts must refuse only a field too many that holds something: a trailing delimiter is
+    nothing (pandas read its row's prompt as the index before index_col=False), and csv's 131,072-character
+    cell limit is not a CSV rule."""
+    trailing = tmp_path / "t.csv"
+    trailing.write_text("prompt,category\na cat,Animals,\na dog,Animals,\n")
+    assert [(r["prompt"], r["category"]) for r in load_prompts(compose("prompts=file", f"prompts.path={trailing}").prompts)
+            ] == [("a cat", "Animals"), ("a dog", "Animals")]
+    long = tmp_path / "long.csv"
+    long.write_text("prompt,category\n" + "x" * 200_000 + ",y\n")
+    assert len(load_prompts(compose("prompts=file", f"prompts.path={long}").prompts)[0]["prompt"]) == 200_000

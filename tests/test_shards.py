@@ -320,3 +320,20 @@ def test_merge_by_hand_of_the_merge_dir_finds_the_shards_recorded_in_it(tmp_path
     out = capsys.readouterr()
     assert status == 0 and f"merged 2 shards -> {merged}" in out.out, out
     assert (merged / "run.json").exists() and len(pd.read_csv(merged / "images.csv")) == 2
+
+
+def test_a_merge_that_fails_is_not_listed_as_merged(tmp_path, capsys):
+    from conftest import run_inprocess as run
+    from evalrun import merge
+
+    merged = tmp_path / "merged"
+    common = ["model=tiny_ddpm", "num_images=2", "steps=1", "metrics=[]", "num_shards=2", f"shard_merge_dir={merged}"]
+    for shard in (0, 1):
+        run(*common, f"shard={shard}", run_dir=tmp_path / "shards" / f"r{shard}")
+    import shutil
+
+    shutil.rmtree(merged)
+    merged.write_text("a file where the merged run goes")
+    assert merge.main([str(tmp_path / "shards")]) == 1
+    out = capsys.readouterr()
+    assert "merged: merge failed" in out.err and "merged runs" not in out.out and "merged 2 shards" not in out.out

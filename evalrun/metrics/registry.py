@@ -40,10 +40,16 @@ def metric_class(name: str) -> type[Metric]:
         raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}")
     module, cls = METRICS[name].split(":")
     try:
-        found = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as exc:  # a registry entry of the user's that names nothing importable
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # the entry names no module; an import error inside one is its own
+        if exc.name is None or not module.startswith(exc.name):
+            raise
         raise ConfigError(f"metric {name!r} is registered as {METRICS[name]!r}, which cannot be imported ({exc}); fix "
                           f"the entry in evalrun.metrics.registry.METRICS or put its package on the Python path") from None
+    found = getattr(imported, cls, None)
+    if found is None:
+        raise ConfigError(f"metric {name!r} is registered as {METRICS[name]!r}, but {module} has no {cls}; fix the "
+                          f"entry in evalrun.metrics.registry.METRICS")
     if inspect.isabstract(found):
         missing = ", ".join(sorted(getattr(found, "__abstractmethods__", ())))
         raise ConfigError(f"metric {name!r} ({METRICS[name]}) does not implement {missing}; a Metric defines update "
