@@ -28,7 +28,7 @@ HYDRA_OPTIONS = {"launcher": ("basic", "joblib", "submitit_local", "submitit_slu
 def hydra_problem(argv: Sequence[str], cli: bool = True) -> str | None:
     """``cli=False``: the Python API's overrides (its sweeps take value lists without ``-m``)."""
     return (_misspelt_option(argv) or _launcher_problem(argv) or _modes_problem(argv) or _chdir_problem(argv)
-            or _grammar_problem(argv, cli))
+            or _dirname_problem(argv) or _grammar_problem(argv, cli))
 
 
 def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
@@ -51,6 +51,14 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
             return (f"{arg}: Hydra cannot read this value ({str(exc).splitlines()[0]}); quote it, e.g. "
                     f"{_quoted(key, value, cli)}")
         key = override.get_key_element().lstrip("+~")
+        kind = override.value_type.name if override.value_type is not None else ""
+        if kind == "INTERVAL_SWEEP":  # Hydra's basic sweeper: a traceback
+            return (f"{arg}: interval() is a range for an optimising sweeper (Optuna, Nevergrad); a sweep takes "
+                    f"values: a list, range(a,b,step) or choice(...)")
+        if kind == "GLOB_CHOICE_SWEEP" and key in groups() and not any("hydra.searchpath" in a for a in argv):
+            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            if not override.value().filter(options):  # "Launching 0 jobs", then a summary failure and exit 0
+                return f"{arg} matches no {key} option; {key} options: {', '.join(options)}"
         if key in single and override.value_type is not None and override.value_type.name == "ELEMENT" \
                 and isinstance(override.value(), list):
             names = ",".join(map(str, override.value()))
@@ -198,9 +206,19 @@ def _modes_problem(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _dirname_problem(argv: Sequence[str]) -> str | None:
+    """Job dirs are named by the overrides (plus their hash): keys left out of the name would give two jobs
+    one dir, and the second was refused as another configuration's."""
+    for arg in argv:
+        if re.fullmatch(r"[+~]*hydra\.job\.config\.override_dirname\.exclude_keys(=.*)?", arg):
+            return (f"{arg}: evalrun names each sweep job's dir by all of its overrides, so that two jobs never share "
+                    f"one; leave override_dirname.exclude_keys unset (hydra.sweep.subdir= names dirs your way)")
+    return None
+
+
 def _chdir_problem(argv: Sequence[str]) -> str | None:
     for arg in argv:
-        if re.fullmatch(r"\+*hydra\.job\.chdir=(?i:true|yes|on|1)", arg):
+        if re.fullmatch(r"\+*hydra\.job\.chdir=(['\"]?)(?i:true|yes|on|1)\1", arg):  # quoted too: Hydra reads 'true' as true
             return (f"{arg}: evalrun writes each job's files into its job dir itself and reads relative paths "
                     f"(prompts.path, model.path, reference.path) from where you launch it; leave hydra.job.chdir false")
     return None

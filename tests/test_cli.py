@@ -449,6 +449,12 @@ def test_added_keys_that_something_reads_are_let_through():
                                                  "hydra/launcher=joblib? valid: basic, evalrun_joblib,"),
     (["hydra.job.chdir=true", "prompts.path=mine.txt"], "reads relative paths (prompts.path, model.path, "
                                                         "reference.path) from where you launch it; leave"),
+    (["hydra.job.chdir='true'", "prompts.path=mine.txt"], "hydra.job.chdir='true': evalrun writes each job's files"),
+    # Two jobs in one dir (the second refused as another configuration's), a traceback, and "Launching 0 jobs".
+    (["hydra.job.config.override_dirname.exclude_keys=[seed]", "seed=0,1", "-m"],
+     "names each sweep job's dir by all of its overrides, so that two jobs never share one"),
+    (["guidance_scale=interval(1,2)", "-m"], "interval() is a range for an optimising sweeper (Optuna, Nevergrad)"),
+    (["scheduler=glob(zzz*)", "-m"], "scheduler=glob(zzz*) matches no scheduler option; scheduler options: ddim,"),
     # Keys no packaged config has, far from all: Hydra's page ("Could not override ... not in struct").
     (["my_own_knob=1"], "my_own_knob is not a key of the config (evalrun --help lists them); a key of your own is "
                         "added with +my_own_knob=1"),
@@ -777,3 +783,12 @@ def test_the_hub_deprecation_warning_before_each_model_load_is_quieted():
                       UserWarning)
         warnings.warn("another library warning", UserWarning)
     assert [str(w.message) for w in caught] == ["another library warning"]
+
+
+def test_a_sweep_without_the_summary_callback_fails_in_one_line_not_a_traceback(tmp_path):
+    """~hydra.callbacks.summary: the sweeper re-raised the first job's ConfigError, and Hydra printed its stack."""
+    done = cli("~hydra.callbacks.summary", "prompts=file", f"prompts.path={tmp_path / 'none.txt'}", "seed=0,1",
+               "metrics=[]", "steps=2", f"hydra.sweep.dir={tmp_path / 's'}", "-m", check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"evalrun: error: 2 of 2 job(s) failed; each said why above (first: "
+                                                    f"prompts.path='{tmp_path / 'none.txt'}' does not exist)")

@@ -71,6 +71,17 @@ def test_groups_with_their_own_defaults_and_other_overrides_compose_in_full():
     assert composer.hydra_compositions == 2 + 7
 
 
+def test_a_value_before_a_plus_override_of_its_parent_keeps_hydras_order():
+    """Hydra applies overrides in command-line order: scheduler.kwargs.use_karras_sigmas=true then
+    ++scheduler.kwargs={use_karras_sigmas:false} is false; the rebuilt job applied the value last (true)."""
+    composer = JobComposer()
+    for value in ("true", "false"):
+        job = ["scheduler=dpm_karras", f"scheduler.kwargs.use_karras_sigmas={value}",
+               "++scheduler.kwargs={use_karras_sigmas:false}"]
+        assert composer(job).scheduler.kwargs.use_karras_sigmas is False
+        assert_same(composer(job), job)
+
+
 def test_rebuilt_configs_are_independent_copies():
     """A job's config is its own: changing it changes neither the next job's nor the cached base."""
     composer = JobComposer()

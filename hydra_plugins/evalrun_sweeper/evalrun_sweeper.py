@@ -64,8 +64,14 @@ class EvalrunSweeper(BasicSweeper):
         import evalrun.callbacks
 
         evalrun.callbacks.SWEEP_FAILURES = self._lost + sum(r.status == JobStatus.FAILED for rs in returns for r in rs)
-        if not self._summary_exits_on_failure():
-            for results in returns:  # nothing after this sweep would exit non-zero: fail as Hydra's sweeper does
+        if not self._summary_exits_on_failure():  # nothing after this sweep would exit non-zero: fail here
+            failed = [r for rs in returns for r in rs if r.status == JobStatus.FAILED]
+            if failed and not self._lost and all(isinstance(r._return_value, EvalrunError) for r in failed):
+                # Users' mistakes, each logged in one line by its job: one more line, not Hydra's traceback.
+                print(f"evalrun: error: {len(failed)} of {sum(len(rs) for rs in returns)} job(s) failed; each said why "
+                      f"above (first: {failed[0]._return_value})", file=sys.stderr)
+                raise SystemExit(1)
+            for results in returns:  # anything else: as Hydra's sweeper does, with its traceback
                 for result in results:
                     _ = result.return_value
             if self._lost:
