@@ -103,8 +103,10 @@ class JobComposer:
             return self._in_full(job)  # may add config dirs and groups: Hydra's own path
         values = [o for o in job if self._is_value(o)]
         part = tuple(o for o in job if o not in values)
-        keys, others = {o.split("=", 1)[0] for o in values}, {o.split("=", 1)[0].lstrip("+~") for o in part}
-        if any(a == b or a.startswith(b + ".") or b.startswith(a + ".") for a in keys for b in others):
+        keys = {o.split("=", 1)[0] for o in values}
+        added = {o.split("=", 1)[0].lstrip("+~") for o in part if o.startswith(("+", "~"))}  # applied in order
+        if keys & {o.split("=", 1)[0].lstrip("+~") for o in part} or any(
+                a.startswith(b + ".") or b.startswith(a + ".") for a in keys for b in added):
             return self._in_full(job)  # one key (or a parent and its child) both ways: keep Hydra's own order
         base = self._composed.get(part)
         if base is None or not base.values <= set(values):
