@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evalrun.errors import ConfigError, true_or_false
-from evalrun.metrics.base import MAX_SEED
+from evalrun.metrics.settings import MAX_SEED
 from evalrun.plain import to_plain
 from evalrun.scheduler_fits import FAMILIES, fitting_options, mismatch
 

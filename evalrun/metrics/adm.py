@@ -27,7 +27,8 @@ from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
 from evalrun.metrics.backbone import backbone, describe
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_seed
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.settings import setting_seed
 from evalrun.metrics.bootstrap_ci import Bootstrap, ci_outputs
 from evalrun.metrics.common import ExtractorMetric
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from evalrun.errors import ConfigError
-from evalrun.metrics.base import Output, setting_bool
+from evalrun.metrics.base import Output
+from evalrun.metrics.settings import setting_bool
 
 CONFIDENCE = 0.95
 SUFFIXES = ("_ci95_low", "_ci95_high")

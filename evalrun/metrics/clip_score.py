@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output, setting_number
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.settings import setting_number
 from evalrun.metrics.common import ExtractorMetric, texts_of
 
 

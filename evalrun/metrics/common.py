@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from evalrun.errors import ConfigError
-from evalrun.metrics.base import ImageBatch, Metric, MetricContext, setting_int
+from evalrun.metrics.base import ImageBatch, Metric, MetricContext
+from evalrun.metrics.settings import setting_int
 
 # text_key=auto (scoring images made elsewhere): an edit pair's output caption, any other image's prompt.
 AUTO_TEXT = "auto"

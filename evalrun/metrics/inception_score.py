@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from evalrun.errors import ConfigError, EvalrunError
-from evalrun.metrics.base import (ImageBatch, MetricContext, MetricResult, Output, setting_bool, setting_int,
-                                  setting_seed)
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.settings import setting_bool, setting_int, setting_seed
 from evalrun.metrics.common import ExtractorMetric
 
 

@@ -6,8 +6,8 @@ import warnings
 from typing import Any
 
 from evalrun.errors import EvalrunError
-from evalrun.metrics.base import (ImageBatch, MetricContext, MetricResult, Output, setting_int, setting_number,
-                                  setting_seed)
+from evalrun.metrics.base import ImageBatch, MetricContext, MetricResult, Output
+from evalrun.metrics.settings import setting_int, setting_number, setting_seed
 from evalrun.metrics.common import ExtractorMetric
 
 

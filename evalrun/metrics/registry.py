@@ -10,7 +10,8 @@ import inspect
 from typing import Any, Mapping
 
 from evalrun.errors import ConfigError, in_api_words
-from evalrun.metrics.base import Metric, MetricContext, setting_seed
+from evalrun.metrics.base import Metric, MetricContext
+from evalrun.metrics.settings import setting_seed
 
 # name -> "module:Class". Lazy strings keep validation light (metric modules import no torch at
 # module level) and let optional dependencies fail only when their metric is asked for.
