@@ -56,9 +56,8 @@ def _grammar_problem(argv: Sequence[str], cli: bool = True) -> str | None:
             return (f"{arg}: interval() is a range for an optimising sweeper (Optuna, Nevergrad); a sweep takes "
                     f"values: a list, range(a,b,step) or choice(...)")
         if kind == "GLOB_CHOICE_SWEEP" and key in groups() and not any("hydra.searchpath" in a for a in argv):
-            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-            if not override.value().filter(options):  # "Launching 0 jobs", then a summary failure and exit 0
-                return f"{arg} matches no {key} option; {key} options: {', '.join(options)}"
+            if not override.value().filter(options(key)):  # "Launching 0 jobs", then a summary failure and exit 0
+                return f"{arg} matches no {key} option; {key} options: {', '.join(options(key))}"
         if key in single and override.value_type is not None and override.value_type.name == "ELEMENT" \
                 and isinstance(override.value(), list):
             names = ",".join(map(str, override.value()))
@@ -91,6 +90,11 @@ def _quoted(key: str, value: str, cli: bool) -> str:
 def groups() -> set[str]:
     """The packaged config groups (conf/<group>/), Hydra's own left out."""
     return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} - {"hydra"}
+
+
+def options(group: str) -> list[str]:
+    """The packaged options of ``group`` (``conf/<group>/*.yaml``), sorted."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def nearest(name: str, known: Iterable[str], cutoff: float) -> str | None:
@@ -145,7 +149,7 @@ def _edits(a: str, b: str) -> int:
 
 def no_such_option(group: str, option: str, valid: Iterable[str] | None = None) -> str:
     """``group=option`` refused, with the likely options and the valid ones (default: ``conf/<group>/``)."""
-    valid = sorted(valid if valid is not None else (p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+    valid = sorted(valid) if valid is not None else options(group)
     near = suggestions(group.rsplit("/", 1)[-1], option, valid)
     hint = f"did you mean {' or '.join(f'{group}={n}' for n in near)}? " if near else ""
     return (f"{group}={option}: no such {group.rsplit('/', 1)[-1]}; {hint}valid: {', '.join(valid)} (or "

@@ -59,10 +59,10 @@ class FeatureExtractor(abc.ABC):
     def _checked(self, feats: Any, layer: str, n: int):
         """One layer of ``_extract``'s answer as float32 (n, D) numpy, or a one-line error naming the class: an
         extractor of your own that answered otherwise failed deep in a metric, or had its reference blamed."""
+        from collections.abc import Mapping
+
         import numpy as np
         import torch
-
-        from collections.abc import Mapping
 
         value = feats.get(layer) if isinstance(feats, Mapping) else None
         if isinstance(value, torch.Tensor):
